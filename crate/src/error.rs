@@ -1,0 +1,89 @@
+//! One error type for the whole library, grouped by section.
+//!
+//! Every variant has a stable machine-readable code (`Error::code`), which is what crosses
+//! the wasm boundary and the worker as a JS `Error.name`; the `Display` text says what went
+//! wrong and, where there is one, what to do about it.
+
+use thiserror::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    // --- model source (GGUF) and model pack ---
+    #[error("GGUF: {0}")]
+    Gguf(String),
+    #[error("model pack: {0}")]
+    Pack(String),
+    #[error("model pack not found at {path}: run `lmz model fetch` (or pass --model PATH / set LMZ_MODEL)")]
+    ModelMissing { path: String },
+    #[error("hash mismatch for {what}: expected {expected}, got {actual}; the download is corrupt or not the pinned file — delete it and fetch again")]
+    HashMismatch { what: String, expected: String, actual: String },
+    #[error("model fetch failed: {0}")]
+    Fetch(String),
+
+    // --- tokenizer ---
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    // --- inference ---
+    #[error("context overflow: position {pos} is past the model's context of {ctx} tokens")]
+    ContextOverflow { pos: usize, ctx: usize },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    // --- io ---
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A stable identifier for this kind of error, for programs (and JS) to match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Gguf(_) => "LMZ_GGUF",
+            Error::Pack(_) => "LMZ_PACK",
+            Error::ModelMissing { .. } => "LMZ_MODEL_MISSING",
+            Error::HashMismatch { .. } => "LMZ_HASH_MISMATCH",
+            Error::Fetch(_) => "LMZ_FETCH",
+            Error::Tokenizer(_) => "LMZ_TOKENIZER",
+            Error::ContextOverflow { .. } => "LMZ_CONTEXT_OVERFLOW",
+            Error::InvalidArgument(_) => "LMZ_INVALID_ARGUMENT",
+            Error::Io { .. } => "LMZ_IO",
+        }
+    }
+
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().display().to_string(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_prefixed() {
+        let all = [
+            Error::Gguf(String::new()),
+            Error::Pack(String::new()),
+            Error::ModelMissing { path: String::new() },
+            Error::HashMismatch { what: String::new(), expected: String::new(), actual: String::new() },
+            Error::Fetch(String::new()),
+            Error::Tokenizer(String::new()),
+            Error::ContextOverflow { pos: 0, ctx: 0 },
+            Error::InvalidArgument(String::new()),
+            Error::io("x", std::io::Error::other("x")),
+        ];
+        let mut codes: Vec<_> = all.iter().map(|e| e.code()).collect();
+        assert!(codes.iter().all(|c| c.starts_with("LMZ_")));
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+    }
+}

@@ -1,0 +1,21 @@
+//! lmz: lossless compression driven by a small language model, with every number between
+//! the weights and the entropy coder computed in integer arithmetic so that a file made on
+//! one machine decodes on any other, bit for bit.
+//!
+//! Data path (ARCHITECTURE.md): bytes → [`tokenizer`] → [`model`] forward pass (integer,
+//! generic over a [`backend`]) → [`freq`] integer frequency tables → range coder → container.
+//!
+//! The library core has no file system, threads (unless the `parallel` feature is on) or
+//! clocks, so it builds for `wasm32-unknown-unknown` unchanged.
+
+pub mod convert;
+pub mod error;
+#[cfg(feature = "cli")]
+pub mod fetch;
+pub mod gguf;
+pub mod pack;
+pub mod tables;
+pub mod wide;
+
+pub use error::{Error, Result};
+pub use pack::Model;
