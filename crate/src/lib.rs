@@ -8,11 +8,15 @@
 //! The library core has no file system, threads (unless the `parallel` feature is on) or
 //! clocks, so it builds for `wasm32-unknown-unknown` unchanged.
 
+pub mod backend;
 pub mod convert;
 pub mod error;
+pub mod eval;
 #[cfg(feature = "cli")]
 pub mod fetch;
+pub mod freq;
 pub mod gguf;
+pub mod model;
 pub mod pack;
 pub mod tables;
 pub mod wide;

@@ -1,0 +1,636 @@
+//! The CPU engine and the integer kernels it is made of.
+//!
+//! Each `pub fn` kernel here is the oracle for the WGSL kernel of the same name in
+//! `shaders/`. Every intermediate is bounded to fit 32 bits (the bound is stated where it
+//! is not obvious); the few places that need more use [`crate::wide`], which is built from
+//! 32-bit words exactly as WGSL must do it. Rounding is always "half up" on the value or on
+//! the magnitude as stated, so every engine gets the same bits.
+//!
+//! Fixed-point formats (fraction bits): residual Q12; q/k Q10; v Q8; attention output Q23;
+//! FFN gate/up/hidden Q10; logits Q10 in log2 units. Matmul inputs are int8 blocks (scale-free).
+
+use crate::backend::{Backend, Mat, Norm};
+use crate::error::{Error, Result};
+use crate::pack::{Config, Model, NormWeight, Q4Matrix, Q8Matrix, Tables};
+use crate::wide::{self, mul_shift, Wide};
+
+#[cfg(feature = "parallel")]
+use rayon::prelude::*;
+
+// --- formats ---
+
+pub const RESID_FRAC: i32 = 12;
+pub const QK_FRAC: i32 = 10;
+pub const V_FRAC: i32 = 8;
+pub const ATT_OUT_FRAC: i32 = 23;
+pub const FFN_FRAC: i32 = 10;
+pub const LOGIT_FRAC: i32 = crate::freq::LOGIT_FRAC;
+/// Largest per-block activation mantissa.
+pub const ACT_MANT_MAX: u32 = 4096;
+/// q and k are re-quantised to |·| ≤ 511 per (token, head) with a power-of-two scale.
+pub const QK_INT_MAX: u32 = 511;
+/// round(log2(e) / sqrt(64) · 2^16): folds the softmax scale and the change to log2 units
+/// into q.
+pub const Q_SCALE_Q16: i32 = 11819;
+
+// --- activation quantisation ---
+
+/// int8 activations in blocks of 32: value ≈ `q · a[block] · 2^exp[token]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QAct {
+    pub tokens: usize,
+    pub width: usize,
+    /// `[tokens, width]`, |q| ≤ 127
+    pub q: Vec<i8>,
+    /// `[tokens, width/32]`, ≤ 4096
+    pub a: Vec<u16>,
+    /// `[tokens, width/32]`, Σ q over the block (|·| ≤ 4064)
+    pub sum: Vec<i32>,
+    /// `[tokens]`
+    pub exp: Vec<i32>,
+}
+
+/// `ceil(m · 2^(7−e) / 127)`; callers ensure the result is what they want to test against 4096.
+fn act_mant(m: u32, e: u32) -> u32 {
+    if e >= 7 {
+        // divisor 127·2^(e−7) < 2^31 for e ≤ 30; m + divisor − 1 < 2^32.
+        let div = 127u32 << (e - 7).min(24);
+        (m / div) + (m % div != 0) as u32
+    } else if m >= 1 << 24 {
+        u32::MAX // certainly > 4096: m·2^(7−e)/127 ≥ 2^24·2/127
+    } else {
+        let num = m << (7 - e); // < 2^31
+        num.div_ceil(127)
+    }
+}
+
+/// Quantises one row `z` (fixed point with `frac` fraction bits) in place into `q`, `a`,
+/// `sum`; returns the row's exponent.
+pub fn quantize_row(z: &[i32], frac: i32, q: &mut [i8], a: &mut [u16], sum: &mut [i32]) -> i32 {
+    let mut m_all = 0u32;
+    for &v in z {
+        m_all = m_all.max(v.unsigned_abs());
+    }
+    // Smallest E with every block mantissa ≤ 4096 (E ≤ 21 since m < 2^32).
+    let mut e = 0u32;
+    while act_mant(m_all, e) > ACT_MANT_MAX {
+        e += 1;
+    }
+    for (b, blk) in z.chunks_exact(32).enumerate() {
+        let mb = blk.iter().fold(0u32, |m, v| m.max(v.unsigned_abs()));
+        let ab = act_mant(mb, e);
+        a[b] = ab as u16;
+        let mut s = 0i32;
+        for (i, &v) in blk.iter().enumerate() {
+            let qv = if ab == 0 {
+                0
+            } else {
+                // q = round(|v| / (ab · 2^(e−7))), exact: num < 2^31 (|v| ≤ mb ≤ 127·4096 when e < 7),
+                // den ≤ 4096·2^14. |v| ≤ ab·127·2^(e−7) so q ≤ 127.
+                let (num, den) = if e >= 7 { (v.unsigned_abs(), ab << (e - 7)) } else { (v.unsigned_abs() << (7 - e), ab) };
+                let (qu, r) = (num / den, num % den);
+                let qu = qu + (r >= den - r) as u32; // r ≥ den/2, no overflow
+                if v < 0 {
+                    -(qu as i32)
+                } else {
+                    qu as i32
+                }
+            };
+            q[32 * b + i] = qv as i8;
+            s += qv;
+        }
+        sum[b] = s;
+    }
+    e as i32 - 7 - frac
+}
+
+/// Quantises `[tokens, width]`.
+pub fn quantize(z: &[i32], width: usize, frac: i32) -> QAct {
+    let tokens = z.len() / width;
+    let nb = width / 32;
+    let mut out = QAct { tokens, width, q: vec![0; z.len()], a: vec![0; tokens * nb], sum: vec![0; tokens * nb], exp: vec![0; tokens] };
+    for t in 0..tokens {
+        out.exp[t] = quantize_row(&z[t * width..(t + 1) * width], frac, &mut out.q[t * width..(t + 1) * width], &mut out.a[t * nb..(t + 1) * nb], &mut out.sum[t * nb..(t + 1) * nb]);
+    }
+    out
+}
+
+// --- matmul ---
+
+/// Exact `Σ_b T_b·a_b` in 32-bit words: `hi·2^16 + lo` with `T = hi16·2^16 + lo16` split per
+/// term (`|T| < 2^30`, `a ≤ 2^12`). `lo` gains < 2^28 per block and is folded into `hi`
+/// every 8 blocks (so it stays < 2^32); |hi| ≤ Σ|T>>16|·a ≤ 32 blocks · 2^14·2^12 < 2^31
+/// for the Q8 logits (dim ≤ 1024) and 48 · 2^13·2^12 < 2^31 for Q4 rows (≤ 1536 columns).
+#[derive(Clone, Copy, Default)]
+pub struct SplitAcc {
+    hi: i32,
+    lo: u32,
+    n: u32,
+}
+
+impl SplitAcc {
+    #[inline(always)]
+    pub fn add(&mut self, t: i32, a: u32) {
+        self.hi += (t >> 16) * a as i32;
+        self.lo += (t as u32 & 0xFFFF) * a;
+        self.n += 1;
+        if self.n == 8 {
+            self.fold();
+        }
+    }
+    #[inline(always)]
+    fn fold(&mut self) {
+        self.hi += (self.lo >> 16) as i32;
+        self.lo &= 0xFFFF;
+        self.n = 0;
+    }
+    /// `round(value · 2^-s)` saturated to i32 (see [`Wide::round_shift_sat`]).
+    #[inline(always)]
+    pub fn round_shift_sat(mut self, s: i32) -> i32 {
+        self.fold();
+        Wide::from_i32(self.hi).shl(16).add(Wide { hi: 0, lo: self.lo }).round_shift_sat(s)
+    }
+}
+
+#[inline(always)]
+fn dot32(w: &[i8], q: &[i8]) -> i32 {
+    let mut s = 0i32;
+    for i in 0..32 {
+        s += w[i] as i32 * q[i] as i32;
+    }
+    s
+}
+
+/// One output of a Q4_1 × int8 product: `round(Σ_b (d·S'_b + m·X_b)·a_b · 2^(exp − e_row + frac_out))`
+/// with `S'_b = Σ (nib−8)·q`. `w8` holds the row's `nib − 8` unpacked.
+/// Bounds: |S'| ≤ 8·127·32 = 32512, |X| ≤ 4064, |d|,|m| ≤ 8191 ⇒ |T_b| < 2^29.
+#[inline(always)]
+pub fn dot_q4(w8: &[i8], d: &[i16], m: &[i16], e_row: i32, q: &[i8], a: &[u16], sum: &[i32], exp: i32, frac_out: i32) -> i32 {
+    let mut acc = SplitAcc::default();
+    for (b, (wb, qb)) in w8.chunks_exact(32).zip(q.chunks_exact(32)).enumerate() {
+        let t = d[b] as i32 * dot32(wb, qb) + m[b] as i32 * sum[b];
+        acc.add(t, a[b] as u32);
+    }
+    acc.round_shift_sat(e_row - exp - frac_out)
+}
+
+/// One output of a Q8_0 × int8 product: `round(Σ_b d·S_b·a_b · 2^(exp − e_row + frac_out))`.
+/// |S| ≤ 127·127·32 < 2^19, |d| ≤ 2047 ⇒ |T_b| < 2^30.
+#[inline(always)]
+pub fn dot_q8(w: &[i8], d: &[i16], e_row: i32, q: &[i8], a: &[u16], exp: i32, frac_out: i32) -> i32 {
+    let mut acc = SplitAcc::default();
+    for (b, (wb, qb)) in w.chunks_exact(32).zip(q.chunks_exact(32)).enumerate() {
+        acc.add(d[b] as i32 * dot32(wb, qb), a[b] as u32);
+    }
+    acc.round_shift_sat(e_row - exp - frac_out)
+}
+
+/// Unpacks Q4_1 nibbles (ggml order) to `nib − 8` per element, row-major `[rows, cols]`.
+pub fn unpack_q4(w: &Q4Matrix) -> Vec<i8> {
+    let mut out = vec![0i8; w.rows * w.cols];
+    for (blk, o) in w.nib.chunks_exact(16).zip(out.chunks_exact_mut(32)) {
+        for j in 0..16 {
+            o[j] = (blk[j] & 15) as i8 - 8;
+            o[j + 16] = (blk[j] >> 4) as i8 - 8;
+        }
+    }
+    out
+}
+
+/// Runs `f(row) -> [tokens]` for every output row (in parallel when enabled) and returns
+/// `[tokens, rows]`.
+fn by_rows(rows: usize, tokens: usize, f: impl Fn(usize, &mut [i32]) + Sync + Send) -> Vec<i32> {
+    let mut tr = vec![0i32; rows * tokens];
+    #[cfg(feature = "parallel")]
+    tr.par_chunks_mut(tokens).enumerate().for_each(|(r, o)| f(r, o));
+    #[cfg(not(feature = "parallel"))]
+    tr.chunks_mut(tokens).enumerate().for_each(|(r, o)| f(r, o));
+    if tokens == 1 {
+        return tr;
+    }
+    let mut out = vec![0i32; rows * tokens];
+    for r in 0..rows {
+        for t in 0..tokens {
+            out[t * rows + r] = tr[r * tokens + t];
+        }
+    }
+    out
+}
+
+/// Compiles `$body` twice: as is, and with AVX2 enabled (chosen at run time). Both are the
+/// same integer code, so they give the same bits; AVX2 only lets LLVM use wider vectors.
+macro_rules! multiversion {
+    ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
+        #[inline(always)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn wide($($arg: $ty),*) $body
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $body
+        }
+    };
+}
+
+multiversion!(rows_q4(w: &Q4Matrix, w8: &[i8], x: &QAct, frac_out: i32, r: usize, o: &mut [i32]) {
+    let (cols, nb) = (w.cols, w.cols / 32);
+    let (wr, dr, mr) = (&w8[r * cols..(r + 1) * cols], &w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb]);
+    for (t, ot) in o.iter_mut().enumerate() {
+        *ot = dot_q4(wr, dr, mr, w.e[r] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], &x.sum[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+    }
+});
+
+multiversion!(rows_q8(w: &Q8Matrix, x: &QAct, frac_out: i32, r: usize, o: &mut [i32]) {
+    let (cols, nb) = (w.cols, w.cols / 32);
+    let (wr, dr) = (&w.q[r * cols..(r + 1) * cols], &w.d[r * nb..(r + 1) * nb]);
+    for (t, ot) in o.iter_mut().enumerate() {
+        *ot = dot_q8(wr, dr, w.e[r] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+    }
+});
+
+/// `[tokens, rows]` = act · Wᵀ for a Q4_1 matrix whose `nib − 8` are unpacked in `w8`.
+pub fn matmul_q4(w: &Q4Matrix, w8: &[i8], x: &QAct, frac_out: i32) -> Vec<i32> {
+    by_rows(w.rows, x.tokens, |r, o| rows_q4(w, w8, x, frac_out, r, o))
+}
+
+/// `[tokens, rows]` = act · Wᵀ for a Q8_0 matrix.
+pub fn matmul_q8(w: &Q8Matrix, x: &QAct, frac_out: i32) -> Vec<i32> {
+    by_rows(w.rows, x.tokens, |r, o| rows_q8(w, x, frac_out, r, o))
+}
+
+// --- embedding, norm, rope, silu ---
+
+/// Residual rows (Q12) of the given tokens from the Q8_0 embedding.
+pub fn embed(w: &Q8Matrix, tokens: &[u32]) -> Result<Vec<i32>> {
+    let dim = w.cols;
+    let mut out = Vec::with_capacity(tokens.len() * dim);
+    for &t in tokens {
+        let r = t as usize;
+        if r >= w.rows {
+            return Err(Error::InvalidArgument(format!("token id {t} is outside the vocabulary of {}", w.rows)));
+        }
+        let sh = w.e[r] as i32 - RESID_FRAC;
+        for c in 0..dim {
+            // |d·q| ≤ 2047·127 < 2^18
+            let v = w.d[r * dim / 32 + c / 32] as i32 * w.q[r * dim + c] as i32;
+            out.push(Wide::from_i32(v).round_shift_sat(sh));
+        }
+    }
+    Ok(out)
+}
+
+/// RMSNorm of one Q12 row times the gain, output with `g.z_frac` fraction bits.
+///
+/// Sum of squares on a dynamically pre-shifted copy (|x| >> s < 2^11, so dim·2^22 < 2^32 for
+/// dim ≤ 1024); the unshifted x is then multiplied by 1/rms (a 16-bit reciprocal of a 16-bit
+/// integer square root), so channels far below the outlier channels keep their precision.
+pub fn rmsnorm_row(x: &[i32], g: &NormWeight, eps_q24: u32, z: &mut [i32]) {
+    let m = x.iter().fold(0u32, |m, v| m.max(v.unsigned_abs()));
+    let mut s = 0u32;
+    while (m >> s) >= 2048 {
+        s += 1;
+    }
+    let mut ss = 0u32;
+    for v in x {
+        let u = v.unsigned_abs() >> s;
+        ss += u * u;
+    }
+    let v = ss / x.len() as u32 + (eps_q24 >> (2 * s).min(31));
+    if v == 0 {
+        z.iter_mut().for_each(|o| *o = 0);
+        return;
+    }
+    // v < 2^22 + eps: normalise to [2^28, 2^30) by an even shift, then sqrt(4v') ∈ [2^15, 2^16).
+    let mut vn = v;
+    let mut k = 0i32;
+    while vn < 1 << 28 {
+        vn <<= 2;
+        k += 1;
+    }
+    let sq = wide::isqrt(vn << 2);
+    // 1/sqrt(v) = r · 2^(k−30), r = round(2^31 / sq) ∈ (2^15, 2^16]
+    let r = ((1u32 << 31) + sq / 2) / sq;
+    // y (Q24) = x · 2^-s / sqrt(v) = x · r · 2^(k − s − 6); |y| ≤ ~sqrt(dim)·2^24 < 2^30
+    let sh_y = s as i32 + 6 - k;
+    let sh_z = 24 + g.g_exp - g.z_frac;
+    for ((o, &xi), &gi) in z.iter_mut().zip(x).zip(&g.g) {
+        let y = mul_shift(xi, r as i32, sh_y);
+        *o = mul_shift(y, gi, sh_z);
+    }
+}
+
+/// Rotates adjacent pairs (llama.cpp's normal RoPE mode) of each head of one row at `pos`.
+/// Values Q10 (any range: the products are [`Wide`]); tables Q1.14.
+pub fn rope_row(x: &mut [i32], head_dim: usize, pos: usize, t: &Tables) {
+    let half = head_dim / 2;
+    let (cos, sin) = (&t.rope_cos[pos * half..(pos + 1) * half], &t.rope_sin[pos * half..(pos + 1) * half]);
+    for h in x.chunks_exact_mut(head_dim) {
+        for i in 0..half {
+            let (x0, x1) = (h[2 * i], h[2 * i + 1]);
+            let (c, s) = (cos[i] as i32, sin[i] as i32);
+            h[2 * i] = Wide::mul_i32(x0, c).sub(Wide::mul_i32(x1, s)).round_shift_sat(crate::tables::ROPE_FRAC as i32);
+            h[2 * i + 1] = Wide::mul_i32(x0, s).add(Wide::mul_i32(x1, c)).round_shift_sat(crate::tables::ROPE_FRAC as i32);
+        }
+    }
+}
+
+/// `silu(gate) · up`, all Q10. SiLU by linear interpolation in a table of step 1/64 on
+/// [−16, 16]; outside it silu(g) = g (g ≥ 16) or 0 (g < −16), both within 2^-10 of exact.
+pub fn silu_mul(gate: &[i32], up: &[i32], silu: &[i32], out: &mut [i32]) {
+    let centre = (silu.len() / 2) as i32;
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        let idx = (g >> 4) + centre;
+        let s = if idx < 0 {
+            0
+        } else if idx >= 2 * centre {
+            g
+        } else {
+            let (a, b) = (silu[idx as usize], silu[idx as usize + 1]);
+            a + (((b - a) * (g & 15) + 8) >> 4) // |b − a| ≤ 18: no overflow
+        };
+        *o = mul_shift(s, u, FFN_FRAC);
+    }
+}
+
+// --- attention ---
+
+/// Re-quantises a vector to |·| ≤ 511 with a power-of-two scale: returns the exponent.
+pub fn quantize_qk(x: &[i32], out: &mut [i16]) -> i32 {
+    let m = x.iter().fold(0u32, |m, v| m.max(v.unsigned_abs()));
+    let rs = |v: u32, e: u32| if e == 0 { v } else { (v >> e) + ((v >> (e - 1)) & 1) }; // round half up
+    let mut e = 0u32;
+    while rs(m, e) > QK_INT_MAX {
+        e += 1;
+    }
+    for (o, &v) in out.iter_mut().zip(x) {
+        let q = rs(v.unsigned_abs(), e) as i16;
+        *o = if v < 0 { -q } else { q };
+    }
+    e as i32
+}
+
+/// A layer's KV cache: keys quantised per (position, kv head), values Q8 in i16.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    /// `[ctx, n_kv·head_dim]`
+    pub k: Vec<i16>,
+    /// `[ctx, n_kv]`
+    pub k_exp: Vec<i32>,
+    /// `[ctx, n_kv·head_dim]`
+    pub v: Vec<i16>,
+}
+
+/// Writes row `pos` of the cache from a rotated Q10 key row and a Q8 value row.
+pub fn kv_store(cache: &mut KvCache, pos: usize, k: &[i32], v: &[i32], head_dim: usize) {
+    let kvd = k.len();
+    for (h, kh) in k.chunks_exact(head_dim).enumerate() {
+        let e = quantize_qk(kh, &mut cache.k[pos * kvd + h * head_dim..pos * kvd + (h + 1) * head_dim]);
+        cache.k_exp[pos * (kvd / head_dim) + h] = e;
+    }
+    for (o, &x) in cache.v[pos * kvd..(pos + 1) * kvd].iter_mut().zip(v) {
+        *o = x.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+    }
+}
+
+/// Causal attention of one query row (all heads, rotated, Q10) at position `pos` over
+/// cache rows `0..=pos`. Output `[n_heads·head_dim]`, Q23.
+///
+/// Scores in Q8 log2 units: q is pre-scaled by log2(e)/8 and re-quantised (≤ 511, exponent
+/// eq), keys likewise (ek), so `t_j = (q·k_j) · 2^(eq + ek_j − 12)` (|q·k| < 2^24).
+/// `p_j = exp2_q15[frac] >> int` of `max − t_j` (≤ 2^15; Σ ≤ ctx·2^15 ≤ 2^28), normalised
+/// to Q0.15 by one division each (`p_j·2^15 ≤ 2^30`), then `Σ p'_j v_j` with Σp' ≤ 2^15 + ctx/2
+/// and |v| < 2^15 stays below 2^31.
+pub fn attention_row(q: &[i32], cache: &KvCache, pos: usize, cfg: &Config, exp_q15: &[u32], out: &mut [i32], scratch: &mut Vec<u32>) {
+    let hd = cfg.head_dim;
+    let kvd = cfg.n_kv_heads * hd;
+    let group = cfg.n_heads / cfg.n_kv_heads;
+    let n = pos + 1;
+    let mut qs = vec![0i32; hd];
+    let mut qi = vec![0i16; hd];
+    scratch.resize(n, 0);
+    for (h, (qh, oh)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
+        let kvh = h / group;
+        for (o, &x) in qs.iter_mut().zip(qh) {
+            *o = mul_shift(x, Q_SCALE_Q16, 16);
+        }
+        let eq = quantize_qk(&qs, &mut qi);
+        let mut tmax = i32::MIN;
+        let scores: &mut [u32] = scratch;
+        for (j, sc) in scores.iter_mut().enumerate() {
+            let kj = &cache.k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+            let mut dot = 0i32;
+            for i in 0..hd {
+                dot += qi[i] as i32 * kj[i] as i32;
+            }
+            let t = Wide::from_i32(dot).round_shift_sat(12 - eq - cache.k_exp[j * cfg.n_kv_heads + kvh]);
+            *sc = t as u32; // stash the signed score's bits
+            tmax = tmax.max(t);
+        }
+        let mut sum = 0u32;
+        for sc in scores.iter_mut() {
+            let d = tmax.wrapping_sub(*sc as i32) as u32; // exact: t ≤ tmax
+            let k = d >> 8;
+            let p = if k >= 16 { 0 } else { exp_q15[(d & 255) as usize] >> k };
+            *sc = p;
+            sum += p;
+        }
+        // sum ≥ 2^15 (the maximum contributes exp_q15[0] = 2^15).
+        oh.iter_mut().for_each(|o| *o = 0);
+        for (j, &p) in scores.iter().enumerate() {
+            if p == 0 {
+                continue;
+            }
+            let pn = ((p << 15) + sum / 2) / sum;
+            let vj = &cache.v[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+            for (o, &v) in oh.iter_mut().zip(vj) {
+                *o += pn as i32 * v as i32;
+            }
+        }
+    }
+}
+
+// --- the engine ---
+
+/// A Q4 matrix with its unpacked `nib − 8` copy (the CPU's layout).
+struct CpuQ4 {
+    w: Q4Matrix,
+    w8: Vec<i8>,
+}
+
+impl CpuQ4 {
+    fn new(w: &Q4Matrix) -> Self {
+        CpuQ4 { w8: unpack_q4(w), w: w.clone() }
+    }
+}
+
+struct CpuLayer {
+    attn_norm: NormWeight,
+    wq: CpuQ4,
+    wk: CpuQ4,
+    wv: CpuQ4,
+    wo: CpuQ4,
+    ffn_norm: NormWeight,
+    w_gate: CpuQ4,
+    w_up: CpuQ4,
+    w_down: CpuQ4,
+}
+
+/// Activations on the CPU: `[rows, width]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuBuf {
+    pub width: usize,
+    pub data: Vec<i32>,
+}
+
+impl CpuBuf {
+    pub fn rows(&self) -> usize {
+        self.data.len() / self.width.max(1)
+    }
+}
+
+/// The CPU engine: unpacked weights and a KV cache of `cache_len` positions per layer.
+pub struct CpuBackend {
+    cfg: Config,
+    embed: Q8Matrix,
+    layers: Vec<CpuLayer>,
+    out_norm: NormWeight,
+    tables: Tables,
+    cache: Vec<KvCache>,
+}
+
+impl CpuBackend {
+    /// `cache_len`: the most positions a sequence will use (≤ the model's context).
+    pub fn new(model: &Model, cache_len: usize) -> Result<Self> {
+        let cfg = model.config().clone();
+        if cache_len == 0 || cache_len > cfg.ctx {
+            return Err(Error::InvalidArgument(format!("cache length {cache_len} must be in 1..={}", cfg.ctx)));
+        }
+        let w = &model.weights;
+        let layers = w
+            .layers
+            .iter()
+            .map(|l| CpuLayer {
+                attn_norm: l.attn_norm.clone(),
+                wq: CpuQ4::new(&l.wq),
+                wk: CpuQ4::new(&l.wk),
+                wv: CpuQ4::new(&l.wv),
+                wo: CpuQ4::new(&l.wo),
+                ffn_norm: l.ffn_norm.clone(),
+                w_gate: CpuQ4::new(&l.w_gate),
+                w_up: CpuQ4::new(&l.w_up),
+                w_down: CpuQ4::new(&l.w_down),
+            })
+            .collect();
+        let kvd = cfg.n_kv_heads * cfg.head_dim;
+        let cache = (0..cfg.n_layers).map(|_| KvCache { k: vec![0; cache_len * kvd], k_exp: vec![0; cache_len * cfg.n_kv_heads], v: vec![0; cache_len * kvd] }).collect();
+        Ok(CpuBackend { embed: w.embed.clone(), layers, out_norm: w.out_norm.clone(), tables: w.tables.clone(), cache, cfg })
+    }
+
+    pub fn cache_len(&self) -> usize {
+        self.cache.first().map_or(0, |c| c.k_exp.len() / self.cfg.n_kv_heads)
+    }
+
+    fn q4(&self, m: Mat) -> &CpuQ4 {
+        match m {
+            Mat::Q(l) => &self.layers[l].wq,
+            Mat::K(l) => &self.layers[l].wk,
+            Mat::V(l) => &self.layers[l].wv,
+            Mat::O(l) => &self.layers[l].wo,
+            Mat::Gate(l) => &self.layers[l].w_gate,
+            Mat::Up(l) => &self.layers[l].w_up,
+            Mat::Down(l) => &self.layers[l].w_down,
+        }
+    }
+}
+
+impl Backend for CpuBackend {
+    type Buf = CpuBuf;
+    type Q = QAct;
+
+    fn embed(&mut self, tokens: &[u32]) -> Result<CpuBuf> {
+        Ok(CpuBuf { width: self.cfg.dim, data: embed(&self.embed, tokens)? })
+    }
+
+    fn rmsnorm(&mut self, x: &CpuBuf, norm: Norm) -> CpuBuf {
+        let g = match norm {
+            Norm::Attn(l) => &self.layers[l].attn_norm,
+            Norm::Ffn(l) => &self.layers[l].ffn_norm,
+            Norm::Out => &self.out_norm,
+        };
+        let mut z = vec![0; x.data.len()];
+        for (xr, zr) in x.data.chunks_exact(x.width).zip(z.chunks_exact_mut(x.width)) {
+            rmsnorm_row(xr, g, self.cfg.norm_eps_q24, zr);
+        }
+        CpuBuf { width: x.width, data: z }
+    }
+
+    fn quantize(&mut self, z: &CpuBuf, frac: i32) -> QAct {
+        quantize(&z.data, z.width, frac)
+    }
+
+    fn matmul(&mut self, m: Mat, a: &QAct, frac_out: i32) -> CpuBuf {
+        let w = self.q4(m);
+        CpuBuf { width: w.w.rows, data: matmul_q4(&w.w, &w.w8, a, frac_out) }
+    }
+
+    fn logits(&mut self, a: &QAct) -> CpuBuf {
+        CpuBuf { width: self.embed.rows, data: matmul_q8(&self.embed, a, LOGIT_FRAC) }
+    }
+
+    fn rope(&mut self, x: &mut CpuBuf, _heads: usize, pos0: usize) {
+        let w = x.width;
+        for (t, row) in x.data.chunks_exact_mut(w).enumerate() {
+            rope_row(row, self.cfg.head_dim, pos0 + t, &self.tables);
+        }
+    }
+
+    fn attention(&mut self, layer: usize, q: &CpuBuf, k: &CpuBuf, v: &CpuBuf, pos0: usize) -> CpuBuf {
+        let cfg = &self.cfg;
+        let cache = &mut self.cache[layer];
+        for (t, (kr, vr)) in k.data.chunks_exact(k.width).zip(v.data.chunks_exact(v.width)).enumerate() {
+            kv_store(cache, pos0 + t, kr, vr, cfg.head_dim);
+        }
+        let cache = &self.cache[layer];
+        let exp = &self.tables.att_exp;
+        let mut out = vec![0i32; q.data.len()];
+        let body = |(t, (qr, or)): (usize, (&[i32], &mut [i32]))| {
+            let mut scratch = Vec::new();
+            attention_row(qr, cache, pos0 + t, cfg, exp, or, &mut scratch);
+        };
+        #[cfg(feature = "parallel")]
+        q.data.par_chunks_exact(q.width).zip(out.par_chunks_exact_mut(q.width)).enumerate().for_each(body);
+        #[cfg(not(feature = "parallel"))]
+        q.data.chunks_exact(q.width).zip(out.chunks_exact_mut(q.width)).enumerate().for_each(body);
+        CpuBuf { width: q.width, data: out }
+    }
+
+    fn silu_mul(&mut self, gate: &CpuBuf, up: &CpuBuf) -> CpuBuf {
+        let mut out = vec![0; gate.data.len()];
+        silu_mul(&gate.data, &up.data, &self.tables.silu, &mut out);
+        CpuBuf { width: gate.width, data: out }
+    }
+
+    fn add(&mut self, x: &mut CpuBuf, y: &CpuBuf) {
+        for (a, &b) in x.data.iter_mut().zip(&y.data) {
+            *a = a.saturating_add(b);
+        }
+    }
+
+    fn rows_from(&mut self, x: &CpuBuf, from: usize) -> CpuBuf {
+        CpuBuf { width: x.width, data: x.data[(from * x.width).min(x.data.len())..].to_vec() }
+    }
+
+    fn freqs(&mut self, logits: &CpuBuf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+        let mut f = vec![0u32; logits.width];
+        for (r, row) in logits.data.chunks_exact(logits.width).enumerate() {
+            crate::freq::freq_table(row, &self.tables.out_exp, &mut f);
+            sink(r, &f)?;
+        }
+        Ok(())
+    }
+}

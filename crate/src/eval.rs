@@ -1,0 +1,137 @@
+//! The context policy, and scoring a token sequence under it.
+//!
+//! Policy (stated by [`Policy::describe`] in every report): the text's tokens are scored in
+//! windows of at most `window` positions. Every window starts with the `start` token at
+//! position 0 (no BOS is *added to the text*; the start token is context only, and it lets
+//! the first text token be predicted like any other). The first window scores all its
+//! tokens; each later window scores the next `stride` tokens with the `window − stride`
+//! tokens before them as context, re-run from position 0 (so every scored token sees at
+//! least `window − stride − 1` tokens of context, and a decoder can redo exactly the same
+//! computation from the tokens it has already decoded).
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::model::{forward, Fracs};
+use crate::pack::Config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Positions per window, including the start token.
+    pub window: usize,
+    /// Tokens scored per window after the first.
+    pub stride: usize,
+    /// Context-only token at position 0 of every window.
+    pub start: u32,
+}
+
+impl Policy {
+    pub fn default_for(cfg: &Config) -> Policy {
+        Policy { window: 1024.min(cfg.ctx), stride: 512.min(cfg.ctx / 2).max(1), start: cfg.bos }
+    }
+
+    pub fn validate(&self, cfg: &Config) -> Result<()> {
+        if self.window < 2 || self.window > cfg.ctx || self.stride == 0 || self.stride >= self.window {
+            return Err(Error::InvalidArgument(format!("window {} / stride {} must satisfy 0 < stride < window ≤ {}", self.window, self.stride, cfg.ctx)));
+        }
+        if self.start as usize >= cfg.vocab {
+            return Err(Error::InvalidArgument(format!("start token {} is outside the vocabulary", self.start)));
+        }
+        Ok(())
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "windows of {} positions (start token {} + up to {} text tokens), stride {}: each scored token sees ≥ {} tokens of context; no BOS added to the text",
+            self.window,
+            self.start,
+            self.window - 1,
+            self.stride,
+            self.window - self.stride - 1
+        )
+    }
+}
+
+/// One window: input `[start] + tokens[ctx_start..end-1]`, predicting `tokens[ctx_start..end]`,
+/// of which `tokens[score_start..end]` are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub ctx_start: usize,
+    pub score_start: usize,
+    pub end: usize,
+}
+
+impl Window {
+    /// The window's input tokens.
+    pub fn input(&self, start: u32, tokens: &[u32]) -> Vec<u32> {
+        let mut v = Vec::with_capacity(self.end - self.ctx_start);
+        v.push(start);
+        v.extend_from_slice(&tokens[self.ctx_start..self.end - 1]);
+        v
+    }
+    /// Index of the first scored prediction within the window's outputs.
+    pub fn logits_from(&self) -> usize {
+        self.score_start - self.ctx_start
+    }
+}
+
+/// The windows covering `n` tokens.
+pub fn windows(n: usize, p: &Policy) -> Vec<Window> {
+    let mut out = Vec::new();
+    let mut score_start = 0;
+    while score_start < n {
+        let end = if score_start == 0 { n.min(p.window) } else { n.min(score_start + p.stride) };
+        let ctx_start = end.saturating_sub(p.window);
+        out.push(Window { ctx_start, score_start, end });
+        score_start = end;
+    }
+    out
+}
+
+/// Runs the model over `tokens` under `policy` and calls `sink(i, table)` with the
+/// frequency table predicting `tokens[i]`, for every i in order. `progress(done, total)`
+/// is called after each window.
+pub fn score<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
+    policy.validate(cfg)?;
+    for w in windows(tokens.len(), policy) {
+        let input = w.input(policy.start, tokens);
+        forward(b, cfg, fr, &input, 0, w.logits_from(), &mut |i, f| sink(w.score_start + i, f))?;
+        progress(w.end, tokens.len());
+    }
+    Ok(())
+}
+
+/// Ideal code length of a scored sequence.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CodeLength {
+    pub tokens: usize,
+    pub bits: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_token_once_with_enough_context() {
+        let p = Policy { window: 8, stride: 3, start: 1 };
+        for n in 0..40 {
+            let ws = windows(n, &p);
+            let mut next = 0;
+            for w in &ws {
+                assert_eq!(w.score_start, next);
+                assert!(w.end > w.score_start && w.end <= n);
+                assert!(w.end - w.ctx_start <= p.window);
+                if w.score_start > 0 {
+                    assert!(w.score_start - w.ctx_start >= p.window - p.stride - 1 || w.ctx_start == 0);
+                }
+                next = w.end;
+            }
+            assert_eq!(next, n);
+        }
+        let w = windows(20, &p)[1];
+        let toks: Vec<u32> = (100..120).collect();
+        let input = w.input(1, &toks);
+        assert_eq!(input.len(), w.end - w.ctx_start);
+        assert_eq!(input[0], 1);
+    }
+}
