@@ -302,47 +302,14 @@ impl<'a> Gguf<'a> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// Builds a small GGUF in memory (used by this module's tests and by the converter's).
+    /// Builds a small GGUF in memory.
     pub fn build(kv: &[(&str, u32, Vec<u8>)], tensors: &[(&str, &[u64], u32, Vec<u8>)]) -> Vec<u8> {
-        let mut b = Vec::new();
-        b.extend_from_slice(b"GGUF");
-        b.extend_from_slice(&3u32.to_le_bytes());
-        b.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-        b.extend_from_slice(&(kv.len() as u64).to_le_bytes());
-        let s = |b: &mut Vec<u8>, s: &str| {
-            b.extend_from_slice(&(s.len() as u64).to_le_bytes());
-            b.extend_from_slice(s.as_bytes());
-        };
-        for (k, ty, v) in kv {
-            s(&mut b, k);
-            b.extend_from_slice(&ty.to_le_bytes());
-            b.extend_from_slice(v);
-        }
-        let mut off = 0u64;
-        let mut offs = vec![];
-        for (name, dims, ty, data) in tensors {
-            s(&mut b, name);
-            b.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-            for d in *dims {
-                b.extend_from_slice(&d.to_le_bytes());
-            }
-            b.extend_from_slice(&ty.to_le_bytes());
-            b.extend_from_slice(&off.to_le_bytes());
-            offs.push(off);
-            off += (data.len() as u64).div_ceil(32) * 32;
-        }
-        while b.len() % 32 != 0 {
-            b.push(0);
-        }
-        let base = b.len();
-        for ((_, _, _, data), o) in tensors.iter().zip(offs) {
-            b.resize(base + o as usize, 0);
-            b.extend_from_slice(data);
-        }
-        b
+        let kv: Vec<_> = kv.iter().map(|(k, t, v)| (k.to_string(), *t, v.clone())).collect();
+        let tensors: Vec<_> = tensors.iter().map(|(n, d, t, v)| (n.to_string(), d.to_vec(), *t, v.clone())).collect();
+        crate::tiny::gguf_bytes(&kv, &tensors)
     }
 
     pub fn str_val(s: &str) -> Vec<u8> {

@@ -634,3 +634,141 @@ impl Backend for CpuBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tiny::Rng;
+
+    const EXTREMES: [i32; 7] = [0, 1, -1, i32::MAX, i32::MIN, i32::MAX / 3, -(1 << 20)];
+
+    fn rows(r: &mut Rng, width: usize) -> Vec<Vec<i32>> {
+        let mut v = vec![vec![0; width], vec![i32::MAX; width], vec![i32::MIN; width]];
+        v.push((0..width).map(|i| EXTREMES[i % EXTREMES.len()]).collect());
+        v.push((0..width).map(|i| if i == 5 { 100_000_000 } else { (i as i32 % 7) - 3 }).collect());
+        for sh in [0, 8, 16, 24, 31] {
+            v.push((0..width).map(|_| (r.next_u64() as i32) >> sh).collect());
+        }
+        v
+    }
+
+    #[test]
+    fn quantize_is_exact_rounding_within_bounds() {
+        let mut r = Rng(1);
+        for z in rows(&mut r, 96) {
+            let (mut q, mut a, mut s) = (vec![0i8; 96], vec![0u16; 3], vec![0i32; 3]);
+            let exp = quantize_row(&z, 0, &mut q, &mut a, &mut s);
+            let e = exp + 7; // frac = 0
+            assert!(e >= 0);
+            for b in 0..3 {
+                assert!(a[b] as u32 <= ACT_MANT_MAX);
+                assert_eq!(s[b], q[32 * b..32 * b + 32].iter().map(|&x| x as i32).sum::<i32>());
+                for i in 0..32 {
+                    let (zi, qi) = (z[32 * b + i] as i128, q[32 * b + i] as i128);
+                    assert!(qi.abs() <= 127);
+                    if a[b] == 0 {
+                        assert_eq!(zi, 0);
+                        continue;
+                    }
+                    // q = round(|z| / (a·2^(e−7))) with the sign of z, computed exactly.
+                    let den = (a[b] as i128) << e; // times 2^-7
+                    let want = ((zi.abs() * 128 * 2 + den) / (2 * den)) * zi.signum();
+                    assert_eq!(qi, want, "z {zi} a {} e {e}", a[b]);
+                }
+            }
+        }
+    }
+
+    fn exact_dot(ts: &[i128], a: &[u16], s: i32) -> i32 {
+        let sum: i128 = ts.iter().zip(a).map(|(&t, &a)| t * a as i128).sum();
+        let v = if s > 0 { (sum + (1i128 << (s - 1))) >> s } else { sum << -s };
+        v.clamp(i32::MIN as i128, i32::MAX as i128) as i32
+    }
+
+    #[test]
+    fn dot_q4_matches_exact_sum_at_the_extremes() {
+        let mut r = Rng(2);
+        let nb = 48; // 1536 columns: the largest the bound allows
+        for case in 0..40 {
+            let pick = |r: &mut Rng, hi: i64| if case < 4 { [hi, -hi, hi, -hi][case] } else { r.below(2 * hi as u64 + 1) as i64 - hi };
+            let w8: Vec<i8> = (0..nb * 32).map(|_| if case < 4 { [-8, -8, 7, -8][case] } else { pick(&mut r, 8).clamp(-8, 7) as i8 }).collect();
+            let q: Vec<i8> = (0..nb * 32).map(|_| pick(&mut r, 127) as i8).collect();
+            let d: Vec<i16> = (0..nb).map(|_| pick(&mut r, 8191) as i16).collect();
+            let m: Vec<i16> = (0..nb).map(|_| pick(&mut r, 8191) as i16).collect();
+            let a: Vec<u16> = (0..nb).map(|_| if case < 4 { 4096 } else { r.below(4097) as u16 }).collect();
+            let sum: Vec<i32> = q.chunks(32).map(|c| c.iter().map(|&x| x as i32).sum()).collect();
+            let ts: Vec<i128> = (0..nb).map(|b| d[b] as i128 * (0..32).map(|i| w8[32 * b + i] as i128 * q[32 * b + i] as i128).sum::<i128>() + m[b] as i128 * sum[b] as i128).collect();
+            for s in [-10, 0, 1, 17, 40] {
+                assert_eq!(dot_q4(&w8, &d, &m, s, &q, &a, &sum, 0, 0), exact_dot(&ts, &a, s), "case {case} shift {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn dot_q8_matches_exact_sum_at_the_extremes() {
+        let mut r = Rng(3);
+        let nb = 32; // dim 1024: the largest the bound allows
+        for case in 0..40 {
+            let w: Vec<i8> = (0..nb * 32).map(|_| if case < 2 { -128 } else { r.next_u64() as i8 }).collect();
+            let q: Vec<i8> = (0..nb * 32).map(|_| if case < 2 { [-127, 127][case] } else { (r.below(255) as i32 - 127) as i8 }).collect();
+            let d: Vec<i16> = (0..nb).map(|_| if case < 2 { 2047 } else { (r.below(4095) as i32 - 2047) as i16 }).collect();
+            let a: Vec<u16> = (0..nb).map(|_| if case < 2 { 4096 } else { r.below(4097) as u16 }).collect();
+            let ts: Vec<i128> = (0..nb).map(|b| d[b] as i128 * (0..32).map(|i| w[32 * b + i] as i128 * q[32 * b + i] as i128).sum::<i128>()).collect();
+            for s in [-3, 0, 30, 45] {
+                assert_eq!(dot_q8(&w, &d, s, &q, &a, 0, 0), exact_dot(&ts, &a, s), "case {case} shift {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn rmsnorm_is_accurate_and_never_overflows() {
+        let mut r = Rng(4);
+        let g = NormWeight { g: (0..64).map(|i| 4096 + 100 * i).collect(), g_exp: 12, z_frac: 20 };
+        for x in rows(&mut r, 64) {
+            let mut z = vec![0; 64];
+            rmsnorm_row(&x, &g, 168, &mut z);
+            let xf: Vec<f64> = x.iter().map(|&v| v as f64 / 4096.0).collect();
+            let rms = (xf.iter().map(|v| v * v).sum::<f64>() / 64.0 + 1e-5).sqrt();
+            let want: Vec<f64> = (0..64).map(|i| xf[i] / rms * g.g[i] as f64 / 4096.0 * (1 << 20) as f64).collect();
+            let zmax = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+            for i in 0..64 {
+                let want = want[i];
+                // 2^-10 relative to the row's largest output (the pre-shifted sum of squares).
+                let tol = 2.0 + zmax / 1024.0;
+                assert!((z[i] as f64 - want).abs() <= tol, "x {} z {} want {want}", x[i], z[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn rope_silu_attention_saturate_instead_of_overflowing() {
+        let mut r = Rng(5);
+        let t = Tables { rope_cos: vec![16384, -16384, 11585, 0], rope_sin: vec![0, 16384, -11585, -16384], att_exp: crate::tables::exp2_table(8, 15), out_exp: vec![], silu: crate::tables::silu() };
+        for mut x in rows(&mut r, 8) {
+            let orig = x.clone();
+            rope_row(&mut x, 4, 1, &t); // cos = -1, sin = -1/√2·… : just must not panic
+            rope_row(&mut x, 4, 0, &t);
+            let _ = orig;
+            let mut out = vec![0; 8];
+            silu_mul(&x, &x.iter().rev().copied().collect::<Vec<_>>(), &t.silu, &mut out);
+        }
+        // silu(0) = 0, silu(large) = g, silu(very negative) = 0, and the table midpoint.
+        let mut o = vec![0; 4];
+        silu_mul(&[0, 20 << 10, -(20 << 10), 1 << 10], &[1 << 10; 4], &t.silu, &mut o);
+        assert_eq!(o, vec![0, 20 << 10, 0, 749]); // silu(1) = 0.7311 · 1024 = 748.6
+        // Attention with the largest keys, values and a full 8192-position context.
+        let cfg = Config { name: String::new(), n_layers: 1, dim: 64, hidden: 64, n_heads: 2, n_kv_heads: 1, head_dim: 32, vocab: 2, ctx: 8192, rope_base: 1e4, bos: 0, eos: 0, norm_eps_q24: 0 };
+        let n = 8192;
+        let cache = KvCache { k: (0..n * 32).map(|i| if i % 3 == 0 { 511 } else { -511 }).collect(), k_exp: (0..n).map(|i| (i % 24) as i32).collect(), v: (0..n * 32).map(|i| if i % 2 == 0 { i16::MAX } else { i16::MIN }).collect() };
+        for q in [vec![i32::MAX; 64], vec![i32::MIN; 64], vec![0; 64], (0..64).map(|i| if i % 2 == 0 { i32::MAX } else { i32::MIN }).collect()] {
+            let mut out = vec![0; 64];
+            attention_row(&q, &cache, n - 1, &cfg, &t.att_exp, &mut out, &mut Vec::new());
+            assert!(out.iter().all(|&o| o.unsigned_abs() <= (1u32 << 30) + (1 << 27)));
+        }
+        // Uniform attention over equal keys averages the values exactly.
+        let cache = KvCache { k: vec![0; 4 * 32], k_exp: vec![0; 4], v: (0..4 * 32).map(|i| ((i / 32) * 256) as i16).collect() };
+        let mut out = vec![0; 64];
+        attention_row(&vec![0; 64], &cache, 3, &cfg, &t.att_exp, &mut out, &mut Vec::new());
+        assert!(out.iter().all(|&o| o == 384 << 15), "{:?}", &out[..2]); // mean(0,1,2,3)·256 = 384 in Q8, p' = 2^13 each (Q0.15)
+    }
+}
