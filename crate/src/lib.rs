@@ -19,6 +19,7 @@ pub mod gguf;
 pub mod model;
 pub mod pack;
 pub mod tables;
+pub mod tiny;
 pub mod wide;
 
 pub use error::{Error, Result};
