@@ -185,6 +185,10 @@ pub fn gguf_to_pack(gguf_bytes: &[u8], source: &str) -> Result<Vec<u8>> {
         ctx: u("llama.context_length")?,
         rope_base: g.get_f32("llama.rope.freq_base")? as f64,
         bos: g.get_u64("tokenizer.ggml.bos_token_id")? as u32,
+        doc_start: match tokens.iter().position(|t| t == "<|endoftext|>") {
+            Some(i) => i as u32,
+            None => g.get_u64("tokenizer.ggml.bos_token_id")? as u32,
+        },
         eos: g.get_u64("tokenizer.ggml.eos_token_id")? as u32,
         norm_eps_q24: (g.get_f32("llama.attention.layer_norm_rms_epsilon")? as f64 * (1u64 << 24) as f64).round() as u32,
     };

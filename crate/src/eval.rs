@@ -26,7 +26,7 @@ pub struct Policy {
 
 impl Policy {
     pub fn default_for(cfg: &Config) -> Policy {
-        Policy { window: 1024.min(cfg.ctx), stride: 512.min(cfg.ctx / 2).max(1), start: cfg.bos }
+        Policy { window: 2048.min(cfg.ctx), stride: 1024.min(cfg.ctx / 2).max(1), start: cfg.doc_start }
     }
 
     pub fn validate(&self, cfg: &Config) -> Result<()> {

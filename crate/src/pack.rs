@@ -34,6 +34,9 @@ pub struct Config {
     pub rope_base: f64,
     pub bos: u32,
     pub eos: u32,
+    /// The token that separated documents in pretraining (`<|endoftext|>` when the vocabulary
+    /// has it, else BOS): the context-only token every window starts with.
+    pub doc_start: u32,
     /// RMSNorm epsilon as round(eps · 2^24).
     pub norm_eps_q24: u32,
 }
@@ -322,10 +325,57 @@ pub fn check_config(c: &Config) -> Result<()> {
         && c.n_heads % c.n_kv_heads == 0
         && (c.n_heads * c.head_dim) % 32 == 0
         && c.vocab >= 2
-        && c.vocab < 1 << 22 // the frequency table gives every symbol ≥ 1 out of 2^24
+        && c.vocab < 1 << 22
+        && (c.doc_start as usize) < c.vocab
+        && (c.bos as usize) < c.vocab // the frequency table gives every symbol ≥ 1 out of 2^24
         && (1..=8192).contains(&c.ctx); // attention: Σp' · |V| < 2^31 needs ctx ≤ 2^13
     if !ok {
         return perr(format!("config outside the limits this engine supports: {c:?}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tiny::{tiny_pack, Rng, TinyShape};
+
+    #[test]
+    fn damaged_packs_are_errors_not_panics() {
+        let good = tiny_pack(11, TinyShape::default()).unwrap();
+        assert!(Model::from_pack_bytes(&good).is_ok());
+        let mut r = Rng(12);
+        // Truncations, including inside the header.
+        for n in (0..good.len()).step_by(good.len() / 300 + 1).chain(0..64) {
+            assert!(Model::from_pack_bytes(&good[..n]).is_err(), "truncated to {n} bytes");
+        }
+        // Random bit flips anywhere: may still parse (a flipped weight is a valid weight),
+        // but must never panic.
+        for _ in 0..300 {
+            let mut b = good.clone();
+            let i = r.below(b.len() as u64) as usize;
+            b[i] ^= 1 << r.below(8);
+            let _ = Model::from_pack_bytes(&b);
+        }
+        // A header length pointing far past the end.
+        let mut b = good.clone();
+        b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(Model::from_pack_bytes(&b).is_err());
+        assert!(Model::from_pack_bytes(b"").is_err());
+    }
+
+    #[test]
+    fn wrong_version_and_format_are_refused_with_a_reason() {
+        let good = tiny_pack(13, TinyShape::default()).unwrap();
+        let text = String::from_utf8_lossy(&good[..4096]).to_string();
+        assert!(text.contains("\\\"version\\\":1"));
+        let swap = |from: &str, to: &str| {
+            let i = good.windows(from.len()).position(|w| w == from.as_bytes()).unwrap();
+            let mut b = good.clone();
+            b[i..i + from.len()].copy_from_slice(to.as_bytes());
+            Model::from_pack_bytes(&b).unwrap_err().to_string()
+        };
+        assert!(swap("\\\"version\\\":1", "\\\"version\\\":9").contains("pack version 9"));
+        assert!(swap("lmz-pack", "lmz-pick").contains("not \"lmz-pack\""));
+    }
 }

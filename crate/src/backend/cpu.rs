@@ -161,14 +161,23 @@ fn dot32(w: &[i8], q: &[i8]) -> i32 {
     s
 }
 
+#[inline(always)]
+fn dot32_u4(w: &[u8], q: &[i8]) -> i32 {
+    let mut s = 0i32;
+    for i in 0..32 {
+        s += w[i] as i32 * q[i] as i32;
+    }
+    s
+}
+
 /// One output of a Q4_1 × int8 product: `round(Σ_b (d·S'_b + m·X_b)·a_b · 2^(exp − e_row + frac_out))`
-/// with `S'_b = Σ (nib−8)·q`. `w8` holds the row's `nib − 8` unpacked.
+/// with `S'_b = Σ (nib−8)·q = Σ nib·q − 8·X_b`. `w4` holds the row's nibbles unpacked (0..15).
 /// Bounds: |S'| ≤ 8·127·32 = 32512, |X| ≤ 4064, |d|,|m| ≤ 8191 ⇒ |T_b| < 2^29.
 #[inline(always)]
-pub fn dot_q4(w8: &[i8], d: &[i16], m: &[i16], e_row: i32, q: &[i8], a: &[u16], sum: &[i32], exp: i32, frac_out: i32) -> i32 {
+pub fn dot_q4(w4: &[u8], d: &[i16], m: &[i16], e_row: i32, q: &[i8], a: &[u16], sum: &[i32], exp: i32, frac_out: i32) -> i32 {
     let mut acc = SplitAcc::default();
-    for (b, (wb, qb)) in w8.chunks_exact(32).zip(q.chunks_exact(32)).enumerate() {
-        let t = d[b] as i32 * dot32(wb, qb) + m[b] as i32 * sum[b];
+    for (b, (wb, qb)) in w4.chunks_exact(32).zip(q.chunks_exact(32)).enumerate() {
+        let t = d[b] as i32 * (dot32_u4(wb, qb) - 8 * sum[b]) + m[b] as i32 * sum[b];
         acc.add(t, a[b] as u32);
     }
     acc.round_shift_sat(e_row - exp - frac_out)
@@ -185,13 +194,13 @@ pub fn dot_q8(w: &[i8], d: &[i16], e_row: i32, q: &[i8], a: &[u16], exp: i32, fr
     acc.round_shift_sat(e_row - exp - frac_out)
 }
 
-/// Unpacks Q4_1 nibbles (ggml order) to `nib − 8` per element, row-major `[rows, cols]`.
-pub fn unpack_q4(w: &Q4Matrix) -> Vec<i8> {
-    let mut out = vec![0i8; w.rows * w.cols];
+/// Unpacks Q4_1 nibbles (ggml order) to one byte (0..15) per element, row-major `[rows, cols]`.
+pub fn unpack_q4(w: &Q4Matrix) -> Vec<u8> {
+    let mut out = vec![0u8; w.rows * w.cols];
     for (blk, o) in w.nib.chunks_exact(16).zip(out.chunks_exact_mut(32)) {
         for j in 0..16 {
-            o[j] = (blk[j] & 15) as i8 - 8;
-            o[j + 16] = (blk[j] >> 4) as i8 - 8;
+            o[j] = blk[j] & 15;
+            o[j + 16] = blk[j] >> 4;
         }
     }
     out
@@ -237,31 +246,71 @@ macro_rules! multiversion {
     };
 }
 
-multiversion!(rows_q4(w: &Q4Matrix, w8: &[i8], x: &QAct, frac_out: i32, r: usize, o: &mut [i32]) {
+multiversion!(rows_q4(w: &Q4Matrix, w4: &[u8], x: &QAct, frac_out: i32, r: usize, o: &mut [i32], from: usize) {
     let (cols, nb) = (w.cols, w.cols / 32);
-    let (wr, dr, mr) = (&w8[r * cols..(r + 1) * cols], &w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb]);
-    for (t, ot) in o.iter_mut().enumerate() {
+    let (wr, dr, mr) = (&w4[r * cols..(r + 1) * cols], &w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb]);
+    for (t, ot) in o.iter_mut().enumerate().skip(from) {
         *ot = dot_q4(wr, dr, mr, w.e[r] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], &x.sum[t * nb..(t + 1) * nb], x.exp[t], frac_out);
     }
 });
 
-multiversion!(rows_q8(w: &Q8Matrix, x: &QAct, frac_out: i32, r: usize, o: &mut [i32]) {
+multiversion!(rows_q8(w: &Q8Matrix, x: &QAct, frac_out: i32, r: usize, o: &mut [i32], from: usize) {
     let (cols, nb) = (w.cols, w.cols / 32);
     let (wr, dr) = (&w.q[r * cols..(r + 1) * cols], &w.d[r * nb..(r + 1) * nb]);
-    for (t, ot) in o.iter_mut().enumerate() {
+    for (t, ot) in o.iter_mut().enumerate().skip(from) {
         *ot = dot_q8(wr, dr, w.e[r] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], x.exp[t], frac_out);
     }
 });
 
-/// `[tokens, rows]` = act · Wᵀ for a Q4_1 matrix whose `nib − 8` are unpacked in `w8`.
-pub fn matmul_q4(w: &Q4Matrix, w8: &[i8], x: &QAct, frac_out: i32) -> Vec<i32> {
-    by_rows(w.rows, x.tokens, |r, o| rows_q4(w, w8, x, frac_out, r, o))
+/// `[tokens, rows]` = act · Wᵀ for a Q4_1 matrix whose nibbles are unpacked in `w4`.
+/// With AVX2, groups of 4 tokens go through [`simd::rows_q4_x4`] (same bits), the rest
+/// through [`dot_q4`].
+pub fn matmul_q4(w: &Q4Matrix, w4: &[u8], x: &QAct, frac_out: i32) -> Vec<i32> {
+    let g = x.groups();
+    by_rows(w.rows, x.tokens, |r, o| {
+        let done = simd::rows_q4_x4(w, w4, x, &g, frac_out, r, o);
+        rows_q4(w, w4, x, frac_out, r, o, done)
+    })
 }
 
 /// `[tokens, rows]` = act · Wᵀ for a Q8_0 matrix.
 pub fn matmul_q8(w: &Q8Matrix, x: &QAct, frac_out: i32) -> Vec<i32> {
-    by_rows(w.rows, x.tokens, |r, o| rows_q8(w, x, frac_out, r, o))
+    let g = x.groups();
+    by_rows(w.rows, x.tokens, |r, o| {
+        let done = simd::rows_q8_x4(w, x, &g, frac_out, r, o);
+        rows_q8(w, x, frac_out, r, o, done)
+    })
 }
+
+/// Per-block metadata of groups of 4 tokens, interleaved for 4-lane vectors:
+/// `sum`/`a` are `[groups, blocks, 4]`.
+pub struct Groups {
+    pub n: usize,
+    pub sum: Vec<i32>,
+    pub a: Vec<i32>,
+}
+
+impl QAct {
+    /// Interleaves the block sums and mantissas of each full group of 4 tokens.
+    pub fn groups(&self) -> Groups {
+        let nb = self.width / 32;
+        let n = self.tokens / 4;
+        let mut g = Groups { n, sum: vec![0; n * nb * 4], a: vec![0; n * nb * 4] };
+        for gi in 0..n {
+            for b in 0..nb {
+                for k in 0..4 {
+                    let t = 4 * gi + k;
+                    g.sum[(gi * nb + b) * 4 + k] = self.sum[t * nb + b];
+                    g.a[(gi * nb + b) * 4 + k] = self.a[t * nb + b] as i32;
+                }
+            }
+        }
+        g
+    }
+}
+
+#[path = "cpu_simd.rs"]
+pub mod simd;
 
 // --- embedding, norm, rope, silu ---
 
@@ -459,12 +508,12 @@ pub fn attention_row(q: &[i32], cache: &KvCache, pos: usize, cfg: &Config, exp_q
 /// A Q4 matrix with its unpacked `nib − 8` copy (the CPU's layout).
 struct CpuQ4 {
     w: Q4Matrix,
-    w8: Vec<i8>,
+    w4: Vec<u8>,
 }
 
 impl CpuQ4 {
     fn new(w: &Q4Matrix) -> Self {
-        CpuQ4 { w8: unpack_q4(w), w: w.clone() }
+        CpuQ4 { w4: unpack_q4(w), w: w.clone() }
     }
 }
 
@@ -575,7 +624,7 @@ impl Backend for CpuBackend {
 
     fn matmul(&mut self, m: Mat, a: &QAct, frac_out: i32) -> CpuBuf {
         let w = self.q4(m);
-        CpuBuf { width: w.w.rows, data: matmul_q4(&w.w, &w.w8, a, frac_out) }
+        CpuBuf { width: w.w.rows, data: matmul_q4(&w.w, &w.w4, a, frac_out) }
     }
 
     fn logits(&mut self, a: &QAct) -> CpuBuf {
@@ -699,7 +748,8 @@ mod tests {
             let sum: Vec<i32> = q.chunks(32).map(|c| c.iter().map(|&x| x as i32).sum()).collect();
             let ts: Vec<i128> = (0..nb).map(|b| d[b] as i128 * (0..32).map(|i| w8[32 * b + i] as i128 * q[32 * b + i] as i128).sum::<i128>() + m[b] as i128 * sum[b] as i128).collect();
             for s in [-10, 0, 1, 17, 40] {
-                assert_eq!(dot_q4(&w8, &d, &m, s, &q, &a, &sum, 0, 0), exact_dot(&ts, &a, s), "case {case} shift {s}");
+                let w4: Vec<u8> = w8.iter().map(|&v| (v + 8) as u8).collect();
+                assert_eq!(dot_q4(&w4, &d, &m, s, &q, &a, &sum, 0, 0), exact_dot(&ts, &a, s), "case {case} shift {s}");
             }
         }
     }
@@ -757,7 +807,7 @@ mod tests {
         silu_mul(&[0, 20 << 10, -(20 << 10), 1 << 10], &[1 << 10; 4], &t.silu, &mut o);
         assert_eq!(o, vec![0, 20 << 10, 0, 749]); // silu(1) = 0.7311 · 1024 = 748.6
         // Attention with the largest keys, values and a full 8192-position context.
-        let cfg = Config { name: String::new(), n_layers: 1, dim: 64, hidden: 64, n_heads: 2, n_kv_heads: 1, head_dim: 32, vocab: 2, ctx: 8192, rope_base: 1e4, bos: 0, eos: 0, norm_eps_q24: 0 };
+        let cfg = Config { name: String::new(), n_layers: 1, dim: 64, hidden: 64, n_heads: 2, n_kv_heads: 1, head_dim: 32, vocab: 2, ctx: 8192, rope_base: 1e4, bos: 0, eos: 0, doc_start: 0, norm_eps_q24: 0 };
         let n = 8192;
         let cache = KvCache { k: (0..n * 32).map(|i| if i % 3 == 0 { 511 } else { -511 }).collect(), k_exp: (0..n).map(|i| (i % 24) as i32).collect(), v: (0..n * 32).map(|i| if i % 2 == 0 { i16::MAX } else { i16::MIN }).collect() };
         for q in [vec![i32::MAX; 64], vec![i32::MIN; 64], vec![0; 64], (0..64).map(|i| if i % 2 == 0 { i32::MAX } else { i32::MIN }).collect()] {

