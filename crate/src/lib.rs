@@ -18,8 +18,11 @@ pub mod freq;
 pub mod gguf;
 pub mod model;
 pub mod pack;
+#[cfg(feature = "reference")]
+pub mod reference;
 pub mod tables;
 pub mod tiny;
+pub mod tokenizer;
 pub mod wide;
 
 pub use error::{Error, Result};

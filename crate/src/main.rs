@@ -18,11 +18,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Ideal code length of a file under the model: tokens, bits/token, bits per byte.
+    Eval(EvalArgs),
     /// Show or fetch the model pack.
     Model {
         #[command(subcommand)]
         action: Option<ModelCmd>,
     },
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The file to score.
+    file: PathBuf,
+    /// Score with the float reference (burn, f32) instead of the integer engine.
+    #[arg(long)]
+    reference: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Positions per window, including the start token (default 2048).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Tokens scored per window after the first (default 1024).
+    #[arg(long)]
+    stride: Option<usize>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -31,8 +54,113 @@ enum ModelCmd {
     Fetch,
 }
 
+fn eval(model_flag: Option<&std::path::Path>, a: EvalArgs) -> lmz::Result<()> {
+    use lmz::eval::{score, windows, Policy};
+    use std::time::Instant;
+    if let Some(n) = a.threads {
+        if n == 0 {
+            return Err(lmz::Error::InvalidArgument("--threads must be at least 1".into()));
+        }
+        // Only fails if the global pool was already built, which nothing else does.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+    let threads = rayon::current_num_threads();
+    let text = std::fs::read(&a.file).map_err(|e| lmz::Error::io(&a.file, e))?;
+    let path = fetch::default_pack_path(model_flag);
+    let model = fetch::load(&path)?;
+    let cfg = model.config().clone();
+    let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
+    let mut policy = Policy::default_for(&cfg);
+    if let Some(w) = a.window {
+        policy.window = w;
+    }
+    if let Some(s) = a.stride {
+        policy.stride = s;
+    }
+    policy.validate(&cfg)?;
+    let tokens = tok.encode(&text);
+    let bar = progress_bar(tokens.len() as u64, "scoring");
+    let t0 = Instant::now();
+    let mut bits = 0f64;
+    let engine: String;
+    if a.reference {
+        (engine, bits) = score_reference(&model, &tokens, &policy, &bar)?;
+    } else {
+        engine = format!("integer, CPU, {threads} thread(s)");
+        let mut backend = lmz::backend::cpu::CpuBackend::new(&model, policy.window)?;
+        let fr = lmz::model::Fracs::new(&model.weights);
+        score(&mut backend, &cfg, &fr, &tokens, &policy, &mut |i, f| {
+            bits += lmz::freq::bits(f, tokens[i]);
+            Ok(())
+        }, &mut |done, _| bar.set_position(done as u64))?;
+    }
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let n = tokens.len();
+    let bpb = if text.is_empty() { 0.0 } else { bits / text.len() as f64 };
+    let positions: usize = windows(n, &policy).iter().map(|w| w.end - w.ctx_start).sum();
+    if a.json {
+        let j = serde_json::json!({
+            "file": a.file.display().to_string(),
+            "bytes": text.len(),
+            "tokens": n,
+            "bits": bits,
+            "bits_per_token": if n > 0 { bits / n as f64 } else { 0.0 },
+            "bpb": bpb,
+            "engine": engine,
+            "threads": threads,
+            "policy": { "window": policy.window, "stride": policy.stride, "start_token": policy.start, "description": policy.describe() },
+            "positions_run": positions,
+            "seconds": secs,
+            "tokens_per_second": n as f64 / secs,
+            "bytes_per_second": text.len() as f64 / secs,
+            "model": { "path": path.display().to_string(), "fingerprint": lmz::pack::hex(&model.fingerprint) },
+        });
+        println!("{j}");
+    } else {
+        println!("file:        {} ({} bytes)", a.file.display(), text.len());
+        println!("model:       {} (fingerprint {})", cfg.name, &lmz::pack::hex(&model.fingerprint)[..16]);
+        println!("engine:      {engine}");
+        println!("policy:      {}", policy.describe());
+        println!("tokens:      {n} ({positions} positions run)");
+        println!("bits/token:  {:.4}", if n > 0 { bits / n as f64 } else { 0.0 });
+        println!("bpb:         {bpb:.4} (ideal code length {:.0} bytes)", bits / 8.0);
+        println!("time:        {secs:.1} s, {:.1} tokens/s, {:.0} bytes/s", n as f64 / secs, text.len() as f64 / secs);
+    }
+    Ok(())
+}
+
+fn progress_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tokens, {per_sec}, ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> "));
+    bar.set_message(what);
+    bar
+}
+
+#[cfg(feature = "reference")]
+fn score_reference(model: &lmz::Model, tokens: &[u32], policy: &lmz::eval::Policy, bar: &indicatif::ProgressBar) -> lmz::Result<(String, f64)> {
+    let r = lmz::reference::Reference::new(model)?;
+    let mut bits = 0f64;
+    for w in lmz::eval::windows(tokens.len(), policy) {
+        // The window's input plus its last target, so the last position has a target too.
+        let mut input = w.input(policy.start, tokens);
+        input.push(tokens[w.end - 1]);
+        for lp in r.log_probs(&input, w.logits_from())? {
+            bits -= lp / std::f64::consts::LN_2;
+        }
+        bar.set_position(w.end as u64);
+    }
+    Ok(("float reference (burn, ndarray, f32)".into(), bits))
+}
+
+#[cfg(not(feature = "reference"))]
+fn score_reference(_: &lmz::Model, _: &[u32], _: &lmz::eval::Policy, _: &indicatif::ProgressBar) -> lmz::Result<(String, f64)> {
+    Err(lmz::Error::InvalidArgument("this lmz was built without the float reference: rebuild with `cargo build --release --features reference`".into()))
+}
+
 fn run(cli: Cli) -> lmz::Result<()> {
     match cli.cmd {
+        Cmd::Eval(a) => eval(cli.model.as_deref(), a)?,
         Cmd::Model { action: Some(ModelCmd::Fetch) } => {
             let dest = cli.model.clone().or_else(|| std::env::var_os("LMZ_MODEL").map(PathBuf::from));
             fetch::fetch(dest.as_deref(), &mut |m| eprintln!("lmz: {m}"))?;

@@ -57,7 +57,7 @@ impl Default for TinyShape {
 }
 
 /// The merges of the tiny vocabulary (on top of the 256 byte tokens and 3 specials).
-const MERGES: [(&str, &str); 6] = [("t", "h"), ("th", "e"), ("Ġ", "t"), ("Ġt", "he"), ("i", "n"), ("a", "n")];
+const MERGES: [(&str, &str); 7] = [("t", "h"), ("th", "e"), ("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("a", "n")];
 
 /// Builds the tiny model's GGUF bytes.
 pub fn tiny_gguf(seed: u64, s: TinyShape) -> Vec<u8> {
