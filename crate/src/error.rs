@@ -33,6 +33,20 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    // --- format (.lmz files and raw streams; every input is treated as hostile) ---
+    #[error("not an lmz file: {0}")]
+    FormatBadMagic(String),
+    #[error("unsupported lmz format version {version}: this lmz reads version(s) {supported}; a newer lmz made this file")]
+    FormatVersion { version: u32, supported: String },
+    #[error("model mismatch: the file was made with the model pack whose fingerprint {wanted}, but the loaded pack is {have}; pass that pack with --model (see `lmz model`)")]
+    FormatModelMismatch { wanted: String, have: String },
+    #[error("truncated lmz data: {0}")]
+    FormatTruncated(String),
+    #[error("checksum mismatch: the data decodes to bytes whose checksum is {actual}, not {expected}; the file is corrupt (or was made with a different model pack)")]
+    FormatChecksum { expected: String, actual: String },
+    #[error("corrupt lmz data: {0}")]
+    FormatCorrupt(String),
+
     // --- io ---
     #[error("{path}: {source}")]
     Io {
@@ -54,6 +68,12 @@ impl Error {
             Error::Tokenizer(_) => "LMZ_TOKENIZER",
             Error::ContextOverflow { .. } => "LMZ_CONTEXT_OVERFLOW",
             Error::InvalidArgument(_) => "LMZ_INVALID_ARGUMENT",
+            Error::FormatBadMagic(_) => "LMZ_FORMAT_BAD_MAGIC",
+            Error::FormatVersion { .. } => "LMZ_FORMAT_UNSUPPORTED_VERSION",
+            Error::FormatModelMismatch { .. } => "LMZ_FORMAT_MODEL_MISMATCH",
+            Error::FormatTruncated(_) => "LMZ_FORMAT_TRUNCATED",
+            Error::FormatChecksum { .. } => "LMZ_FORMAT_CHECKSUM",
+            Error::FormatCorrupt(_) => "LMZ_FORMAT_CORRUPT",
             Error::Io { .. } => "LMZ_IO",
         }
     }
@@ -78,6 +98,12 @@ mod tests {
             Error::Tokenizer(String::new()),
             Error::ContextOverflow { pos: 0, ctx: 0 },
             Error::InvalidArgument(String::new()),
+            Error::FormatBadMagic(String::new()),
+            Error::FormatVersion { version: 0, supported: String::new() },
+            Error::FormatModelMismatch { wanted: String::new(), have: String::new() },
+            Error::FormatTruncated(String::new()),
+            Error::FormatChecksum { expected: String::new(), actual: String::new() },
+            Error::FormatCorrupt(String::new()),
             Error::io("x", std::io::Error::other("x")),
         ];
         let mut codes: Vec<_> = all.iter().map(|e| e.code()).collect();

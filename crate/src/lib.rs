@@ -9,6 +9,7 @@
 //! clocks, so it builds for `wasm32-unknown-unknown` unchanged.
 
 pub mod backend;
+pub mod coder;
 pub mod convert;
 pub mod error;
 pub mod eval;
