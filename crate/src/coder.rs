@@ -19,12 +19,13 @@
 //! - Termination: the encoder picks, inside the final interval, the value with the most
 //!   trailing zero bits, writes it, and drops every trailing zero byte of the stream. The
 //!   decoder reads zeros past the end of its input, so nothing else is needed: 1–2 bytes of
-//!   termination instead of LZMA's 5.
+//!   termination instead of LZMA's 5. (At most [`MAX_TRIM`] zeros are dropped, so a decoder
+//!   that reads further past the end knows the stream was cut short.)
 //!
 //! # The decoder on hostile input
 //! It never panics and never loops without consuming: `code < range` is checked at every
 //! symbol (a target outside the table is [`Error::FormatCorrupt`]); reads past the end give
-//! zeros; [`Decoder::finish`] rejects input bytes that the encoder could not have written
+//! zeros, and more than [`MAX_TRIM`] of them are an error; [`Decoder::finish`] rejects input bytes that the encoder could not have written
 //! (the decoder reads exactly as many bytes as the encoder wrote before dropping trailing
 //! zeros, so any byte left unread is extra). Anything else decodes to some symbols, which
 //! the container's length and checksum then reject.
@@ -40,6 +41,9 @@ const TOP: u64 = 1 << LOW_BITS;
 const LOW_MASK: u64 = TOP - 1;
 /// Bytes the decoder reads before the first symbol.
 const INIT_BYTES: usize = (LOW_BITS / 8) as usize;
+/// The encoder drops at most this many trailing zero bytes, so a decoder that reads further
+/// past the end of its input is reading a stream that has ended early.
+pub const MAX_TRIM: usize = 16;
 
 /// `(cumulative frequency, frequency)` of `symbol` in `table`; `None` if it is outside.
 pub fn cum_freq(table: &[u32], symbol: u32) -> Option<(u32, u32)> {
@@ -149,8 +153,10 @@ impl Encoder {
         for _ in 0..=INIT_BYTES {
             self.shift_low();
         }
-        while self.out.last() == Some(&0) {
+        let mut trimmed = 0;
+        while self.out.last() == Some(&0) && trimmed < MAX_TRIM {
             self.out.pop();
+            trimmed += 1;
         }
         self.out
     }
@@ -207,6 +213,9 @@ impl<'a> Decoder<'a> {
             // code < range < 2^48 here, so the shifted code stays below 2^56.
             self.range <<= 8;
             self.code = (self.code << 8) | self.byte() as u64;
+        }
+        if self.pos > self.input.len() + MAX_TRIM {
+            return Err(Error::FormatCorrupt("range-coded data ends early".into()));
         }
         Ok(())
     }

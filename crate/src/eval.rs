@@ -74,15 +74,24 @@ impl Window {
     }
 }
 
+/// The window that scores from `score_start` in a text of `n` tokens. Its nominal end is
+/// `window` (the first) or `score_start + stride`, and it starts `window` positions before
+/// that nominal end; the end of the text only cuts it short. So which tokens a window sees
+/// depends only on the tokens before its scored ones, never on how long the text is: a
+/// decoder that does not know the token count repeats exactly the same windows.
+pub fn window_at(score_start: usize, n: usize, p: &Policy) -> Window {
+    let nominal = if score_start == 0 { p.window } else { score_start + p.stride };
+    Window { ctx_start: nominal.saturating_sub(p.window), score_start, end: n.min(nominal) }
+}
+
 /// The windows covering `n` tokens.
 pub fn windows(n: usize, p: &Policy) -> Vec<Window> {
     let mut out = Vec::new();
     let mut score_start = 0;
     while score_start < n {
-        let end = if score_start == 0 { n.min(p.window) } else { n.min(score_start + p.stride) };
-        let ctx_start = end.saturating_sub(p.window);
-        out.push(Window { ctx_start, score_start, end });
-        score_start = end;
+        let w = window_at(score_start, n, p);
+        out.push(w);
+        score_start = w.end;
     }
     out
 }
@@ -127,6 +136,11 @@ mod tests {
                 next = w.end;
             }
             assert_eq!(next, n);
+            // A window's context never depends on the text's length.
+            for w in &ws {
+                let longer = window_at(w.score_start, n + 100, &p);
+                assert_eq!((w.ctx_start, w.score_start), (longer.ctx_start, longer.score_start));
+            }
         }
         let w = windows(20, &p)[1];
         let toks: Vec<u32> = (100..120).collect();

@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod coder;
+pub mod container;
 pub mod convert;
 pub mod error;
 pub mod eval;

@@ -207,6 +207,12 @@ impl Tokenizer {
         Ok(Tokenizer { bytes, ends, byte_token, escape, merges, digit: compile(DIGIT_PATTERN)?, word: compile(WORD_PATTERN)? })
     }
 
+    /// The escape token that `encode` puts before the partner of a byte without a token
+    /// (always followed by that partner); `None` when every byte has a token.
+    pub fn escape_token(&self) -> Option<u32> {
+        (self.escape != NO_TOKEN).then_some(self.escape)
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.ends.len()
     }

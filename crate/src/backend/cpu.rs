@@ -580,10 +580,6 @@ impl CpuBackend {
         Ok(CpuBackend { embed: w.embed.clone(), layers, out_norm: w.out_norm.clone(), tables: w.tables.clone(), cache, cfg })
     }
 
-    pub fn cache_len(&self) -> usize {
-        self.cache.first().map_or(0, |c| c.k_exp.len() / self.cfg.n_kv_heads)
-    }
-
     fn q4(&self, m: Mat) -> &CpuQ4 {
         match m {
             Mat::Q(l) => &self.layers[l].wq,
@@ -600,6 +596,10 @@ impl CpuBackend {
 impl Backend for CpuBackend {
     type Buf = CpuBuf;
     type Q = QAct;
+
+    fn cache_len(&self) -> usize {
+        self.cache.first().map_or(0, |c| c.k_exp.len() / self.cfg.n_kv_heads)
+    }
 
     fn embed(&mut self, tokens: &[u32]) -> Result<CpuBuf> {
         Ok(CpuBuf { width: self.cfg.dim, data: embed(&self.embed, tokens)? })

@@ -39,6 +39,8 @@ pub trait Backend {
     /// int8 block-quantised activations (see [`cpu::QAct`]).
     type Q;
 
+    /// The most positions one sequence may use (the KV cache's length).
+    fn cache_len(&self) -> usize;
     /// Residual stream `[tokens, dim]`, Q12, from the token embedding.
     fn embed(&mut self, tokens: &[u32]) -> Result<Self::Buf>;
     /// RMSNorm times gain; output in the norm's `z_frac` fixed point.

@@ -1,0 +1,761 @@
+//! The `.lmz` container: how chunks of model-coded, zstd or stored bytes become a file, and
+//! the compact forms for tiny inputs. The byte layout is specified in `docs/FORMAT.md`; this
+//! module is its reference implementation.
+//!
+//! Data path: bytes → [`Tokenizer::encode`] → chunks of whole tokens → per chunk the
+//! smallest of (model-coded tokens, zstd, stored) → header + chunk table + payloads.
+//! Decompression reads the header (every field checked against what the remaining bytes can
+//! hold before anything is allocated), then decodes each chunk independently: a model chunk
+//! re-runs the context policy ([`crate::eval`]) over the tokens decoded so far, one token at a
+//! time, which reproduces exactly the tables the compressor used.
+//!
+//! Pure: no file system, threads or clocks, generic over [`Backend`], so the same code runs
+//! in the CLI, in wasm and with a GPU engine.
+
+use crate::backend::Backend;
+use crate::coder::{cum_freq, Decoder, Encoder};
+use crate::error::{Error, Result};
+use crate::eval::{score, window_at, Policy};
+use crate::model::{forward, Fracs};
+use crate::pack::{hex, Config, Model};
+use crate::tokenizer::Tokenizer;
+
+// --- format constants (docs/FORMAT.md) ---
+
+/// First bytes of the full form. 0x89 is never the first byte of UTF-8 text.
+pub const MAGIC: [u8; 4] = [0x89, b'L', b'M', b'Z'];
+/// The full form's version this build writes and reads.
+pub const VERSION: u8 = 1;
+/// Fixed part of the full header, before the chunk table.
+const FIXED_HEADER: usize = 4 + 1 + 1 + 32 + 4 + 4 + 8 + 4 + 4;
+/// Compact-form tags (first byte of a compact file, of a raw stream): the version and the
+/// method in one byte. 0xF8–0xFF never occur in UTF-8.
+pub const TAG_STORED: u8 = 0xF8;
+pub const TAG_ZSTD: u8 = 0xF9;
+pub const TAG_MODEL: u8 = 0xFA;
+/// Tags reserved for later compact versions (a decoder says "unsupported version").
+const TAG_RESERVED: std::ops::RangeInclusive<u8> = 0xFB..=0xFF;
+/// Bytes of the model fingerprint that the compact form keeps.
+pub const COMPACT_FP_BYTES: usize = 2;
+/// Chunk size (tokens) when the caller does not choose one: a text of n tokens is cut into
+/// max(1, floor(n / 16384)) chunks of equal size (16,384–32,767 tokens each). Measured on
+/// alice29 (FORMAT.md, "Chunk size"): +0.6 % over one chunk, 17 chunks per MB of text.
+pub const DEFAULT_CHUNK_TOKENS: usize = 16384;
+/// In `ModelUse::Auto`, a chunk whose tokens average fewer bytes than this is not worth a
+/// model run (random or binary data: ~1 byte per token); zstd or stored is chosen.
+pub const AUTO_MIN_BYTES_PER_TOKEN: f64 = 1.5;
+/// Consecutive stored/zstd chunks are merged up to this many bytes.
+const MERGE_LIMIT: usize = 1 << 22;
+/// zstd level for chunks the model does not help.
+#[cfg(feature = "zstd")]
+const ZSTD_LEVEL: i32 = 19;
+/// Largest zstd window a decoder accepts (bounds its memory on hostile input).
+const ZSTD_MAX_WINDOW: u64 = 1 << 23;
+
+/// How a chunk is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The bytes as they are.
+    Stored = 0,
+    /// A zstd frame.
+    Zstd = 1,
+    /// Range-coded tokens under the model.
+    Model = 2,
+}
+
+impl Method {
+    fn from_u8(b: u8) -> Option<Method> {
+        match b {
+            0 => Some(Method::Stored),
+            1 => Some(Method::Zstd),
+            2 => Some(Method::Model),
+            _ => None,
+        }
+    }
+    fn tag(self) -> u8 {
+        match self {
+            Method::Stored => TAG_STORED,
+            Method::Zstd => TAG_ZSTD,
+            Method::Model => TAG_MODEL,
+        }
+    }
+    fn from_tag(t: u8) -> Option<Method> {
+        match t {
+            TAG_STORED => Some(Method::Stored),
+            TAG_ZSTD => Some(Method::Zstd),
+            TAG_MODEL => Some(Method::Model),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Stored => "stored",
+            Method::Zstd => "zstd",
+            Method::Model => "model",
+        }
+    }
+}
+
+/// When the compressor runs the model on a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelUse {
+    /// When the chunk looks like text to the tokenizer ([`AUTO_MIN_BYTES_PER_TOKEN`]).
+    Auto,
+    /// On every chunk (the smallest encoding still wins).
+    Always,
+    /// On every chunk, and keep its output even when stored or zstd would be smaller (for
+    /// tests and for measuring the model).
+    Force,
+    /// Never: zstd or stored only.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Tokens per chunk (the last chunk may be shorter; a chunk never splits an escape pair).
+    pub chunk_tokens: usize,
+    /// The context policy; `None`: the model's default ([`Policy::default_for`]).
+    pub policy: Option<Policy>,
+    pub model: ModelUse,
+    /// Allow the compact form for single-chunk inputs under the default policy.
+    pub compact: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { chunk_tokens: DEFAULT_CHUNK_TOKENS, policy: None, model: ModelUse::Auto, compact: true }
+    }
+}
+
+/// Which layout a file has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Full,
+    Compact,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub method: Method,
+    pub original_len: u64,
+    pub stored_len: u64,
+}
+
+/// What a file's header says (no model needed to read it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    pub form: Form,
+    pub version: u32,
+    /// The model pack's SHA-256 (full form) or its first [`COMPACT_FP_BYTES`] bytes.
+    pub fingerprint: Vec<u8>,
+    pub original_len: u64,
+    pub compressed_len: u64,
+    /// Full form: crc32 of the original. Compact: the 16-bit check.
+    pub checksum: u32,
+    /// Full form: the policy's (window, stride). Compact: `None` (the model's default).
+    pub window_stride: Option<(u32, u32)>,
+    pub chunks: Vec<ChunkInfo>,
+}
+
+impl Info {
+    /// Bits per byte of the original, every header byte included.
+    pub fn bpb(&self) -> f64 {
+        if self.original_len == 0 {
+            0.0
+        } else {
+            8.0 * self.compressed_len as f64 / self.original_len as f64
+        }
+    }
+}
+
+// --- byte reading (hostile input) ---
+
+fn truncated<T>(what: &str) -> Result<T> {
+    Err(Error::FormatTruncated(format!("the data ends inside {what}")))
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        if self.b.len() - self.pos < n {
+            return truncated(what);
+        }
+        let s = &self.b[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self, what: &str) -> Result<u8> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        let s = self.take(4, what)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        let s = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(u64::from_le_bytes(a))
+    }
+    /// LEB128, at most 10 bytes, minimal (no redundant trailing zero groups), < 2^64.
+    fn varint(&mut self, what: &str) -> Result<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8(what)?;
+            let bits = (b & 0x7F) as u64;
+            if i == 9 && b > 1 {
+                return Err(Error::FormatCorrupt(format!("{what} does not fit 64 bits")));
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                if b == 0 && i > 0 {
+                    return Err(Error::FormatCorrupt(format!("{what} is not a minimal varint")));
+                }
+                return Ok(v);
+            }
+        }
+        Err(Error::FormatCorrupt(format!("{what} is longer than 10 bytes")))
+    }
+    fn rest(&self) -> &'a [u8] {
+        &self.b[self.pos..]
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The compact forms' 16-bit check: the low half of crc32(fingerprint ‖ original), so a
+/// wrong model is caught too.
+fn check16(fingerprint: &[u8; 32], data: &[u8]) -> u16 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(fingerprint);
+    h.update(data);
+    h.finalize() as u16
+}
+
+// --- parsing ---
+
+/// A parsed file: its info and each chunk's payload.
+struct Parsed<'a> {
+    info: Info,
+    payloads: Vec<&'a [u8]>,
+}
+
+fn parse(file: &[u8]) -> Result<Parsed<'_>> {
+    match file.first() {
+        None => Err(Error::FormatTruncated("the data is empty (an lmz file has at least a 1-byte tag)".into())),
+        Some(&0x89) => parse_full(file),
+        Some(&t) if Method::from_tag(t).is_some() => parse_compact(file),
+        Some(&t) if TAG_RESERVED.contains(&t) => Err(Error::FormatVersion { version: t as u32, supported: format!("full {VERSION}, compact tags 0x{TAG_STORED:02X}–0x{TAG_MODEL:02X}") }),
+        Some(_) => Err(Error::FormatBadMagic(format!("it starts with {} (an lmz file starts with 89 4C 4D 5A or a byte F8–FA)", hex(&file[..file.len().min(4)])))),
+    }
+}
+
+fn parse_full(file: &[u8]) -> Result<Parsed<'_>> {
+    let mut c = Cursor { b: file, pos: 0 };
+    let magic = c.take(4, "the magic bytes").map_err(|_| Error::FormatBadMagic(format!("only {} byte(s)", file.len())))?;
+    if magic != MAGIC {
+        return Err(Error::FormatBadMagic(format!("it starts with {} (an lmz file starts with 89 4C 4D 5A)", hex(magic))));
+    }
+    let version = c.u8("the version")?;
+    if version != VERSION {
+        return Err(Error::FormatVersion { version: version as u32, supported: VERSION.to_string() });
+    }
+    let flags = c.u8("the flags")?;
+    let fp = c.take(32, "the model fingerprint")?.to_vec();
+    let window = c.u32("the policy")?;
+    let stride = c.u32("the policy")?;
+    let original_len = c.u64("the original length")?;
+    let checksum = c.u32("the checksum")?;
+    let count = c.u32("the chunk count")? as usize;
+    // Every entry takes at least 3 bytes, and the header checksum 4 more.
+    if count > c.rest().len().saturating_sub(4) / 3 {
+        return truncated(&format!("the chunk table ({count} chunks cannot fit in {} bytes)", c.rest().len()));
+    }
+    let mut chunks = Vec::with_capacity(count);
+    let (mut sum_orig, mut sum_stored) = (0u64, 0u64);
+    for i in 0..count {
+        let what = format!("chunk table entry {i}");
+        let m = c.u8(&what)?;
+        let original_len = c.varint(&what)?;
+        let stored_len = c.varint(&what)?;
+        let method = Method::from_u8(m).ok_or_else(|| Error::FormatCorrupt(format!("chunk {i} has unknown method {m}")))?;
+        sum_orig = sum_orig.checked_add(original_len).ok_or_else(|| Error::FormatCorrupt("chunk lengths overflow".into()))?;
+        sum_stored = sum_stored.checked_add(stored_len).ok_or_else(|| Error::FormatCorrupt("chunk lengths overflow".into()))?;
+        chunks.push(ChunkInfo { method, original_len, stored_len });
+    }
+    let header_end = c.pos;
+    let hcrc = c.u32("the header checksum")?;
+    if crc32fast::hash(&file[..header_end]) != hcrc {
+        return Err(Error::FormatCorrupt("the header checksum does not match: the header is damaged".into()));
+    }
+    if flags != 0 {
+        return Err(Error::FormatVersion { version: version as u32 * 256 + flags as u32, supported: format!("{VERSION} with flags 0") });
+    }
+    if sum_orig != original_len {
+        return Err(Error::FormatCorrupt(format!("the chunks add up to {sum_orig} bytes, the header says {original_len}")));
+    }
+    let rest = c.rest().len() as u64;
+    if sum_stored > rest {
+        return Err(Error::FormatTruncated(format!("the chunks need {sum_stored} bytes after the header, the data has {rest}")));
+    }
+    if sum_stored < rest {
+        return Err(Error::FormatCorrupt(format!("{} unexpected byte(s) after the last chunk (concatenated files?)", rest - sum_stored)));
+    }
+    let mut payloads = Vec::with_capacity(count);
+    for ch in &chunks {
+        // Σ stored_len = rest: every take succeeds and every length fits usize.
+        payloads.push(c.take(ch.stored_len as usize, "a chunk")?);
+    }
+    let info = Info { form: Form::Full, version: version as u32, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: Some((window, stride)), chunks };
+    Ok(Parsed { info, payloads })
+}
+
+fn parse_compact(file: &[u8]) -> Result<Parsed<'_>> {
+    let mut c = Cursor { b: file, pos: 0 };
+    let tag = c.u8("the tag")?;
+    let fp = c.take(COMPACT_FP_BYTES, "the model fingerprint")?.to_vec();
+    let original_len = c.varint("the original length")?;
+    let check = c.take(2, "the check")?;
+    let checksum = u16::from_le_bytes([check[0], check[1]]) as u32;
+    let payload = c.rest();
+    let method = Method::from_tag(tag).ok_or_else(|| Error::FormatCorrupt(format!("tag {tag:02X}")))?;
+    let chunks = if original_len == 0 && payload.is_empty() { vec![] } else { vec![ChunkInfo { method, original_len, stored_len: payload.len() as u64 }] };
+    let info = Info { form: Form::Compact, version: 1, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: None, chunks };
+    Ok(Parsed { info, payloads: vec![payload] })
+}
+
+/// Reads a file's header: form, version, model fingerprint, sizes, chunks. Needs no model.
+pub fn info(file: &[u8]) -> Result<Info> {
+    parse(file).map(|p| p.info)
+}
+
+// --- the codec ---
+
+/// Everything compression needs from a model except the engine: config, tokenizer,
+/// fixed-point scalars and fingerprint. Build it once per model; pass any [`Backend`].
+pub struct Codec {
+    cfg: Config,
+    fracs: Fracs,
+    tok: Tokenizer,
+    fingerprint: [u8; 32],
+}
+
+/// One chunk on the way in: its tokens and bytes.
+struct Piece<'a> {
+    tokens: &'a [u32],
+    bytes: &'a [u8],
+}
+
+impl Codec {
+    pub fn new(model: &Model) -> Result<Codec> {
+        Ok(Codec { cfg: model.config().clone(), fracs: Fracs::new(&model.weights), tok: Tokenizer::new(&model.tokenizer)?, fingerprint: model.fingerprint })
+    }
+
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tok
+    }
+
+    pub fn default_policy(&self) -> Policy {
+        Policy::default_for(&self.cfg)
+    }
+
+    fn check_backend<B: Backend>(&self, b: &B, p: &Policy) -> Result<()> {
+        p.validate(&self.cfg)?;
+        if b.cache_len() < p.window {
+            return Err(Error::InvalidArgument(format!("the engine holds {} positions; the context policy needs {} (create it with a cache of at least the window)", b.cache_len(), p.window)));
+        }
+        Ok(())
+    }
+
+    /// Compresses `data` into a standalone `.lmz` file (full or compact form).
+    /// `progress(done, total)` counts input bytes.
+    pub fn compress<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<u8>> {
+        let policy = opts.policy.unwrap_or_else(|| self.default_policy());
+        let chunks = self.encode_chunks(b, data, opts, &policy, progress)?;
+        if opts.compact && policy == self.default_policy() && chunks.len() <= 1 {
+            let (method, payload) = chunks.into_iter().next().map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
+            let mut out = vec![method.tag()];
+            out.extend_from_slice(&self.fingerprint[..COMPACT_FP_BYTES]);
+            put_varint(&mut out, data.len() as u64);
+            out.extend_from_slice(&check16(&self.fingerprint, data).to_le_bytes());
+            out.extend_from_slice(&payload);
+            return Ok(out);
+        }
+        let mut out = Vec::with_capacity(FIXED_HEADER + 24 * chunks.len() + chunks.iter().map(|c| c.payload.len()).sum::<usize>());
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(0); // flags
+        out.extend_from_slice(&self.fingerprint);
+        // validate() bounds the window by the model's context, far below 2^32.
+        out.extend_from_slice(&(policy.window as u32).to_le_bytes());
+        out.extend_from_slice(&(policy.stride as u32).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+        let count = u32::try_from(chunks.len()).map_err(|_| Error::InvalidArgument("more than 2^32 chunks: use larger chunks".into()))?;
+        out.extend_from_slice(&count.to_le_bytes());
+        for c in &chunks {
+            out.push(c.method as u8);
+            put_varint(&mut out, c.original_len as u64);
+            put_varint(&mut out, c.payload.len() as u64);
+        }
+        let hcrc = crc32fast::hash(&out);
+        out.extend_from_slice(&hcrc.to_le_bytes());
+        for c in &chunks {
+            out.extend_from_slice(&c.payload);
+        }
+        Ok(out)
+    }
+
+    /// Decompresses a standalone `.lmz` file made with this model.
+    /// `progress(done, total)` counts output bytes.
+    pub fn decompress<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<u8>> {
+        let p = parse(file)?;
+        let info = &p.info;
+        let have = hex(&self.fingerprint);
+        let policy = match info.form {
+            Form::Full => {
+                if info.fingerprint[..] != self.fingerprint[..] {
+                    return Err(Error::FormatModelMismatch { wanted: format!("is {}", hex(&info.fingerprint)), have });
+                }
+                let (window, stride) = info.window_stride.unwrap_or((0, 0));
+                Policy { window: window as usize, stride: stride as usize, start: self.cfg.doc_start }
+            }
+            Form::Compact => {
+                if info.fingerprint[..] != self.fingerprint[..COMPACT_FP_BYTES] {
+                    return Err(Error::FormatModelMismatch { wanted: format!("starts with {}", hex(&info.fingerprint)), have });
+                }
+                self.default_policy()
+            }
+        };
+        if info.chunks.iter().any(|c| c.method == Method::Model) {
+            policy.validate(&self.cfg).map_err(|e| Error::FormatCorrupt(format!("the file's context policy does not fit the model: {e}")))?;
+            self.check_backend(b, &policy)?;
+        }
+        // Never trust the header with an allocation: grow as the data really decodes.
+        let mut out = Vec::with_capacity((info.original_len as usize).min(file.len().saturating_mul(8)).min(1 << 26));
+        let total = info.original_len;
+        for (i, (ch, payload)) in info.chunks.iter().zip(&p.payloads).enumerate() {
+            let base = out.len() as u64;
+            let got = self.decode_chunk(b, ch.method, payload, ch.original_len, &policy, &mut |d| progress(base + d, total), &mut out).map_err(|e| match e {
+                Error::FormatCorrupt(m) if info.chunks.len() > 1 => Error::FormatCorrupt(format!("chunk {i}: {m}")),
+                e => e,
+            })?;
+            if got != ch.original_len {
+                return Err(Error::FormatCorrupt(format!("chunk {i} decodes to {got} bytes, the table says {}", ch.original_len)));
+            }
+        }
+        match info.form {
+            Form::Full => {
+                let crc = crc32fast::hash(&out);
+                if crc != info.checksum {
+                    return Err(Error::FormatChecksum { expected: format!("{:08x}", info.checksum), actual: format!("{crc:08x}") });
+                }
+            }
+            Form::Compact => {
+                let c = check16(&self.fingerprint, &out) as u32;
+                if c != info.checksum {
+                    return Err(Error::FormatChecksum { expected: format!("{:04x}", info.checksum), actual: format!("{c:04x}") });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The raw stream for an embedder that already knows the model and the original length
+    /// (the notes extension): `tag, check16, payload` — 3 bytes over the coder's output.
+    pub fn compress_raw<B: Backend>(&self, b: &mut B, data: &[u8], model: ModelUse, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<u8>> {
+        let policy = self.default_policy();
+        // One chunk: the raw stream has no chunk table.
+        let opts = Options { chunk_tokens: usize::MAX, policy: None, model, compact: true };
+        let chunk = self.encode_chunks(b, data, &opts, &policy, progress)?.into_iter().next();
+        let (method, payload) = chunk.map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
+        let mut out = vec![method.tag()];
+        out.extend_from_slice(&check16(&self.fingerprint, data).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Decodes a raw stream of `len` original bytes made by [`Codec::compress_raw`].
+    pub fn decompress_raw<B: Backend>(&self, b: &mut B, raw: &[u8], len: u64, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<u8>> {
+        let (&tag, rest) = raw.split_first().ok_or_else(|| Error::FormatTruncated("the raw stream is empty".into()))?;
+        let method = match Method::from_tag(tag) {
+            Some(m) => m,
+            None if TAG_RESERVED.contains(&tag) => return Err(Error::FormatVersion { version: tag as u32, supported: format!("raw tags 0x{TAG_STORED:02X}–0x{TAG_MODEL:02X}") }),
+            None => return Err(Error::FormatBadMagic(format!("raw stream tag {tag:02X} (expected F8–FA)"))),
+        };
+        if rest.len() < 2 {
+            return truncated("the check");
+        }
+        let check = u16::from_le_bytes([rest[0], rest[1]]);
+        let policy = self.default_policy();
+        if method == Method::Model {
+            self.check_backend(b, &policy)?;
+        }
+        let mut out = Vec::with_capacity((len as usize).min(raw.len().saturating_mul(8)).min(1 << 26));
+        let got = self.decode_chunk(b, method, &rest[2..], len, &policy, &mut |d| progress(d, len), &mut out)?;
+        if got != len {
+            return Err(Error::FormatCorrupt(format!("the raw stream decodes to {got} bytes, not {len}")));
+        }
+        let c = check16(&self.fingerprint, &out);
+        if c != check {
+            return Err(Error::FormatChecksum { expected: format!("{check:04x}"), actual: format!("{c:04x}") });
+        }
+        Ok(out)
+    }
+
+    // --- compression ---
+
+    /// Tokenizes `data`, cuts it into chunks and encodes each with the smallest method.
+    fn encode_chunks<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, policy: &Policy, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<Chunk>> {
+        if opts.chunk_tokens == 0 {
+            return Err(Error::InvalidArgument("chunks must hold at least one token".into()));
+        }
+        let total = data.len() as u64;
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tokens = self.tok.encode(data);
+        let pieces = self.cut(data, &tokens, opts.chunk_tokens)?;
+        let mut chunks: Vec<Chunk> = Vec::with_capacity(pieces.len());
+        let mut done = 0u64;
+        for piece in &pieces {
+            let n = piece.bytes.len() as u64;
+            let use_model = match opts.model {
+                ModelUse::Always | ModelUse::Force => true,
+                ModelUse::Never => false,
+                ModelUse::Auto => piece.bytes.len() as f64 >= AUTO_MIN_BYTES_PER_TOKEN * piece.tokens.len() as f64,
+            };
+            let mut best = Chunk { method: Method::Stored, payload: piece.bytes.to_vec(), original_len: piece.bytes.len() };
+            if use_model {
+                self.check_backend(b, policy)?;
+                let ntok = piece.tokens.len() as u64;
+                let coded = self.encode_tokens(b, piece.tokens, policy, &mut |d, _| progress(done + n * d as u64 / ntok.max(1), total))?;
+                if coded.len() < best.payload.len() || opts.model == ModelUse::Force {
+                    best = Chunk { method: Method::Model, payload: coded, original_len: piece.bytes.len() };
+                }
+            }
+            if best.method != Method::Model {
+                if let Some(z) = zstd_compress(piece.bytes) {
+                    if z.len() < best.payload.len() {
+                        best = Chunk { method: Method::Zstd, payload: z, original_len: piece.bytes.len() };
+                    }
+                }
+            }
+            done += n;
+            progress(done, total);
+            // Merge runs of chunks the model did not win: fewer table entries, and zstd sees more.
+            match chunks.last_mut() {
+                Some(last) if last.method != Method::Model && best.method != Method::Model && last.original_len + best.original_len <= MERGE_LIMIT => {
+                    let start = piece.bytes.as_ptr() as usize - data.as_ptr() as usize - last.original_len;
+                    let merged = &data[start..start + last.original_len + best.original_len];
+                    let mut m = Chunk { method: Method::Stored, payload: merged.to_vec(), original_len: merged.len() };
+                    if let Some(z) = zstd_compress(merged) {
+                        if z.len() < m.payload.len() {
+                            m = Chunk { method: Method::Zstd, payload: z, original_len: merged.len() };
+                        }
+                    }
+                    *last = m;
+                }
+                _ => chunks.push(best),
+            }
+        }
+        Ok(chunks)
+    }
+
+    /// Cuts the token sequence into `max(1, floor(n / size))` runs of equal length (so every
+    /// run has at least `size` tokens unless the text is shorter, and fewer than `2·size`),
+    /// moving a cut one token on where it would split an escape pair, and pairs each run with
+    /// its bytes, checking that the tokens spell exactly the input.
+    fn cut<'a>(&self, data: &'a [u8], tokens: &'a [u32], size: usize) -> Result<Vec<Piece<'a>>> {
+        let esc = self.tok.escape_token();
+        let n = tokens.len();
+        let k = (n / size).max(1);
+        let mut out = Vec::with_capacity(k);
+        let (mut t0, mut b0) = (0usize, 0usize);
+        for i in 1..=k {
+            // i·n < 2^64 for any slice length and i ≤ k ≤ n.
+            let mut t1 = ((i as u128 * n as u128) / k as u128) as usize;
+            if t1 <= t0 {
+                continue;
+            }
+            if t1 < n && Some(tokens[t1 - 1]) == esc {
+                t1 += 1;
+            }
+            let spelled = self.tok.decode(&tokens[t0..t1]);
+            let b1 = b0 + spelled.len();
+            if data.get(b0..b1) != Some(&spelled[..]) {
+                return Err(Error::Tokenizer("internal check failed: the tokens do not spell the input".into()));
+            }
+            out.push(Piece { tokens: &tokens[t0..t1], bytes: &data[b0..b1] });
+            (t0, b0) = (t1, b1);
+        }
+        if t0 != n || b0 != data.len() {
+            return Err(Error::Tokenizer("internal check failed: the tokens do not cover the input".into()));
+        }
+        Ok(out)
+    }
+
+    /// Range-codes `tokens` under the model with `policy`, then checks the stream decodes back
+    /// to the same symbols (the coder half of a round trip, without re-running the model).
+    fn encode_tokens<B: Backend>(&self, b: &mut B, tokens: &[u32], policy: &Policy, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<u8>> {
+        let mut enc = Encoder::new();
+        let mut coded: Vec<(u32, u32)> = Vec::with_capacity(tokens.len());
+        score(b, &self.cfg, &self.fracs, tokens, policy, &mut |i, table| {
+            let (c, f) = cum_freq(table, tokens[i]).ok_or_else(|| Error::InvalidArgument(format!("token {} outside the vocabulary", tokens[i])))?;
+            enc.encode(c, f);
+            coded.push((c, f));
+            Ok(())
+        }, progress)?;
+        let bytes = enc.finish();
+        let mut d = Decoder::new(&bytes);
+        for &(c, f) in &coded {
+            let t = d.target()?;
+            if t < c || t - c >= f {
+                return Err(Error::InvalidArgument("internal check failed: the range coder does not round-trip".into()));
+            }
+            d.consume(c, f)?;
+        }
+        d.finish()?;
+        Ok(bytes)
+    }
+
+    // --- decompression ---
+
+    /// Decodes one chunk of `len` original bytes, appending to `out`; returns the bytes added.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_chunk<B: Backend>(&self, b: &mut B, method: Method, payload: &[u8], len: u64, policy: &Policy, progress: &mut dyn FnMut(u64), out: &mut Vec<u8>) -> Result<u64> {
+        let start = out.len();
+        match method {
+            Method::Stored => {
+                if payload.len() as u64 != len {
+                    return Err(Error::FormatCorrupt(format!("a stored chunk of {} bytes claims {len}", payload.len())));
+                }
+                out.extend_from_slice(payload);
+            }
+            Method::Zstd => zstd_decompress(payload, len, out)?,
+            Method::Model => self.decode_tokens(b, payload, len, policy, progress, out)?,
+        }
+        progress((out.len() - start) as u64);
+        Ok((out.len() - start) as u64)
+    }
+
+    /// Decodes range-coded tokens until they spell `len` bytes, running the context policy
+    /// window by window: prefill the window's known context, then one token at a time.
+    fn decode_tokens<B: Backend>(&self, b: &mut B, payload: &[u8], len: u64, policy: &Policy, progress: &mut dyn FnMut(u64), out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
+        let mut dec = Decoder::new(payload);
+        let esc = self.tok.escape_token();
+        // Every token but an escape spells ≥ 1 byte, and an escape pair spells one: a valid
+        // chunk has at most 2·len tokens.
+        let max_tokens = len.saturating_mul(2).saturating_add(2);
+        let mut tokens: Vec<u32> = Vec::new();
+        let mut table: Vec<u32> = Vec::with_capacity(self.cfg.vocab);
+        let mut pending_escape = false;
+        let mut last_report = 0u64;
+        let mut done = len == 0;
+        while !done {
+            // With an unbounded length, `end` is the window's nominal end.
+            let w = window_at(tokens.len(), usize::MAX, policy);
+            let mut input = Vec::with_capacity(w.score_start - w.ctx_start + 1);
+            input.push(policy.start);
+            input.extend_from_slice(&tokens[w.ctx_start..w.score_start]);
+            let mut pos = input.len();
+            forward(b, &self.cfg, &self.fracs, &input, 0, pos - 1, &mut |_, t| {
+                table.clear();
+                table.extend_from_slice(t);
+                Ok(())
+            })?;
+            loop {
+                let t = dec.decode(&table)?;
+                tokens.push(t);
+                if tokens.len() as u64 > max_tokens {
+                    return Err(Error::FormatCorrupt("the tokens spell fewer bytes than the chunk's length".into()));
+                }
+                // Spell the token exactly as Tokenizer::decode does.
+                match esc {
+                    Some(e) if pending_escape => {
+                        pending_escape = false;
+                        out.extend_from_slice(&self.tok.decode(&[e, t]));
+                    }
+                    Some(e) if t == e => pending_escape = true,
+                    _ => out.extend_from_slice(self.tok.token_bytes(t)),
+                }
+                let n = (out.len() - start) as u64;
+                if n > len {
+                    return Err(Error::FormatCorrupt(format!("the tokens spell more than the chunk's {len} bytes")));
+                }
+                if n == len && !pending_escape {
+                    done = true;
+                    break;
+                }
+                if n - last_report >= 256 {
+                    progress(n);
+                    last_report = n;
+                }
+                if tokens.len() == w.end {
+                    break; // the window's nominal end: the next one re-runs its context
+                }
+                forward(b, &self.cfg, &self.fracs, &[t], pos, 0, &mut |_, tb| {
+                    table.clear();
+                    table.extend_from_slice(tb);
+                    Ok(())
+                })?;
+                pos += 1;
+            }
+        }
+        dec.finish()
+    }
+}
+
+/// One chunk on the way out.
+struct Chunk {
+    method: Method,
+    payload: Vec<u8>,
+    original_len: usize,
+}
+
+#[cfg(feature = "zstd")]
+fn zstd_compress(data: &[u8]) -> Option<Vec<u8>> {
+    zstd::bulk::compress(data, ZSTD_LEVEL).ok()
+}
+
+#[cfg(not(feature = "zstd"))]
+fn zstd_compress(_: &[u8]) -> Option<Vec<u8>> {
+    None
+}
+
+/// Decodes one zstd frame of exactly `len` bytes (pure Rust, every build), reading at most
+/// `len + 1` bytes so a lying frame cannot make it allocate more.
+fn zstd_decompress(payload: &[u8], len: u64, out: &mut Vec<u8>) -> Result<()> {
+    use std::io::Read;
+    let bad = |e: &dyn std::fmt::Display| Error::FormatCorrupt(format!("zstd chunk: {e}"));
+    let mut src = payload;
+    let dec = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(&mut src, ZSTD_MAX_WINDOW).map_err(|e| bad(&e))?;
+    let start = out.len();
+    dec.take(len.saturating_add(1)).read_to_end(out).map_err(|e| bad(&e))?;
+    if (out.len() - start) as u64 != len {
+        return Err(Error::FormatCorrupt(format!("zstd chunk decodes to {} bytes, the table says {len}", out.len() - start)));
+    }
+    if !src.is_empty() {
+        return Err(Error::FormatCorrupt(format!("{} byte(s) after the zstd frame", src.len())));
+    }
+    Ok(())
+}
