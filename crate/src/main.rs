@@ -6,14 +6,84 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lmz::fetch;
 
+mod files;
+
 #[derive(Parser)]
-#[command(name = "lmz", version, about = "Lossless compression driven by a small language model")]
+#[command(
+    name = "lmz",
+    version,
+    about = "Lossless compression driven by a small language model",
+    long_about = "Lossless compression driven by a small language model.\n\nWith files: compress each FILE to FILE.lmz (or decompress FILE.lmz to FILE with -d) and remove the input once the output is complete. With no FILE, or FILE `-`: standard input to standard output. Invoked as `unlmz`, it decompresses.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit status: 0 ok, 1 an error (each reported as `lmz: FILE: error [LMZ_CODE]: …`), 2 a usage error."
+)]
 struct Cli {
     /// Model pack to use (default: $LMZ_MODEL, else the cache filled by `lmz model fetch`).
     #[arg(long, global = true, value_name = "PATH")]
     model: Option<PathBuf>,
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    io: IoArgs,
+}
+
+#[derive(clap::Args)]
+struct IoArgs {
+    /// Files to compress (or, with -d, to decompress); none or `-`: standard input.
+    #[arg(value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Decompress.
+    #[arg(short, long)]
+    decompress: bool,
+    /// Write to standard output and keep the input files.
+    #[arg(short = 'c', long)]
+    stdout: bool,
+    /// Keep (don't delete) the input files.
+    #[arg(short, long)]
+    keep: bool,
+    /// Overwrite existing output files; compress files that already end in .lmz; write
+    /// compressed data to a terminal.
+    #[arg(short, long)]
+    force: bool,
+    /// Write the output to PATH (one input only); the input is kept.
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// Test the integrity of compressed files (decompress in memory, write nothing).
+    #[arg(short, long)]
+    test: bool,
+    /// Report sizes, bits per byte and speed for each file.
+    #[arg(short, long)]
+    verbose: bool,
+    /// No progress bar, no warnings.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Engine for the model.
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    backend: BackendKind,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// When to run the model on a chunk: auto (text-like chunks), always (keep the smallest),
+    /// force (keep the model's output), never (zstd or stored only).
+    #[arg(long, value_enum, default_value_t = UseModel::Auto, value_name = "WHEN")]
+    use_model: UseModel,
+    /// Tokens per chunk (default 16384).
+    #[arg(long, value_name = "N")]
+    chunk_tokens: Option<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendKind {
+    /// The integer CPU engine.
+    Cpu,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UseModel {
+    Auto,
+    Always,
+    Force,
+    Never,
 }
 
 #[derive(Subcommand)]
@@ -24,6 +94,11 @@ enum Cmd {
     Model {
         #[command(subcommand)]
         action: Option<ModelCmd>,
+    },
+    /// Show what a .lmz file's header says: form, version, model, sizes, chunks, bpb.
+    Info {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -158,14 +233,14 @@ fn score_reference(_: &lmz::Model, _: &[u32], _: &lmz::eval::Policy, _: &indicat
     Err(lmz::Error::InvalidArgument("this lmz was built without the float reference: rebuild with `cargo build --release --features reference`".into()))
 }
 
-fn run(cli: Cli) -> lmz::Result<()> {
+fn run(cli: Cli) -> lmz::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Eval(a) => eval(cli.model.as_deref(), a)?,
-        Cmd::Model { action: Some(ModelCmd::Fetch) } => {
+        Some(Cmd::Eval(a)) => eval(cli.model.as_deref(), a)?,
+        Some(Cmd::Model { action: Some(ModelCmd::Fetch) }) => {
             let dest = cli.model.clone().or_else(|| std::env::var_os("LMZ_MODEL").map(PathBuf::from));
             fetch::fetch(dest.as_deref(), &mut |m| eprintln!("lmz: {m}"))?;
         }
-        Cmd::Model { action: None } => {
+        Some(Cmd::Model { action: None }) => {
             let path = fetch::default_pack_path(cli.model.as_deref());
             let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => lmz::Error::ModelMissing { path: path.display().to_string() },
@@ -179,14 +254,69 @@ fn run(cli: Cli) -> lmz::Result<()> {
             println!("source:      {} (sha256 {})", m.meta.source, m.meta.source_sha256);
             println!("license:     {}", m.meta.license);
         }
+        Some(Cmd::Info { files }) => return Ok(info_cmd(&files)),
+        None => return files::run(cli.model.as_deref(), cli.io),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_cmd(files: &[PathBuf]) -> ExitCode {
+    let mut status = ExitCode::SUCCESS;
+    for (i, f) in files.iter().enumerate() {
+        let r = std::fs::read(f).map_err(|e| lmz::Error::io(f, e)).and_then(|b| lmz::container::info(&b));
+        match r {
+            Ok(info) => {
+                if i > 0 {
+                    println!();
+                }
+                print_info(f, &info);
+            }
+            Err(e) => {
+                eprintln!("lmz: {}: error [{}]: {e}", f.display(), e.code());
+                status = ExitCode::from(1);
+            }
+        }
+    }
+    status
+}
+
+fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
+    use lmz::container::{Form, Method};
+    println!("file:        {}", f.display());
+    match i.form {
+        Form::Full => println!("form:        full, version {}", i.version),
+        Form::Compact => println!("form:        compact, version {} (tag {})", i.version, i.chunks.first().map_or("stored", |c| c.method.name())),
+    }
+    match i.form {
+        Form::Full => println!("model:       {}", lmz::pack::hex(&i.fingerprint)),
+        Form::Compact => println!("model:       {}… (first {} bytes of the fingerprint)", lmz::pack::hex(&i.fingerprint), i.fingerprint.len()),
+    }
+    match i.window_stride {
+        Some((w, s)) => println!("policy:      window {w}, stride {s}"),
+        None => println!("policy:      the model's default"),
+    }
+    println!("original:    {} bytes", i.original_len);
+    println!("compressed:  {} bytes ({:.4} bpb, ratio {:.3})", i.compressed_len, i.bpb(), if i.compressed_len > 0 { i.original_len as f64 / i.compressed_len as f64 } else { 0.0 });
+    match i.form {
+        Form::Full => println!("checksum:    crc32 {:08x}", i.checksum),
+        Form::Compact => println!("checksum:    check16 {:04x}", i.checksum),
+    }
+    let count = |m: Method| i.chunks.iter().filter(|c| c.method == m).count();
+    println!("chunks:      {} ({} model, {} zstd, {} stored)", i.chunks.len(), count(Method::Model), count(Method::Zstd), count(Method::Stored));
+    for (k, c) in i.chunks.iter().enumerate() {
+        println!("  {k:>4}  {:<6} {:>10} → {:>10} bytes  {:.4} bpb", c.method.name(), c.original_len, c.stored_len, if c.original_len > 0 { 8.0 * c.stored_len as f64 / c.original_len as f64 } else { 0.0 });
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // gzip's habit: the same program decompresses when called `unlmz`.
+    let argv0 = std::env::args_os().next().map(PathBuf::from);
+    if argv0.as_deref().and_then(|p| p.file_stem()).is_some_and(|n| n == "unlmz") {
+        cli.io.decompress = true;
+    }
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("lmz: error [{}]: {e}", e.code());
             ExitCode::from(1)

@@ -77,3 +77,113 @@ fn model_command_reports_path_size_and_fingerprint() {
     assert!(s.contains(&fp) && s.contains("size:") && s.contains("tiny.lmz.safetensors"), "{s}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+// --- compression, gzip's habits ---
+
+fn run_in(dir: &std::path::Path, pack: &std::path::Path, args: &[&str]) -> std::process::Output {
+    lmz().current_dir(dir).arg("--model").arg(pack).args(args).output().unwrap()
+}
+
+#[test]
+fn compress_and_decompress_files_like_gzip() {
+    let d = tmpdir("gz");
+    let pack = tiny_pack_file(&d);
+    let body = b"the thin theme in an anthem, then the end.\n".repeat(30);
+    std::fs::write(d.join("a.txt"), &body).unwrap();
+    // FILE → FILE.lmz, input removed.
+    let out = run_in(&d, &pack, &["a.txt"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!d.join("a.txt").exists() && d.join("a.txt.lmz").exists());
+    // info reads the header.
+    let out = lmz().current_dir(&d).args(["info", "a.txt.lmz"]).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && s.contains(&format!("original:    {} bytes", body.len())), "{s}");
+    // -d restores it and removes the .lmz.
+    let out = run_in(&d, &pack, &["-d", "a.txt.lmz"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(d.join("a.txt")).unwrap(), body);
+    assert!(!d.join("a.txt.lmz").exists());
+    // -k keeps the input; an existing output is refused without -f and the input untouched.
+    assert!(run_in(&d, &pack, &["-k", "--use-model", "force", "a.txt"]).status.success());
+    assert!(d.join("a.txt").exists() && d.join("a.txt.lmz").exists());
+    let out = run_in(&d, &pack, &["a.txt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert_eq!(std::fs::read(d.join("a.txt")).unwrap(), body);
+    // -c writes to stdout and keeps everything; -o writes elsewhere.
+    let out = run_in(&d, &pack, &["-dc", "a.txt.lmz"]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, body);
+    assert!(run_in(&d, &pack, &["-d", "-o", "copy.txt", "a.txt.lmz"]).status.success());
+    assert_eq!(std::fs::read(d.join("copy.txt")).unwrap(), body);
+    assert!(d.join("a.txt.lmz").exists());
+    // -t tests without writing.
+    let out = run_in(&d, &pack, &["-t", "a.txt.lmz"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("OK"));
+    // stdin → stdout, both ways.
+    let mut c = lmz().current_dir(&d).arg("--model").arg(&pack).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), &body).unwrap();
+    drop(c.stdin.take());
+    let z = c.wait_with_output().unwrap();
+    assert!(z.status.success());
+    let mut c = lmz().current_dir(&d).arg("--model").arg(&pack).arg("-d").arg("-").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), &z.stdout).unwrap();
+    drop(c.stdin.take());
+    assert_eq!(c.wait_with_output().unwrap().stdout, body);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn unlmz_decompresses() {
+    let d = tmpdir("unlmz");
+    let pack = tiny_pack_file(&d);
+    std::fs::write(d.join("n.txt"), b"a short note").unwrap();
+    assert!(run_in(&d, &pack, &["n.txt"]).status.success());
+    let link = d.join("unlmz");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_lmz"), &link).unwrap();
+    let out = std::process::Command::new(&link).current_dir(&d).arg("--model").arg(&pack).arg("n.txt.lmz").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(d.join("n.txt")).unwrap(), b"a short note");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn failures_leave_no_output_and_keep_the_input() {
+    let d = tmpdir("fail");
+    let pack = tiny_pack_file(&d);
+    let body = b"the thin theme in an anthem\n".repeat(10);
+    std::fs::write(d.join("a.txt"), &body).unwrap();
+    assert!(run_in(&d, &pack, &["--use-model", "force", "a.txt"]).status.success());
+    let good = std::fs::read(d.join("a.txt.lmz")).unwrap();
+    // A corrupt file: exit 1, a typed error, no output, the input kept.
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n / 2] ^= 0xff;
+    std::fs::write(d.join("b.txt.lmz"), &bad).unwrap();
+    let out = run_in(&d, &pack, &["-d", "b.txt.lmz"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LMZ_FORMAT_"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!d.join("b.txt").exists() && d.join("b.txt.lmz").exists());
+    // Truncated: the same.
+    std::fs::write(d.join("c.txt.lmz"), &good[..good.len() / 2]).unwrap();
+    assert_eq!(run_in(&d, &pack, &["-d", "c.txt.lmz"]).status.code(), Some(1));
+    assert!(!d.join("c.txt").exists());
+    // Another model: the error names the fingerprint the file wants.
+    let other = d.join("other.safetensors");
+    std::fs::write(&other, lmz::tiny::tiny_pack(6, lmz::tiny::TinyShape::default()).unwrap()).unwrap();
+    let out = run_in(&d, &other, &["-d", "a.txt.lmz"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LMZ_FORMAT_MODEL_MISMATCH"));
+    assert!(d.join("a.txt.lmz").exists());
+    // No temporary files anywhere.
+    let left: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Usage errors exit 2; a missing file exits 1 and the others are still processed.
+    assert_eq!(run_in(&d, &pack, &["-o", "x", "a", "b"]).status.code(), Some(2));
+    std::fs::write(d.join("z.txt"), b"zz").unwrap();
+    let out = run_in(&d, &pack, &["missing.txt", "z.txt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(d.join("z.txt.lmz").exists());
+    // Already compressed: refused without -f.
+    assert_eq!(run_in(&d, &pack, &["z.txt.lmz"]).status.code(), Some(1));
+    std::fs::remove_dir_all(&d).ok();
+}
