@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lmz::fetch;
 
+mod bench;
 mod files;
 
 #[derive(Parser)]
@@ -94,6 +95,18 @@ enum Cmd {
     Model {
         #[command(subcommand)]
         action: Option<ModelCmd>,
+    },
+    /// Compare lmz with gzip -9, xz -9, zstd -19 and brotli -11 on files, side by side in
+    /// one run: size, bpb, compress and decompress bytes/s (a Markdown table).
+    Bench {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Only the classic compressors (the model is slow: ~200 bytes/s on 2 cores).
+        #[arg(long)]
+        no_lmz: bool,
+        /// Worker threads for lmz (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Show what a .lmz file's header says: form, version, model, sizes, chunks, bpb.
     Info {
@@ -255,6 +268,7 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
             println!("license:     {}", m.meta.license);
         }
         Some(Cmd::Info { files }) => return Ok(info_cmd(&files)),
+        Some(Cmd::Bench { files, no_lmz, threads }) => bench::run(cli.model.as_deref(), &files, !no_lmz, threads)?,
         None => return files::run(cli.model.as_deref(), cli.io),
     }
     Ok(ExitCode::SUCCESS)

@@ -187,3 +187,17 @@ fn failures_leave_no_output_and_keep_the_input() {
     assert_eq!(run_in(&d, &pack, &["z.txt.lmz"]).status.code(), Some(1));
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn bench_prints_one_table() {
+    let d = tmpdir("bench");
+    let pack = tiny_pack_file(&d);
+    std::fs::write(d.join("t.txt"), b"the thin theme in an anthem, then the end.\n".repeat(5)).unwrap();
+    let out = run_in(&d, &pack, &["bench", "t.txt"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8_lossy(&out.stdout);
+    for name in ["lmz (cpu)", "gzip -9", "xz -9", "zstd -19", "brotli -11"] {
+        assert!(s.contains(&format!("| t.txt | 215 | {name} |")), "{name}: {s}");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -1,0 +1,108 @@
+//! `lmz bench`: lmz against gzip -9, xz -9, zstd -19 and brotli -11 (their Rust crates), side
+//! by side in one run, as a Markdown table (part of `main.rs`, not of the library).
+//!
+//! Every round trip is checked byte for byte; speeds are input bytes per second of wall
+//! time. Machines are shared and noisy: compare ratios of times within one run.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lmz::{Error, Result};
+
+type Codec = (&'static str, fn(&[u8]) -> std::io::Result<Vec<u8>>, fn(&[u8]) -> std::io::Result<Vec<u8>>);
+
+fn gzip_c(d: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
+    e.write_all(d)?;
+    e.finish()
+}
+fn gzip_d(d: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut o = Vec::new();
+    flate2::read::GzDecoder::new(d).read_to_end(&mut o)?;
+    Ok(o)
+}
+fn xz_c(d: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut e = liblzma::write::XzEncoder::new(Vec::new(), 9);
+    e.write_all(d)?;
+    e.finish()
+}
+fn xz_d(d: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut o = Vec::new();
+    liblzma::read::XzDecoder::new(d).read_to_end(&mut o)?;
+    Ok(o)
+}
+fn zstd_c(d: &[u8]) -> std::io::Result<Vec<u8>> {
+    zstd::bulk::compress(d, 19)
+}
+fn zstd_d(d: &[u8]) -> std::io::Result<Vec<u8>> {
+    zstd::stream::decode_all(d)
+}
+fn brotli_c(d: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut o = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut o, 1 << 16, 11, 24);
+        w.write_all(d)?;
+    }
+    Ok(o)
+}
+fn brotli_d(d: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut o = Vec::new();
+    brotli::Decompressor::new(d, 1 << 16).read_to_end(&mut o)?;
+    Ok(o)
+}
+
+const CLASSIC: [Codec; 4] = [("gzip -9", gzip_c, gzip_d), ("xz -9", xz_c, xz_d), ("zstd -19", zstd_c, zstd_d), ("brotli -11", brotli_c, brotli_d)];
+
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let t = Instant::now();
+    let r = f()?;
+    Ok((r, t.elapsed().as_secs_f64().max(1e-9)))
+}
+
+pub fn run(model_flag: Option<&Path>, files: &[PathBuf], with_lmz: bool, threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads.filter(|&n| n > 0) {
+        // Only fails if the global pool was already built, which nothing else does.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+    let engine = if with_lmz {
+        let model = lmz::fetch::load(&lmz::fetch::default_pack_path(model_flag))?;
+        let codec = lmz::container::Codec::new(&model)?;
+        let backend = lmz::backend::cpu::CpuBackend::new(&model, codec.default_policy().window)?;
+        Some((codec, backend))
+    } else {
+        None
+    };
+    let mut engine = engine;
+    println!("| file | bytes | compressor | size | bpb | compress B/s | decompress B/s |");
+    println!("|---|---|---|---|---|---|---|");
+    for f in files {
+        let data = std::fs::read(f).map_err(|e| Error::io(f, e))?;
+        let name = f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let row = |what: &str, size: usize, tc: f64, td: f64| {
+            let bpb = if data.is_empty() { 0.0 } else { 8.0 * size as f64 / data.len() as f64 };
+            println!("| {name} | {} | {what} | {size} | {bpb:.3} | {:.0} | {:.0} |", data.len(), data.len() as f64 / tc, data.len() as f64 / td);
+        };
+        if let Some((codec, backend)) = engine.as_mut() {
+            let opts = lmz::container::Options::default();
+            let (z, tc) = timed(|| codec.compress(backend, &data, &opts, &mut |_, _| {}))?;
+            let (back, td) = timed(|| codec.decompress(backend, &z, &mut |_, _| {}))?;
+            if back != data {
+                return Err(Error::FormatCorrupt(format!("{name}: lmz did not round-trip")));
+            }
+            row("lmz (cpu)", z.len(), tc, td);
+        }
+        for (what, c, d) in CLASSIC {
+            let io = |e: std::io::Error| Error::io(f, e);
+            let (z, tc) = timed(|| c(&data).map_err(io))?;
+            let (back, td) = timed(|| d(&z).map_err(io))?;
+            if back != data {
+                return Err(Error::FormatCorrupt(format!("{name}: {what} did not round-trip")));
+            }
+            row(what, z.len(), tc, td);
+        }
+    }
+    println!();
+    println!("threads: {}; speeds are input bytes per second of wall time", rayon::current_num_threads());
+    Ok(())
+}
