@@ -15,7 +15,6 @@ mod files;
     version,
     about = "Lossless compression driven by a small language model",
     long_about = "Lossless compression driven by a small language model.\n\nWith files: compress each FILE to FILE.lmz (or decompress FILE.lmz to FILE with -d) and remove the input once the output is complete. With no FILE, or FILE `-`: standard input to standard output. Invoked as `unlmz`, it decompresses.",
-    args_conflicts_with_subcommands = true,
     after_help = "Exit status: 0 ok, 1 an error (each reported as `lmz: FILE: error [LMZ_CODE]: …`), 2 a usage error."
 )]
 struct Cli {
