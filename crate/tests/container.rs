@@ -277,9 +277,21 @@ fn regression_corpus_never_panics() {
     let Ok(entries) = std::fs::read_dir(&dir) else { return };
     let mut n = 0;
     for e in entries {
-        let bytes = std::fs::read(e.unwrap().path()).unwrap();
-        let _ = decompress(&bytes);
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).unwrap();
+        // What the fuzz target does.
+        let r = decompress(&bytes);
         let _ = info(&bytes);
+        if let Some((&len, raw)) = bytes.split_first() {
+            let raw_r = tiny().codec.decompress_raw(&mut backend(), raw, len as u64, &mut |_, _| {});
+            if name.starts_with("valid-raw") {
+                assert!(raw_r.is_ok(), "{name}: {raw_r:?}");
+            }
+        }
+        if name.starts_with("valid-") && !name.starts_with("valid-raw") {
+            assert!(r.is_ok(), "{name}: {r:?}");
+        }
         n += 1;
     }
     eprintln!("{n} regression inputs replayed");
@@ -295,4 +307,28 @@ fn crc32(b: &[u8]) -> u32 {
         }
     }
     !c
+}
+
+/// Writes the seed files of `fuzz/regressions/` (run with `--ignored` after a format change).
+#[test]
+#[ignore]
+fn write_regression_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = tiny();
+    let note = text(120);
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("valid-compact-model", compress(&note, &forced())),
+        ("valid-compact-stored", compress(&random(50, 2), &Options::default())),
+        ("valid-compact-empty", compress(b"", &Options::default())),
+        ("valid-full-model-chunks", compress(&note, &multi(25))),
+        ("valid-full-zstd", compress(&b"abcabcabc".repeat(40), &Options { model: ModelUse::Never, compact: false, ..Options::default() })),
+        ("valid-raw-model-len120", { let mut r = vec![120u8]; r.extend(t.codec.compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {}).unwrap()); r }),
+        ("hostile-chunk-count", { let mut h = compress(&note, &multi(25))[..62].to_vec(); h[58..62].copy_from_slice(&u32::MAX.to_le_bytes()); let c = crc32(&h); h.extend_from_slice(&c.to_le_bytes()); h }),
+        ("hostile-compact-length", { let mut c = vec![lmz::container::TAG_ZSTD]; c.extend_from_slice(&t.model.fingerprint[..2]); c.extend_from_slice(&[0xff; 9]); c.extend_from_slice(&[1, 0, 0, 0x28, 0xb5, 0x2f, 0xfd]); c }),
+        ("hostile-truncated-full", compress(&note, &multi(25))[..70].to_vec()),
+    ];
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
 }
