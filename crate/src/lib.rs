@@ -22,6 +22,7 @@ pub mod model;
 pub mod pack;
 #[cfg(feature = "reference")]
 pub mod reference;
+pub mod shaders;
 pub mod tables;
 pub mod tiny;
 pub mod tokenizer;

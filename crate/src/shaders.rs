@@ -1,0 +1,234 @@
+//! The WGSL kernels of `shaders/` (one per CPU kernel of [`crate::backend::cpu`] and
+//! [`crate::freq`]), how they are composed into modules, and their uniform structs.
+//!
+//! WGSL has no `#include`. Kernels that need wide arithmetic call the functions of
+//! `shaders/wide.wgsl`, which is appended to every kernel (module-scope declarations are
+//! order-independent in WGSL); the two matmuls call `dot4`, defined by `shaders/dot4_packed.wgsl`
+//! (the `dot4I8Packed` built-in under `requires packed_4x8_integer_dot_product;`) or by
+//! `shaders/dot4_scalar.wgsl` (the exact scalar fallback), prepended so that the `requires`
+//! directive opens the module. Composition is plain concatenation of whole files: every
+//! piece is real WGSL, and the tests validate every composed module with naga.
+//!
+//! The uniform structs below are the one source of truth for each kernel's parameters: a
+//! `#[repr(C)]` Pod struct here, a struct of the same name and members in the kernel, and a
+//! test that the two layouts agree (names, offsets, size) as naga reports them.
+//!
+//! This module has no dependency on wgpu: the sources and layouts are the same for the
+//! native engine and a future WebGPU one.
+
+/// Which `dot4` the matmul kernels are composed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dot4 {
+    /// `dot4I8Packed` (needs the `packed_4x8_integer_dot_product` WGSL language feature).
+    Packed,
+    /// The scalar fallback: sign-extended bytes multiplied in i32. The same integers.
+    Scalar,
+}
+
+impl Dot4 {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dot4::Packed => "dot4I8Packed",
+            Dot4::Scalar => "scalar dot4 fallback",
+        }
+    }
+}
+
+/// One kernel file of `shaders/`.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernel {
+    /// The name of the kernel and of its CPU twin.
+    pub name: &'static str,
+    /// Its path in the repository (the label of its shader module).
+    pub path: &'static str,
+    pub source: &'static str,
+    /// Composed with a `dot4` variant.
+    pub uses_dot4: bool,
+    /// The name of its uniform struct.
+    pub params: &'static str,
+}
+
+macro_rules! kernel {
+    ($name:literal, $dot4:literal, $params:literal) => {
+        Kernel { name: $name, path: concat!("shaders/", $name, ".wgsl"), source: include_str!(concat!("../../shaders/", $name, ".wgsl")), uses_dot4: $dot4, params: $params }
+    };
+}
+
+pub const QUANTIZE: Kernel = kernel!("quantize", false, "QuantizeParams");
+pub const MATMUL_Q4: Kernel = kernel!("matmul_q4", true, "MatmulParams");
+pub const MATMUL_Q8: Kernel = kernel!("matmul_q8", true, "MatmulParams");
+pub const EMBED: Kernel = kernel!("embed", false, "EmbedParams");
+pub const RMSNORM: Kernel = kernel!("rmsnorm", false, "RmsnormParams");
+pub const ROPE: Kernel = kernel!("rope", false, "RopeParams");
+pub const SILU_MUL: Kernel = kernel!("silu_mul", false, "ElementwiseParams");
+pub const ADD: Kernel = kernel!("add", false, "ElementwiseParams");
+pub const KV_STORE: Kernel = kernel!("kv_store", false, "KvStoreParams");
+pub const ATTENTION: Kernel = kernel!("attention", false, "AttentionParams");
+pub const FREQ: Kernel = kernel!("freq", false, "FreqParams");
+
+/// Every kernel.
+pub const KERNELS: [Kernel; 11] = [QUANTIZE, MATMUL_Q4, MATMUL_Q8, EMBED, RMSNORM, ROPE, SILU_MUL, ADD, KV_STORE, ATTENTION, FREQ];
+
+/// `shaders/wide.wgsl`: Wide, mul_u32, mul_shift, div_shifted, isqrt, SplitAcc.
+pub const WIDE: &str = include_str!("../../shaders/wide.wgsl");
+pub const DOT4_PACKED: &str = include_str!("../../shaders/dot4_packed.wgsl");
+pub const DOT4_SCALAR: &str = include_str!("../../shaders/dot4_scalar.wgsl");
+
+/// The WGSL module of `k`: `[dot4 variant] + kernel + wide.wgsl`.
+pub fn compose(k: &Kernel, dot4: Dot4) -> String {
+    let mut s = String::new();
+    if k.uses_dot4 {
+        s.push_str(match dot4 {
+            Dot4::Packed => DOT4_PACKED,
+            Dot4::Scalar => DOT4_SCALAR,
+        });
+        s.push('\n');
+    }
+    s.push_str(k.source);
+    s.push('\n');
+    s.push_str(WIDE);
+    s
+}
+
+// --- uniform structs (mirrored in the kernels; layout checked by a test) ---
+
+macro_rules! uniform {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name { $($(#[$fm])* pub $f: $t),* }
+        impl $name {
+            /// Member names and byte offsets, for the layout test.
+            pub const FIELDS: &'static [(&'static str, usize)] = &[$((stringify!($f), std::mem::offset_of!($name, $f))),*];
+        }
+    };
+}
+
+uniform!(
+    /// `shaders/quantize.wgsl`
+    QuantizeParams { rows: u32, width: u32, frac: i32, _pad: u32 }
+);
+uniform!(
+    /// `shaders/matmul_q4.wgsl`, `shaders/matmul_q8.wgsl`
+    MatmulParams { rows: u32, tokens: u32, frac_out: i32, _pad: u32 }
+);
+uniform!(
+    /// `shaders/embed.wgsl`
+    EmbedParams { rows: u32, dim: u32, vocab: u32, _pad: u32 }
+);
+uniform!(
+    /// `shaders/rmsnorm.wgsl`
+    RmsnormParams { rows: u32, dim: u32, eps_q24: u32, g_exp: i32, z_frac: i32, _pad0: u32, _pad1: u32, _pad2: u32 }
+);
+uniform!(
+    /// `shaders/rope.wgsl`
+    RopeParams { rows: u32, width: u32, _pad0: u32, _pad1: u32 }
+);
+uniform!(
+    /// `shaders/silu_mul.wgsl`, `shaders/add.wgsl`
+    ElementwiseParams { n: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+);
+uniform!(
+    /// `shaders/kv_store.wgsl`
+    KvStoreParams { rows: u32, cache_rows: u32, _pad0: u32, _pad1: u32 }
+);
+uniform!(
+    /// `shaders/attention.wgsl`
+    AttentionParams { rows: u32, row0: u32, cache_len: u32, _pad: u32 }
+);
+uniform!(
+    /// `shaders/freq.wgsl`
+    FreqParams { rows: u32, vocab: u32, _pad0: u32, _pad1: u32 }
+);
+
+/// Every uniform struct: (WGSL name, Rust size, members).
+pub const UNIFORMS: [(&str, usize, &[(&str, usize)]); 9] = [
+    ("QuantizeParams", std::mem::size_of::<QuantizeParams>(), QuantizeParams::FIELDS),
+    ("MatmulParams", std::mem::size_of::<MatmulParams>(), MatmulParams::FIELDS),
+    ("EmbedParams", std::mem::size_of::<EmbedParams>(), EmbedParams::FIELDS),
+    ("RmsnormParams", std::mem::size_of::<RmsnormParams>(), RmsnormParams::FIELDS),
+    ("RopeParams", std::mem::size_of::<RopeParams>(), RopeParams::FIELDS),
+    ("ElementwiseParams", std::mem::size_of::<ElementwiseParams>(), ElementwiseParams::FIELDS),
+    ("KvStoreParams", std::mem::size_of::<KvStoreParams>(), KvStoreParams::FIELDS),
+    ("AttentionParams", std::mem::size_of::<AttentionParams>(), AttentionParams::FIELDS),
+    ("FreqParams", std::mem::size_of::<FreqParams>(), FreqParams::FIELDS),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+    fn parse(name: &str, src: &str) -> naga::Module {
+        naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)))
+    }
+
+    #[test]
+    fn every_shader_parses_and_validates_with_both_dot4_variants() {
+        let mut errors = Vec::new();
+        let mut check = |name: &str, src: &str| -> Option<naga::Module> {
+            let m = match naga::front::wgsl::parse_str(src) {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(format!("{name}: {}", e.emit_to_string(src)));
+                    return None;
+                }
+            };
+            // No optional capabilities: the kernels must run on any WebGPU adapter.
+            if let Err(e) = Validator::new(ValidationFlags::all(), Capabilities::empty()).validate(&m) {
+                errors.push(format!("{name}: {}", e.emit_to_string(src)));
+                return None;
+            }
+            Some(m)
+        };
+        check("wide.wgsl", WIDE);
+        for k in KERNELS {
+            for d in [Dot4::Packed, Dot4::Scalar] {
+                let src = compose(&k, d);
+                if let Some(m) = check(&format!("{} ({})", k.path, d.name()), &src) {
+                    assert!(m.entry_points.iter().any(|e| e.name == "main" && e.stage == naga::ShaderStage::Compute), "{}: no compute entry point `main`", k.path);
+                }
+                if !k.uses_dot4 {
+                    break;
+                }
+                assert_eq!(src.contains("requires packed_4x8_integer_dot_product;"), d == Dot4::Packed);
+            }
+        }
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+    }
+
+    #[test]
+    fn every_shader_file_is_a_kernel_or_a_library() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders");
+        let mut files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        files.sort();
+        let mut known: Vec<String> = KERNELS.iter().map(|k| format!("{}.wgsl", k.name)).collect();
+        known.extend(["wide.wgsl", "dot4_packed.wgsl", "dot4_scalar.wgsl"].map(String::from));
+        known.sort();
+        assert_eq!(files, known);
+        // Each opens with its comment block naming its CPU twin.
+        for k in KERNELS {
+            assert!(k.source.starts_with(&format!("// {}.wgsl", k.name)), "{}", k.path);
+            assert!(k.source.contains("CPU twin:"), "{}", k.path);
+        }
+    }
+
+    #[test]
+    fn uniform_structs_match_their_wgsl_layout() {
+        for k in KERNELS {
+            let m = parse(k.path, &compose(&k, Dot4::Scalar));
+            let (name, size, fields) = UNIFORMS.iter().find(|u| u.0 == k.params).unwrap_or_else(|| panic!("{}: no Rust struct {}", k.path, k.params));
+            let ty = m.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("{}: no struct {name}", k.path)).1;
+            let naga::TypeInner::Struct { members, span } = &ty.inner else { panic!("{name} is not a struct") };
+            assert_eq!(*span as usize, *size, "{}: size of {name}", k.path);
+            let wgsl: Vec<(String, usize)> = members.iter().map(|mb| (mb.name.clone().unwrap_or_default(), mb.offset as usize)).collect();
+            let rust: Vec<(String, usize)> = fields.iter().map(|(n, o)| (n.to_string(), *o)).collect();
+            assert_eq!(wgsl, rust, "{}: members of {name}", k.path);
+            // And it is bound as the uniform at group 0, binding 0.
+            let var = m.global_variables.iter().find(|(_, v)| v.space == naga::AddressSpace::Uniform).unwrap_or_else(|| panic!("{}: no uniform", k.path)).1;
+            assert_eq!(m.types[var.ty].name.as_deref(), Some(*name));
+            assert_eq!(var.binding, Some(naga::ResourceBinding { group: 0, binding: 0 }));
+        }
+    }
+}
