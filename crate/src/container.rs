@@ -16,7 +16,7 @@ use crate::backend::Backend;
 use crate::coder::{cum_freq, Decoder, Encoder};
 use crate::error::{Error, Result};
 use crate::eval::{score, window_at, Policy};
-use crate::model::{forward, Fracs};
+use crate::model::{forward, Batch, Fracs};
 use crate::pack::{hex, Config, Model};
 use crate::tokenizer::Tokenizer;
 
@@ -449,18 +449,29 @@ impl Codec {
             policy.validate(&self.cfg).map_err(|e| Error::FormatCorrupt(format!("the file's context policy does not fit the model: {e}")))?;
             self.check_backend(b, &policy)?;
         }
-        // Never trust the header with an allocation: grow as the data really decodes.
-        let mut out = Vec::with_capacity((info.original_len as usize).min(file.len().saturating_mul(8)).min(1 << 26));
+        // Never trust the header with an allocation: outputs grow as the data really decodes.
         let total = info.original_len;
+        let mut parts: Vec<Vec<u8>> = vec![Vec::new(); info.chunks.len()];
+        let mut jobs = Vec::new();
+        let mut done = 0u64;
         for (i, (ch, payload)) in info.chunks.iter().zip(&p.payloads).enumerate() {
-            let base = out.len() as u64;
-            let got = self.decode_chunk(b, ch.method, payload, ch.original_len, &policy, &mut |d| progress(base + d, total), &mut out).map_err(|e| match e {
-                Error::FormatCorrupt(m) if info.chunks.len() > 1 => Error::FormatCorrupt(format!("chunk {i}: {m}")),
-                e => e,
-            })?;
-            if got != ch.original_len {
-                return Err(Error::FormatCorrupt(format!("chunk {i} decodes to {got} bytes, the table says {}", ch.original_len)));
+            if ch.method == Method::Model {
+                jobs.push(Job { index: i, payload, len: ch.original_len });
+                continue;
             }
+            self.decode_plain(ch.method, payload, ch.original_len, &mut parts[i]).map_err(|e| in_chunk(e, i, info.chunks.len()))?;
+            done += ch.original_len;
+            progress(done, total);
+        }
+        for (i, part) in self.decode_streams(b, &jobs, &policy, &mut |d| progress(done + d, total)).map_err(|(e, i)| in_chunk(e, i, info.chunks.len()))? {
+            parts[i] = part;
+        }
+        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for (i, (part, ch)) in parts.iter().zip(&info.chunks).enumerate() {
+            if part.len() as u64 != ch.original_len {
+                return Err(Error::FormatCorrupt(format!("chunk {i} decodes to {} bytes, the table says {}", part.len(), ch.original_len)));
+            }
+            out.extend_from_slice(part);
         }
         match info.form {
             Form::Full => {
@@ -509,10 +520,16 @@ impl Codec {
         if method == Method::Model {
             self.check_backend(b, &policy)?;
         }
-        let mut out = Vec::with_capacity((len as usize).min(raw.len().saturating_mul(8)).min(1 << 26));
-        let got = self.decode_chunk(b, method, &rest[2..], len, &policy, &mut |d| progress(d, len), &mut out)?;
-        if got != len {
-            return Err(Error::FormatCorrupt(format!("the raw stream decodes to {got} bytes, not {len}")));
+        let out = if method == Method::Model {
+            let job = Job { index: 0, payload: &rest[2..], len };
+            self.decode_streams(b, &[job], &policy, &mut |d| progress(d, len)).map_err(|(e, _)| e)?.pop().map(|(_, v)| v).unwrap_or_default()
+        } else {
+            let mut out = Vec::new();
+            self.decode_plain(method, &rest[2..], len, &mut out)?;
+            out
+        };
+        if out.len() as u64 != len {
+            return Err(Error::FormatCorrupt(format!("the raw stream decodes to {} bytes, not {len}", out.len())));
         }
         let c = check16(&self.fingerprint, &out);
         if c != check {
@@ -639,89 +656,182 @@ impl Codec {
 
     // --- decompression ---
 
-    /// Decodes one chunk of `len` original bytes, appending to `out`; returns the bytes added.
-    #[allow(clippy::too_many_arguments)]
-    fn decode_chunk<B: Backend>(&self, b: &mut B, method: Method, payload: &[u8], len: u64, policy: &Policy, progress: &mut dyn FnMut(u64), out: &mut Vec<u8>) -> Result<u64> {
-        let start = out.len();
+    /// Decodes a stored or zstd chunk of `len` original bytes into `out`.
+    fn decode_plain(&self, method: Method, payload: &[u8], len: u64, out: &mut Vec<u8>) -> Result<()> {
         match method {
             Method::Stored => {
                 if payload.len() as u64 != len {
                     return Err(Error::FormatCorrupt(format!("a stored chunk of {} bytes claims {len}", payload.len())));
                 }
                 out.extend_from_slice(payload);
+                Ok(())
             }
-            Method::Zstd => zstd_decompress(payload, len, out)?,
-            Method::Model => self.decode_tokens(b, payload, len, policy, progress, out)?,
+            Method::Zstd => zstd_decompress(payload, len, out),
+            Method::Model => Err(Error::InvalidArgument("internal: a model chunk is decoded by decode_streams".into())),
         }
-        progress((out.len() - start) as u64);
-        Ok((out.len() - start) as u64)
     }
 
-    /// Decodes range-coded tokens until they spell `len` bytes, running the context policy
-    /// window by window: prefill the window's known context, then one token at a time.
-    fn decode_tokens<B: Backend>(&self, b: &mut B, payload: &[u8], len: u64, policy: &Policy, progress: &mut dyn FnMut(u64), out: &mut Vec<u8>) -> Result<()> {
-        let start = out.len();
-        let mut dec = Decoder::new(payload);
-        let esc = self.tok.escape_token();
-        // Every token but an escape spells ≥ 1 byte, and an escape pair spells one: a valid
-        // chunk has at most 2·len tokens.
-        let max_tokens = len.saturating_mul(2).saturating_add(2);
-        let mut tokens: Vec<u32> = Vec::new();
-        let mut table: Vec<u32> = Vec::with_capacity(self.cfg.vocab);
-        let mut pending_escape = false;
-        let mut last_report = 0u64;
-        let mut done = len == 0;
-        while !done {
-            // With an unbounded length, `end` is the window's nominal end.
-            let w = window_at(tokens.len(), usize::MAX, policy);
-            let mut input = Vec::with_capacity(w.score_start - w.ctx_start + 1);
-            input.push(policy.start);
-            input.extend_from_slice(&tokens[w.ctx_start..w.score_start]);
-            let mut pos = input.len();
-            forward(b, &self.cfg, &self.fracs, &input, 0, pos - 1, &mut |_, t| {
-                table.clear();
-                table.extend_from_slice(t);
+    /// Decodes model chunks in lock-step: each runs in its own sequence slot of the engine,
+    /// and every step is one batch holding one row per active chunk (or a window's context
+    /// prefill), so the weights are read once for all of them. A finished chunk hands its
+    /// slot to the next. Returns `(chunk index, bytes)` per job; `progress(bytes)` counts
+    /// the bytes decoded so far over all jobs. An error names the job's chunk index.
+    fn decode_streams<B: Backend>(&self, b: &mut B, jobs: &[Job], policy: &Policy, progress: &mut dyn FnMut(u64)) -> std::result::Result<Vec<(usize, Vec<u8>)>, (Error, usize)> {
+        let slots = b.slots().max(1);
+        let mut queue = jobs.iter();
+        let mut active: Vec<(usize, Stream)> = Vec::new(); // (slot, stream)
+        let mut free: Vec<usize> = (0..slots).rev().collect();
+        let mut results: Vec<(usize, Vec<u8>)> = Vec::with_capacity(jobs.len());
+        let (mut decoded, mut reported) = (0u64, 0u64);
+        let mut batch = Batch::default();
+        loop {
+            // Fill the free slots; a zero-length chunk finishes at once.
+            while let Some(slot) = free.last().copied() {
+                let Some(job) = queue.next() else { break };
+                let st = Stream::new(job);
+                if st.done {
+                    results.push((job.index, st.finish().map_err(|e| (e, job.index))?));
+                    continue;
+                }
+                free.pop();
+                active.push((slot, st));
+            }
+            if active.is_empty() {
+                break;
+            }
+            batch.clear();
+            for (slot, st) in active.iter_mut() {
+                st.push_step(*slot, policy, &mut batch);
+            }
+            let (mut i, mut at) = (0usize, None);
+            forward(b, &self.cfg, &self.fracs, &batch, &mut |_, table| {
+                let (_, st) = &mut active[i];
+                i += 1;
+                at = Some(st.index);
+                let before = st.out.len() as u64;
+                st.take(table, &self.tok)?;
+                decoded += st.out.len() as u64 - before;
                 Ok(())
-            })?;
-            loop {
-                let t = dec.decode(&table)?;
-                tokens.push(t);
-                if tokens.len() as u64 > max_tokens {
-                    return Err(Error::FormatCorrupt("the tokens spell fewer bytes than the chunk's length".into()));
+            })
+            .map_err(|e| (e, at.unwrap_or(0)))?;
+            if decoded - reported >= 256 {
+                progress(decoded);
+                reported = decoded;
+            }
+            let mut k = 0;
+            while k < active.len() {
+                if active[k].1.done {
+                    let (slot, st) = active.swap_remove(k);
+                    let index = st.index;
+                    results.push((index, st.finish().map_err(|e| (e, index))?));
+                    free.push(slot);
+                } else {
+                    k += 1;
                 }
-                // Spell the token exactly as Tokenizer::decode does.
-                match esc {
-                    Some(e) if pending_escape => {
-                        pending_escape = false;
-                        out.extend_from_slice(&self.tok.decode(&[e, t]));
-                    }
-                    Some(e) if t == e => pending_escape = true,
-                    _ => out.extend_from_slice(self.tok.token_bytes(t)),
-                }
-                let n = (out.len() - start) as u64;
-                if n > len {
-                    return Err(Error::FormatCorrupt(format!("the tokens spell more than the chunk's {len} bytes")));
-                }
-                if n == len && !pending_escape {
-                    done = true;
-                    break;
-                }
-                if n - last_report >= 256 {
-                    progress(n);
-                    last_report = n;
-                }
-                if tokens.len() == w.end {
-                    break; // the window's nominal end: the next one re-runs its context
-                }
-                forward(b, &self.cfg, &self.fracs, &[t], pos, 0, &mut |_, tb| {
-                    table.clear();
-                    table.extend_from_slice(tb);
-                    Ok(())
-                })?;
-                pos += 1;
             }
         }
-        dec.finish()
+        progress(decoded);
+        Ok(results)
+    }
+}
+
+/// A model chunk to decode.
+struct Job<'a> {
+    index: usize,
+    payload: &'a [u8],
+    len: u64,
+}
+
+/// The state of one model chunk being decoded: its range decoder, the tokens and bytes so
+/// far, and where it stands in the context policy's windows.
+struct Stream<'a> {
+    index: usize,
+    dec: Decoder<'a>,
+    len: u64,
+    max_tokens: u64,
+    tokens: Vec<u32>,
+    out: Vec<u8>,
+    pending_escape: bool,
+    /// The current window's nominal end (a token count); `None` before the first window.
+    window_end: Option<usize>,
+    /// The position the next single-token step runs at.
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> Stream<'a> {
+    fn new(job: &Job<'a>) -> Stream<'a> {
+        Stream {
+            index: job.index,
+            dec: Decoder::new(job.payload),
+            len: job.len,
+            // Every token but an escape spells ≥ 1 byte, and an escape pair spells one: a
+            // valid chunk has at most 2·len tokens.
+            max_tokens: job.len.saturating_mul(2).saturating_add(2),
+            tokens: Vec::new(),
+            out: Vec::new(),
+            pending_escape: false,
+            window_end: None,
+            pos: 0,
+            done: job.len == 0,
+        }
+    }
+
+    /// Adds this stream's next step to `batch`: a new window's context (start token and the
+    /// tokens before the window's scored ones, from position 0), or the last decoded token.
+    fn push_step(&mut self, slot: usize, policy: &Policy, batch: &mut Batch) {
+        let n = self.tokens.len();
+        if self.window_end.is_none_or(|e| n == e) {
+            // With an unbounded length, `end` is the window's nominal end.
+            let w = window_at(n, usize::MAX, policy);
+            let mut input = Vec::with_capacity(w.score_start - w.ctx_start + 1);
+            input.push(policy.start);
+            input.extend_from_slice(&self.tokens[w.ctx_start..w.score_start]);
+            let len = input.len();
+            batch.push_seq(slot, &input, 0, len - 1);
+            self.window_end = Some(w.end);
+            self.pos = len;
+        } else {
+            batch.push_seq(slot, &self.tokens[n - 1..], self.pos, 0);
+            self.pos += 1;
+        }
+    }
+
+    /// Decodes one token with `table` and spells it exactly as `Tokenizer::decode` does.
+    fn take(&mut self, table: &[u32], tok: &Tokenizer) -> Result<()> {
+        let t = self.dec.decode(table)?;
+        self.tokens.push(t);
+        if self.tokens.len() as u64 > self.max_tokens {
+            return Err(Error::FormatCorrupt("the tokens spell fewer bytes than the chunk's length".into()));
+        }
+        match tok.escape_token() {
+            Some(e) if self.pending_escape => {
+                self.pending_escape = false;
+                self.out.extend_from_slice(&tok.decode(&[e, t]));
+            }
+            Some(e) if t == e => self.pending_escape = true,
+            _ => self.out.extend_from_slice(tok.token_bytes(t)),
+        }
+        let n = self.out.len() as u64;
+        if n > self.len {
+            return Err(Error::FormatCorrupt(format!("the tokens spell more than the chunk's {} bytes", self.len)));
+        }
+        self.done = n == self.len && !self.pending_escape;
+        Ok(())
+    }
+
+    /// Checks the range decoder consumed its payload exactly and returns the bytes.
+    fn finish(self) -> Result<Vec<u8>> {
+        self.dec.finish()?;
+        Ok(self.out)
+    }
+}
+
+/// Prefixes a corruption error with its chunk when the file has several.
+fn in_chunk(e: Error, i: usize, chunks: usize) -> Error {
+    match e {
+        Error::FormatCorrupt(m) if chunks > 1 => Error::FormatCorrupt(format!("chunk {i}: {m}")),
+        e => e,
     }
 }
 

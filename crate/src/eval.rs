@@ -11,7 +11,7 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::model::{forward, Fracs};
+use crate::model::{forward_seq, Fracs};
 use crate::pack::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub fn score<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], po
     policy.validate(cfg)?;
     for w in windows(tokens.len(), policy) {
         let input = w.input(policy.start, tokens);
-        forward(b, cfg, fr, &input, 0, w.logits_from(), &mut |i, f| sink(w.score_start + i, f))?;
+        forward_seq(b, cfg, fr, &input, 0, w.logits_from(), &mut |i, f| sink(w.score_start + i, f))?;
         progress(w.end, tokens.len());
     }
     Ok(())

@@ -122,7 +122,10 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
         let info = lmz::container::info(&data)?;
         bar.set_length(info.original_len);
         let window = info.window_stride.map_or(eng.codec.default_policy().window, |(w, _)| w as usize);
-        let backend = eng_backend(&mut eng.backend, &eng.model, window)?;
+        // Model chunks decode in lock-step, one sequence slot each (the weights are read once
+        // per step for all of them); the KV cache costs ~47 MB per slot at window 2048.
+        let model_chunks = info.chunks.iter().filter(|c| c.method == lmz::container::Method::Model).count();
+        let backend = eng_backend(&mut eng.backend, &eng.model, window, model_chunks.clamp(1, DECODE_SLOTS))?;
         eng.codec.decompress(backend, &data, &mut |d, t| {
             bar.set_length(t);
             bar.set_position(d);
@@ -140,7 +143,7 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
             compact: true,
         };
         let window = eng.codec.default_policy().window;
-        let backend = eng_backend(&mut eng.backend, &eng.model, window)?;
+        let backend = eng_backend(&mut eng.backend, &eng.model, window, 1)?;
         eng.codec.compress(backend, &data, &opts, &mut |d, _| bar.set_position(d))?
     };
     bar.finish_and_clear();
@@ -168,15 +171,19 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
     Ok(())
 }
 
-/// The engine with a cache of at least `window` positions (a free function so the codec
-/// can stay borrowed beside it).
-fn eng_backend<'a>(slot: &'a mut Option<CpuBackend>, model: &lmz::Model, window: usize) -> Result<&'a mut CpuBackend> {
+/// The most chunks decoded in lock-step.
+const DECODE_SLOTS: usize = 4;
+
+/// The engine with a cache of at least `window` positions in at least `slots` sequences (a
+/// free function so the codec can stay borrowed beside it).
+fn eng_backend<'a>(eng: &'a mut Option<CpuBackend>, model: &lmz::Model, window: usize, slots: usize) -> Result<&'a mut CpuBackend> {
     use lmz::backend::Backend;
     let window = window.clamp(1, model.config().ctx);
-    if slot.as_ref().is_none_or(|b| b.cache_len() < window) {
-        *slot = Some(CpuBackend::new(model, window)?);
+    if eng.as_ref().is_none_or(|b| b.cache_len() < window || b.slots() < slots) {
+        *eng = None; // free the old cache first
+        *eng = Some(CpuBackend::with_slots(model, slots, window)?);
     }
-    slot.as_mut().ok_or_else(|| Error::InvalidArgument("no engine".into()))
+    eng.as_mut().ok_or_else(|| Error::InvalidArgument("no engine".into()))
 }
 
 fn read_input(input: &Path) -> Result<Vec<u8>> {

@@ -30,17 +30,80 @@ impl Fracs {
     }
 }
 
-/// Runs `tokens` at positions `pos0..pos0+len` (the engine's KV cache must hold positions
-/// `0..pos0` of the same sequence) and hands the frequency table predicting the token after
-/// each of `tokens[logits_from..]` to `sink(i, table)` with `i` counted from `logits_from`.
-pub fn forward<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], pos0: usize, logits_from: usize, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
-    if pos0 + tokens.len() > cfg.ctx {
-        return Err(Error::ContextOverflow { pos: pos0 + tokens.len(), ctx: cfg.ctx });
+/// One forward batch: row `r` is token `tokens[r]` at position `pos[r]` of sequence
+/// `slot[r]` (rows of one slot in increasing positions, the slot's cache holding the positions
+/// before its first row), and `logits` lists the rows whose next-token table is wanted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub tokens: Vec<u32>,
+    pub slot: Vec<u32>,
+    pub pos: Vec<u32>,
+    pub logits: Vec<u32>,
+}
+
+impl Batch {
+    /// Appends `tokens` of sequence `slot` at positions `pos0..`, wanting tables for those
+    /// from index `logits_from` on.
+    pub fn push_seq(&mut self, slot: usize, tokens: &[u32], pos0: usize, logits_from: usize) {
+        let base = self.tokens.len();
+        for (i, &t) in tokens.iter().enumerate() {
+            self.tokens.push(t);
+            self.slot.push(slot as u32);
+            self.pos.push((pos0 + i) as u32);
+            if i >= logits_from {
+                self.logits.push((base + i) as u32);
+            }
+        }
     }
-    if tokens.is_empty() {
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.tokens.clear();
+        self.slot.clear();
+        self.pos.clear();
+        self.logits.clear();
+    }
+
+    /// Checks the batch against an engine's cache: slots and positions in range, rows of a
+    /// slot in strictly increasing positions, wanted rows in range.
+    fn check(&self, slots: usize, cache_len: usize) -> Result<()> {
+        let n = self.tokens.len();
+        if self.slot.len() != n || self.pos.len() != n {
+            return Err(Error::InvalidArgument(format!("a batch of {n} tokens has {} slots and {} positions", self.slot.len(), self.pos.len())));
+        }
+        let mut last: Vec<Option<u32>> = vec![None; slots];
+        for (&s, &p) in self.slot.iter().zip(&self.pos) {
+            let s = s as usize;
+            if s >= slots {
+                return Err(Error::InvalidArgument(format!("sequence slot {s} but the engine holds {slots}")));
+            }
+            if p as usize >= cache_len {
+                return Err(Error::ContextOverflow { pos: p as usize + 1, ctx: cache_len });
+            }
+            if last[s].is_some_and(|q| p <= q) {
+                return Err(Error::InvalidArgument(format!("rows of slot {s} are not in increasing positions")));
+            }
+            last[s] = Some(p);
+        }
+        if let Some(&r) = self.logits.iter().find(|&&r| r as usize >= n) {
+            return Err(Error::InvalidArgument(format!("logits wanted for row {r} of a batch of {n}")));
+        }
+        Ok(())
+    }
+}
+
+/// Runs one batch and hands the frequency table predicting the token after row
+/// `batch.logits[i]` to `sink(i, table)`, in order.
+pub fn forward<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+    batch.check(b.slots(), b.cache_len().min(cfg.ctx))?;
+    if batch.is_empty() {
         return Ok(());
     }
-    let mut x = b.embed(tokens)?;
+    let (slot, pos) = (&batch.slot[..], &batch.pos[..]);
+    let mut x = b.embed(&batch.tokens)?;
     for l in 0..cfg.n_layers {
         // --- attention ---
         let z = b.rmsnorm(&x, Norm::Attn(l));
@@ -48,9 +111,9 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], 
         let mut q = b.matmul(Mat::Q(l), &a, cpu::QK_FRAC);
         let mut k = b.matmul(Mat::K(l), &a, cpu::QK_FRAC);
         let v = b.matmul(Mat::V(l), &a, cpu::V_FRAC);
-        b.rope(&mut q, cfg.n_heads, pos0);
-        b.rope(&mut k, cfg.n_kv_heads, pos0);
-        let att = b.attention(l, &q, &k, &v, pos0);
+        b.rope(&mut q, cfg.n_heads, pos);
+        b.rope(&mut k, cfg.n_kv_heads, pos);
+        let att = b.attention(l, &q, &k, &v, slot, pos);
         let a = b.quantize(&att, cpu::ATT_OUT_FRAC);
         let o = b.matmul(Mat::O(l), &a, cpu::RESID_FRAC);
         b.add(&mut x, &o);
@@ -64,12 +127,25 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], 
         let down = b.matmul(Mat::Down(l), &a, cpu::RESID_FRAC);
         b.add(&mut x, &down);
     }
-    if logits_from >= tokens.len() {
+    if batch.logits.is_empty() {
         return Ok(());
     }
-    let x = if logits_from > 0 { b.rows_from(&x, logits_from) } else { x };
+    let all = batch.logits.len() == batch.tokens.len() && batch.logits.iter().enumerate().all(|(i, &r)| r as usize == i);
+    let x = if all { x } else { b.rows(&x, &batch.logits) };
     let z = b.rmsnorm(&x, Norm::Out);
     let a = b.quantize(&z, fr.out_norm);
     let logits = b.logits(&a);
     b.freqs(&logits, sink)
+}
+
+/// One sequence (slot 0): runs `tokens` at positions `pos0..pos0+len` (the cache holding
+/// positions `0..pos0` of the same sequence) and hands the table predicting the token after
+/// each of `tokens[logits_from..]` to `sink(i, table)`, `i` counted from `logits_from`.
+pub fn forward_seq<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], pos0: usize, logits_from: usize, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+    if pos0 + tokens.len() > cfg.ctx.min(b.cache_len()) {
+        return Err(Error::ContextOverflow { pos: pos0 + tokens.len(), ctx: cfg.ctx.min(b.cache_len()) });
+    }
+    let mut batch = Batch::default();
+    batch.push_seq(0, tokens, pos0, logits_from);
+    forward(b, cfg, fr, &batch, sink)
 }

@@ -174,9 +174,32 @@ impl Wide {
 }
 
 /// `round(a·b · 2^-s)` (half up; exact left shift for `s <= 0`), saturated to `i32`.
-#[inline]
+/// Same bits as `Wide::mul_i32(a, b).round_shift_sat(s)` (tested), computed in `i64`.
+#[inline(always)]
 pub fn mul_shift(a: i32, b: i32, s: i32) -> i32 {
-    Wide::mul_i32(a, b).round_shift_sat(s)
+    round_shift_sat_i64(a as i64 * b as i64, s)
+}
+
+/// [`Wide::round_shift_sat`] computed in native 64-bit integers: the CPU's fast path, with
+/// exactly the same bits as the 32-bit-word version that the WGSL kernels mirror (tested).
+/// `|v| ≤ 2^62`, `s` in −63..=62.
+#[inline(always)]
+pub fn round_shift_sat_i64(v: i64, s: i32) -> i32 {
+    let r = if s > 0 {
+        // |v| ≤ 2^62 and the half ≤ 2^61: no overflow.
+        (v + (1i64 << (s - 1))) >> s
+    } else if s == 0 || v == 0 {
+        v
+    } else if s <= -63 || v.unsigned_abs() > (i64::MAX as u64) >> (-s) {
+        if v < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        }
+    } else {
+        v << (-s)
+    };
+    r.clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
 /// `floor(n · 2^k / d)` for non-negative wide `n`, `d > 0`, when the quotient is known to
@@ -243,6 +266,26 @@ mod tests {
     }
 
     const EXTREMES: [i32; 9] = [0, 1, -1, 2, -2, i32::MAX, i32::MIN, i32::MAX - 1, i32::MIN + 1];
+
+    #[test]
+    fn i64_fast_path_matches_the_word_version() {
+        let mut r = Lcg(7);
+        let mut vals: Vec<i64> = vec![0, 1, -1, 2, -2, 1 << 62, -(1 << 62), (1 << 62) - 1, i32::MAX as i64, i32::MIN as i64, 1 << 31, -(1 << 31) - 1];
+        vals.extend((0..300).map(|_| ((r.next() as u64) << 32 | r.next() as u64) as i64 >> (r.next() % 40 + 2)));
+        vals.extend(EXTREMES.iter().flat_map(|&a| EXTREMES.iter().map(move |&b| a as i64 * b as i64)));
+        for &v in &vals {
+            for s in -63..=62 {
+                assert_eq!(round_shift_sat_i64(v, s), from_i64(v).round_shift_sat(s), "{v} >> {s}");
+            }
+        }
+        for &a in &EXTREMES {
+            for &b in &EXTREMES {
+                for s in [-40, -31, -1, 0, 1, 15, 16, 31, 32, 62] {
+                    assert_eq!(mul_shift(a, b, s), Wide::mul_i32(a, b).round_shift_sat(s), "{a}*{b}>>{s}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn mul_matches_i64_on_extremes_and_random() {

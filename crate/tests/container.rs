@@ -50,6 +50,12 @@ fn decompress(file: &[u8]) -> lmz::Result<Vec<u8>> {
     tiny().codec.decompress(&mut backend(), file, &mut |_, _| {})
 }
 
+/// Decompression with an engine of `slots` sequences (lock-step decoding of chunks).
+fn decompress_slots(file: &[u8], slots: usize) -> lmz::Result<Vec<u8>> {
+    let mut b = CpuBackend::with_slots(&tiny().model, slots, tiny().model.config().ctx).unwrap();
+    tiny().codec.decompress(&mut b, file, &mut |_, _| {})
+}
+
 /// The tiny model is random: it predicts worse than storing, so `Always` picks stored or
 /// zstd; `Force` keeps the model's output, which is what most tests exercise.
 fn always() -> Options {
@@ -107,6 +113,16 @@ fn text_spanning_many_windows_and_chunks() {
     assert!(i.chunks.len() > 5, "{}", i.chunks.len());
     assert!(i.chunks.iter().all(|c| c.method == Method::Model));
     assert_eq!(decompress(&many).unwrap(), data);
+    // Lock-step decoding of the chunks in 2 or 4 sequence slots gives the same bytes; a
+    // flipped payload bit in a later chunk is still an error naming that chunk.
+    for slots in [2, 4] {
+        assert_eq!(decompress_slots(&many, slots).unwrap(), data, "{slots} slots");
+    }
+    let mut bad = many.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 0x10;
+    let e = decompress_slots(&bad, 4).unwrap_err();
+    assert!(e.code().starts_with("LMZ_FORMAT_"), "{e}");
     // Deterministic: the same input gives the same bytes.
     assert_eq!(compress(&data, &multi(97)), many);
 }
@@ -184,6 +200,7 @@ fn every_truncation_is_an_error() {
         for n in 0..file.len() {
             let r = decompress(&file[..n]);
             assert!(r.is_err(), "truncated to {n} of {} decoded: {opts:?}", file.len());
+            assert!(decompress_slots(&file[..n], 3).is_err(), "truncated to {n}, 3 slots");
         }
         // Concatenations and junk appended.
         let mut twice = file.clone();

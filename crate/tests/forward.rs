@@ -2,7 +2,7 @@
 //! time, any thread count; and the real model's tables are pinned by a golden hash.
 
 use lmz::backend::cpu::CpuBackend;
-use lmz::model::{forward, Fracs};
+use lmz::model::{forward as forward_batch, forward_seq as forward, Batch, Fracs};
 use lmz::pack::{hex, sha256, Model};
 use lmz::tiny::{tiny_model, TinyShape};
 
@@ -86,6 +86,51 @@ fn tiny_logits_from_and_context_overflow() {
     assert_eq!(e.code(), "LMZ_CONTEXT_OVERFLOW");
     let e = forward(&mut b, m.config(), &Fracs::new(&m.weights), &[9999], 0, 0, &mut |_, _| Ok(())).unwrap_err();
     assert_eq!(e.code(), "LMZ_INVALID_ARGUMENT");
+}
+
+/// Several sequences in one engine, their rows interleaved in batches of any shape (a
+/// prefill beside single-token steps, slots in any order), give each sequence exactly the
+/// tables it gets alone.
+#[test]
+fn tiny_slots_in_lock_step_equal_each_sequence_alone() {
+    let m = tiny_model(4, TinyShape::default()).unwrap();
+    let fr = Fracs::new(&m.weights);
+    let seqs: Vec<Vec<u32>> = (0..3).map(|i| tiny_tokens(30 + 7 * i, m.config().vocab).into_iter().skip(i).collect()).collect();
+    let alone: Vec<Vec<Vec<u32>>> = seqs.iter().map(|s| batched(&m, s)).collect();
+    let mut b = CpuBackend::with_slots(&m, 3, 64).unwrap();
+    let mut got: Vec<Vec<Vec<u32>>> = vec![Vec::new(); 3];
+    let mut next = [0usize; 3];
+    // Step k: slot 2 prefills 10 tokens first, then everybody advances 1–3 tokens, slots in
+    // reverse order on odd steps.
+    for k in 0.. {
+        let mut batch = Batch::default();
+        let mut owners = Vec::new();
+        let order: Vec<usize> = if k % 2 == 1 { vec![2, 1, 0] } else { vec![0, 1, 2] };
+        for &s in &order {
+            let take = if k == 0 && s == 2 { 10 } else { 1 + (k + s) % 3 };
+            let end = (next[s] + take).min(seqs[s].len());
+            if end == next[s] {
+                continue;
+            }
+            batch.push_seq(s, &seqs[s][next[s]..end], next[s], 0);
+            owners.extend(std::iter::repeat_n(s, end - next[s]));
+            next[s] = end;
+        }
+        if batch.is_empty() {
+            break;
+        }
+        forward_batch(&mut b, m.config(), &fr, &batch, &mut |i, f| {
+            got[owners[i]].push(f.to_vec());
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert_eq!(got, alone);
+    // Rows of one slot out of order, an unknown slot, a position past the cache: errors.
+    for (slot, pos) in [(vec![0, 0], vec![5, 4]), (vec![3], vec![0]), (vec![1], vec![64])] {
+        let batch = Batch { tokens: vec![1; slot.len()], slot, pos, logits: vec![0] };
+        assert!(forward_batch(&mut b, m.config(), &fr, &batch, &mut |_, _| Ok(())).is_err());
+    }
 }
 
 /// llama.cpp's tokens for the start of alice29 ("ALICE'S ADVENTURES IN WONDERLAND ...").

@@ -148,7 +148,8 @@ impl SplitAcc {
     #[inline(always)]
     pub fn round_shift_sat(mut self, s: i32) -> i32 {
         self.fold();
-        Wide::from_i32(self.hi).shl(16).add(Wide { hi: 0, lo: self.lo }).round_shift_sat(s)
+        // The value is hi·2^16 + lo (< 2^47): `Wide` in WGSL, native i64 here (same bits).
+        wide::round_shift_sat_i64(((self.hi as i64) << 16) + self.lo as i64, s)
     }
 }
 
@@ -230,12 +231,16 @@ fn by_rows(rows: usize, tokens: usize, f: impl Fn(usize, &mut [i32]) + Sync + Se
 /// same integer code, so they give the same bits; AVX2 only lets LLVM use wider vectors.
 macro_rules! multiversion {
     ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
+        multiversion!($name ( $($arg : $ty),* ) -> () $body);
+    };
+    ($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty $body:block) => {
         #[inline(always)]
-        fn $name($($arg: $ty),*) {
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2")]
-                unsafe fn wide($($arg: $ty),*) $body
+                unsafe fn wide($($arg: $ty),*) -> $ret $body
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU supports AVX2 (checked just above).
                     return unsafe { wide($($arg),*) };
@@ -327,7 +332,7 @@ pub fn embed(w: &Q8Matrix, tokens: &[u32]) -> Result<Vec<i32>> {
         for c in 0..dim {
             // |d·q| ≤ 2047·127 < 2^18
             let v = w.d[r * dim / 32 + c / 32] as i32 * w.q[r * dim + c] as i32;
-            out.push(Wide::from_i32(v).round_shift_sat(sh));
+            out.push(wide::round_shift_sat_i64(v as i64, sh));
         }
     }
     Ok(out)
@@ -382,8 +387,10 @@ pub fn rope_row(x: &mut [i32], head_dim: usize, pos: usize, t: &Tables) {
         for i in 0..half {
             let (x0, x1) = (h[2 * i], h[2 * i + 1]);
             let (c, s) = (cos[i] as i32, sin[i] as i32);
-            h[2 * i] = Wide::mul_i32(x0, c).sub(Wide::mul_i32(x1, s)).round_shift_sat(crate::tables::ROPE_FRAC as i32);
-            h[2 * i + 1] = Wide::mul_i32(x0, s).add(Wide::mul_i32(x1, c)).round_shift_sat(crate::tables::ROPE_FRAC as i32);
+            // |x·c − y·s| ≤ 2·2^31·2^14 = 2^46: a `Wide` in WGSL, i64 here (same bits).
+            let (x0, x1, c, s) = (x0 as i64, x1 as i64, c as i64, s as i64);
+            h[2 * i] = wide::round_shift_sat_i64(x0 * c - x1 * s, crate::tables::ROPE_FRAC as i32);
+            h[2 * i + 1] = wide::round_shift_sat_i64(x0 * s + x1 * c, crate::tables::ROPE_FRAC as i32);
         }
     }
 }
@@ -423,38 +430,42 @@ pub fn quantize_qk(x: &[i32], out: &mut [i16]) -> i32 {
     e as i32
 }
 
-/// A layer's KV cache: keys quantised per (position, kv head), values Q8 in i16.
+/// A layer's KV cache: keys quantised per (position, kv head), values Q8 in i16. Row
+/// `slot·cache_len + pos` holds position `pos` of sequence `slot`.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    /// `[ctx, n_kv·head_dim]`
+    /// `[slots·cache_len, n_kv·head_dim]`
     pub k: Vec<i16>,
-    /// `[ctx, n_kv]`
+    /// `[slots·cache_len, n_kv]`
     pub k_exp: Vec<i32>,
-    /// `[ctx, n_kv·head_dim]`
+    /// `[slots·cache_len, n_kv·head_dim]`
     pub v: Vec<i16>,
 }
 
-/// Writes row `pos` of the cache from a rotated Q10 key row and a Q8 value row.
-pub fn kv_store(cache: &mut KvCache, pos: usize, k: &[i32], v: &[i32], head_dim: usize) {
+/// Writes cache row `row` from a rotated Q10 key row and a Q8 value row.
+pub fn kv_store(cache: &mut KvCache, row: usize, k: &[i32], v: &[i32], head_dim: usize) {
     let kvd = k.len();
     for (h, kh) in k.chunks_exact(head_dim).enumerate() {
-        let e = quantize_qk(kh, &mut cache.k[pos * kvd + h * head_dim..pos * kvd + (h + 1) * head_dim]);
-        cache.k_exp[pos * (kvd / head_dim) + h] = e;
+        let e = quantize_qk(kh, &mut cache.k[row * kvd + h * head_dim..row * kvd + (h + 1) * head_dim]);
+        cache.k_exp[row * (kvd / head_dim) + h] = e;
     }
-    for (o, &x) in cache.v[pos * kvd..(pos + 1) * kvd].iter_mut().zip(v) {
+    for (o, &x) in cache.v[row * kvd..(row + 1) * kvd].iter_mut().zip(v) {
         *o = x.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
     }
 }
 
-/// Causal attention of one query row (all heads, rotated, Q10) at position `pos` over
-/// cache rows `0..=pos`. Output `[n_heads·head_dim]`, Q23.
+/// Causal attention of one query row (all heads, rotated, Q10) at position `pos` over cache
+/// rows `base..=base + pos` (its sequence's positions `0..=pos`). Output `[n_heads·head_dim]`, Q23.
 ///
 /// Scores in Q8 log2 units: q is pre-scaled by log2(e)/8 and re-quantised (≤ 511, exponent
 /// eq), keys likewise (ek), so `t_j = (q·k_j) · 2^(eq + ek_j − 12)` (|q·k| < 2^24).
 /// `p_j = exp2_q15[frac] >> int` of `max − t_j` (≤ 2^15; Σ ≤ ctx·2^15 ≤ 2^28), normalised
 /// to Q0.15 by one division each (`p_j·2^15 ≤ 2^30`), then `Σ p'_j v_j` with Σp' ≤ 2^15 + ctx/2
 /// and |v| < 2^15 stays below 2^31.
-pub fn attention_row(q: &[i32], cache: &KvCache, pos: usize, cfg: &Config, exp_q15: &[u32], out: &mut [i32], scratch: &mut Vec<u32>) {
+///
+/// This is the oracle (the WGSL kernel's twin); the engine runs [`attention_head`], which
+/// computes the same bits faster (tested).
+pub fn attention_row(q: &[i32], cache: &KvCache, base: usize, pos: usize, cfg: &Config, exp_q15: &[u32], out: &mut [i32], scratch: &mut Vec<u32>) {
     let hd = cfg.head_dim;
     let kvd = cfg.n_kv_heads * hd;
     let group = cfg.n_heads / cfg.n_kv_heads;
@@ -465,18 +476,19 @@ pub fn attention_row(q: &[i32], cache: &KvCache, pos: usize, cfg: &Config, exp_q
     for (h, (qh, oh)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
         let kvh = h / group;
         for (o, &x) in qs.iter_mut().zip(qh) {
-            *o = mul_shift(x, Q_SCALE_Q16, 16);
+            *o = Wide::mul_i32(x, Q_SCALE_Q16).round_shift_sat(16);
         }
         let eq = quantize_qk(&qs, &mut qi);
         let mut tmax = i32::MIN;
         let scores: &mut [u32] = scratch;
         for (j, sc) in scores.iter_mut().enumerate() {
-            let kj = &cache.k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+            let r = base + j;
+            let kj = &cache.k[r * kvd + kvh * hd..r * kvd + (kvh + 1) * hd];
             let mut dot = 0i32;
             for i in 0..hd {
                 dot += qi[i] as i32 * kj[i] as i32;
             }
-            let t = Wide::from_i32(dot).round_shift_sat(12 - eq - cache.k_exp[j * cfg.n_kv_heads + kvh]);
+            let t = Wide::from_i32(dot).round_shift_sat(12 - eq - cache.k_exp[r * cfg.n_kv_heads + kvh]);
             *sc = t as u32; // stash the signed score's bits
             tmax = tmax.max(t);
         }
@@ -495,7 +507,8 @@ pub fn attention_row(q: &[i32], cache: &KvCache, pos: usize, cfg: &Config, exp_q
                 continue;
             }
             let pn = ((p << 15) + sum / 2) / sum;
-            let vj = &cache.v[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+            let r = base + j;
+            let vj = &cache.v[r * kvd + kvh * hd..r * kvd + (kvh + 1) * hd];
             for (o, &v) in oh.iter_mut().zip(vj) {
                 *o += pn as i32 * v as i32;
             }
@@ -503,7 +516,81 @@ pub fn attention_row(q: &[i32], cache: &KvCache, pos: usize, cfg: &Config, exp_q
     }
 }
 
+multiversion!(head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+    let hd = qi.len();
+    let mut tmax = i32::MIN;
+    for (j, sc) in scores.iter_mut().enumerate() {
+        let kj = &k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+        let mut dot = 0i32;
+        for i in 0..hd {
+            dot += qi[i] as i32 * kj[i] as i32;
+        }
+        let t = wide::round_shift_sat_i64(dot as i64, shift0 - k_exp[j * n_kv + kvh]);
+        *sc = t;
+        tmax = tmax.max(t);
+    }
+    tmax
+});
+
+multiversion!(head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
+    let hd = out.len();
+    // pn = floor(num / sum) for num = p·2^15 + sum/2 < 2^31, as floor(num · inv / 2^64) with
+    // inv = ceil(2^64 / sum): the error num·(inv − 2^64/sum)/2^64 < 2^-33 is below the gap
+    // 1/sum ≥ 2^-28 between num/sum and the next integer, so the quotient is exact.
+    let inv = (((1u128 << 64) + sum as u128 - 1) / sum as u128) as u64;
+    out.iter_mut().for_each(|o| *o = 0);
+    for (j, &pj) in p.iter().enumerate() {
+        if pj == 0 {
+            continue;
+        }
+        let num = ((pj << 15) + sum / 2) as u64;
+        let pn = ((num as u128 * inv as u128) >> 64) as i32;
+        let vj = &v[j * kvd + off..j * kvd + off + hd];
+        for (o, &x) in out.iter_mut().zip(vj) {
+            *o += pn * x as i32;
+        }
+    }
+});
+
+/// One head of [`attention_row`] (head `h` of the query row `q`), the same bits, for the
+/// engine: `i64` instead of 32-bit words, a multiplication instead of a division per key,
+/// AVX2 when present. `scores`/`probs` are scratch.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_head(qh: &[i32], h: usize, cache: &KvCache, base: usize, pos: usize, cfg: &Config, exp_q15: &[u32], out: &mut [i32], scores: &mut Vec<i32>, probs: &mut Vec<u32>) {
+    let hd = cfg.head_dim;
+    let kvd = cfg.n_kv_heads * hd;
+    let kvh = h / (cfg.n_heads / cfg.n_kv_heads);
+    let n = pos + 1;
+    let mut qs = [0i32; 256];
+    let mut qi = [0i16; 256];
+    let (qs, qi) = (&mut qs[..hd], &mut qi[..hd]);
+    for (o, &x) in qs.iter_mut().zip(qh) {
+        *o = mul_shift(x, Q_SCALE_Q16, 16);
+    }
+    let eq = quantize_qk(qs, qi);
+    scores.resize(n, 0);
+    probs.resize(n, 0);
+    let (k, k_exp, v) = (&cache.k[base * kvd..(base + n) * kvd], &cache.k_exp[base * cfg.n_kv_heads..(base + n) * cfg.n_kv_heads], &cache.v[base * kvd..(base + n) * kvd]);
+    let tmax = head_scores(qi, k, k_exp, kvd, cfg.n_kv_heads, kvh, 12 - eq, scores);
+    let mut sum = 0u32;
+    for (p, &t) in probs.iter_mut().zip(scores.iter()) {
+        let d = tmax.wrapping_sub(t) as u32; // exact: t ≤ tmax
+        let k = d >> 8;
+        *p = if k >= 16 { 0 } else { exp_q15[(d & 255) as usize] >> k };
+        sum += *p;
+    }
+    head_values(probs, v, kvd, kvh * hd, sum, out);
+}
+
 // --- the engine ---
+
+/// The most sequences one engine's cache holds.
+pub const MAX_SLOTS: usize = 256;
+
+std::thread_local! {
+    /// Per-thread attention scratch (scores, probabilities), reused across calls.
+    static SCRATCH: std::cell::RefCell<(Vec<i32>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
 
 /// A Q4 matrix with its unpacked `nib − 8` copy (the CPU's layout).
 struct CpuQ4 {
@@ -542,9 +629,12 @@ impl CpuBuf {
     }
 }
 
-/// The CPU engine: unpacked weights and a KV cache of `cache_len` positions per layer.
+/// The CPU engine: unpacked weights and a KV cache of `slots` sequences of `cache_len`
+/// positions per layer.
 pub struct CpuBackend {
     cfg: Config,
+    slots: usize,
+    cache_len: usize,
     embed: Q8Matrix,
     layers: Vec<CpuLayer>,
     out_norm: NormWeight,
@@ -553,11 +643,19 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
-    /// `cache_len`: the most positions a sequence will use (≤ the model's context).
+    /// One sequence of at most `cache_len` positions (≤ the model's context).
     pub fn new(model: &Model, cache_len: usize) -> Result<Self> {
+        Self::with_slots(model, 1, cache_len)
+    }
+
+    /// `slots` independent sequences of at most `cache_len` positions each.
+    pub fn with_slots(model: &Model, slots: usize, cache_len: usize) -> Result<Self> {
         let cfg = model.config().clone();
         if cache_len == 0 || cache_len > cfg.ctx {
             return Err(Error::InvalidArgument(format!("cache length {cache_len} must be in 1..={}", cfg.ctx)));
+        }
+        if slots == 0 || slots > MAX_SLOTS {
+            return Err(Error::InvalidArgument(format!("{slots} sequence slots: must be in 1..={MAX_SLOTS}")));
         }
         let w = &model.weights;
         let layers = w
@@ -576,8 +674,9 @@ impl CpuBackend {
             })
             .collect();
         let kvd = cfg.n_kv_heads * cfg.head_dim;
-        let cache = (0..cfg.n_layers).map(|_| KvCache { k: vec![0; cache_len * kvd], k_exp: vec![0; cache_len * cfg.n_kv_heads], v: vec![0; cache_len * kvd] }).collect();
-        Ok(CpuBackend { embed: w.embed.clone(), layers, out_norm: w.out_norm.clone(), tables: w.tables.clone(), cache, cfg })
+        let rows = slots * cache_len;
+        let cache = (0..cfg.n_layers).map(|_| KvCache { k: vec![0; rows * kvd], k_exp: vec![0; rows * cfg.n_kv_heads], v: vec![0; rows * kvd] }).collect();
+        Ok(CpuBackend { embed: w.embed.clone(), layers, out_norm: w.out_norm.clone(), tables: w.tables.clone(), cache, cfg, slots, cache_len })
     }
 
     fn q4(&self, m: Mat) -> &CpuQ4 {
@@ -598,7 +697,11 @@ impl Backend for CpuBackend {
     type Q = QAct;
 
     fn cache_len(&self) -> usize {
-        self.cache.first().map_or(0, |c| c.k_exp.len() / self.cfg.n_kv_heads)
+        self.cache_len
+    }
+
+    fn slots(&self) -> usize {
+        self.slots
     }
 
     fn embed(&mut self, tokens: &[u32]) -> Result<CpuBuf> {
@@ -631,30 +734,36 @@ impl Backend for CpuBackend {
         CpuBuf { width: self.embed.rows, data: matmul_q8(&self.embed, a, LOGIT_FRAC) }
     }
 
-    fn rope(&mut self, x: &mut CpuBuf, _heads: usize, pos0: usize) {
+    fn rope(&mut self, x: &mut CpuBuf, _heads: usize, pos: &[u32]) {
         let w = x.width;
-        for (t, row) in x.data.chunks_exact_mut(w).enumerate() {
-            rope_row(row, self.cfg.head_dim, pos0 + t, &self.tables);
+        for (row, &p) in x.data.chunks_exact_mut(w).zip(pos) {
+            rope_row(row, self.cfg.head_dim, p as usize, &self.tables);
         }
     }
 
-    fn attention(&mut self, layer: usize, q: &CpuBuf, k: &CpuBuf, v: &CpuBuf, pos0: usize) -> CpuBuf {
-        let cfg = &self.cfg;
+    fn attention(&mut self, layer: usize, q: &CpuBuf, k: &CpuBuf, v: &CpuBuf, slot: &[u32], pos: &[u32]) -> CpuBuf {
+        let (cfg, cl) = (&self.cfg, self.cache_len);
         let cache = &mut self.cache[layer];
-        for (t, (kr, vr)) in k.data.chunks_exact(k.width).zip(v.data.chunks_exact(v.width)).enumerate() {
-            kv_store(cache, pos0 + t, kr, vr, cfg.head_dim);
+        for (r, (kr, vr)) in k.data.chunks_exact(k.width).zip(v.data.chunks_exact(v.width)).enumerate() {
+            kv_store(cache, slot[r] as usize * cl + pos[r] as usize, kr, vr, cfg.head_dim);
         }
         let cache = &self.cache[layer];
         let exp = &self.tables.att_exp;
+        let (hd, nh) = (cfg.head_dim, cfg.n_heads);
         let mut out = vec![0i32; q.data.len()];
-        let body = |(t, (qr, or)): (usize, (&[i32], &mut [i32]))| {
-            let mut scratch = Vec::new();
-            attention_row(qr, cache, pos0 + t, cfg, exp, or, &mut scratch);
+        // One task per (row, head): a single decoded token still spreads over the cores.
+        let body = |(i, oh): (usize, &mut [i32])| {
+            let (r, h) = (i / nh, i % nh);
+            let qh = &q.data[r * q.width + h * hd..r * q.width + (h + 1) * hd];
+            SCRATCH.with(|s| {
+                let (sc, pr) = &mut *s.borrow_mut();
+                attention_head(qh, h, cache, slot[r] as usize * cl, pos[r] as usize, cfg, exp, oh, sc, pr);
+            });
         };
         #[cfg(feature = "parallel")]
-        q.data.par_chunks_exact(q.width).zip(out.par_chunks_exact_mut(q.width)).enumerate().for_each(body);
+        out.par_chunks_exact_mut(hd).enumerate().for_each(body);
         #[cfg(not(feature = "parallel"))]
-        q.data.chunks_exact(q.width).zip(out.chunks_exact_mut(q.width)).enumerate().for_each(body);
+        out.chunks_exact_mut(hd).enumerate().for_each(body);
         CpuBuf { width: q.width, data: out }
     }
 
@@ -670,8 +779,13 @@ impl Backend for CpuBackend {
         }
     }
 
-    fn rows_from(&mut self, x: &CpuBuf, from: usize) -> CpuBuf {
-        CpuBuf { width: x.width, data: x.data[(from * x.width).min(x.data.len())..].to_vec() }
+    fn rows(&mut self, x: &CpuBuf, idx: &[u32]) -> CpuBuf {
+        let w = x.width;
+        let mut data = Vec::with_capacity(idx.len() * w);
+        for &r in idx {
+            data.extend_from_slice(&x.data[r as usize * w..(r as usize + 1) * w]);
+        }
+        CpuBuf { width: w, data }
     }
 
     fn freqs(&mut self, logits: &CpuBuf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
@@ -812,13 +926,49 @@ mod tests {
         let cache = KvCache { k: (0..n * 32).map(|i| if i % 3 == 0 { 511 } else { -511 }).collect(), k_exp: (0..n).map(|i| (i % 24) as i32).collect(), v: (0..n * 32).map(|i| if i % 2 == 0 { i16::MAX } else { i16::MIN }).collect() };
         for q in [vec![i32::MAX; 64], vec![i32::MIN; 64], vec![0; 64], (0..64).map(|i| if i % 2 == 0 { i32::MAX } else { i32::MIN }).collect()] {
             let mut out = vec![0; 64];
-            attention_row(&q, &cache, n - 1, &cfg, &t.att_exp, &mut out, &mut Vec::new());
+            attention_row(&q, &cache, 0, n - 1, &cfg, &t.att_exp, &mut out, &mut Vec::new());
             assert!(out.iter().all(|&o| o.unsigned_abs() <= (1u32 << 30) + (1 << 27)));
         }
         // Uniform attention over equal keys averages the values exactly.
         let cache = KvCache { k: vec![0; 4 * 32], k_exp: vec![0; 4], v: (0..4 * 32).map(|i| ((i / 32) * 256) as i16).collect() };
         let mut out = vec![0; 64];
-        attention_row(&vec![0; 64], &cache, 3, &cfg, &t.att_exp, &mut out, &mut Vec::new());
+        attention_row(&vec![0; 64], &cache, 0, 3, &cfg, &t.att_exp, &mut out, &mut Vec::new());
         assert!(out.iter().all(|&o| o == 384 << 15), "{:?}", &out[..2]); // mean(0,1,2,3)·256 = 384 in Q8, p' = 2^13 each (Q0.15)
+    }
+
+    /// The engine's attention gives the oracle's bits: random and extreme caches, queries,
+    /// several sequence offsets and context lengths (up to the model's 8192).
+    #[test]
+    fn attention_head_equals_the_oracle() {
+        let mut r = Rng(31);
+        let exp = crate::tables::exp2_table(8, 15);
+        let cfg = Config { name: String::new(), n_layers: 1, dim: 576, hidden: 64, n_heads: 9, n_kv_heads: 3, head_dim: 64, vocab: 2, ctx: 8192, rope_base: 1e4, bos: 0, eos: 0, doc_start: 0, norm_eps_q24: 0 };
+        let kvd = 192;
+        for (rows, extreme) in [(40, false), (40, true), (8192 + 3, false)] {
+            let k: Vec<i16> = (0..rows * kvd).map(|i| if extreme { [511, -511, 0][i % 3] } else { (r.below(1023) as i32 - 511) as i16 }).collect();
+            let v: Vec<i16> = (0..rows * kvd).map(|i| if extreme { [i16::MAX, i16::MIN][i % 2] } else { r.next_u64() as i16 }).collect();
+            let k_exp: Vec<i32> = (0..rows * 3).map(|i| if extreme { (i % 24) as i32 } else { r.below(22) as i32 }).collect();
+            let cache = KvCache { k, k_exp, v };
+            let qs: Vec<Vec<i32>> = vec![
+                (0..576).map(|_| (r.next_u64() as i32) >> r.below(24)).collect(),
+                vec![i32::MAX; 576],
+                (0..576).map(|i| if i % 2 == 0 { i32::MAX } else { i32::MIN }).collect(),
+                vec![0; 576],
+                (0..576).map(|_| (r.below(2001) as i32 - 1000) << 10).collect(),
+            ];
+            let cases: Vec<(usize, usize)> = if rows > 8192 { vec![(3, 8191), (0, 2047), (1, 0)] } else { vec![(0, 0), (0, 39), (5, 20), (39, 0), (17, 22)] };
+            for q in &qs {
+                for &(base, pos) in &cases {
+                    let mut want = vec![0; 576];
+                    attention_row(q, &cache, base, pos, &cfg, &exp, &mut want, &mut Vec::new());
+                    let mut got = vec![0; 576];
+                    let (mut sc, mut pr) = (Vec::new(), Vec::new());
+                    for h in 0..9 {
+                        attention_head(&q[h * 64..(h + 1) * 64], h, &cache, base, pos, &cfg, &exp, &mut got[h * 64..(h + 1) * 64], &mut sc, &mut pr);
+                    }
+                    assert_eq!(got, want, "base {base} pos {pos} extreme {extreme}");
+                }
+            }
+        }
     }
 }

@@ -38,7 +38,7 @@ pub fn rows_q8_x4(w: &Q8Matrix, x: &QAct, g: &Groups, frac_out: i32, r: usize, o
 mod x86 {
     use super::super::{Groups, QAct};
     use crate::pack::{Q4Matrix, Q8Matrix};
-    use crate::wide::Wide;
+    use crate::wide::round_shift_sat_i64;
     use std::arch::x86_64::*;
 
     /// Sums of four 8-lane vectors → one 4-lane vector.
@@ -82,7 +82,7 @@ mod x86 {
             _mm_storeu_si128(hi.as_mut_ptr() as *mut __m128i, self.hi);
             _mm_storeu_si128(lo.as_mut_ptr() as *mut __m128i, self.lo);
             for k in 0..4 {
-                o[k] = Wide::from_i32(hi[k]).shl(16).add(Wide { hi: 0, lo: lo[k] }).round_shift_sat(shifts[k]);
+                o[k] = round_shift_sat_i64(((hi[k] as i64) << 16) + lo[k] as i64, shifts[k]);
             }
         }
     }

@@ -31,16 +31,23 @@ pub enum Norm {
 }
 
 /// An engine for the integer forward pass. Activations are `i32` fixed-point matrices
-/// `[tokens, width]`, row-major; every operation is exact integer arithmetic with the
+/// `[rows, width]`, row-major; every operation is exact integer arithmetic with the
 /// semantics of the `cpu` kernel of the same name.
+///
+/// The KV cache holds `slots()` independent sequences of `cache_len()` positions each, so one
+/// batch may mix rows of several sequences (lock-step decoding of independent chunks, or a
+/// prefill next to single-token steps). Row `r` of a batch is at position `pos[r]` of
+/// sequence `slot[r]`; rows of one slot come in increasing positions.
 pub trait Backend {
     /// An `i32` activation matrix on the engine.
     type Buf;
     /// int8 block-quantised activations (see [`cpu::QAct`]).
     type Q;
 
-    /// The most positions one sequence may use (the KV cache's length).
+    /// The most positions one sequence may use (the KV cache's length per slot).
     fn cache_len(&self) -> usize;
+    /// How many independent sequences the KV cache holds.
+    fn slots(&self) -> usize;
     /// Residual stream `[tokens, dim]`, Q12, from the token embedding.
     fn embed(&mut self, tokens: &[u32]) -> Result<Self::Buf>;
     /// RMSNorm times gain; output in the norm's `z_frac` fixed point.
@@ -51,17 +58,18 @@ pub trait Backend {
     fn matmul(&mut self, w: Mat, a: &Self::Q, frac_out: i32) -> Self::Buf;
     /// Tied output projection, logits in Q10 log2 units.
     fn logits(&mut self, a: &Self::Q) -> Self::Buf;
-    /// Rotates `heads` heads of `x` in place; row `t` is at position `pos0 + t`.
-    fn rope(&mut self, x: &mut Self::Buf, heads: usize, pos0: usize);
-    /// Stores `k`, `v` at positions `pos0..` of `layer`'s cache and returns causal attention
-    /// for the rows of `q`, Q23.
-    fn attention(&mut self, layer: usize, q: &Self::Buf, k: &Self::Buf, v: &Self::Buf, pos0: usize) -> Self::Buf;
+    /// Rotates `heads` heads of `x` in place; row `r` is at position `pos[r]`.
+    fn rope(&mut self, x: &mut Self::Buf, heads: usize, pos: &[u32]);
+    /// Stores row `r` of `k`, `v` at position `pos[r]` of sequence `slot[r]` in `layer`'s
+    /// cache (every row first), then returns for each row of `q` its attention over positions
+    /// `0..=pos[r]` of its sequence, Q23.
+    fn attention(&mut self, layer: usize, q: &Self::Buf, k: &Self::Buf, v: &Self::Buf, slot: &[u32], pos: &[u32]) -> Self::Buf;
     /// `silu(gate) · up`, Q10.
     fn silu_mul(&mut self, gate: &Self::Buf, up: &Self::Buf) -> Self::Buf;
     /// `x += y` (saturating).
     fn add(&mut self, x: &mut Self::Buf, y: &Self::Buf);
-    /// Rows `from..` of `x`.
-    fn rows_from(&mut self, x: &Self::Buf, from: usize) -> Self::Buf;
+    /// The rows `idx` of `x`, in that order.
+    fn rows(&mut self, x: &Self::Buf, idx: &[u32]) -> Self::Buf;
     /// Frequency tables of every row of `logits`, handed to `sink(row, table)` in order.
     fn freqs(&mut self, logits: &Self::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()>;
 }
