@@ -4,7 +4,8 @@
 // Composed as dot4_{packed|scalar}.wgsl + this file + wide.wgsl.
 //
 // Bindings (group 0):
-//   0 uniform  p: MatmulParams     rows (outputs), tokens, frac_out
+//   0 uniform  p: MatmulParams     rows (outputs), tokens (of this dispatch), frac_out, tok0 (first
+//                                  activation row read; out row i is activation row tok0 + i)
 //   1 storage  nib: array<u32>     read  [rows, NB·4]  ggml Q4_1 nibbles as stored in the pack: byte j of
 //                                        a block's 16 holds element j (low nibble) and j+16 (high)
 //   2 storage  dm: array<u32>      read  [rows, NB]    d (low 16 bits, i16) | m (high 16, i16), |d|,|m| ≤ 8191
@@ -12,7 +13,7 @@
 //   4 storage  q: array<u32>       read  [tokens, NB·8] activations, 4 × i8 per word (quantize.wgsl)
 //   5 storage  scale_sum: array<u32>    read  [tokens, NB]  a | (X << 16)
 //   6 storage  row_exp: array<i32>     read  [tokens]
-//   7 storage  out: array<i32>     read_write [tokens, rows]
+//   7 storage  out: array<i32>     read_write [tokens of this dispatch, rows]
 //
 // Dispatch: (ceil(rows / WG), ceil(tokens / TPT), 1) workgroups of WG threads; thread
 // (r, g) computes row r for tokens TPT·g … TPT·g+TPT−1 (the weight block is loaded once for
@@ -28,7 +29,7 @@ struct MatmulParams {
     rows: u32,
     tokens: u32,
     frac_out: i32,
-    _pad: u32,
+    tok0: u32,
 }
 
 const WG: u32 = 64u;
@@ -63,7 +64,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let d = i32(dmw << 16u) >> 16u;
         let m = i32(dmw) >> 16u;
         for (var k = 0u; k < nt; k++) {
-            let t = t0 + k;
+            let t = p.tok0 + t0 + k;
             let qo = (t * NB + b) * 8u;
             var s = dot4(w0 & 0x0F0F0F0Fu, q[qo]);
             s += dot4(w1 & 0x0F0F0F0Fu, q[qo + 1u]);
@@ -82,6 +83,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let er = e_row[r];
     for (var k = 0u; k < nt; k++) {
         let t = t0 + k;
-        out[t * p.rows + r] = split_round_shift_sat(acc[k], er - row_exp[t] - p.frac_out);
+        out[t * p.rows + r] = split_round_shift_sat(acc[k], er - row_exp[p.tok0 + t] - p.frac_out);
     }
 }

@@ -5,14 +5,16 @@
 // Composed as dot4_{packed|scalar}.wgsl + this file + wide.wgsl.
 //
 // Bindings (group 0):
-//   0 uniform  p: MatmulParams     rows (outputs = vocab), tokens, frac_out
+//   0 uniform  p: MatmulParams     rows (outputs = vocab), tokens (of this dispatch), frac_out, tok0
+//                                  (first activation row read; out row i is activation row tok0 + i,
+//                                  so the logits of a long batch are made a chunk of rows at a time)
 //   1 storage  w: array<u32>       read  [rows, NB·8]  4 × i8 per word
 //   2 storage  d: array<i32>       read  [rows, NB]    block scales, |d| ≤ 2047
 //   3 storage  e_row: array<i32>   read  [rows]
 //   4 storage  q: array<u32>       read  [tokens, NB·8]
 //   5 storage  scale_sum: array<u32>    read  [tokens, NB]  a | (X << 16)
 //   6 storage  row_exp: array<i32>     read  [tokens]
-//   7 storage  out: array<i32>     read_write [tokens, rows]
+//   7 storage  out: array<i32>     read_write [tokens of this dispatch, rows]
 //
 // Dispatch: (ceil(rows / WG), ceil(tokens / TPT), 1) workgroups; thread (r, g) computes row
 // r for TPT tokens. NB (columns / 32) is an override constant.
@@ -24,7 +26,7 @@ struct MatmulParams {
     rows: u32,
     tokens: u32,
     frac_out: i32,
-    _pad: u32,
+    tok0: u32,
 }
 
 const WG: u32 = 64u;
@@ -57,7 +59,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         let db = d[r * NB + b];
         for (var k = 0u; k < nt; k++) {
-            let t = t0 + k;
+            let t = p.tok0 + t0 + k;
             let qo = (t * NB + b) * 8u;
             var s = 0i;
             for (var i = 0u; i < 8u; i++) {
@@ -70,6 +72,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let er = e_row[r];
     for (var k = 0u; k < nt; k++) {
         let t = t0 + k;
-        out[t * p.rows + r] = split_round_shift_sat(acc[k], er - row_exp[t] - p.frac_out);
+        out[t * p.rows + r] = split_round_shift_sat(acc[k], er - row_exp[p.tok0 + t] - p.frac_out);
     }
 }

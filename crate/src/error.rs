@@ -47,6 +47,14 @@ pub enum Error {
     #[error("corrupt lmz data: {0}")]
     FormatCorrupt(String),
 
+    // --- gpu ---
+    #[error("no GPU adapter found ({0}); use --backend cpu, or install a Vulkan driver (Mesa lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)")]
+    GpuNoAdapter(String),
+    #[error("the GPU adapter {adapter} is too small for this model: {what}; use --backend cpu")]
+    GpuLimits { adapter: String, what: String },
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
     // --- io ---
     #[error("{path}: {source}")]
     Io {
@@ -74,6 +82,9 @@ impl Error {
             Error::FormatTruncated(_) => "LMZ_FORMAT_TRUNCATED",
             Error::FormatChecksum { .. } => "LMZ_FORMAT_CHECKSUM",
             Error::FormatCorrupt(_) => "LMZ_FORMAT_CORRUPT",
+            Error::GpuNoAdapter(_) => "LMZ_GPU_NO_ADAPTER",
+            Error::GpuLimits { .. } => "LMZ_GPU_LIMITS",
+            Error::Gpu(_) => "LMZ_GPU",
             Error::Io { .. } => "LMZ_IO",
         }
     }
@@ -104,6 +115,9 @@ mod tests {
             Error::FormatTruncated(String::new()),
             Error::FormatChecksum { expected: String::new(), actual: String::new() },
             Error::FormatCorrupt(String::new()),
+            Error::GpuNoAdapter(String::new()),
+            Error::GpuLimits { adapter: String::new(), what: String::new() },
+            Error::Gpu(String::new()),
             Error::io("x", std::io::Error::other("x")),
         ];
         let mut codes: Vec<_> = all.iter().map(|e| e.code()).collect();

@@ -46,25 +46,40 @@ pub struct Kernel {
     pub uses_dot4: bool,
     /// The name of its uniform struct.
     pub params: &'static str,
+    /// Its bind group 0, binding by binding (the kernel's function signature): binding 0
+    /// is the uniform, the others storage buffers.
+    pub bindings: &'static [Binding],
 }
 
+/// What one binding of a kernel's group 0 is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Uniform,
+    /// `var<storage, read>`
+    Read,
+    /// `var<storage, read_write>`
+    ReadWrite,
+}
+
+use Binding::{Read as R, ReadWrite as W, Uniform as U};
+
 macro_rules! kernel {
-    ($name:literal, $dot4:literal, $params:literal) => {
-        Kernel { name: $name, path: concat!("shaders/", $name, ".wgsl"), source: include_str!(concat!("../../shaders/", $name, ".wgsl")), uses_dot4: $dot4, params: $params }
+    ($name:literal, $dot4:literal, $params:literal, $bindings:expr) => {
+        Kernel { name: $name, path: concat!("shaders/", $name, ".wgsl"), source: include_str!(concat!("../../shaders/", $name, ".wgsl")), uses_dot4: $dot4, params: $params, bindings: $bindings }
     };
 }
 
-pub const QUANTIZE: Kernel = kernel!("quantize", false, "QuantizeParams");
-pub const MATMUL_Q4: Kernel = kernel!("matmul_q4", true, "MatmulParams");
-pub const MATMUL_Q8: Kernel = kernel!("matmul_q8", true, "MatmulParams");
-pub const EMBED: Kernel = kernel!("embed", false, "EmbedParams");
-pub const RMSNORM: Kernel = kernel!("rmsnorm", false, "RmsnormParams");
-pub const ROPE: Kernel = kernel!("rope", false, "RopeParams");
-pub const SILU_MUL: Kernel = kernel!("silu_mul", false, "ElementwiseParams");
-pub const ADD: Kernel = kernel!("add", false, "ElementwiseParams");
-pub const KV_STORE: Kernel = kernel!("kv_store", false, "KvStoreParams");
-pub const ATTENTION: Kernel = kernel!("attention", false, "AttentionParams");
-pub const FREQ: Kernel = kernel!("freq", false, "FreqParams");
+pub const QUANTIZE: Kernel = kernel!("quantize", false, "QuantizeParams", &[U, R, W, W, W]);
+pub const MATMUL_Q4: Kernel = kernel!("matmul_q4", true, "MatmulParams", &[U, R, R, R, R, R, R, W]);
+pub const MATMUL_Q8: Kernel = kernel!("matmul_q8", true, "MatmulParams", &[U, R, R, R, R, R, R, W]);
+pub const EMBED: Kernel = kernel!("embed", false, "EmbedParams", &[U, R, R, R, R, W]);
+pub const RMSNORM: Kernel = kernel!("rmsnorm", false, "RmsnormParams", &[U, R, R, W]);
+pub const ROPE: Kernel = kernel!("rope", false, "RopeParams", &[U, W, R, R, R]);
+pub const SILU_MUL: Kernel = kernel!("silu_mul", false, "ElementwiseParams", &[U, R, R, R, W]);
+pub const ADD: Kernel = kernel!("add", false, "ElementwiseParams", &[U, W, R]);
+pub const KV_STORE: Kernel = kernel!("kv_store", false, "KvStoreParams", &[U, R, R, R, W, W, W]);
+pub const ATTENTION: Kernel = kernel!("attention", false, "AttentionParams", &[U, R, R, R, R, R, R, W, W]);
+pub const FREQ: Kernel = kernel!("freq", false, "FreqParams", &[U, R, R, W]);
 
 /// Every kernel.
 pub const KERNELS: [Kernel; 11] = [QUANTIZE, MATMUL_Q4, MATMUL_Q8, EMBED, RMSNORM, ROPE, SILU_MUL, ADD, KV_STORE, ATTENTION, FREQ];
@@ -111,7 +126,7 @@ uniform!(
 );
 uniform!(
     /// `shaders/matmul_q4.wgsl`, `shaders/matmul_q8.wgsl`
-    MatmulParams { rows: u32, tokens: u32, frac_out: i32, _pad: u32 }
+    MatmulParams { rows: u32, tokens: u32, frac_out: i32, tok0: u32 }
 );
 uniform!(
     /// `shaders/embed.wgsl`
@@ -229,6 +244,33 @@ mod tests {
             let var = m.global_variables.iter().find(|(_, v)| v.space == naga::AddressSpace::Uniform).unwrap_or_else(|| panic!("{}: no uniform", k.path)).1;
             assert_eq!(m.types[var.ty].name.as_deref(), Some(*name));
             assert_eq!(var.binding, Some(naga::ResourceBinding { group: 0, binding: 0 }));
+        }
+    }
+
+    #[test]
+    fn bind_group_signatures_match_the_wgsl() {
+        for k in KERNELS {
+            let m = parse(k.path, &compose(&k, Dot4::Scalar));
+            let mut got: Vec<(u32, Binding)> = m
+                .global_variables
+                .iter()
+                .filter_map(|(_, v)| {
+                    let b = v.binding.as_ref()?;
+                    assert_eq!(b.group, 0, "{}", k.path);
+                    let kind = match v.space {
+                        naga::AddressSpace::Uniform => Binding::Uniform,
+                        naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Binding::ReadWrite,
+                        naga::AddressSpace::Storage { .. } => Binding::Read,
+                        other => panic!("{}: binding in {other:?}", k.path),
+                    };
+                    Some((b.binding, kind))
+                })
+                .collect();
+            got.sort_by_key(|g| g.0);
+            let want: Vec<(u32, Binding)> = k.bindings.iter().enumerate().map(|(i, &b)| (i as u32, b)).collect();
+            assert_eq!(got, want, "{}", k.path);
+            // WebGPU's default limit of storage buffers per shader stage.
+            assert!(k.bindings.iter().filter(|&&b| b != Binding::Uniform).count() <= 8, "{}", k.path);
         }
     }
 }

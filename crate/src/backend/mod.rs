@@ -7,6 +7,8 @@
 //! (unpacked for the CPU, uploaded for a GPU) and its KV cache.
 
 pub mod cpu;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 
 use crate::error::Result;
 
