@@ -127,16 +127,22 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, s
         let down = b.matmul(Mat::Down(l), &a, cpu::RESID_FRAC);
         b.add(&mut x, &down);
     }
-    if batch.logits.is_empty() {
-        return Ok(());
+    // The output layer in slices of rows: a row of logits is 192 KB, so a whole window's
+    // at once would be hundreds of MB.
+    let mut base = 0;
+    for rows in batch.logits.chunks(LOGIT_ROWS) {
+        let xr = b.rows(&x, rows);
+        let z = b.rmsnorm(&xr, Norm::Out);
+        let a = b.quantize(&z, fr.out_norm);
+        let logits = b.logits(&a);
+        b.freqs(&logits, &mut |i, t| sink(base + i, t))?;
+        base += rows.len();
     }
-    let all = batch.logits.len() == batch.tokens.len() && batch.logits.iter().enumerate().all(|(i, &r)| r as usize == i);
-    let x = if all { x } else { b.rows(&x, &batch.logits) };
-    let z = b.rmsnorm(&x, Norm::Out);
-    let a = b.quantize(&z, fr.out_norm);
-    let logits = b.logits(&a);
-    b.freqs(&logits, sink)
+    Ok(())
 }
+
+/// Rows of the output layer computed at once (a multiple of the matmul kernels' 4-token groups).
+pub const LOGIT_ROWS: usize = 64;
 
 /// One sequence (slot 0): runs `tokens` at positions `pos0..pos0+len` (the cache holding
 /// positions `0..pos0` of the same sequence) and hands the table predicting the token after

@@ -162,23 +162,25 @@ fn dot32(w: &[i8], q: &[i8]) -> i32 {
     s
 }
 
+/// `Σ nib·q` over one block: `nib` is the block's 16 bytes in ggml's order (byte j holds
+/// element j in its low nibble and element j+16 in its high nibble).
 #[inline(always)]
-fn dot32_u4(w: &[u8], q: &[i8]) -> i32 {
+fn dot32_nib(nib: &[u8], q: &[i8]) -> i32 {
     let mut s = 0i32;
-    for i in 0..32 {
-        s += w[i] as i32 * q[i] as i32;
+    for j in 0..16 {
+        s += (nib[j] & 15) as i32 * q[j] as i32 + (nib[j] >> 4) as i32 * q[j + 16] as i32;
     }
     s
 }
 
 /// One output of a Q4_1 × int8 product: `round(Σ_b (d·S'_b + m·X_b)·a_b · 2^(exp − e_row + frac_out))`
-/// with `S'_b = Σ (nib−8)·q = Σ nib·q − 8·X_b`. `w4` holds the row's nibbles unpacked (0..15).
+/// with `S'_b = Σ (nib−8)·q = Σ nib·q − 8·X_b`. `nib` holds the row's packed nibbles (`cols/2` bytes).
 /// Bounds: |S'| ≤ 8·127·32 = 32512, |X| ≤ 4064, |d|,|m| ≤ 8191 ⇒ |T_b| < 2^29.
 #[inline(always)]
-pub fn dot_q4(w4: &[u8], d: &[i16], m: &[i16], e_row: i32, q: &[i8], a: &[u16], sum: &[i32], exp: i32, frac_out: i32) -> i32 {
+pub fn dot_q4(nib: &[u8], d: &[i16], m: &[i16], e_row: i32, q: &[i8], a: &[u16], sum: &[i32], exp: i32, frac_out: i32) -> i32 {
     let mut acc = SplitAcc::default();
-    for (b, (wb, qb)) in w4.chunks_exact(32).zip(q.chunks_exact(32)).enumerate() {
-        let t = d[b] as i32 * (dot32_u4(wb, qb) - 8 * sum[b]) + m[b] as i32 * sum[b];
+    for (b, (wb, qb)) in nib.chunks_exact(16).zip(q.chunks_exact(32)).enumerate() {
+        let t = d[b] as i32 * (dot32_nib(wb, qb) - 8 * sum[b]) + m[b] as i32 * sum[b];
         acc.add(t, a[b] as u32);
     }
     acc.round_shift_sat(e_row - exp - frac_out)
@@ -193,18 +195,6 @@ pub fn dot_q8(w: &[i8], d: &[i16], e_row: i32, q: &[i8], a: &[u16], exp: i32, fr
         acc.add(d[b] as i32 * dot32(wb, qb), a[b] as u32);
     }
     acc.round_shift_sat(e_row - exp - frac_out)
-}
-
-/// Unpacks Q4_1 nibbles (ggml order) to one byte (0..15) per element, row-major `[rows, cols]`.
-pub fn unpack_q4(w: &Q4Matrix) -> Vec<u8> {
-    let mut out = vec![0u8; w.rows * w.cols];
-    for (blk, o) in w.nib.chunks_exact(16).zip(out.chunks_exact_mut(32)) {
-        for j in 0..16 {
-            o[j] = blk[j] & 15;
-            o[j + 16] = blk[j] >> 4;
-        }
-    }
-    out
 }
 
 /// Runs `f(row) -> [tokens]` for every output row (in parallel when enabled) and returns
@@ -251,9 +241,9 @@ macro_rules! multiversion {
     };
 }
 
-multiversion!(rows_q4(w: &Q4Matrix, w4: &[u8], x: &QAct, frac_out: i32, r: usize, o: &mut [i32], from: usize) {
+multiversion!(rows_q4(w: &Q4Matrix, x: &QAct, frac_out: i32, r: usize, o: &mut [i32], from: usize) {
     let (cols, nb) = (w.cols, w.cols / 32);
-    let (wr, dr, mr) = (&w4[r * cols..(r + 1) * cols], &w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb]);
+    let (wr, dr, mr) = (&w.nib[r * cols / 2..(r + 1) * cols / 2], &w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb]);
     for (t, ot) in o.iter_mut().enumerate().skip(from) {
         *ot = dot_q4(wr, dr, mr, w.e[r] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], &x.sum[t * nb..(t + 1) * nb], x.exp[t], frac_out);
     }
@@ -267,14 +257,15 @@ multiversion!(rows_q8(w: &Q8Matrix, x: &QAct, frac_out: i32, r: usize, o: &mut [
     }
 });
 
-/// `[tokens, rows]` = act · Wᵀ for a Q4_1 matrix whose nibbles are unpacked in `w4`.
-/// With AVX2, groups of 4 tokens go through [`simd::rows_q4_x4`] (same bits), the rest
-/// through [`dot_q4`].
-pub fn matmul_q4(w: &Q4Matrix, w4: &[u8], x: &QAct, frac_out: i32) -> Vec<i32> {
+/// `[tokens, rows]` = act · Wᵀ for a Q4_1 matrix. With AVX2, groups of 4 tokens go through
+/// [`simd::rows_q4_x4`] and the rest through [`simd::rows_q4_x1`] (same bits); without it,
+/// everything through [`dot_q4`].
+pub fn matmul_q4(w: &Q4Matrix, x: &QAct, frac_out: i32) -> Vec<i32> {
     let g = x.groups();
     by_rows(w.rows, x.tokens, |r, o| {
-        let done = simd::rows_q4_x4(w, w4, x, &g, frac_out, r, o);
-        rows_q4(w, w4, x, frac_out, r, o, done)
+        let done = simd::rows_q4_x4(w, x, &g, frac_out, r, o);
+        let done = simd::rows_q4_x1(w, x, frac_out, r, o, done);
+        rows_q4(w, x, frac_out, r, o, done)
     })
 }
 
@@ -283,6 +274,7 @@ pub fn matmul_q8(w: &Q8Matrix, x: &QAct, frac_out: i32) -> Vec<i32> {
     let g = x.groups();
     by_rows(w.rows, x.tokens, |r, o| {
         let done = simd::rows_q8_x4(w, x, &g, frac_out, r, o);
+        let done = simd::rows_q8_x1(w, x, frac_out, r, o, done);
         rows_q8(w, x, frac_out, r, o, done)
     })
 }
@@ -592,28 +584,16 @@ std::thread_local! {
     static SCRATCH: std::cell::RefCell<(Vec<i32>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// A Q4 matrix with its unpacked `nib − 8` copy (the CPU's layout).
-struct CpuQ4 {
-    w: Q4Matrix,
-    w4: Vec<u8>,
-}
-
-impl CpuQ4 {
-    fn new(w: &Q4Matrix) -> Self {
-        CpuQ4 { w4: unpack_q4(w), w: w.clone() }
-    }
-}
-
 struct CpuLayer {
     attn_norm: NormWeight,
-    wq: CpuQ4,
-    wk: CpuQ4,
-    wv: CpuQ4,
-    wo: CpuQ4,
+    wq: Q4Matrix,
+    wk: Q4Matrix,
+    wv: Q4Matrix,
+    wo: Q4Matrix,
     ffn_norm: NormWeight,
-    w_gate: CpuQ4,
-    w_up: CpuQ4,
-    w_down: CpuQ4,
+    w_gate: Q4Matrix,
+    w_up: Q4Matrix,
+    w_down: Q4Matrix,
 }
 
 /// Activations on the CPU: `[rows, width]`.
@@ -663,14 +643,14 @@ impl CpuBackend {
             .iter()
             .map(|l| CpuLayer {
                 attn_norm: l.attn_norm.clone(),
-                wq: CpuQ4::new(&l.wq),
-                wk: CpuQ4::new(&l.wk),
-                wv: CpuQ4::new(&l.wv),
-                wo: CpuQ4::new(&l.wo),
+                wq: l.wq.clone(),
+                wk: l.wk.clone(),
+                wv: l.wv.clone(),
+                wo: l.wo.clone(),
                 ffn_norm: l.ffn_norm.clone(),
-                w_gate: CpuQ4::new(&l.w_gate),
-                w_up: CpuQ4::new(&l.w_up),
-                w_down: CpuQ4::new(&l.w_down),
+                w_gate: l.w_gate.clone(),
+                w_up: l.w_up.clone(),
+                w_down: l.w_down.clone(),
             })
             .collect();
         let kvd = cfg.n_kv_heads * cfg.head_dim;
@@ -679,7 +659,7 @@ impl CpuBackend {
         Ok(CpuBackend { embed: w.embed.clone(), layers, out_norm: w.out_norm.clone(), tables: w.tables.clone(), cache, cfg, slots, cache_len })
     }
 
-    fn q4(&self, m: Mat) -> &CpuQ4 {
+    fn q4(&self, m: Mat) -> &Q4Matrix {
         match m {
             Mat::Q(l) => &self.layers[l].wq,
             Mat::K(l) => &self.layers[l].wk,
@@ -727,7 +707,7 @@ impl Backend for CpuBackend {
 
     fn matmul(&mut self, m: Mat, a: &QAct, frac_out: i32) -> CpuBuf {
         let w = self.q4(m);
-        CpuBuf { width: w.w.rows, data: matmul_q4(&w.w, &w.w4, a, frac_out) }
+        CpuBuf { width: w.rows, data: matmul_q4(w, a, frac_out) }
     }
 
     fn logits(&mut self, a: &QAct) -> CpuBuf {
@@ -861,9 +841,9 @@ mod tests {
             let a: Vec<u16> = (0..nb).map(|_| if case < 4 { 4096 } else { r.below(4097) as u16 }).collect();
             let sum: Vec<i32> = q.chunks(32).map(|c| c.iter().map(|&x| x as i32).sum()).collect();
             let ts: Vec<i128> = (0..nb).map(|b| d[b] as i128 * (0..32).map(|i| w8[32 * b + i] as i128 * q[32 * b + i] as i128).sum::<i128>() + m[b] as i128 * sum[b] as i128).collect();
+            let nib: Vec<u8> = w8.chunks(32).flat_map(|b| (0..16).map(move |j| (b[j] + 8) as u8 | ((b[j + 16] + 8) as u8) << 4)).collect();
             for s in [-10, 0, 1, 17, 40] {
-                let w4: Vec<u8> = w8.iter().map(|&v| (v + 8) as u8).collect();
-                assert_eq!(dot_q4(&w4, &d, &m, s, &q, &a, &sum, 0, 0), exact_dot(&ts, &a, s), "case {case} shift {s}");
+                assert_eq!(dot_q4(&nib, &d, &m, s, &q, &a, &sum, 0, 0), exact_dot(&ts, &a, s), "case {case} shift {s}");
             }
         }
     }
