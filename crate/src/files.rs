@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use lmz::backend::cpu::CpuBackend;
 use lmz::container::{Codec, ModelUse, Options};
 use lmz::{Error, Result};
 
+use crate::engine::{with_engine, BackendKind, Engine as ModelEngine};
 use crate::{IoArgs, UseModel};
 
 const SUFFIX: &str = ".lmz";
@@ -22,7 +22,7 @@ const SUFFIX: &str = ".lmz";
 struct Engine {
     model: lmz::Model,
     codec: Codec,
-    backend: Option<CpuBackend>,
+    backend: Option<ModelEngine>,
 }
 
 impl Engine {
@@ -125,11 +125,11 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
         // Model chunks decode in lock-step, one sequence slot each (the weights are read once
         // per step for all of them); the KV cache costs ~47 MB per slot at window 2048.
         let model_chunks = info.chunks.iter().filter(|c| c.method == lmz::container::Method::Model).count();
-        let backend = eng_backend(&mut eng.backend, &eng.model, window, model_chunks.clamp(1, DECODE_SLOTS))?;
-        eng.codec.decompress(backend, &data, &mut |d, t| {
+        let backend = eng_backend(&mut eng.backend, a.backend, &eng.model, window, model_chunks.clamp(1, DECODE_SLOTS))?;
+        with_engine!(backend, b => eng.codec.decompress(b, &data, &mut |d, t| {
             bar.set_length(t);
             bar.set_position(d);
-        })?
+        }))?
     } else {
         let opts = Options {
             chunk_tokens: a.chunk_tokens.unwrap_or(lmz::container::DEFAULT_CHUNK_TOKENS),
@@ -143,8 +143,8 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
             compact: true,
         };
         let window = eng.codec.default_policy().window;
-        let backend = eng_backend(&mut eng.backend, &eng.model, window, 1)?;
-        eng.codec.compress(backend, &data, &opts, &mut |d, _| bar.set_position(d))?
+        let backend = eng_backend(&mut eng.backend, a.backend, &eng.model, window, 1)?;
+        with_engine!(backend, b => eng.codec.compress(b, &data, &opts, &mut |d, _| bar.set_position(d)))?
     };
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
@@ -166,7 +166,8 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
         let (orig, comp) = if decompress { (out.len(), data.len()) } else { (data.len(), out.len()) };
         let bpb = if orig > 0 { 8.0 * comp as f64 / orig as f64 } else { 0.0 };
         let what = if a.test { "OK".to_string() } else { format!("{orig} ↔ {comp} bytes") };
-        eprintln!("{}: {what}, {bpb:.4} bpb, {:.1} s, {:.0} bytes/s", display(input), secs, orig as f64 / secs.max(1e-9));
+        let engine = eng.backend.as_ref().map_or_else(|| "no model run".to_string(), |b| b.describe());
+        eprintln!("{}: {what}, {bpb:.4} bpb, {:.1} s, {:.0} bytes/s ({engine})", display(input), secs, orig as f64 / secs.max(1e-9));
     }
     Ok(())
 }
@@ -176,12 +177,11 @@ const DECODE_SLOTS: usize = 4;
 
 /// The engine with a cache of at least `window` positions in at least `slots` sequences (a
 /// free function so the codec can stay borrowed beside it).
-fn eng_backend<'a>(eng: &'a mut Option<CpuBackend>, model: &lmz::Model, window: usize, slots: usize) -> Result<&'a mut CpuBackend> {
-    use lmz::backend::Backend;
+fn eng_backend<'a>(eng: &'a mut Option<ModelEngine>, kind: BackendKind, model: &lmz::Model, window: usize, slots: usize) -> Result<&'a mut ModelEngine> {
     let window = window.clamp(1, model.config().ctx);
     if eng.as_ref().is_none_or(|b| b.cache_len() < window || b.slots() < slots) {
         *eng = None; // free the old cache first
-        *eng = Some(CpuBackend::with_slots(model, slots, window)?);
+        *eng = Some(ModelEngine::open(kind, model, slots, window)?);
     }
     eng.as_mut().ok_or_else(|| Error::InvalidArgument("no engine".into()))
 }

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 use lmz::fetch;
 
 mod bench;
+mod engine;
 mod files;
+
+use engine::BackendKind;
 
 #[derive(Parser)]
 #[command(
@@ -57,7 +60,7 @@ struct IoArgs {
     /// No progress bar, no warnings.
     #[arg(short, long)]
     quiet: bool,
-    /// Engine for the model.
+    /// Engine for the model (every engine gives the same bits).
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
     /// Worker threads (default: all cores).
@@ -70,12 +73,6 @@ struct IoArgs {
     /// Tokens per chunk (default 16384).
     #[arg(long, value_name = "N")]
     chunk_tokens: Option<usize>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum BackendKind {
-    /// The integer CPU engine.
-    Cpu,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,6 +130,9 @@ struct EvalArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Engine for the integer model.
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    backend: BackendKind,
 }
 
 #[derive(Subcommand)]
@@ -173,13 +173,13 @@ fn eval(model_flag: Option<&std::path::Path>, a: EvalArgs) -> lmz::Result<()> {
     if a.reference {
         (engine, bits) = score_reference(&model, &tokens, &policy, &bar)?;
     } else {
-        engine = format!("integer, CPU, {threads} thread(s)");
-        let mut backend = lmz::backend::cpu::CpuBackend::new(&model, policy.window)?;
+        let mut backend = engine::Engine::open(a.backend, &model, 1, policy.window)?;
+        engine = format!("integer, {}", backend.describe());
         let fr = lmz::model::Fracs::new(&model.weights);
-        score(&mut backend, &cfg, &fr, &tokens, &policy, &mut |i, f| {
+        engine::with_engine!(&mut backend, b => score(b, &cfg, &fr, &tokens, &policy, &mut |i, f| {
             bits += lmz::freq::bits(f, tokens[i]);
             Ok(())
-        }, &mut |done, _| bar.set_position(done as u64))?;
+        }, &mut |done, _| bar.set_position(done as u64)))?;
     }
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();

@@ -128,7 +128,7 @@ fn matmul_q4() {
                 let a = random_act(&mut r, tokens, cols);
                 let (gw, ga) = (g.upload_q4(&w), g.upload_q(&a));
                 for frac_out in [8, 10, 12] {
-                    let want = cpu::matmul_q4(&w, &cpu::unpack_q4(&w), &a, frac_out);
+                    let want = cpu::matmul_q4(&w, &a, frac_out);
                     let out = g.matmul_q4(&gw, &ga, frac_out);
                     assert_eq!(g.read_buf(&out).unwrap(), want, "{rows}×{cols}, {tokens} tokens, extreme {extreme}, {:?}", g.dot4());
                 }
@@ -456,4 +456,46 @@ fn real_model_cpu_equals_gpu_on_a_short_text() {
         assert!(a == b, "table {i} differs");
     }
     assert_eq!(got.len(), want.len());
+}
+
+// --- the CLI ---
+
+fn lmz_cmd() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lmz"))
+}
+
+#[test]
+fn cli_gpu_and_cpu_files_are_identical_and_cross_decode() {
+    let Some(g) = gpu() else { return };
+    let adapter = g.adapter_info().name.clone();
+    drop(g);
+    let d = std::env::temp_dir().join(format!("lmz-gpu-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let pack = d.join("tiny.lmz.safetensors");
+    std::fs::write(&pack, lmz::tiny::tiny_pack(5, TinyShape::default()).unwrap()).unwrap();
+    let text = d.join("t.txt");
+    let body = "the thin theme in an anthem, then the end; in the hen the ant ran.\n".repeat(12);
+    std::fs::write(&text, &body).unwrap();
+    let run = |args: &[&str]| {
+        let out = lmz_cmd().arg("--model").arg(&pack).args(args).output().unwrap();
+        assert!(out.status.success(), "lmz {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let t = text.to_str().unwrap();
+    let cpu_file = run(&["-c", "--use-model", "force", "--backend", "cpu", t]).stdout;
+    let gpu_out = run(&["-c", "-v", "--use-model", "force", "--backend", "gpu", t]);
+    assert_eq!(gpu_out.stdout, cpu_file, "GPU and CPU compress to different bytes");
+    assert!(String::from_utf8_lossy(&gpu_out.stderr).contains(&adapter), "-v names the adapter: {}", String::from_utf8_lossy(&gpu_out.stderr));
+    let z = d.join("t.txt.lmz");
+    std::fs::write(&z, &cpu_file).unwrap();
+    let zs = z.to_str().unwrap();
+    assert_eq!(run(&["-d", "-c", "--backend", "gpu", zs]).stdout, body.as_bytes(), "GPU decodes the CPU's file");
+    assert_eq!(run(&["-d", "-c", "--backend", "cpu", zs]).stdout, body.as_bytes());
+    // eval: the same bits, the adapter named.
+    let json = |b: &str| -> serde_json::Value { serde_json::from_slice(&run(&["eval", "--json", "--window", "64", "--stride", "32", "--backend", b, t]).stdout).unwrap() };
+    let (c, gj) = (json("cpu"), json("gpu"));
+    assert_eq!(c["bits"], gj["bits"]);
+    assert!(gj["engine"].as_str().unwrap().contains(&adapter), "{}", gj["engine"]);
+    assert!(c["engine"].as_str().unwrap().contains("CPU"));
+    std::fs::remove_dir_all(&d).ok();
 }

@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use wgpu::util::DeviceExt;
+pub use wgpu::{AdapterInfo, DeviceType};
 
 use crate::backend::cpu::{self, KvCache, QAct};
 use crate::backend::{Backend, Mat, Norm};

@@ -1,0 +1,92 @@
+//! Which engine runs the model in the CLI (part of `main.rs`, not of the library):
+//! `--backend cpu|gpu|auto`.
+//!
+//! `auto` takes the GPU when there is a hardware adapter and the CPU otherwise: a software
+//! adapter (Mesa lavapipe, SwiftShader) runs the same kernels on the same cores, slower than
+//! the native CPU engine (BENCHMARKS.md), so only `--backend gpu` picks one. Every engine
+//! gives the same bits, so the choice never changes a file.
+
+use lmz::backend::cpu::CpuBackend;
+#[cfg(feature = "gpu")]
+use lmz::backend::gpu::{Gpu, GpuBackend, GpuOptions};
+use lmz::{Error, Model, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// The integer CPU engine.
+    Cpu,
+    /// The GPU engine (wgpu compute on the WGSL kernels); any adapter, software ones too.
+    Gpu,
+    /// A hardware GPU adapter when there is one, else the CPU.
+    Auto,
+}
+
+/// An engine: the CPU or the GPU one.
+pub enum Engine {
+    Cpu(CpuBackend),
+    #[cfg(feature = "gpu")]
+    Gpu(Box<GpuBackend>),
+}
+
+/// Runs `$body` with `$b` bound to the engine inside (`&mut` of its concrete type).
+macro_rules! with_engine {
+    ($e:expr, $b:ident => $body:expr) => {
+        match $e {
+            $crate::engine::Engine::Cpu($b) => $body,
+            #[cfg(feature = "gpu")]
+            $crate::engine::Engine::Gpu($b) => {
+                let $b = &mut **$b;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_engine;
+
+impl Engine {
+    /// Opens `kind` with `slots` sequences of `cache_len` positions.
+    pub fn open(kind: BackendKind, model: &Model, slots: usize, cache_len: usize) -> Result<Engine> {
+        match kind {
+            BackendKind::Cpu => Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?)),
+            #[cfg(feature = "gpu")]
+            BackendKind::Gpu => Ok(Engine::Gpu(Box::new(GpuBackend::with_slots(model, slots, cache_len, GpuOptions::default())?))),
+            #[cfg(feature = "gpu")]
+            BackendKind::Auto => match Gpu::new(GpuOptions::default()) {
+                Ok(g) if g.adapter_info().device_type != lmz::backend::gpu::DeviceType::Cpu => Ok(Engine::Gpu(Box::new(GpuBackend::on(g, model, slots, cache_len)?))),
+                Ok(_) | Err(Error::GpuNoAdapter(_)) | Err(Error::GpuLimits { .. }) => Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?)),
+                Err(e) => Err(e),
+            },
+            #[cfg(not(feature = "gpu"))]
+            BackendKind::Gpu => Err(Error::GpuNoAdapter("this lmz was built without the gpu feature".into())),
+            #[cfg(not(feature = "gpu"))]
+            BackendKind::Auto => Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?)),
+        }
+    }
+
+    /// For reports: "CPU, 2 thread(s)" or "GPU llvmpipe (…) (Vulkan, Cpu, dot4I8Packed)".
+    pub fn describe(&self) -> String {
+        match self {
+            Engine::Cpu(_) => format!("CPU, {} thread(s)", rayon::current_num_threads()),
+            #[cfg(feature = "gpu")]
+            Engine::Gpu(g) => format!("GPU {}", g.describe()),
+        }
+    }
+
+    pub fn cache_len(&self) -> usize {
+        use lmz::backend::Backend;
+        match self {
+            Engine::Cpu(b) => b.cache_len(),
+            #[cfg(feature = "gpu")]
+            Engine::Gpu(b) => b.cache_len(),
+        }
+    }
+
+    pub fn slots(&self) -> usize {
+        use lmz::backend::Backend;
+        match self {
+            Engine::Cpu(b) => b.slots(),
+            #[cfg(feature = "gpu")]
+            Engine::Gpu(b) => b.slots(),
+        }
+    }
+}
