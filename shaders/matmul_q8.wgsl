@@ -8,8 +8,9 @@
 //   0 uniform  p: MatmulParams     rows (outputs = vocab), tokens (of this dispatch), frac_out, tok0
 //                                  (first activation row read; out row i is activation row tok0 + i,
 //                                  so the logits of a long batch are made a chunk of rows at a time)
-//   1 storage  w: array<u32>       read  [rows, NB·8]  4 × i8 per word
-//   2 storage  d: array<i32>       read  [rows, NB]    block scales, |d| ≤ 2047
+//   1 storage  w: array<u32>       read  [NB·8, rows]  4 × i8 per word, transposed at upload so that
+//                                        neighbouring invocations (rows) read neighbouring words
+//   2 storage  d: array<i32>       read  [NB, rows]    block scales, |d| ≤ 2047
 //   3 storage  e_row: array<i32>   read  [rows]
 //   4 storage  q: array<u32>       read  [tokens, NB·8]
 //   5 storage  scale_sum: array<u32>    read  [tokens, NB]  a | (X << 16)
@@ -17,7 +18,8 @@
 //   7 storage  out: array<i32>     read_write [tokens of this dispatch, rows]
 //
 // Dispatch: (ceil(rows / WG), ceil(tokens / TPT), 1) workgroups; thread (r, g) computes row
-// r for TPT tokens. NB (columns / 32) is an override constant.
+// r for TPT tokens (the weight block is loaded once for them). NB (columns / 32) is an
+// override constant.
 //
 // Bounds: |S| ≤ 127·128·32 < 2^19, |d| ≤ 2047 ⇒ |T| < 2^30; Σ T·a in a SplitAcc, |hi| < 2^31
 // for NB ≤ 32 (cpu.rs: dim ≤ 1024).
@@ -30,7 +32,7 @@ struct MatmulParams {
 }
 
 const WG: u32 = 64u;
-const TPT: u32 = 4u;
+const TPT: u32 = 4u; // tokens per invocation: four named accumulators in main
 override NB: u32 = 18u;
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -42,6 +44,16 @@ override NB: u32 = 18u;
 @group(0) @binding(6) var<storage, read> row_exp: array<i32>;
 @group(0) @binding(7) var<storage, read_write> out: array<i32>;
 
+// One block of one token: T = d·S with S = Σ w·q; returns (T, a).
+fn block_t(wb: array<u32, 8>, db: i32, t: u32, b: u32) -> vec2<i32> {
+    let qo = (t * NB + b) * 8u;
+    var s = 0i;
+    for (var i = 0u; i < 8u; i++) {
+        s += dot4(wb[i], q[qo + i]);
+    }
+    return vec2<i32>(db * s, i32(scale_sum[t * NB + b] & 0xFFFFu));
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x;
@@ -49,29 +61,41 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if r >= p.rows || t0 >= p.tokens {
         return;
     }
-    let nt = min(TPT, p.tokens - t0);
-    var acc: array<SplitAcc, TPT>;
+    // TPT = 4 tokens in four named accumulators (see matmul_q4.wgsl).
+    let last = p.tokens - 1u;
+    let ta = p.tok0 + t0;
+    let tb = p.tok0 + min(t0 + 1u, last);
+    let tc = p.tok0 + min(t0 + 2u, last);
+    let td = p.tok0 + min(t0 + 3u, last);
+    var acc_a = SplitAcc(0, 0u, 0u);
+    var acc_b = SplitAcc(0, 0u, 0u);
+    var acc_c = SplitAcc(0, 0u, 0u);
+    var acc_d = SplitAcc(0, 0u, 0u);
     for (var b = 0u; b < NB; b++) {
-        let wo = (r * NB + b) * 8u;
+        let wo = 8u * b * p.rows + r;
         var wb: array<u32, 8>;
         for (var i = 0u; i < 8u; i++) {
-            wb[i] = w[wo + i];
+            wb[i] = w[wo + i * p.rows];
         }
-        let db = d[r * NB + b];
-        for (var k = 0u; k < nt; k++) {
-            let t = p.tok0 + t0 + k;
-            let qo = (t * NB + b) * 8u;
-            var s = 0i;
-            for (var i = 0u; i < 8u; i++) {
-                s += dot4(wb[i], q[qo + i]);
-            }
-            let mw = scale_sum[t * NB + b];
-            acc[k] = split_add(acc[k], db * s, mw & 0xFFFFu);
-        }
+        let db = d[b * p.rows + r];
+        let xa = block_t(wb, db, ta, b);
+        let xb = block_t(wb, db, tb, b);
+        let xc = block_t(wb, db, tc, b);
+        let xd = block_t(wb, db, td, b);
+        acc_a = split_add(acc_a, xa.x, u32(xa.y));
+        acc_b = split_add(acc_b, xb.x, u32(xb.y));
+        acc_c = split_add(acc_c, xc.x, u32(xc.y));
+        acc_d = split_add(acc_d, xd.x, u32(xd.y));
     }
     let er = e_row[r];
-    for (var k = 0u; k < nt; k++) {
-        let t = t0 + k;
-        out[t * p.rows + r] = split_round_shift_sat(acc[k], er - row_exp[p.tok0 + t] - p.frac_out);
+    out[t0 * p.rows + r] = split_round_shift_sat(acc_a, er - row_exp[ta] - p.frac_out);
+    if t0 + 1u <= last {
+        out[(t0 + 1u) * p.rows + r] = split_round_shift_sat(acc_b, er - row_exp[tb] - p.frac_out);
+    }
+    if t0 + 2u <= last {
+        out[(t0 + 2u) * p.rows + r] = split_round_shift_sat(acc_c, er - row_exp[tc] - p.frac_out);
+    }
+    if t0 + 3u <= last {
+        out[(t0 + 3u) * p.rows + r] = split_round_shift_sat(acc_d, er - row_exp[td] - p.frac_out);
     }
 }

@@ -142,12 +142,13 @@ pub struct GpuQ {
     pub width: usize,
 }
 
-/// A Q4_1 matrix on the GPU.
+/// A Q4_1 matrix on the GPU, transposed so that neighbouring invocations (rows) read
+/// neighbouring words.
 #[derive(Debug)]
 pub struct GpuQ4 {
-    /// `[rows, cols/8]`, the pack's nibble bytes
+    /// `[cols/8, rows]`, the pack's nibble bytes, 4 per word
     nib: wgpu::Buffer,
-    /// `[rows, cols/32]`, `d | m << 16`
+    /// `[cols/32, rows]`, `d | m << 16`
     dm: wgpu::Buffer,
     /// `[rows]`
     e: wgpu::Buffer,
@@ -155,12 +156,13 @@ pub struct GpuQ4 {
     pub cols: usize,
 }
 
-/// A Q8_0 matrix on the GPU (the token embedding, also the tied output projection).
+/// A Q8_0 matrix on the GPU (the token embedding, also the tied output projection),
+/// transposed so that neighbouring invocations (rows) read neighbouring words.
 #[derive(Debug)]
 pub struct GpuQ8 {
-    /// `[rows, cols/4]`, 4 × i8 per word
+    /// `[cols/4, rows]`, 4 × i8 per word
     q: wgpu::Buffer,
-    /// `[rows, cols/32]`
+    /// `[cols/32, rows]`
     d: wgpu::Buffer,
     /// `[rows]`
     e: wgpu::Buffer,
@@ -214,6 +216,12 @@ fn words_i8(v: &[i8]) -> Vec<u32> {
 
 fn words_u8(v: &[u8]) -> Vec<u32> {
     v.chunks(4).map(|c| c.iter().enumerate().fold(0u32, |w, (k, &b)| w | ((b as u32) << (8 * k)))).collect()
+}
+
+/// `[rows, n]` → `[n, rows]`.
+fn transpose<T: Copy>(v: &[T], rows: usize) -> Vec<T> {
+    let n = v.len() / rows.max(1);
+    (0..v.len()).map(|i| v[(i % rows) * n + i / rows]).collect()
 }
 
 fn pairs_i16(v: &[i16]) -> Vec<u32> {
@@ -527,13 +535,16 @@ impl Gpu {
     pub fn upload_q4(&self, w: &Q4Matrix) -> GpuQ4 {
         let dm: Vec<u32> = w.d.iter().zip(&w.m).map(|(&d, &m)| d as u16 as u32 | ((m as u16 as u32) << 16)).collect();
         let e: Vec<i32> = w.e.iter().map(|&e| e as i32).collect();
-        GpuQ4 { nib: self.upload("q4.nib", &words_u8(&w.nib)), dm: self.upload("q4.dm", &dm), e: self.upload("q4.e", &e), rows: w.rows, cols: w.cols }
+        let nib = transpose(&words_u8(&w.nib), w.rows);
+        GpuQ4 { nib: self.upload("q4.nib", &nib), dm: self.upload("q4.dm", &transpose(&dm, w.rows)), e: self.upload("q4.e", &e), rows: w.rows, cols: w.cols }
     }
 
+    /// Transposed (`[cols/4, rows]` words, `[cols/32, rows]` scales) for `matmul_q8`; `embed`
+    /// reads the same layout.
     pub fn upload_q8(&self, w: &Q8Matrix) -> GpuQ8 {
         let d: Vec<i32> = w.d.iter().map(|&d| d as i32).collect();
         let e: Vec<i32> = w.e.iter().map(|&e| e as i32).collect();
-        GpuQ8 { q: self.upload("q8.q", &words_i8(&w.q)), d: self.upload("q8.d", &d), e: self.upload("q8.e", &e), rows: w.rows, cols: w.cols }
+        GpuQ8 { q: self.upload("q8.q", &transpose(&words_i8(&w.q), w.rows)), d: self.upload("q8.d", &transpose(&d, w.rows)), e: self.upload("q8.e", &e), rows: w.rows, cols: w.cols }
     }
 
     pub fn upload_norm(&self, g: &NormWeight) -> GpuNorm {
