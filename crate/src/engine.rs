@@ -21,7 +21,9 @@ pub enum BackendKind {
     Auto,
 }
 
-/// An engine: the CPU or the GPU one.
+/// An engine: the CPU or the GPU one (one per process, so the size difference of the
+/// variants does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Engine {
     Cpu(CpuBackend),
     #[cfg(feature = "gpu")]

@@ -157,8 +157,11 @@ uniform!(
     FreqParams { rows: u32, vocab: u32, _pad0: u32, _pad1: u32 }
 );
 
-/// Every uniform struct: (WGSL name, Rust size, members).
-pub const UNIFORMS: [(&str, usize, &[(&str, usize)]); 9] = [
+/// A uniform struct: its WGSL name, its Rust size, its members' names and offsets.
+pub type UniformLayout = (&'static str, usize, &'static [(&'static str, usize)]);
+
+/// Every uniform struct.
+pub const UNIFORMS: [UniformLayout; 9] = [
     ("QuantizeParams", std::mem::size_of::<QuantizeParams>(), QuantizeParams::FIELDS),
     ("MatmulParams", std::mem::size_of::<MatmulParams>(), MatmulParams::FIELDS),
     ("EmbedParams", std::mem::size_of::<EmbedParams>(), EmbedParams::FIELDS),

@@ -248,6 +248,9 @@ fn groups(n: usize, per: u32) -> u32 {
 
 // --- the device and the kernels ---
 
+/// A kernel and its override values.
+type PipelineKey = (&'static str, Vec<(&'static str, u64)>);
+
 /// A GPU device with the kernels of `shaders/`.
 pub struct Gpu {
     device: wgpu::Device,
@@ -256,7 +259,7 @@ pub struct Gpu {
     dot4: Dot4,
     limits: wgpu::Limits,
     kernels: HashMap<&'static str, (wgpu::BindGroupLayout, wgpu::PipelineLayout, wgpu::ShaderModule)>,
-    pipelines: HashMap<(&'static str, Vec<(&'static str, u64)>), wgpu::ComputePipeline>,
+    pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
     encoder: Option<wgpu::CommandEncoder>,
     passes: usize,
     error: Arc<Mutex<Option<String>>>,
@@ -281,9 +284,7 @@ impl Gpu {
         // What the kernels need beyond WebGPU's defaults: nothing but room for the buffers.
         // The largest buffer the engine makes is bounded by CHUNK_BYTES or by the model
         // (the embedding, a KV cache); GpuBackend checks those against these limits.
-        let mut want = wgpu::Limits::default();
-        want.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
-        want.max_buffer_size = have.max_buffer_size;
+        let want = wgpu::Limits { max_storage_buffer_binding_size: have.max_storage_buffer_binding_size, max_buffer_size: have.max_buffer_size, ..Default::default() };
         let min = wgpu::Limits::default();
         if have.max_storage_buffers_per_shader_stage < 8 || have.max_compute_invocations_per_workgroup < 256 || have.max_compute_workgroup_size_x < 256 || have.max_storage_buffer_binding_size < min.max_storage_buffer_binding_size.min(CHUNK_BYTES as u64) {
             return Err(Error::GpuLimits {
@@ -663,8 +664,9 @@ impl Gpu {
 
     /// `shaders/attention.wgsl` ↔ [`cpu::attention_row`] on every row: row `r` attends over
     /// positions `0..=pos[r]` of sequence `slot[r]` (cache rows `slot·cache_len + j`).
+    #[allow(clippy::too_many_arguments)]
     pub fn attention(&mut self, q: &GpuBuf, c: &GpuKv, slot: &[u32], pos: &[u32], cache_len: usize, n_heads: usize, t: &GpuTables) -> Result<GpuBuf> {
-        if c.head_dim > 256 || c.head_dim % 2 != 0 || n_heads % c.n_kv != 0 {
+        if c.head_dim > 256 || !c.head_dim.is_multiple_of(2) || !n_heads.is_multiple_of(c.n_kv) {
             return Err(Error::InvalidArgument(format!("attention: head_dim {} (even, ≤ 256), {n_heads} heads over {} kv heads", c.head_dim, c.n_kv)));
         }
         let rows = q.rows;
