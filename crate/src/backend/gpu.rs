@@ -126,6 +126,7 @@ pub struct GpuBuf {
     /// Logits are not materialised (a 2048-row window of 49,152 logits is 400 MB): the
     /// engine keeps the quantised final activations and makes the logits a chunk of rows
     /// at a time in [`Backend::freqs`].
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // read by the native freqs only
     deferred_logits: Option<GpuQ>,
 }
 
@@ -228,6 +229,7 @@ fn pairs_i16(v: &[i16]) -> Vec<u32> {
     v.chunks(2).map(|c| (c[0] as u16 as u32) | ((c.get(1).copied().unwrap_or(0) as u16 as u32) << 16)).collect()
 }
 
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))] // used by the native read_kv
 fn unpairs_i16(w: &[u32], n: usize) -> Vec<i16> {
     w.iter().flat_map(|&x| [x as u16 as i16, (x >> 16) as u16 as i16]).take(n).collect()
 }
@@ -920,6 +922,9 @@ impl Backend for GpuBackend {
         self.gpu.check()
     }
 
+    /// The synchronous trait cannot wait for a map callback in a browser (that needs the event
+    /// loop to run), so on wasm this engine is driven through an async entry point instead
+    /// (the wasm issue), built on [`Gpu::read_async`]; this says so rather than blocking.
     #[cfg(target_arch = "wasm32")]
     fn freqs(&mut self, _logits: &GpuBuf, _sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
         Err(Error::Gpu("the synchronous Backend cannot wait for the GPU in wasm; use the async engine".into()))
