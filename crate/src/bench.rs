@@ -68,7 +68,8 @@ pub fn run(model_flag: Option<&Path>, files: &[PathBuf], with_lmz: bool, threads
     let engine = if with_lmz {
         let model = lmz::fetch::load(&lmz::fetch::default_pack_path(model_flag))?;
         let codec = lmz::container::Codec::new(&model)?;
-        let backend = lmz::backend::cpu::CpuBackend::new(&model, codec.default_policy().window)?;
+        // Four sequence slots: the chunks of a file decode in lock-step, as with `lmz -d`.
+        let backend = lmz::backend::cpu::CpuBackend::with_slots(&model, 4, codec.default_policy().window)?;
         Some((codec, backend))
     } else {
         None
