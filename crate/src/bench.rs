@@ -60,7 +60,7 @@ fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
     Ok((r, t.elapsed().as_secs_f64().max(1e-9)))
 }
 
-pub fn run(model_flag: Option<&Path>, files: &[PathBuf], with_lmz: bool, threads: Option<usize>) -> Result<()> {
+pub fn run(model_flag: Option<&Path>, files: &[PathBuf], with_lmz: bool, threads: Option<usize>, backend: crate::engine::BackendKind) -> Result<()> {
     if let Some(n) = threads.filter(|&n| n > 0) {
         // Only fails if the global pool was already built, which nothing else does.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
@@ -68,7 +68,9 @@ pub fn run(model_flag: Option<&Path>, files: &[PathBuf], with_lmz: bool, threads
     let engine = if with_lmz {
         let model = lmz::fetch::load(&lmz::fetch::default_pack_path(model_flag))?;
         let codec = lmz::container::Codec::new(&model)?;
-        let backend = lmz::backend::cpu::CpuBackend::new(&model, codec.default_policy().window)?;
+        // Four sequence slots: the chunks of a file decode in lock-step, as with `lmz -d`.
+        let backend = crate::engine::Engine::open(backend, &model, 4, codec.default_policy().window)?;
+        eprintln!("lmz engine: {}", backend.describe());
         Some((codec, backend))
     } else {
         None
@@ -85,12 +87,17 @@ pub fn run(model_flag: Option<&Path>, files: &[PathBuf], with_lmz: bool, threads
         };
         if let Some((codec, backend)) = engine.as_mut() {
             let opts = lmz::container::Options::default();
-            let (z, tc) = timed(|| codec.compress(backend, &data, &opts, &mut |_, _| {}))?;
-            let (back, td) = timed(|| codec.decompress(backend, &z, &mut |_, _| {}))?;
+            let label = match backend {
+                crate::engine::Engine::Cpu(_) => "lmz (cpu)",
+                #[cfg(feature = "gpu")]
+                crate::engine::Engine::Gpu(_) => "lmz (gpu)",
+            };
+            let (z, tc) = timed(|| crate::engine::with_engine!(&mut *backend, b => codec.compress(b, &data, &opts, &mut |_, _| {})))?;
+            let (back, td) = timed(|| crate::engine::with_engine!(&mut *backend, b => codec.decompress(b, &z, &mut |_, _| {})))?;
             if back != data {
                 return Err(Error::FormatCorrupt(format!("{name}: lmz did not round-trip")));
             }
-            row("lmz (cpu)", z.len(), tc, td);
+            row(label, z.len(), tc, td);
         }
         for (what, c, d) in CLASSIC {
             let io = |e: std::io::Error| Error::io(f, e);

@@ -18,6 +18,44 @@ use crate::{IoArgs, UseModel};
 
 const SUFFIX: &str = ".lmz";
 
+/// Temporary files being written right now: removed if the process is interrupted.
+static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// On SIGINT/SIGTERM/SIGHUP: remove the temporary files being written, say so, exit 130.
+/// (Outputs only ever appear under their final name by a rename of a complete, synced file,
+/// and inputs are removed only after that; so an interrupted run leaves nothing behind.)
+pub fn remove_temporaries_on_interrupt() {
+    let _ = ctrlc::set_handler(|| {
+        if let Ok(v) = PENDING.lock() {
+            for p in v.iter() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        eprintln!("lmz: interrupted");
+        std::process::exit(130);
+    });
+}
+
+/// Registers a temporary file in [`PENDING`] for as long as it lives.
+struct Pending(PathBuf);
+
+impl Pending {
+    fn new(p: &Path) -> Pending {
+        if let Ok(mut v) = PENDING.lock() {
+            v.push(p.to_path_buf());
+        }
+        Pending(p.to_path_buf())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Ok(mut v) = PENDING.lock() {
+            v.retain(|p| p != &self.0);
+        }
+    }
+}
+
 /// The model, its codec and an engine, loaded on first use.
 struct Engine {
     model: lmz::Model,
@@ -215,6 +253,7 @@ fn write_verified(path: &Path, bytes: &[u8], src: Option<&std::fs::Metadata>) ->
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{name}.lmz.tmp{}", std::process::id()));
+    let _pending = Pending::new(&tmp);
     let result = (|| -> Result<()> {
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;

@@ -18,7 +18,7 @@ use engine::BackendKind;
     version,
     about = "Lossless compression driven by a small language model",
     long_about = "Lossless compression driven by a small language model.\n\nWith files: compress each FILE to FILE.lmz (or decompress FILE.lmz to FILE with -d) and remove the input once the output is complete. With no FILE, or FILE `-`: standard input to standard output. Invoked as `unlmz`, it decompresses.",
-    after_help = "Exit status: 0 ok, 1 an error (each reported as `lmz: FILE: error [LMZ_CODE]: …`), 2 a usage error."
+    after_help = "A file named like a subcommand (info, bench, eval, model): write ./info, or put -- before the file names.\nInterrupted (Ctrl-C), lmz removes its temporary file: outputs appear only complete, inputs are removed only after that.\nExit status: 0 ok, 1 an error (each reported as `lmz: FILE: error [LMZ_CODE]: …`), 2 a usage error, 130 interrupted."
 )]
 struct Cli {
     /// Model pack to use (default: $LMZ_MODEL, else the cache filled by `lmz model fetch`).
@@ -103,6 +103,9 @@ enum Cmd {
         /// Worker threads for lmz (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Engine for lmz.
+        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+        backend: BackendKind,
     },
     /// Show what a .lmz file's header says: form, version, model, sizes, chunks, bpb.
     Info {
@@ -267,7 +270,7 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
             println!("license:     {}", m.meta.license);
         }
         Some(Cmd::Info { files }) => return Ok(info_cmd(&files)),
-        Some(Cmd::Bench { files, no_lmz, threads }) => bench::run(cli.model.as_deref(), &files, !no_lmz, threads)?,
+        Some(Cmd::Bench { files, no_lmz, threads, backend }) => bench::run(cli.model.as_deref(), &files, !no_lmz, threads, backend)?,
         None => return files::run(cli.model.as_deref(), cli.io),
     }
     Ok(ExitCode::SUCCESS)
@@ -323,6 +326,7 @@ fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
+    files::remove_temporaries_on_interrupt();
     // gzip's habit: the same program decompresses when called `unlmz`.
     let argv0 = std::env::args_os().next().map(PathBuf::from);
     if argv0.as_deref().and_then(|p| p.file_stem()).is_some_and(|n| n == "unlmz") {

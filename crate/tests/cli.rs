@@ -201,3 +201,32 @@ fn bench_prints_one_table() {
     }
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// A file named like a subcommand is compressed when `--` comes before it; an interrupted run
+/// exits 130 and leaves no temporary file (SIGINT while the model runs).
+#[test]
+fn subcommand_names_and_interrupts() {
+    let d = tmpdir("names");
+    let pack = tiny_pack_file(&d);
+    std::fs::write(d.join("info"), "a note called info\n").unwrap();
+    let out = lmz().current_dir(&d).args(["-k", "--model"]).arg(&pack).args(["--", "info"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let back = lmz().current_dir(&d).args(["-dc", "--model"]).arg(&pack).arg("info.lmz").output().unwrap();
+    assert_eq!(back.stdout, b"a note called info\n");
+    #[cfg(unix)]
+    {
+        let big = "the thin theme in an anthem, then the end.\n".repeat(4000);
+        std::fs::write(d.join("big.txt"), &big).unwrap();
+        let mut child = lmz().current_dir(&d).args(["-k", "--use-model", "force", "--model"]).arg(&pack).arg("big.txt").spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let status = child.wait().unwrap();
+        if status.code() != Some(0) {
+            assert_eq!(status.code(), Some(130), "{status:?}");
+        }
+        let left: Vec<_> = std::fs::read_dir(&d).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(std::fs::read_to_string(d.join("big.txt")).unwrap(), big);
+    }
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -197,14 +197,14 @@ pub fn dot_q8(w: &[i8], d: &[i16], e_row: i32, q: &[i8], a: &[u16], exp: i32, fr
     acc.round_shift_sat(e_row - exp - frac_out)
 }
 
-/// Runs `f(row) -> [tokens]` for every output row (in parallel when enabled) and returns
-/// `[tokens, rows]`.
-fn by_rows(rows: usize, tokens: usize, f: impl Fn(usize, &mut [i32]) + Sync + Send) -> Vec<i32> {
+/// Runs `f(group, out)` for every group of `group` output rows (the last may be smaller;
+/// `out` is `[rows in the group, tokens]`), in parallel when enabled, and returns `[tokens, rows]`.
+fn by_groups(rows: usize, tokens: usize, group: usize, f: impl Fn(usize, &mut [i32]) + Sync + Send) -> Vec<i32> {
     let mut tr = vec![0i32; rows * tokens];
     #[cfg(feature = "parallel")]
-    tr.par_chunks_mut(tokens).enumerate().for_each(|(r, o)| f(r, o));
+    tr.par_chunks_mut(group * tokens).enumerate().for_each(|(g, o)| f(g, o));
     #[cfg(not(feature = "parallel"))]
-    tr.chunks_mut(tokens).enumerate().for_each(|(r, o)| f(r, o));
+    tr.chunks_mut(group * tokens).enumerate().for_each(|(g, o)| f(g, o));
     if tokens == 1 {
         return tr;
     }
@@ -215,6 +215,144 @@ fn by_rows(rows: usize, tokens: usize, f: impl Fn(usize, &mut [i32]) + Sync + Se
         }
     }
     out
+}
+
+// --- the CPU engine's weight layout ---
+
+/// Rows per interleaved group.
+pub const GROUP: usize = 8;
+
+/// A Q4_1 matrix in the CPU engine's layout, chosen when the engine is built: rows in groups
+/// of 8, interleaved so that one 32-byte load holds 4 consecutive weights of each of the 8
+/// rows (an 8-lane kernel's operand, one lane per row: no horizontal sums). Rows after the
+/// last full group stay in the pack's layout (`tail`). Same numbers as the pack's matrix.
+#[derive(Debug, Clone)]
+pub struct CpuQ4 {
+    pub rows: usize,
+    pub cols: usize,
+    /// `[groups, blocks, 4, 32]`: for the block's steps `2p`, `2p+1` (elements `8p..8p+4`
+    /// and `8p+4..8p+8`), byte `4i + e` holds row `i`'s element `8p + e` in its low nibble and
+    /// element `8p + 4 + e` in its high nibble.
+    pub w: Vec<u8>,
+    /// `[groups, blocks, 8]`
+    pub d: Vec<i16>,
+    /// `[groups, blocks, 8]`
+    pub m: Vec<i16>,
+    /// `[groups·8]`
+    pub e: Vec<i8>,
+    pub tail: Q4Matrix,
+}
+
+/// Element `j` (0..32) of a block's nibbles in ggml's order.
+#[inline(always)]
+fn nib_at(blk: &[u8], j: usize) -> u8 {
+    if j < 16 {
+        blk[j] & 15
+    } else {
+        blk[j - 16] >> 4
+    }
+}
+
+impl CpuQ4 {
+    pub fn new(w: &Q4Matrix) -> CpuQ4 {
+        let (nb, groups) = (w.cols / 32, w.rows / GROUP);
+        let mut out = CpuQ4 { rows: w.rows, cols: w.cols, w: vec![0; groups * nb * 128], d: vec![0; groups * nb * GROUP], m: vec![0; groups * nb * GROUP], e: w.e[..groups * GROUP].to_vec(), tail: tail_q4(w, groups * GROUP) };
+        for g in 0..groups {
+            for b in 0..nb {
+                let dst = &mut out.w[(g * nb + b) * 128..(g * nb + b + 1) * 128];
+                for i in 0..GROUP {
+                    let r = g * GROUP + i;
+                    let blk = &w.nib[r * w.cols / 2 + 16 * b..r * w.cols / 2 + 16 * (b + 1)];
+                    for p in 0..4 {
+                        for e in 0..4 {
+                            dst[32 * p + 4 * i + e] = nib_at(blk, 8 * p + e) | nib_at(blk, 8 * p + 4 + e) << 4;
+                        }
+                    }
+                    out.d[(g * nb + b) * GROUP + i] = w.d[r * nb + b];
+                    out.m[(g * nb + b) * GROUP + i] = w.m[r * nb + b];
+                }
+            }
+        }
+        out
+    }
+
+    /// Row `i` of group `g`, block `b`, as the pack's 16 nibble bytes (ggml order).
+    fn block(&self, g: usize, i: usize, b: usize) -> [u8; 16] {
+        let nb = self.cols / 32;
+        let src = &self.w[(g * nb + b) * 128..(g * nb + b + 1) * 128];
+        let mut el = [0u8; 32];
+        for p in 0..4 {
+            for e in 0..4 {
+                let v = src[32 * p + 4 * i + e];
+                el[8 * p + e] = v & 15;
+                el[8 * p + 4 + e] = v >> 4;
+            }
+        }
+        std::array::from_fn(|j| el[j] | el[j + 16] << 4)
+    }
+}
+
+fn tail_q4(w: &Q4Matrix, from: usize) -> Q4Matrix {
+    let (c, nb) = (w.cols, w.cols / 32);
+    Q4Matrix { rows: w.rows - from, cols: c, nib: w.nib[from * c / 2..].to_vec(), d: w.d[from * nb..].to_vec(), m: w.m[from * nb..].to_vec(), e: w.e[from..].to_vec() }
+}
+
+/// A Q8_0 matrix in the CPU engine's layout: as [`CpuQ4`], one byte per weight:
+/// `[groups, blocks, 8 steps, 32]` with byte `4i + e` of step `k` = row `i`'s element `4k + e`.
+#[derive(Debug, Clone)]
+pub struct CpuQ8 {
+    pub rows: usize,
+    pub cols: usize,
+    pub q: Vec<i8>,
+    /// `[groups, blocks, 8]`
+    pub d: Vec<i16>,
+    /// `[groups·8]`
+    pub e: Vec<i8>,
+    pub tail: Q8Matrix,
+}
+
+impl CpuQ8 {
+    pub fn new(w: &Q8Matrix) -> CpuQ8 {
+        let (c, nb, groups) = (w.cols, w.cols / 32, w.rows / GROUP);
+        let from = groups * GROUP;
+        let tail = Q8Matrix { rows: w.rows - from, cols: c, q: w.q[from * c..].to_vec(), d: w.d[from * nb..].to_vec(), e: w.e[from..].to_vec() };
+        let mut out = CpuQ8 { rows: w.rows, cols: c, q: vec![0; groups * GROUP * c], d: vec![0; groups * nb * GROUP], e: w.e[..from].to_vec(), tail };
+        for g in 0..groups {
+            for b in 0..nb {
+                for i in 0..GROUP {
+                    let r = g * GROUP + i;
+                    for j in 0..32 {
+                        out.q[(g * nb + b) * 256 + 32 * (j / 4) + 4 * i + j % 4] = w.q[r * c + 32 * b + j];
+                    }
+                    out.d[(g * nb + b) * GROUP + i] = w.d[r * nb + b];
+                }
+            }
+        }
+        out
+    }
+
+    /// `(q, d)` of row `r`, column `c`.
+    #[inline]
+    pub fn at(&self, r: usize, c: usize) -> (i8, i16) {
+        let nb = self.cols / 32;
+        let groups = self.e.len() / GROUP;
+        if r >= groups * GROUP {
+            let r = r - groups * GROUP;
+            return (self.tail.q[r * self.cols + c], self.tail.d[r * nb + c / 32]);
+        }
+        let (g, i, b, j) = (r / GROUP, r % GROUP, c / 32, c % 32);
+        (self.q[(g * nb + b) * 256 + 32 * (j / 4) + 4 * i + j % 4], self.d[(g * nb + b) * GROUP + i])
+    }
+
+    #[inline]
+    pub fn exp(&self, r: usize) -> i8 {
+        let from = self.e.len();
+        if r >= from {
+            self.tail.e[r - from]
+        } else {
+            self.e[r]
+        }
+    }
 }
 
 /// Compiles `$body` twice: as is, and with AVX2 enabled (chosen at run time). Both are the
@@ -241,69 +379,63 @@ macro_rules! multiversion {
     };
 }
 
-multiversion!(rows_q4(w: &Q4Matrix, x: &QAct, frac_out: i32, r: usize, o: &mut [i32], from: usize) {
+multiversion!(rows_q4(w: &Q4Matrix, x: &QAct, frac_out: i32, r0: usize, o: &mut [i32]) {
+    // `o` is `[rows r0.., tokens]`.
     let (cols, nb) = (w.cols, w.cols / 32);
-    let (wr, dr, mr) = (&w.nib[r * cols / 2..(r + 1) * cols / 2], &w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb]);
-    for (t, ot) in o.iter_mut().enumerate().skip(from) {
-        *ot = dot_q4(wr, dr, mr, w.e[r] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], &x.sum[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+    for (r, orow) in o.chunks_exact_mut(x.tokens).enumerate().map(|(i, o)| (r0 + i, o)) {
+        let (wr, dr, mr) = (&w.nib[r * cols / 2..(r + 1) * cols / 2], &w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb]);
+        for (t, ot) in orow.iter_mut().enumerate() {
+            *ot = dot_q4(wr, dr, mr, w.e[r] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], &x.sum[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+        }
     }
 });
 
-multiversion!(rows_q8(w: &Q8Matrix, x: &QAct, frac_out: i32, r: usize, o: &mut [i32], from: usize) {
+multiversion!(rows_q8(w: &Q8Matrix, x: &QAct, frac_out: i32, r0: usize, o: &mut [i32]) {
     let (cols, nb) = (w.cols, w.cols / 32);
-    let (wr, dr) = (&w.q[r * cols..(r + 1) * cols], &w.d[r * nb..(r + 1) * nb]);
-    for (t, ot) in o.iter_mut().enumerate().skip(from) {
-        *ot = dot_q8(wr, dr, w.e[r] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+    for (r, orow) in o.chunks_exact_mut(x.tokens).enumerate().map(|(i, o)| (r0 + i, o)) {
+        let (wr, dr) = (&w.q[r * cols..(r + 1) * cols], &w.d[r * nb..(r + 1) * nb]);
+        for (t, ot) in orow.iter_mut().enumerate() {
+            *ot = dot_q8(wr, dr, w.e[r] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+        }
     }
 });
 
-/// `[tokens, rows]` = act · Wᵀ for a Q4_1 matrix. With AVX2, groups of 4 tokens go through
-/// [`simd::rows_q4_x4`] and the rest through [`simd::rows_q4_x1`] (same bits); without it,
-/// everything through [`dot_q4`].
-pub fn matmul_q4(w: &Q4Matrix, x: &QAct, frac_out: i32) -> Vec<i32> {
-    let g = x.groups();
-    by_rows(w.rows, x.tokens, |r, o| {
-        let done = simd::rows_q4_x4(w, x, &g, frac_out, r, o);
-        let done = simd::rows_q4_x1(w, x, frac_out, r, o, done);
-        rows_q4(w, x, frac_out, r, o, done)
-    })
-}
-
-/// `[tokens, rows]` = act · Wᵀ for a Q8_0 matrix.
-pub fn matmul_q8(w: &Q8Matrix, x: &QAct, frac_out: i32) -> Vec<i32> {
-    let g = x.groups();
-    by_rows(w.rows, x.tokens, |r, o| {
-        let done = simd::rows_q8_x4(w, x, &g, frac_out, r, o);
-        let done = simd::rows_q8_x1(w, x, frac_out, r, o, done);
-        rows_q8(w, x, frac_out, r, o, done)
-    })
-}
-
-/// Per-block metadata of groups of 4 tokens, interleaved for 4-lane vectors:
-/// `sum`/`a` are `[groups, blocks, 4]`.
-pub struct Groups {
-    pub n: usize,
-    pub sum: Vec<i32>,
-    pub a: Vec<i32>,
-}
-
-impl QAct {
-    /// Interleaves the block sums and mantissas of each full group of 4 tokens.
-    pub fn groups(&self) -> Groups {
-        let nb = self.width / 32;
-        let n = self.tokens / 4;
-        let mut g = Groups { n, sum: vec![0; n * nb * 4], a: vec![0; n * nb * 4] };
-        for gi in 0..n {
-            for b in 0..nb {
-                for k in 0..4 {
-                    let t = 4 * gi + k;
-                    g.sum[(gi * nb + b) * 4 + k] = self.sum[t * nb + b];
-                    g.a[(gi * nb + b) * 4 + k] = self.a[t * nb + b] as i32;
-                }
+/// `[tokens, rows]` = act · Wᵀ for a Q4_1 matrix in the engine's layout: each group of 8
+/// rows through [`simd::group_q4`] (AVX2) or [`dot_q4`] per output (same bits), the tail rows
+/// through [`dot_q4`].
+pub fn matmul_q4(w: &CpuQ4, x: &QAct, frac_out: i32) -> Vec<i32> {
+    let groups = w.e.len() / GROUP;
+    by_groups(w.rows, x.tokens, GROUP, |g, o| {
+        if g >= groups {
+            rows_q4(&w.tail, x, frac_out, 0, o);
+        } else if !simd::group_q4(w, g, x, frac_out, o) {
+            let nb = w.cols / 32;
+            for (i, oi) in o.chunks_exact_mut(x.tokens).enumerate() {
+                let nib: Vec<u8> = (0..nb).flat_map(|b| w.block(g, i, b)).collect();
+                let d: Vec<i16> = (0..nb).map(|b| w.d[(g * nb + b) * GROUP + i]).collect();
+                let m: Vec<i16> = (0..nb).map(|b| w.m[(g * nb + b) * GROUP + i]).collect();
+                let row = Q4Matrix { rows: 1, cols: w.cols, nib, d, m, e: vec![w.e[g * GROUP + i]] };
+                rows_q4(&row, x, frac_out, 0, oi);
             }
         }
-        g
-    }
+    })
+}
+
+/// `[tokens, rows]` = act · Wᵀ for a Q8_0 matrix in the engine's layout.
+pub fn matmul_q8(w: &CpuQ8, x: &QAct, frac_out: i32) -> Vec<i32> {
+    let groups = w.e.len() / GROUP;
+    by_groups(w.rows, x.tokens, GROUP, |g, o| {
+        if g >= groups {
+            rows_q8(&w.tail, x, frac_out, 0, o);
+        } else if !simd::group_q8(w, g, x, frac_out, o) {
+            let nb = w.cols / 32;
+            for (i, oi) in o.chunks_exact_mut(x.tokens).enumerate() {
+                let r = g * GROUP + i;
+                let row = Q8Matrix { rows: 1, cols: w.cols, q: (0..w.cols).map(|c| w.at(r, c).0).collect(), d: (0..nb).map(|b| w.d[(g * nb + b) * GROUP + i]).collect(), e: vec![w.e[r]] };
+                rows_q8(&row, x, frac_out, 0, oi);
+            }
+        }
+    })
 }
 
 #[path = "cpu_simd.rs"]
@@ -312,7 +444,7 @@ pub mod simd;
 // --- embedding, norm, rope, silu ---
 
 /// Residual rows (Q12) of the given tokens from the Q8_0 embedding.
-pub fn embed(w: &Q8Matrix, tokens: &[u32]) -> Result<Vec<i32>> {
+pub fn embed(w: &CpuQ8, tokens: &[u32]) -> Result<Vec<i32>> {
     let dim = w.cols;
     let mut out = Vec::with_capacity(tokens.len() * dim);
     for &t in tokens {
@@ -320,11 +452,11 @@ pub fn embed(w: &Q8Matrix, tokens: &[u32]) -> Result<Vec<i32>> {
         if r >= w.rows {
             return Err(Error::InvalidArgument(format!("token id {t} is outside the vocabulary of {}", w.rows)));
         }
-        let sh = w.e[r] as i32 - RESID_FRAC;
+        let sh = w.exp(r) as i32 - RESID_FRAC;
         for c in 0..dim {
+            let (q, d) = w.at(r, c);
             // |d·q| ≤ 2047·127 < 2^18
-            let v = w.d[r * dim / 32 + c / 32] as i32 * w.q[r * dim + c] as i32;
-            out.push(wide::round_shift_sat_i64(v as i64, sh));
+            out.push(wide::round_shift_sat_i64(d as i64 * q as i64, sh));
         }
     }
     Ok(out)
@@ -509,6 +641,9 @@ pub fn attention_row(q: &[i32], cache: &KvCache, base: usize, pos: usize, cfg: &
 }
 
 multiversion!(head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+    if let Some(tmax) = simd::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) {
+        return tmax;
+    }
     let hd = qi.len();
     let mut tmax = i32::MIN;
     for (j, sc) in scores.iter_mut().enumerate() {
@@ -525,6 +660,9 @@ multiversion!(head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv
 });
 
 multiversion!(head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
+    if simd::head_values(p, v, kvd, off, sum, out) {
+        return;
+    }
     let hd = out.len();
     // pn = floor(num / sum) for num = p·2^15 + sum/2 < 2^31, as floor(num · inv / 2^64) with
     // inv = ceil(2^64 / sum): the error num·(inv − 2^64/sum)/2^64 < 2^-33 is below the gap
@@ -586,14 +724,14 @@ std::thread_local! {
 
 struct CpuLayer {
     attn_norm: NormWeight,
-    wq: Q4Matrix,
-    wk: Q4Matrix,
-    wv: Q4Matrix,
-    wo: Q4Matrix,
+    wq: CpuQ4,
+    wk: CpuQ4,
+    wv: CpuQ4,
+    wo: CpuQ4,
     ffn_norm: NormWeight,
-    w_gate: Q4Matrix,
-    w_up: Q4Matrix,
-    w_down: Q4Matrix,
+    w_gate: CpuQ4,
+    w_up: CpuQ4,
+    w_down: CpuQ4,
 }
 
 /// Activations on the CPU: `[rows, width]`.
@@ -615,7 +753,7 @@ pub struct CpuBackend {
     cfg: Config,
     slots: usize,
     cache_len: usize,
-    embed: Q8Matrix,
+    embed: CpuQ8,
     layers: Vec<CpuLayer>,
     out_norm: NormWeight,
     tables: Tables,
@@ -643,23 +781,23 @@ impl CpuBackend {
             .iter()
             .map(|l| CpuLayer {
                 attn_norm: l.attn_norm.clone(),
-                wq: l.wq.clone(),
-                wk: l.wk.clone(),
-                wv: l.wv.clone(),
-                wo: l.wo.clone(),
+                wq: CpuQ4::new(&l.wq),
+                wk: CpuQ4::new(&l.wk),
+                wv: CpuQ4::new(&l.wv),
+                wo: CpuQ4::new(&l.wo),
                 ffn_norm: l.ffn_norm.clone(),
-                w_gate: l.w_gate.clone(),
-                w_up: l.w_up.clone(),
-                w_down: l.w_down.clone(),
+                w_gate: CpuQ4::new(&l.w_gate),
+                w_up: CpuQ4::new(&l.w_up),
+                w_down: CpuQ4::new(&l.w_down),
             })
             .collect();
         let kvd = cfg.n_kv_heads * cfg.head_dim;
         let rows = slots * cache_len;
         let cache = (0..cfg.n_layers).map(|_| KvCache { k: vec![0; rows * kvd], k_exp: vec![0; rows * cfg.n_kv_heads], v: vec![0; rows * kvd] }).collect();
-        Ok(CpuBackend { embed: w.embed.clone(), layers, out_norm: w.out_norm.clone(), tables: w.tables.clone(), cache, cfg, slots, cache_len })
+        Ok(CpuBackend { embed: CpuQ8::new(&w.embed), layers, out_norm: w.out_norm.clone(), tables: w.tables.clone(), cache, cfg, slots, cache_len })
     }
 
-    fn q4(&self, m: Mat) -> &Q4Matrix {
+    fn q4(&self, m: Mat) -> &CpuQ4 {
         match m {
             Mat::Q(l) => &self.layers[l].wq,
             Mat::K(l) => &self.layers[l].wk,
