@@ -337,6 +337,11 @@ fn attention_row() {
         let qb = g.upload_buf(&q, qd);
         let out = g.attention(&qb, &gc, &slot, &pos, cache_len, n_heads, &gt).unwrap();
         assert_eq!(g.read_buf(&out).unwrap(), want, "{n_heads}/{n_kv} heads of {hd}, cache {cache_len}");
+        // Rows in chunks of 3 (several dispatches sharing one scratch buffer): the same bits.
+        g.set_chunk_bytes(3 * n_heads * cache_len * 4);
+        let out = g.attention(&qb, &gc, &slot, &pos, cache_len, n_heads, &gt).unwrap();
+        assert_eq!(g.read_buf(&out).unwrap(), want, "in chunks of 3 rows");
+        g.set_chunk_bytes(32 << 20);
     }
 }
 
@@ -415,6 +420,10 @@ fn tiny_model_cpu_equals_gpu_batched_and_stepped() {
         assert_eq!(tables_of(&mut gb, &m, &seq_batches(&toks, 1)), want, "one token at a time");
         let Some(mut gb) = gpu_backend(&m, 1, n) else { return };
         assert_eq!(tables_of(&mut gb, &m, &seq_batches(&toks, 7)), want, "chunks of 7");
+        // Logits and frequency tables 5 rows at a time, attention in chunks of rows too.
+        let Some(mut gb) = gpu_backend(&m, 1, n) else { return };
+        gb.gpu().set_chunk_bytes(5 * m.config().vocab * 4);
+        assert_eq!(tables_of(&mut gb, &m, &seq_batches(&toks, n)), want, "small chunks");
     }
 }
 

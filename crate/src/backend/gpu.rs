@@ -266,6 +266,7 @@ pub struct Gpu {
     passes: usize,
     error: Arc<Mutex<Option<String>>>,
     scratch: Option<wgpu::Buffer>,
+    chunk_bytes: usize,
 }
 
 impl Gpu {
@@ -323,7 +324,7 @@ impl Gpu {
         if dot4 == Dot4::Packed && !packed {
             return Err(Error::Gpu(format!("{}: the WGSL language feature packed_4x8_integer_dot_product is missing", info.name)));
         }
-        Ok(Gpu { device, queue, info, dot4, limits: want, kernels: HashMap::new(), pipelines: HashMap::new(), encoder: None, passes: 0, error, scratch: None })
+        Ok(Gpu { device, queue, info, dot4, limits: want, kernels: HashMap::new(), pipelines: HashMap::new(), encoder: None, passes: 0, error, scratch: None, chunk_bytes: CHUNK_BYTES })
     }
 
     /// [`Gpu::new_async`], blocking (native only).
@@ -342,6 +343,13 @@ impl Gpu {
 
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// The most bytes of attention scores or of frequency tables handled by one dispatch or
+    /// read (default 32 MB; longer batches go in chunks of rows). The bits never depend on
+    /// it; the tests make it small to exercise the chunking.
+    pub fn set_chunk_bytes(&mut self, bytes: usize) {
+        self.chunk_bytes = bytes.max(1);
     }
 
     /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, dot4I8Packed)".
@@ -677,7 +685,7 @@ impl Gpu {
         let out = GpuBuf { buf: self.buffer("attention.out", rows * q.width * 4), rows, width: q.width, deferred_logits: None };
         // Scores of up to `chunk` rows at once: [chunk, heads, cache_len] u32 ≤ CHUNK_BYTES.
         let per_row = n_heads * cache_len * 4;
-        let chunk = (CHUNK_BYTES / per_row).clamp(1, MAX_GROUPS as usize).min(rows.max(1));
+        let chunk = (self.chunk_bytes / per_row).clamp(1, MAX_GROUPS as usize).min(rows.max(1));
         let need = (chunk * per_row) as u64;
         if need > self.limits.max_storage_buffer_binding_size {
             return Err(Error::GpuLimits { adapter: self.info.name.clone(), what: format!("attention scores need a {need}-byte buffer") });
@@ -905,7 +913,7 @@ impl Backend for GpuBackend {
     #[cfg(not(target_arch = "wasm32"))]
     fn freqs(&mut self, logits: &GpuBuf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
         let vocab = self.embed.rows;
-        let chunk = (CHUNK_BYTES / (vocab * 4)).max(1);
+        let chunk = (self.gpu.chunk_bytes / (vocab * 4)).max(1);
         let mut row0 = 0;
         while row0 < logits.rows {
             let n = chunk.min(logits.rows - row0);
