@@ -16,7 +16,7 @@ head -c 1048576 /dev/urandom > "$W/random-1MiB"
 cp "$(command -v ls)" "$W/elf-ls"
 head -c 4000 "$CORPUS/alice29.txt" | iconv -f UTF-8 -t UTF-16LE > "$W/utf16.txt"
 printf 'x' > "$W/one-byte"
-printf '%s' "Remember: call the plumber on Tuesday about the kitchen sink, pick up the dry cleaning before six, and send Anna the photos from the lake trip. The wifi password is on the fridge." | head -c 200 > "$W/note-200"
+printf '%s' "Remember: call the plumber on Tuesday about the kitchen sink, pick up the dry cleaning before six, and send Anna the photos from the lake trip. The wifi password is on the fridge. Also buy milk, eggs and bread." | head -c 200 > "$W/note-200"
 printf '%-14s %9s %9s %8s %8s %8s  %s\n' input bytes lmz bpb comp_s decomp_s check
 for f in empty one-byte note-200 utf16.txt elf-ls random-1MiB alice29.txt; do
     in="$W/$f"
