@@ -44,6 +44,19 @@ pub const DEFAULT_CHUNK_TOKENS: usize = 16384;
 /// In `ModelUse::Auto`, a chunk whose tokens average fewer bytes than this is not worth a
 /// model run (random or binary data: ~1 byte per token); zstd or stored is chosen.
 pub const AUTO_MIN_BYTES_PER_TOKEN: f64 = 1.5;
+/// A model chunk holds at most this many tokens per payload byte (plus [`MODEL_TOKEN_SLACK`]):
+/// encoders store such a chunk with zstd instead (it is extremely repetitive, where zstd
+/// excels), and decoders reject more. Without it a few hostile bytes could claim a huge
+/// length and keep the model running for hours: a near-certain token costs almost nothing
+/// to code (a "decompression bomb"); with it, decoding work is at most 64 tokens per byte of
+/// input.
+pub const MAX_TOKENS_PER_PAYLOAD_BYTE: u64 = 64;
+pub const MODEL_TOKEN_SLACK: u64 = 64;
+
+/// The most tokens a model chunk with `payload` bytes may hold.
+pub fn max_model_tokens(payload: usize) -> u64 {
+    (payload as u64).saturating_mul(MAX_TOKENS_PER_PAYLOAD_BYTE).saturating_add(MODEL_TOKEN_SLACK)
+}
 /// Consecutive stored/zstd chunks are merged up to this many bytes.
 const MERGE_LIMIT: usize = 1 << 22;
 /// zstd level for chunks the model does not help.
@@ -104,7 +117,8 @@ pub enum ModelUse {
     /// On every chunk (the smallest encoding still wins).
     Always,
     /// On every chunk, and keep its output even when stored or zstd would be smaller (for
-    /// tests and for measuring the model).
+    /// tests and for measuring the model) — unless it breaks the 64-tokens-per-byte rule
+    /// ([`MAX_TOKENS_PER_PAYLOAD_BYTE`]).
     Force,
     /// Never: zstd or stored only.
     Never,
@@ -565,7 +579,8 @@ impl Codec {
                 self.check_backend(b, policy)?;
                 let ntok = piece.tokens.len() as u64;
                 let coded = self.encode_tokens(b, piece.tokens, policy, &mut |d, _| progress(done + n * d as u64 / ntok.max(1), total))?;
-                if coded.len() < best.payload.len() || opts.model == ModelUse::Force {
+                let bounded = piece.tokens.len() as u64 <= max_model_tokens(coded.len());
+                if bounded && (coded.len() < best.payload.len() || opts.model == ModelUse::Force) {
                     best = Chunk { method: Method::Model, payload: coded, original_len: piece.bytes.len() };
                 }
             }
@@ -767,7 +782,8 @@ impl<'a> Stream<'a> {
             len: job.len,
             // Every token but an escape spells ≥ 1 byte, and an escape pair spells one: a
             // valid chunk has at most 2·len tokens.
-            max_tokens: job.len.saturating_mul(2).saturating_add(2),
+            // and at most `max_model_tokens` per payload (the bound on decoding work).
+            max_tokens: job.len.saturating_mul(2).saturating_add(2).min(max_model_tokens(job.payload.len())),
             tokens: Vec::new(),
             out: Vec::new(),
             pending_escape: false,
@@ -802,7 +818,10 @@ impl<'a> Stream<'a> {
         let t = self.dec.decode(table)?;
         self.tokens.push(t);
         if self.tokens.len() as u64 > self.max_tokens {
-            return Err(Error::FormatCorrupt("the tokens spell fewer bytes than the chunk's length".into()));
+            return Err(Error::FormatCorrupt(format!(
+                "the chunk decodes to more than {} tokens without spelling its length (at most 2 per byte, and {MAX_TOKENS_PER_PAYLOAD_BYTE} per payload byte + {MODEL_TOKEN_SLACK})",
+                self.max_tokens
+            )));
         }
         match tok.escape_token() {
             Some(e) if self.pending_escape => {

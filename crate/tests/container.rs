@@ -349,3 +349,21 @@ fn write_regression_seeds() {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
 }
+
+/// The decoding-work bound: a compact model file claiming 2^55 bytes stops after at most
+/// 64 tokens per payload byte (the fuzzer's find, replayed from fuzz/regressions too), and a
+/// legitimately repetitive input still round-trips (zstd takes chunks that break the rule).
+#[test]
+fn decoding_work_is_bounded_by_the_payload() {
+    let bomb = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions/slow-compact-model-claims-2e55-bytes")).unwrap();
+    let t = std::time::Instant::now();
+    let e = decompress(&bomb).unwrap_err();
+    assert!(e.code().starts_with("LMZ_FORMAT_"), "{e}");
+    assert!(t.elapsed().as_secs() < 60, "{:?}", t.elapsed());
+    assert_eq!(lmz::container::max_model_tokens(100), 100 * 64 + 64);
+    let rep = "the the the the ".repeat(400).into_bytes();
+    for opts in [forced(), multi(200)] {
+        let file = compress(&rep, &opts);
+        assert_eq!(decompress(&file).unwrap(), rep);
+    }
+}
