@@ -148,9 +148,6 @@ pub const LOGIT_ROWS: usize = 64;
 /// positions `0..pos0` of the same sequence) and hands the table predicting the token after
 /// each of `tokens[logits_from..]` to `sink(i, table)`, `i` counted from `logits_from`.
 pub fn forward_seq<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], pos0: usize, logits_from: usize, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
-    if pos0 + tokens.len() > cfg.ctx.min(b.cache_len()) {
-        return Err(Error::ContextOverflow { pos: pos0 + tokens.len(), ctx: cfg.ctx.min(b.cache_len()) });
-    }
     let mut batch = Batch::default();
     batch.push_seq(0, tokens, pos0, logits_from);
     forward(b, cfg, fr, &batch, sink)

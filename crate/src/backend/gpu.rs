@@ -690,10 +690,14 @@ impl Gpu {
         if need > self.limits.max_storage_buffer_binding_size {
             return Err(Error::GpuLimits { adapter: self.info.name.clone(), what: format!("attention scores need a {need}-byte buffer") });
         }
-        if self.scratch.as_ref().is_none_or(|s| s.size() < need) {
-            self.scratch = Some(self.buffer("attention.scratch", need as usize));
-        }
-        let scratch = self.scratch.clone().expect("set just above");
+        let scratch = match &self.scratch {
+            Some(s) if s.size() >= need => s.clone(),
+            _ => {
+                let s = self.buffer("attention.scratch", need as usize);
+                self.scratch = Some(s.clone());
+                s
+            }
+        };
         let ov = [("HEAD_DIM", c.head_dim as u32), ("N_HEADS", n_heads as u32), ("N_KV", c.n_kv as u32)];
         let mut row0 = 0;
         while row0 < rows {
