@@ -441,6 +441,9 @@ pub fn matmul_q8_with(isa: Isa, w: &CpuQ8, x: &QAct, frac_out: i32) -> Vec<i32> 
 #[path = "cpu_simd.rs"]
 pub mod simd;
 pub use simd::Isa;
+#[cfg(test)]
+#[path = "cpu_bench.rs"]
+mod bench;
 
 // --- embedding, norm, rope, silu ---
 
