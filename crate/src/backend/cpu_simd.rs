@@ -233,8 +233,9 @@ mod portable {
         }
     }
 
-    /// Tokens `t0..t0+N` of Q8 group `g`: lane `4i + e` of `s` sums row `i`'s products
-    /// (|w·q| ≤ 128·127) for elements `≡ e (mod 4)` in i32; `T = d·S` (|T| < 2^30).
+    /// Tokens `t0..t0+N` of Q8 group `g`: lane `4i + e` of `s` sums row `i`'s products for
+    /// elements `≡ e (mod 4)`, two steps at a time in i16 (|w·q| ≤ 128·127, two ≤ 32,512 <
+    /// 2^15: every target multiplies i16 lanes natively), then in i32; `T = d·S` (|T| < 2^30).
     #[inline(always)]
     pub fn group_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
         let (cols, nb) = (w.cols, w.cols / 32);
@@ -242,12 +243,15 @@ mod portable {
         for b in 0..nb {
             let blk = &w.q[(g * nb + b) * 256..(g * nb + b + 1) * 256];
             let mut s = [[0i32; 32]; N];
-            for st in 0..8 {
-                let wp: [i32; 32] = std::array::from_fn(|l| blk[32 * st + l] as i32);
+            for st in (0..8).step_by(2) {
+                let w0: [i16; 32] = std::array::from_fn(|l| blk[32 * st + l] as i16);
+                let w1: [i16; 32] = std::array::from_fn(|l| blk[32 * st + 32 + l] as i16);
                 for (k, sk) in s.iter_mut().enumerate() {
-                    let q = &x.q[(t0 + k) * cols + 32 * b + 4 * st..(t0 + k) * cols + 32 * b + 4 * st + 4];
+                    let q = &x.q[(t0 + k) * cols + 32 * b + 4 * st..(t0 + k) * cols + 32 * b + 4 * st + 8];
+                    let q0: [i16; 32] = std::array::from_fn(|l| q[l & 3] as i16);
+                    let q1: [i16; 32] = std::array::from_fn(|l| q[4 + (l & 3)] as i16);
                     for l in 0..32 {
-                        sk[l] += wp[l] * q[l & 3] as i32;
+                        sk[l] += (w0[l] * q0[l] + w1[l] * q1[l]) as i32;
                     }
                 }
             }
