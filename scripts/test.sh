@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of lmz. Installs what the tests need first (idempotent, quick when
-# already present): the wasm32 target, a software Vulkan adapter for the GPU engine's
+# already present): the wasm32 target and wasm-bindgen-test-runner (the CPU engine tests in
+# Node), a software Vulkan adapter for the GPU engine's
 # parity tests (Mesa lavapipe), the model pack (pip download + conversion, cached under
 # ~/.cache/lmz). Builds are cached outside the clone in ~/.cache/lmz/target.
 set -euo pipefail
@@ -35,5 +36,16 @@ cargo test --profile ci -p lmz --features reference --lib reference
 
 step "library core builds for wasm32-unknown-unknown (no fs, threads or clocks)"
 cargo build -p lmz --lib --no-default-features --target wasm32-unknown-unknown
+
+step "CPU engine on wasm32 in Node: SIMD128 and portable kernels against the oracles (wasm-bindgen-test-runner)"
+# .cargo/config.toml names the runner; it must be the CLI of the pinned wasm-bindgen (0.2.130).
+if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -qx 'wasm-bindgen-test-runner 0.2.130'; then
+    cargo install wasm-bindgen-cli --version 0.2.130
+fi
+command -v node >/dev/null || { echo "Node.js (>= 16.4, for wasm SIMD) is needed to run the wasm32 tests"; exit 1; }
+wasm_log=$(mktemp)
+cargo test --profile ci -p lmz --no-default-features --target wasm32-unknown-unknown --lib backend::cpu 2>&1 | tee "$wasm_log"
+# Never pass by running nothing: the test that checks SIMD128 is the engine's choice must have run.
+grep -q 'isas_that_run_here ... ok' "$wasm_log" || { echo "the wasm32 CPU engine tests did not run"; exit 1; }
 
 step "all tests passed"
