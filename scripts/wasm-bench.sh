@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
-args=(--lib bench_ -- --include-ignored --nocapture --test-threads 1)
+args=(--lib bench_ -- --include-ignored --nocapture)
+show='(native|wasm32|tokens|Portable|Avx2|Simd128)'
 echo "== native ($(uname -m), $(nproc) cores)"
-cargo test --release -q -p lmz "${args[@]}" 2>&1 | grep -vE '^(running|test result|$)'
+cargo test --release -p lmz "${args[@]}" --test-threads 1 2>&1 | grep -E "$show" | grep -v Running
 echo "== wasm32-unknown-unknown, SIMD128, Node $(node --version)"
-cargo test --release -q -p lmz --no-default-features --target wasm32-unknown-unknown "${args[@]}" 2>&1 | grep -vE '^(running|test result|Invoking|$)'
+cargo test --release -p lmz --no-default-features --target wasm32-unknown-unknown "${args[@]}" 2>&1 | grep -E "$show" | grep -v Running
