@@ -111,6 +111,10 @@ enum Cmd {
     Info {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Also name the engine (CPU, or the GPU adapter) that `--backend` would decode
+        /// them on. Every engine gives the same bytes, so files never record one.
+        #[arg(long, value_enum)]
+        backend: Option<BackendKind>,
     },
 }
 
@@ -269,7 +273,14 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
             println!("source:      {} (sha256 {})", m.meta.source, m.meta.source_sha256);
             println!("license:     {}", m.meta.license);
         }
-        Some(Cmd::Info { files }) => return Ok(info_cmd(&files)),
+        Some(Cmd::Info { files, backend }) => {
+            let status = info_cmd(&files);
+            if let Some(kind) = backend {
+                println!();
+                println!("engine:      {} (--backend {})", engine::Engine::probe(kind)?, format!("{kind:?}").to_lowercase());
+            }
+            return Ok(status);
+        }
         Some(Cmd::Bench { files, no_lmz, threads, backend }) => bench::run(cli.model.as_deref(), &files, !no_lmz, threads, backend)?,
         None => return files::run(cli.model.as_deref(), cli.io),
     }

@@ -98,6 +98,11 @@ fn compress_and_decompress_files_like_gzip() {
     let out = lmz().current_dir(&d).args(["info", "a.txt.lmz"]).output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && s.contains(&format!("original:    {} bytes", body.len())), "{s}");
+    assert!(!s.contains("engine:"), "{s}");
+    // --backend names the engine that would decode it, without loading the model.
+    let out = lmz().current_dir(&d).args(["info", "--backend", "cpu", "a.txt.lmz"]).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && s.contains("engine:      CPU, ") && s.contains("(--backend cpu)"), "{s}");
     // -d restores it and removes the .lmz.
     let out = run_in(&d, &pack, &["-d", "a.txt.lmz"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
