@@ -98,8 +98,12 @@ enum Cmd {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Only the classic compressors (the model is slow: ~200 bytes/s on 2 cores).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "speed")]
         no_lmz: bool,
+        /// Only lmz, in tokens per second (and bytes/s) of compress and decompress, the unit
+        /// to compare with llama.cpp's prompt evaluation (scripts/speed.py runs both).
+        #[arg(long)]
+        speed: bool,
         /// Worker threads for lmz (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -281,7 +285,7 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
             }
             return Ok(status);
         }
-        Some(Cmd::Bench { files, no_lmz, threads, backend }) => bench::run(cli.model.as_deref(), &files, !no_lmz, threads, backend)?,
+        Some(Cmd::Bench { files, no_lmz, speed, threads, backend }) => bench::run(cli.model.as_deref(), &files, if speed { bench::Mode::Speed } else if no_lmz { bench::Mode::Classic } else { bench::Mode::All }, threads, backend)?,
         None => return files::run(cli.model.as_deref(), cli.io),
     }
     Ok(ExitCode::SUCCESS)
