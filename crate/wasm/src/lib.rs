@@ -1,0 +1,316 @@
+//! lmz in the browser: wasm-bindgen bindings over the same library the CLI uses.
+//!
+//! What JS sees (the npm package `web/` wraps it; nothing else should call it directly):
+//! - `packFingerprint()`: the SHA-256 (hex) of the one model pack this build decodes with;
+//!   the package checks downloaded weights against it with SubtleCrypto before use.
+//! - `info(bytes)`: a `.lmz` header as a plain object (no model needed).
+//! - `Compressor.create(pack, engine)`: parses the pack and builds an engine — `"webgpu"`
+//!   (wgpu's browser backend on the WGSL kernels of `shaders/`), `"cpu"` (the integer CPU
+//!   kernels compiled to wasm) or `"auto"` (a hardware WebGPU adapter when there is one, else
+//!   the CPU: a software adapter such as SwiftShader is slower than wasm-CPU). Both engines
+//!   give the same bits, so the choice never changes a file.
+//! - `compress`, `decompress`, `score` on a `Compressor`, each returning a Promise, with a
+//!   progress callback `(done, total)` and `cancel()`.
+//!
+//! Errors cross as JS `Error`s whose `name` and `code` are the library's stable
+//! `Error::code()` (`LMZ_FORMAT_CHECKSUM`, …), never a panic string; the bindings' own
+//! errors use codes of the same shape (listed in [`codes`]).
+//!
+//! On other targets this crate is empty.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Float64Array, Function, Uint32Array};
+use lmz::backend::cpu::CpuBackend;
+use lmz::backend::gpu::{DeviceType, Gpu, GpuBackend, GpuOptions};
+use lmz::container::{self, Codec, Form, Method, Options};
+use lmz::eval::Policy;
+use lmz::model::Fracs;
+use lmz::{Error, Model};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+/// Codes of errors that the bindings raise themselves (the library's are `Error::code()`).
+pub mod codes {
+    /// A second call on a `Compressor` while one is running (the package queues calls).
+    pub const BUSY: &str = "LMZ_BUSY";
+    /// `engine` is not one of "auto", "webgpu", "cpu".
+    pub const INVALID_ARGUMENT: &str = "LMZ_INVALID_ARGUMENT";
+}
+
+/// Sequence slots of the engine (one chunk decoded at a time: texts in a page are small) and
+/// positions per slot (the default policy's window).
+const SLOTS: usize = 1;
+
+#[wasm_bindgen(start)]
+fn start() {
+    // A panic is a bug; this turns its message into a console error instead of
+    // "unreachable executed". Errors callers can act on never panic (they are `Result`s).
+    console_error_panic_hook::set_once();
+}
+
+/// A JS `Error` with `name` = `code` = `code`.
+fn js_error(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    e.set_name(code);
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&e, &JsValue::from_str("code"), &JsValue::from_str(code));
+    e.into()
+}
+
+fn to_js(e: Error) -> JsValue {
+    js_error(e.code(), &e.to_string())
+}
+
+/// The SHA-256 (lower-case hex) of the model pack this build was made for.
+#[wasm_bindgen(js_name = packFingerprint)]
+pub fn pack_fingerprint() -> String {
+    lmz::pack::PACK_SHA256.to_string()
+}
+
+/// The library's version.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InfoJs {
+    form: &'static str,
+    version: u32,
+    /// Hex: the whole SHA-256 (full form) or its first bytes (compact form).
+    fingerprint: String,
+    original_length: f64,
+    compressed_length: f64,
+    checksum: u32,
+    window: Option<u32>,
+    stride: Option<u32>,
+    bpb: f64,
+    chunks: Vec<ChunkJs>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChunkJs {
+    method: &'static str,
+    original_length: f64,
+    stored_length: f64,
+}
+
+/// What a `.lmz` file's header says: form, version, model fingerprint, sizes, chunks.
+/// Lengths are JS numbers (exact below 2^53, which no header that passed the checks exceeds
+/// for data a browser holds).
+#[wasm_bindgen]
+pub fn info(file: &[u8]) -> Result<JsValue, JsValue> {
+    let i = container::info(file).map_err(to_js)?;
+    let js = InfoJs {
+        form: match i.form {
+            Form::Full => "full",
+            Form::Compact => "compact",
+        },
+        version: i.version,
+        fingerprint: lmz::pack::hex(&i.fingerprint),
+        original_length: i.original_len as f64,
+        compressed_length: i.compressed_len as f64,
+        checksum: i.checksum,
+        window: i.window_stride.map(|w| w.0),
+        stride: i.window_stride.map(|w| w.1),
+        bpb: i.bpb(),
+        chunks: i
+            .chunks
+            .iter()
+            .map(|c| ChunkJs {
+                method: match c.method {
+                    Method::Stored => "stored",
+                    Method::Zstd => "zstd",
+                    Method::Model => "model",
+                },
+                original_length: c.original_len as f64,
+                stored_length: c.stored_len as f64,
+            })
+            .collect(),
+    };
+    serde_wasm_bindgen::to_value(&js).map_err(|e| js_error("LMZ_INTERNAL", &e.to_string()))
+}
+
+// --- engines ---
+
+enum Engine {
+    Cpu(CpuBackend),
+    Gpu(Box<GpuBackend>),
+}
+
+/// Runs `$body` with `$b` bound to the engine inside (`&mut` of its concrete type).
+macro_rules! with_engine {
+    ($e:expr, $b:ident => $body:expr) => {
+        match $e {
+            Engine::Cpu($b) => $body,
+            Engine::Gpu($b) => {
+                let $b = &mut **$b;
+                $body
+            }
+        }
+    };
+}
+
+/// Opens the engine `kind` names. `auto`: a hardware WebGPU adapter, else the CPU.
+async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, String), JsValue> {
+    let cpu = |m: &Model| CpuBackend::with_slots(m, SLOTS, cache_len).map(|b| (Engine::Cpu(b), "cpu".to_string())).map_err(to_js);
+    match kind {
+        "cpu" => cpu(model),
+        "webgpu" => {
+            let g = Gpu::new_async(GpuOptions::default()).await.map_err(to_js)?;
+            let b = GpuBackend::on(g, model, SLOTS, cache_len).map_err(to_js)?;
+            Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string()))
+        }
+        "auto" => match Gpu::new_async(GpuOptions::default()).await {
+            Ok(g) if g.adapter_info().device_type != DeviceType::Cpu => match GpuBackend::on(g, model, SLOTS, cache_len) {
+                Ok(b) => Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string())),
+                Err(Error::GpuLimits { .. }) | Err(Error::Gpu(_)) => cpu(model),
+                Err(e) => Err(to_js(e)),
+            },
+            Ok(_) | Err(Error::GpuNoAdapter(_)) | Err(Error::GpuLimits { .. }) | Err(Error::Gpu(_)) => cpu(model),
+            Err(e) => Err(to_js(e)),
+        },
+        other => Err(js_error(codes::INVALID_ARGUMENT, &format!("engine {other:?}: use \"auto\", \"webgpu\" or \"cpu\""))),
+    }
+}
+
+// --- the compressor ---
+
+struct Inner {
+    codec: Codec,
+    fracs: Fracs,
+    engine: Engine,
+}
+
+/// A model and an engine, ready to compress and decompress.
+#[wasm_bindgen]
+pub struct Compressor {
+    inner: Rc<RefCell<Inner>>,
+    cancelled: Rc<Cell<bool>>,
+    engine: String,
+    adapter: String,
+}
+
+/// Calls the optional JS progress callback; an exception from it is ignored (progress is a
+/// report, not a control channel: use `cancel()`).
+fn report(f: &Option<Function>, done: u64, total: u64) {
+    if let Some(f) = f {
+        let _ = f.call2(&JsValue::NULL, &JsValue::from_f64(done as f64), &JsValue::from_f64(total as f64));
+    }
+}
+
+#[wasm_bindgen]
+impl Compressor {
+    /// Parses the model pack (its SHA-256 is computed again here and becomes the files'
+    /// fingerprint) and opens the engine. `pack` is moved into wasm memory and freed once the
+    /// engine holds its own copy of the weights.
+    pub async fn create(pack: Vec<u8>, engine: String) -> Result<Compressor, JsValue> {
+        let model = Model::from_pack_bytes(&pack).map_err(to_js)?;
+        drop(pack);
+        let codec = Codec::new(&model).map_err(to_js)?;
+        let fracs = Fracs::new(&model.weights);
+        let cache_len = codec.default_policy().window;
+        let (engine_impl, name) = open(&engine, &model, cache_len).await?;
+        let adapter = match &engine_impl {
+            Engine::Cpu(_) => "wasm32 CPU, 1 thread".to_string(),
+            Engine::Gpu(g) => g.describe(),
+        };
+        Ok(Compressor { inner: Rc::new(RefCell::new(Inner { codec, fracs, engine: engine_impl })), cancelled: Rc::new(Cell::new(false)), engine: name, adapter })
+    }
+
+    /// `"webgpu"` or `"cpu"`: the engine that actually runs.
+    #[wasm_bindgen(getter)]
+    pub fn engine(&self) -> String {
+        self.engine.clone()
+    }
+
+    /// The adapter (WebGPU: its description, backend and dot4 variant) or "wasm32 CPU".
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.adapter.clone()
+    }
+
+    /// The model fingerprint (hex) this compressor writes into files.
+    #[wasm_bindgen(getter)]
+    pub fn fingerprint(&self) -> String {
+        self.inner.try_borrow().map(|i| lmz::pack::hex(i.codec.fingerprint())).unwrap_or_default()
+    }
+
+    /// Asks the running call to stop at its next progress step; it then rejects with
+    /// `LMZ_CANCELLED`.
+    pub fn cancel(&self) {
+        self.cancelled.set(true);
+    }
+
+    fn begin(&self) -> Result<std::cell::RefMut<'_, Inner>, JsValue> {
+        let inner = self.inner.try_borrow_mut().map_err(|_| js_error(codes::BUSY, "this compressor is already running a call; wait for it (the package queues calls)"))?;
+        self.cancelled.set(false);
+        Ok(inner)
+    }
+
+    /// Compresses `data` into a `.lmz` file. `progress(done, total)` counts input bytes.
+    pub async fn compress(&self, data: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
+        let mut guard = self.begin()?;
+        let inner = &mut *guard;
+        let opts = Options::default();
+        with_engine!(&mut inner.engine, b => inner.codec.compress(b, &data, &opts, &mut |d, t| report(&progress, d, t))).map_err(to_js)
+    }
+
+    /// Decompresses a `.lmz` file (made here or by the CLI). `progress(done, total)` counts
+    /// output bytes.
+    pub async fn decompress(&self, file: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
+        let mut guard = self.begin()?;
+        let inner = &mut *guard;
+        with_engine!(&mut inner.engine, b => inner.codec.decompress(b, &file, &mut |d, t| report(&progress, d, t))).map_err(to_js)
+    }
+
+    /// The bits the model spends on each token of `data`, for a heat map: an object
+    /// `{ lengths: Uint32Array, bits: Float64Array }` where token `i` spells the next
+    /// `lengths[i]` bytes of `data` (0 for the escape token of an escape pair; its partner
+    /// spells the byte) and costs `bits[i] = log2(2^24 / freq)` under the default policy —
+    /// the same tables a one-chunk `.lmz` is coded with. `progress(done, total)` counts tokens.
+    pub async fn score(&self, data: Vec<u8>, progress: Option<Function>) -> Result<JsValue, JsValue> {
+        let mut guard = self.begin()?;
+        let inner = &mut *guard;
+        let tok = inner.codec.tokenizer();
+        let tokens = tok.encode(&data);
+        let mut lengths = Vec::with_capacity(tokens.len());
+        let mut i = 0;
+        while i < tokens.len() {
+            if Some(tokens[i]) == tok.escape_token() && i + 1 < tokens.len() && tok.decode(&tokens[i..i + 2]).len() == 1 {
+                lengths.extend_from_slice(&[0, 1]);
+                i += 2;
+            } else {
+                lengths.push(tok.token_bytes(tokens[i]).len() as u32);
+                i += 1;
+            }
+        }
+        let policy: Policy = inner.codec.default_policy();
+        let total = (lmz::freq::FREQ_TOTAL as f64).log2();
+        let mut bits = vec![0f64; tokens.len()];
+        let cfg = inner.codec.config().clone();
+        let fr = &inner.fracs;
+        with_engine!(&mut inner.engine, b => lmz::eval::score(
+            b,
+            &cfg,
+            fr,
+            &tokens,
+            &policy,
+            &mut |i, f| {
+                bits[i] = total - (f[tokens[i] as usize] as f64).log2();
+                Ok(())
+            },
+            &mut |d, t| report(&progress, d as u64, t as u64),
+        ))
+        .map_err(to_js)?;
+        let out = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&out, &"lengths".into(), &Uint32Array::from(&lengths[..]));
+        let _ = js_sys::Reflect::set(&out, &"bits".into(), &Float64Array::from(&bits[..]));
+        Ok(out.into())
+    }
+}

@@ -1,0 +1,125 @@
+// The in-thread engine: the wasm module, the model and one engine (WebGPU or wasm-CPU) in
+// the calling thread. The worker runs exactly this class; `createCompressor({ worker: false })`
+// hands it to the page directly.
+
+import init, { Compressor as WasmCompressor, info as wasmInfo, packFingerprint } from './wasm/lmz_wasm.js';
+import { LmzError, PackageCodes, toLmzError } from './errors.js';
+import { loadModel } from './model.js';
+import type { CallOptions, Compressor, EngineChoice, EngineKind, Info, Phase, Progress, TokenScores } from './types.js';
+
+let ready: Promise<unknown> | undefined;
+
+
+/** Instantiates the wasm module once per thread (fetched next to this file). */
+export function loadWasm(): Promise<unknown> {
+  const p =
+    ready ??
+    init({ module_or_path: new URL('./wasm/lmz_wasm_bg.wasm', import.meta.url) }).catch((e: unknown) => {
+      ready = undefined;
+      throw new LmzError(PackageCodes.INTERNAL, `cannot load lmz's wasm module: ${(e as Error)?.message ?? e}`);
+    });
+  ready = p;
+  return p;
+}
+
+/** A `.lmz` header, without a model. */
+export async function readInfo(data: Uint8Array): Promise<Info> {
+  await loadWasm();
+  try {
+    return wasmInfo(data) as Info;
+  } catch (e) {
+    throw toLmzError(e);
+  }
+}
+
+export interface EngineOptions {
+  modelUrl: string;
+  engine: EngineChoice;
+  cache: boolean;
+  onProgress?: (p: Progress) => void;
+}
+
+export class LocalEngine implements Compressor {
+  readonly engine: EngineKind;
+  readonly adapter: string;
+  readonly fingerprint: string;
+  #c: WasmCompressor | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #onProgress?: (p: Progress) => void;
+
+  private constructor(c: WasmCompressor, onProgress?: (p: Progress) => void) {
+    this.#c = c;
+    this.engine = c.engine as EngineKind;
+    this.adapter = c.adapter;
+    this.fingerprint = c.fingerprint;
+    this.#onProgress = onProgress;
+  }
+
+  static async create(opts: EngineOptions): Promise<LocalEngine> {
+    const report = opts.onProgress ?? (() => {});
+    await loadWasm();
+    if (opts.engine === 'webgpu' && !(typeof navigator !== 'undefined' && 'gpu' in navigator)) {
+      throw new LmzError(PackageCodes.GPU_NO_ADAPTER, 'this browser has no WebGPU (navigator.gpu is missing); use engine: "cpu" or "auto"');
+    }
+    const pack = await loadModel(opts.modelUrl, packFingerprint(), { cache: opts.cache, onProgress: report });
+    report({ phase: 'load', done: 0, total: 1 });
+    let c: WasmCompressor;
+    try {
+      c = await WasmCompressor.create(pack, opts.engine);
+    } catch (e) {
+      throw toLmzError(e);
+    }
+    report({ phase: 'load', done: 1, total: 1 });
+    return new LocalEngine(c, opts.onProgress);
+  }
+
+  /** Runs `f` after every earlier call (the wasm compressor runs one call at a time). */
+  #run<T>(phase: Phase, opts: CallOptions | undefined, f: (c: WasmCompressor, progress: (done: number, total: number) => void) => Promise<T>): Promise<T> {
+    const onProgress = opts?.onProgress ?? this.#onProgress;
+    const signal = opts?.signal;
+    const next = this.#queue.then(async () => {
+      const c = this.#c;
+      if (!c) throw new LmzError(PackageCodes.DISPOSED, 'this compressor was disposed');
+      const abort = () => c.cancel();
+      signal?.addEventListener('abort', abort);
+      try {
+        if (signal?.aborted) throw new LmzError(PackageCodes.CANCELLED, 'the call was cancelled before it started');
+        return await f(c, (done, total) => onProgress?.({ phase, done, total }));
+      } catch (e) {
+        const err = toLmzError(e);
+        // A panic leaves the wasm instance in an unknown state: refuse further calls.
+        if (err.code === PackageCodes.INTERNAL) this.#c = undefined;
+        throw err;
+      } finally {
+        signal?.removeEventListener('abort', abort);
+      }
+    });
+    this.#queue = next.catch(() => {});
+    return next;
+  }
+
+  compress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
+    return this.#run('compress', opts, (c, p) => c.compress(data, p));
+  }
+
+  decompress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
+    return this.#run('decompress', opts, (c, p) => c.decompress(data, p));
+  }
+
+  score(data: Uint8Array, opts?: CallOptions): Promise<TokenScores> {
+    return this.#run('score', opts, (c, p) => c.score(data, p) as Promise<TokenScores>);
+  }
+
+  info(data: Uint8Array): Promise<Info> {
+    return readInfo(data);
+  }
+
+  dispose(): void {
+    const c = this.#c;
+    this.#c = undefined;
+    if (!c) return;
+    // Stop a running call, free the engine when it has returned (the queue never rejects).
+    c.cancel();
+    void this.#queue.then(() => c.free());
+  }
+}
