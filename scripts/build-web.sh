@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
 pack="${LMZ_MODEL:-${LMZ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lmz}/smollm2-135m.lmz.safetensors}"
-want_bindgen=0.2.130
+want_bindgen="$(sed -n 's/^wasm-bindgen = "=\(.*\)"$/\1/p' crate/wasm/Cargo.toml)"
 
 have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" || true
 if [ "$have" != "$want_bindgen" ]; then

@@ -32,6 +32,29 @@ export async function readInfo(data: Uint8Array): Promise<Info> {
   }
 }
 
+/** The part of WebGPU's adapter info that names it (wgpu passes on only `description`,
+ * which Chromium leaves empty for SwiftShader). */
+interface GpuAdapterInfoLike {
+  vendor?: string;
+  architecture?: string;
+  description?: string;
+  isFallbackAdapter?: boolean;
+}
+
+/** "google swiftshader (fallback adapter) (BrowserWebGpu, Cpu, dot4I8Packed)": the browser's
+ * words for the adapter, then the engine's (backend, device type, dot4 variant). */
+async function adapterName(engineWords: string): Promise<string> {
+  try {
+    const gpu = (navigator as unknown as { gpu: { requestAdapter(o?: object): Promise<{ info?: GpuAdapterInfoLike } | null> } }).gpu;
+    const i = (await gpu.requestAdapter({ powerPreference: 'high-performance' }))?.info;
+    if (!i) return engineWords;
+    const name = i.description || [i.vendor, i.architecture].filter(Boolean).join(' ') || 'unnamed adapter';
+    return `${name}${i.isFallbackAdapter ? ' (fallback adapter)' : ''} ${engineWords.trim()}`;
+  } catch {
+    return engineWords;
+  }
+}
+
 export interface EngineOptions {
   modelUrl: string;
   engine: EngineChoice;
@@ -47,10 +70,10 @@ export class LocalEngine implements Compressor {
   #queue: Promise<unknown> = Promise.resolve();
   #onProgress?: (p: Progress) => void;
 
-  private constructor(c: WasmCompressor, onProgress?: (p: Progress) => void) {
+  private constructor(c: WasmCompressor, adapter: string, onProgress?: (p: Progress) => void) {
     this.#c = c;
     this.engine = c.engine as EngineKind;
-    this.adapter = c.adapter;
+    this.adapter = adapter;
     this.fingerprint = c.fingerprint;
     this.#onProgress = onProgress;
   }
@@ -70,7 +93,8 @@ export class LocalEngine implements Compressor {
       throw toLmzError(e);
     }
     report({ phase: 'load', done: 1, total: 1 });
-    return new LocalEngine(c, opts.onProgress);
+    const adapter = c.engine === 'webgpu' ? await adapterName(c.adapter) : c.adapter;
+    return new LocalEngine(c, adapter, opts.onProgress);
   }
 
   /** Runs `f` after every earlier call (the wasm compressor runs one call at a time). */

@@ -25,7 +25,7 @@ function setState(state) {
 function progress(p) {
   const label = PHASES[p.phase] ?? p.phase;
   const note = p.note === 'cache-corrupt' ? ' (the cached copy was corrupt: downloading again)' : p.note === 'cached' ? ' (from Cache Storage)' : '';
-  const amount = p.total ? ` ${fmt(p.done)} / ${fmt(p.total)}${p.phase === 'score' ? ' tokens' : ' bytes'}` : '';
+  const amount = p.total && p.phase !== 'load' ? ` ${fmt(p.done)} / ${fmt(p.total)}${p.phase === 'score' ? ' tokens' : ' bytes'}` : '';
   $('phase').textContent = label + note + amount;
   $('bar').value = p.total ? p.done / p.total : 0;
 }
