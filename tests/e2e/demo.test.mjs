@@ -125,6 +125,59 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     await page.close();
   });
 
+  test('cancelling a call rejects it with LMZ_CANCELLED, and the compressor goes on working', { timeout: 25 * MIN }, async () => {
+    const long = Buffer.from(TEXT.repeat(6)); // ~760 bytes, ~150 tokens
+    const page = await env.context.newPage();
+    await page.goto(env.url);
+    await page.waitForFunction(() => document.body.dataset.ready === '1');
+    const r = await page.evaluate(
+      async ({ lmzFile, longText }) => {
+        const { createCompressor } = await import('lmz');
+        const lz = await createCompressor({ modelUrl: 'models/smollm2-135m.lmz.safetensors', engine: 'cpu' });
+        const out = {};
+        // Decompression steps token by token (~10 tokens/s here): the engine sees the cancel
+        // between two steps.
+        let ac = new AbortController();
+        let t0 = 0;
+        const started = performance.now();
+        setTimeout(() => {
+          t0 = performance.now();
+          ac.abort();
+        }, 1000);
+        try {
+          await lz.decompress(new Uint8Array(lmzFile), { signal: ac.signal });
+          out.decompress = `finished after ${performance.now() - started} ms`;
+        } catch (e) {
+          out.decompress = { code: e.code, message: e.message, ms: performance.now() - t0 };
+        }
+        // Compression runs a whole window in one step: the worker is replaced instead.
+        ac = new AbortController();
+        const call = lz.compress(new TextEncoder().encode(longText), { signal: ac.signal });
+        await new Promise((ok) => setTimeout(ok, 500));
+        t0 = performance.now();
+        ac.abort();
+        try {
+          await call;
+          out.compress = 'finished';
+        } catch (e) {
+          out.compress = { code: e.code, message: e.message, ms: performance.now() - t0 };
+        }
+        // Still usable, with the same bytes as ever.
+        out.after = [...(await lz.compress(new TextEncoder().encode('ok')))];
+        lz.dispose();
+        return out;
+      },
+      { lmzFile: [...lmz(['-c'], Buffer.from(TEXT.repeat(3)))], longText: long.toString() },
+    );
+    assert.equal(r.decompress.code, 'LMZ_CANCELLED', JSON.stringify(r.decompress));
+    assert.doesNotMatch(r.decompress.message, /replaced/, 'decompression did not stop by itself');
+    assert.ok(r.decompress.ms < 1500, `decompression took ${r.decompress.ms} ms to stop`);
+    assert.equal(r.compress.code, 'LMZ_CANCELLED', JSON.stringify(r.compress));
+    assert.ok(r.compress.ms < 3000, `compression took ${r.compress.ms} ms to stop`);
+    assert.ok(Buffer.from(r.after).equals(lmz(['-c'], Buffer.from('ok'))));
+    await page.close();
+  });
+
   test('a corrupted or truncated cached model is detected and downloaded again', { timeout: 25 * MIN }, async () => {
     const page = await env.context.newPage();
     await page.goto(env.url);
