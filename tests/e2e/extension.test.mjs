@@ -16,7 +16,7 @@ const EXT = join(ROOT, 'out/extension');
 const NOTE300 =
   'Tuesday. The plumber came at nine and said the boiler is older than the house, which cannot be true. ' +
   'Bought bread, eggs and the good coffee. Call Marta about the garden chairs before the weekend, and ask ' +
-  'whether her brother still wants the old bicycle. Remember to water the tomatoes; it will be hot again.';
+  'whether her brother still wants the old bicycle. Remember to water the tomatoes; it will be hot.';
 const NOTE2 = 'Ideas for the trip: the coastal path, the lighthouse museum, a boat to the island if the sea is calm.';
 
 let ctx;
