@@ -316,7 +316,12 @@ impl Model {
     }
 }
 
-/// The limits the integer kernels' overflow proofs assume (see ARCHITECTURE.md).
+/// The limits the integer kernels' overflow proofs assume (see ARCHITECTURE.md), the CPU's
+/// and the WGSL kernels' alike: dim ≤ 1024 (RMSNorm's u32 sum of squares), every matmul row
+/// at most 1536 columns = 48 blocks of 32 (the Q4 kernels' split accumulator, `wide.wgsl`),
+/// the only Q8 matrix (the embedding) dim ≤ 1024 columns = 32 blocks, vocab < 2^22 (the
+/// frequency kernel's 2^24 total with every symbol ≥ 1). Checked when a pack is loaded, so
+/// no engine ever runs outside them.
 pub fn check_config(c: &Config) -> Result<()> {
     let ok = c.n_layers >= 1
         && c.n_layers <= 256
