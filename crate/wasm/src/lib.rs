@@ -25,7 +25,8 @@ use std::rc::Rc;
 use js_sys::{Float64Array, Function, Uint32Array};
 use lmz::backend::cpu::CpuBackend;
 use lmz::backend::gpu::{DeviceType, Gpu, GpuBackend, GpuOptions};
-use lmz::container::{self, Codec, Form, Method, Options};
+use lmz::backend::{Backend, Mat, Norm};
+use lmz::container::{self, Codec, Form, Method, Options, Progress};
 use lmz::eval::Policy;
 use lmz::model::Fracs;
 use lmz::{Error, Model};
@@ -179,6 +180,115 @@ async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, St
     }
 }
 
+// --- yielding to the event loop ---
+
+#[wasm_bindgen]
+extern "C" {
+    /// The global `setTimeout` (a window's or a worker's).
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &Function, ms: i32) -> JsValue;
+}
+
+/// Resolves on a later task of the event loop, so that messages (a cancel) and rendering get
+/// their turn.
+async fn next_task() {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, 0);
+    });
+    // A promise resolved by a timer never rejects.
+    let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+}
+
+/// How long the engine may keep the thread before it lets the event loop run.
+const YIELD_EVERY_MS: f64 = 50.0;
+
+/// An engine that lets the event loop run between forward passes, and stops with
+/// `Error::Cancelled` after one when `cancel()` was called. The wasm-CPU engine never waits by
+/// itself, so without this a worker would not see a cancel message (or a page repaint) until
+/// the whole call was done; and the library checks for cancellation only where it reports
+/// progress (every 256 decoded bytes), this after every step. Every operation is the inner
+/// engine's: the bits are the same.
+struct Yielding<'a, B> {
+    b: &'a mut B,
+    last: f64,
+    cancelled: &'a Cell<bool>,
+}
+
+impl<'a, B: Backend> Yielding<'a, B> {
+    fn new(b: &'a mut B, cancelled: &'a Cell<bool>) -> Self {
+        Yielding { b, last: js_sys::Date::now(), cancelled }
+    }
+}
+
+impl<B: Backend> Backend for Yielding<'_, B> {
+    type Buf = B::Buf;
+    type Q = B::Q;
+    fn cache_len(&self) -> usize {
+        self.b.cache_len()
+    }
+    fn slots(&self) -> usize {
+        self.b.slots()
+    }
+    fn embed(&mut self, tokens: &[u32]) -> lmz::Result<B::Buf> {
+        self.b.embed(tokens)
+    }
+    fn rmsnorm(&mut self, x: &B::Buf, norm: Norm) -> B::Buf {
+        self.b.rmsnorm(x, norm)
+    }
+    fn quantize(&mut self, z: &B::Buf, frac: i32) -> B::Q {
+        self.b.quantize(z, frac)
+    }
+    fn matmul(&mut self, w: Mat, a: &B::Q, frac_out: i32) -> B::Buf {
+        self.b.matmul(w, a, frac_out)
+    }
+    fn logits(&mut self, a: &B::Q) -> B::Buf {
+        self.b.logits(a)
+    }
+    fn rope(&mut self, x: &mut B::Buf, heads: usize, pos: &[u32]) {
+        self.b.rope(x, heads, pos)
+    }
+    fn attention(&mut self, layer: usize, q: &B::Buf, k: &B::Buf, v: &B::Buf, slot: &[u32], pos: &[u32]) -> B::Buf {
+        self.b.attention(layer, q, k, v, slot, pos)
+    }
+    fn silu_mul(&mut self, gate: &B::Buf, up: &B::Buf) -> B::Buf {
+        self.b.silu_mul(gate, up)
+    }
+    fn add(&mut self, x: &mut B::Buf, y: &B::Buf) {
+        self.b.add(x, y)
+    }
+    fn rows(&mut self, x: &B::Buf, idx: &[u32]) -> B::Buf {
+        self.b.rows(x, idx)
+    }
+    async fn freqs(&mut self, logits: &B::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> lmz::Result<()>) -> lmz::Result<()> {
+        self.b.freqs(logits, sink).await?;
+        if js_sys::Date::now() - self.last >= YIELD_EVERY_MS {
+            next_task().await;
+            self.last = js_sys::Date::now();
+        }
+        if self.cancelled.get() {
+            return Err(Error::Cancelled);
+        }
+        Ok(())
+    }
+}
+
+/// Progress to JS, and the cancel flag back: the library stops at its next report with
+/// `Error::Cancelled` (`LMZ_CANCELLED`).
+struct JsProgress<'a> {
+    f: Option<Function>,
+    cancelled: &'a Cell<bool>,
+}
+
+impl Progress for JsProgress<'_> {
+    fn update(&mut self, done: u64, total: u64) -> lmz::Result<()> {
+        report(&self.f, done, total);
+        if self.cancelled.get() {
+            return Err(Error::Cancelled);
+        }
+        Ok(())
+    }
+}
+
 // --- the compressor ---
 
 struct Inner {
@@ -258,7 +368,8 @@ impl Compressor {
         let mut guard = self.begin()?;
         let inner = &mut *guard;
         let opts = Options::default();
-        with_engine!(&mut inner.engine, b => inner.codec.compress(b, &data, &opts, &mut |d, t| report(&progress, d, t))).map_err(to_js)
+        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
+        with_engine!(&mut inner.engine, b => inner.codec.compress_async(&mut Yielding::new(b, &self.cancelled), &data, &opts, &mut p).await).map_err(to_js)
     }
 
     /// Decompresses a `.lmz` file (made here or by the CLI). `progress(done, total)` counts
@@ -266,7 +377,8 @@ impl Compressor {
     pub async fn decompress(&self, file: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
         let mut guard = self.begin()?;
         let inner = &mut *guard;
-        with_engine!(&mut inner.engine, b => inner.codec.decompress(b, &file, &mut |d, t| report(&progress, d, t))).map_err(to_js)
+        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
+        with_engine!(&mut inner.engine, b => inner.codec.decompress_async(&mut Yielding::new(b, &self.cancelled), &file, &mut p).await).map_err(to_js)
     }
 
     /// The bits the model spends on each token of `data`, for a heat map: an object
@@ -295,8 +407,9 @@ impl Compressor {
         let mut bits = vec![0f64; tokens.len()];
         let cfg = inner.codec.config().clone();
         let fr = &inner.fracs;
-        with_engine!(&mut inner.engine, b => lmz::eval::score(
-            b,
+        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
+        with_engine!(&mut inner.engine, b => lmz::eval::score_async(
+            &mut Yielding::new(b, &self.cancelled),
             &cfg,
             fr,
             &tokens,
@@ -305,8 +418,9 @@ impl Compressor {
                 bits[i] = total - (f[tokens[i] as usize] as f64).log2();
                 Ok(())
             },
-            &mut |d, t| report(&progress, d as u64, t as u64),
-        ))
+            &mut |d, t| p.update(d as u64, t as u64),
+        )
+        .await)
         .map_err(to_js)?;
         let out = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&out, &"lengths".into(), &Uint32Array::from(&lengths[..]));
