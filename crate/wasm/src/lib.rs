@@ -442,9 +442,8 @@ impl Compressor {
     pub async fn compress_raw(&self, data: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
         let mut guard = self.begin()?;
         let inner = &mut *guard;
-        let cancelled = self.cancelled.clone();
-        let mut p = Cancellable { cancelled, progress };
-        with_engine!(&mut inner.engine, b => inner.codec.compress_raw_async(b, &data, container::ModelUse::Auto, &mut p).await).map_err(to_js)
+        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
+        with_engine!(&mut inner.engine, b => inner.codec.compress_raw_async(&mut Yielding::new(b, &self.cancelled), &data, container::ModelUse::Auto, &mut p).await).map_err(to_js)
     }
 
     /// Decodes a raw stream made by `compressRaw` from `length` bytes. `length` must be the
@@ -455,9 +454,8 @@ impl Compressor {
         let len = raw_length(length)?;
         let mut guard = self.begin()?;
         let inner = &mut *guard;
-        let cancelled = self.cancelled.clone();
-        let mut p = Cancellable { cancelled, progress };
-        with_engine!(&mut inner.engine, b => inner.codec.decompress_raw_async(b, &raw, len, &mut p).await).map_err(to_js)
+        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
+        with_engine!(&mut inner.engine, b => inner.codec.decompress_raw_async(&mut Yielding::new(b, &self.cancelled), &raw, len, &mut p).await).map_err(to_js)
     }
 }
 
@@ -494,21 +492,4 @@ fn raw_length(length: f64) -> Result<u64, JsValue> {
         return Err(js_error(codes::INVALID_ARGUMENT, &format!("length {length}: the original length must be a non-negative integer below 2^53")));
     }
     Ok(length as u64)
-}
-
-/// Progress that reports to the optional JS callback and stops the call with
-/// `LMZ_CANCELLED` once `cancel()` was called.
-struct Cancellable {
-    cancelled: Rc<Cell<bool>>,
-    progress: Option<Function>,
-}
-
-impl container::Progress for Cancellable {
-    fn update(&mut self, done: u64, total: u64) -> lmz::Result<()> {
-        if self.cancelled.get() {
-            return Err(Error::Cancelled);
-        }
-        report(&self.progress, done, total);
-        Ok(())
-    }
 }
