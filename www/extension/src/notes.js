@@ -297,7 +297,14 @@ $('open-page').addEventListener('click', async () => {
 
 $('model-save').addEventListener('click', async () => {
   const url = $('model-url').value.trim();
-  await setMeta('modelUrl', url || undefined);
+  try {
+    if (url) new URL(url); // throws a clear TypeError on a malformed URL, before it is stored
+    await setMeta('modelUrl', url || undefined);
+    await ask({ op: 'reset' });
+    showError(null);
+  } catch (e) {
+    showError(e);
+  }
 });
 
 // --- start ---

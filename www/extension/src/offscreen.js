@@ -174,6 +174,17 @@ const ops = {
   async import({ name, base64 }) {
     return importFile(name, base64);
   },
+  /** The model's URL changed: the next call loads the model again (after pending work). */
+  async reset() {
+    const c = compressor;
+    compressor = undefined;
+    setStatus({ model: 'idle', engine: undefined, adapter: undefined, error: undefined });
+    if (c) {
+      await sweeping?.catch(() => {});
+      (await c.catch(() => undefined))?.dispose();
+    }
+    return {};
+  },
 };
 
 chrome.runtime.onMessage.addListener((msg, _sender, respond) => {

@@ -6,6 +6,7 @@
 //       op 'compress', id                     compress note `id` now (export of a pending note)
 //       op 'import', name, base64             a .lmz file → a new note: { id }
 //       op 'status'                           the current status (below)
+//       op 'reset'                            forget the loaded model (its URL changed)
 //   offscreen → pages          { to: 'ui', type: 'status', status }   broadcast
 //       status: { model: 'idle'|'loading'|'ready'|'error', progress?: {phase, done, total},
 //                 engine?, adapter?, error?: {code, message}, busy?: {op, id, done, total} }
