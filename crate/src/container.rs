@@ -15,10 +15,25 @@
 use crate::backend::Backend;
 use crate::coder::{cum_freq, Decoder, Encoder};
 use crate::error::{Error, Result};
-use crate::eval::{score, window_at, Policy};
-use crate::model::{forward, Batch, Fracs};
+use crate::eval::{score_async, window_at, Policy};
+use crate::model::{block_on, forward_async, Batch, Fracs};
 use crate::pack::{hex, Config, Model};
 use crate::tokenizer::Tokenizer;
+
+/// Where long work reports how far it got: `update(done, total)` (bytes). An error returned
+/// by `update` — normally [`Error::Cancelled`] — stops the work at the next report and is
+/// returned by it; nothing is written. Any `FnMut(u64, u64)` closure is a `Progress` that
+/// never stops.
+pub trait Progress {
+    fn update(&mut self, done: u64, total: u64) -> Result<()>;
+}
+
+impl<F: FnMut(u64, u64) + ?Sized> Progress for F {
+    fn update(&mut self, done: u64, total: u64) -> Result<()> {
+        self(done, total);
+        Ok(())
+    }
+}
 
 // --- format constants (docs/FORMAT.md) ---
 
@@ -353,6 +368,38 @@ pub fn info(file: &[u8]) -> Result<Info> {
     parse(file).map(|p| p.info)
 }
 
+/// A raw stream's method, check and payload (docs/FORMAT.md, "Raw stream").
+fn split_raw(raw: &[u8]) -> Result<(Method, u16, &[u8])> {
+    let (&tag, rest) = raw.split_first().ok_or_else(|| Error::FormatTruncated("the raw stream is empty".into()))?;
+    let method = match Method::from_tag(tag) {
+        Some(m) => m,
+        None if TAG_RESERVED.contains(&tag) => return Err(Error::FormatVersion { version: tag as u32, supported: format!("raw tags 0x{TAG_STORED:02X}–0x{TAG_MODEL:02X}") }),
+        None => return Err(Error::FormatBadMagic(format!("raw stream tag {tag:02X} (expected F8–FA)"))),
+    };
+    if rest.len() < 2 {
+        return truncated("the check");
+    }
+    Ok((method, u16::from_le_bytes([rest[0], rest[1]]), &rest[2..]))
+}
+
+/// The standalone compact file holding a raw stream of `len` original bytes made with the
+/// model pack whose SHA-256 is `fingerprint`: the raw stream with the fingerprint's first
+/// bytes and the length put back (both forms carry the same check, over the whole
+/// fingerprint and the original). No model runs; the bytes equal what
+/// [`Codec::compress`] writes in the compact form when it picks the same method. A wrong
+/// `len` or `fingerprint` is not detected here but on decoding (`LMZ_FORMAT_CHECKSUM` or
+/// `LMZ_FORMAT_CORRUPT`), as for the raw stream itself.
+pub fn raw_to_compact(fingerprint: &[u8; 32], raw: &[u8], len: u64) -> Result<Vec<u8>> {
+    let (method, check, payload) = split_raw(raw)?;
+    let mut out = Vec::with_capacity(raw.len() + COMPACT_FP_BYTES + 10);
+    out.push(method.tag());
+    out.extend_from_slice(&fingerprint[..COMPACT_FP_BYTES]);
+    put_varint(&mut out, len);
+    out.extend_from_slice(&check.to_le_bytes());
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
 // --- the codec ---
 
 /// Everything compression needs from a model except the engine: config, tokenizer,
@@ -400,10 +447,16 @@ impl Codec {
     }
 
     /// Compresses `data` into a standalone `.lmz` file (full or compact form).
-    /// `progress(done, total)` counts input bytes.
-    pub fn compress<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<u8>> {
+    /// `progress(done, total)` counts input bytes. Synchronous: for engines whose readback
+    /// never waits (the CPU, a native GPU); a browser's GPU needs [`Codec::compress_async`].
+    pub fn compress<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+        block_on(self.compress_async(b, data, opts, progress))
+    }
+
+    /// [`Codec::compress`] for any engine: awaits the engine's readbacks.
+    pub async fn compress_async<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, progress: &mut dyn Progress) -> Result<Vec<u8>> {
         let policy = opts.policy.unwrap_or_else(|| self.default_policy());
-        let chunks = self.encode_chunks(b, data, opts, &policy, progress)?;
+        let chunks = self.encode_chunks(b, data, opts, &policy, progress).await?;
         if opts.compact && policy == self.default_policy() && chunks.len() <= 1 {
             let (method, payload) = chunks.into_iter().next().map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
             let mut out = vec![method.tag()];
@@ -439,8 +492,13 @@ impl Codec {
     }
 
     /// Decompresses a standalone `.lmz` file made with this model.
-    /// `progress(done, total)` counts output bytes.
-    pub fn decompress<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<u8>> {
+    /// `progress(done, total)` counts output bytes. Synchronous, like [`Codec::compress`].
+    pub fn decompress<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn Progress) -> Result<Vec<u8>> {
+        block_on(self.decompress_async(b, file, progress))
+    }
+
+    /// [`Codec::decompress`] for any engine: awaits the engine's readbacks.
+    pub async fn decompress_async<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn Progress) -> Result<Vec<u8>> {
         let p = parse(file)?;
         let info = &p.info;
         let have = hex(&self.fingerprint);
@@ -475,9 +533,9 @@ impl Codec {
             }
             self.decode_plain(ch.method, payload, ch.original_len, &mut parts[i]).map_err(|e| in_chunk(e, i, info.chunks.len()))?;
             done += ch.original_len;
-            progress(done, total);
+            progress.update(done, total)?;
         }
-        for (i, part) in self.decode_streams(b, &jobs, &policy, &mut |d| progress(done + d, total)).map_err(|(e, i)| in_chunk(e, i, info.chunks.len()))? {
+        for (i, part) in self.decode_streams(b, &jobs, &policy, &mut |d| progress.update(done + d, total)).await.map_err(|(e, i)| in_chunk(e, i, info.chunks.len()))? {
             parts[i] = part;
         }
         let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
@@ -506,11 +564,16 @@ impl Codec {
 
     /// The raw stream for an embedder that already knows the model and the original length
     /// (the notes extension): `tag, check16, payload` — 3 bytes over the coder's output.
-    pub fn compress_raw<B: Backend>(&self, b: &mut B, data: &[u8], model: ModelUse, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<u8>> {
+    pub fn compress_raw<B: Backend>(&self, b: &mut B, data: &[u8], model: ModelUse, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+        block_on(self.compress_raw_async(b, data, model, progress))
+    }
+
+    /// [`Codec::compress_raw`] for any engine: awaits the engine's readbacks.
+    pub async fn compress_raw_async<B: Backend>(&self, b: &mut B, data: &[u8], model: ModelUse, progress: &mut dyn Progress) -> Result<Vec<u8>> {
         let policy = self.default_policy();
         // One chunk: the raw stream has no chunk table.
         let opts = Options { chunk_tokens: usize::MAX, policy: None, model, compact: true };
-        let chunk = self.encode_chunks(b, data, &opts, &policy, progress)?.into_iter().next();
+        let chunk = self.encode_chunks(b, data, &opts, &policy, progress).await?.into_iter().next();
         let (method, payload) = chunk.map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
         let mut out = vec![method.tag()];
         out.extend_from_slice(&check16(&self.fingerprint, data).to_le_bytes());
@@ -519,27 +582,24 @@ impl Codec {
     }
 
     /// Decodes a raw stream of `len` original bytes made by [`Codec::compress_raw`].
-    pub fn decompress_raw<B: Backend>(&self, b: &mut B, raw: &[u8], len: u64, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<u8>> {
-        let (&tag, rest) = raw.split_first().ok_or_else(|| Error::FormatTruncated("the raw stream is empty".into()))?;
-        let method = match Method::from_tag(tag) {
-            Some(m) => m,
-            None if TAG_RESERVED.contains(&tag) => return Err(Error::FormatVersion { version: tag as u32, supported: format!("raw tags 0x{TAG_STORED:02X}–0x{TAG_MODEL:02X}") }),
-            None => return Err(Error::FormatBadMagic(format!("raw stream tag {tag:02X} (expected F8–FA)"))),
-        };
-        if rest.len() < 2 {
-            return truncated("the check");
-        }
-        let check = u16::from_le_bytes([rest[0], rest[1]]);
+    pub fn decompress_raw<B: Backend>(&self, b: &mut B, raw: &[u8], len: u64, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+        block_on(self.decompress_raw_async(b, raw, len, progress))
+    }
+
+    /// [`Codec::decompress_raw`] for any engine: awaits the engine's readbacks.
+    pub async fn decompress_raw_async<B: Backend>(&self, b: &mut B, raw: &[u8], len: u64, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+        let (method, check, rest) = split_raw(raw)?;
         let policy = self.default_policy();
         if method == Method::Model {
             self.check_backend(b, &policy)?;
         }
         let out = if method == Method::Model {
-            let job = Job { index: 0, payload: &rest[2..], len };
-            self.decode_streams(b, &[job], &policy, &mut |d| progress(d, len)).map_err(|(e, _)| e)?.pop().map(|(_, v)| v).unwrap_or_default()
+            let job = Job { index: 0, payload: rest, len };
+            self.decode_streams(b, &[job], &policy, &mut |d| progress.update(d, len)).await.map_err(|(e, _)| e)?.pop().map(|(_, v)| v).unwrap_or_default()
         } else {
             let mut out = Vec::new();
-            self.decode_plain(method, &rest[2..], len, &mut out)?;
+            self.decode_plain(method, rest, len, &mut out)?;
+            progress.update(out.len() as u64, len)?;
             out
         };
         if out.len() as u64 != len {
@@ -555,7 +615,7 @@ impl Codec {
     // --- compression ---
 
     /// Tokenizes `data`, cuts it into chunks and encodes each with the smallest method.
-    fn encode_chunks<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, policy: &Policy, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<Chunk>> {
+    async fn encode_chunks<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, policy: &Policy, progress: &mut dyn Progress) -> Result<Vec<Chunk>> {
         if opts.chunk_tokens == 0 {
             return Err(Error::InvalidArgument("chunks must hold at least one token".into()));
         }
@@ -578,7 +638,7 @@ impl Codec {
             if use_model {
                 self.check_backend(b, policy)?;
                 let ntok = piece.tokens.len() as u64;
-                let coded = self.encode_tokens(b, piece.tokens, policy, &mut |d, _| progress(done + n * d as u64 / ntok.max(1), total))?;
+                let coded = self.encode_tokens(b, piece.tokens, policy, &mut |d, _| progress.update(done + n * d as u64 / ntok.max(1), total)).await?;
                 let bounded = piece.tokens.len() as u64 <= max_model_tokens(coded.len());
                 if bounded && (coded.len() < best.payload.len() || opts.model == ModelUse::Force) {
                     best = Chunk { method: Method::Model, payload: coded, original_len: piece.bytes.len() };
@@ -592,7 +652,7 @@ impl Codec {
                 }
             }
             done += n;
-            progress(done, total);
+            progress.update(done, total)?;
             // Merge runs of chunks the model did not win: fewer table entries, and zstd sees more.
             match chunks.last_mut() {
                 Some(last) if last.method != Method::Model && best.method != Method::Model && last.original_len + best.original_len <= MERGE_LIMIT => {
@@ -647,15 +707,15 @@ impl Codec {
 
     /// Range-codes `tokens` under the model with `policy`, then checks the stream decodes back
     /// to the same symbols (the coder half of a round trip, without re-running the model).
-    fn encode_tokens<B: Backend>(&self, b: &mut B, tokens: &[u32], policy: &Policy, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<u8>> {
+    async fn encode_tokens<B: Backend>(&self, b: &mut B, tokens: &[u32], policy: &Policy, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<Vec<u8>> {
         let mut enc = Encoder::new();
         let mut coded: Vec<(u32, u32)> = Vec::with_capacity(tokens.len());
-        score(b, &self.cfg, &self.fracs, tokens, policy, &mut |i, table| {
+        score_async(b, &self.cfg, &self.fracs, tokens, policy, &mut |i, table| {
             let (c, f) = cum_freq(table, tokens[i]).ok_or_else(|| Error::InvalidArgument(format!("token {} outside the vocabulary", tokens[i])))?;
             enc.encode(c, f);
             coded.push((c, f));
             Ok(())
-        }, progress)?;
+        }, progress).await?;
         let bytes = enc.finish();
         let mut d = Decoder::new(&bytes);
         for &(c, f) in &coded {
@@ -691,7 +751,7 @@ impl Codec {
     /// prefill), so the weights are read once for all of them. A finished chunk hands its
     /// slot to the next. Returns `(chunk index, bytes)` per job; `progress(bytes)` counts
     /// the bytes decoded so far over all jobs. An error names the job's chunk index.
-    fn decode_streams<B: Backend>(&self, b: &mut B, jobs: &[Job], policy: &Policy, progress: &mut dyn FnMut(u64)) -> std::result::Result<Vec<(usize, Vec<u8>)>, (Error, usize)> {
+    async fn decode_streams<B: Backend>(&self, b: &mut B, jobs: &[Job<'_>], policy: &Policy, progress: &mut dyn FnMut(u64) -> Result<()>) -> std::result::Result<Vec<(usize, Vec<u8>)>, (Error, usize)> {
         let slots = b.slots().max(1);
         let mut queue = jobs.iter();
         let mut active: Vec<(usize, Stream)> = Vec::new(); // (slot, stream)
@@ -719,7 +779,7 @@ impl Codec {
                 st.push_step(*slot, policy, &mut batch);
             }
             let (mut i, mut at) = (0usize, None);
-            forward(b, &self.cfg, &self.fracs, &batch, &mut |_, table| {
+            forward_async(b, &self.cfg, &self.fracs, &batch, &mut |_, table| {
                 let (_, st) = &mut active[i];
                 i += 1;
                 at = Some(st.index);
@@ -728,9 +788,10 @@ impl Codec {
                 decoded += st.out.len() as u64 - before;
                 Ok(())
             })
+            .await
             .map_err(|e| (e, at.unwrap_or(0)))?;
             if decoded - reported >= 256 {
-                progress(decoded);
+                progress(decoded).map_err(|e| (e, at.unwrap_or(0)))?;
                 reported = decoded;
             }
             let mut k = 0;
@@ -745,7 +806,7 @@ impl Codec {
                 }
             }
         }
-        progress(decoded);
+        progress(decoded).map_err(|e| (e, 0))?;
         Ok(results)
     }
 }

@@ -55,6 +55,10 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
+    // --- control ---
+    #[error("cancelled")]
+    Cancelled,
+
     // --- io ---
     #[error("{path}: {source}")]
     Io {
@@ -85,6 +89,7 @@ impl Error {
             Error::GpuNoAdapter(_) => "LMZ_GPU_NO_ADAPTER",
             Error::GpuLimits { .. } => "LMZ_GPU_LIMITS",
             Error::Gpu(_) => "LMZ_GPU",
+            Error::Cancelled => "LMZ_CANCELLED",
             Error::Io { .. } => "LMZ_IO",
         }
     }
@@ -118,6 +123,7 @@ mod tests {
             Error::GpuNoAdapter(String::new()),
             Error::GpuLimits { adapter: String::new(), what: String::new() },
             Error::Gpu(String::new()),
+            Error::Cancelled,
             Error::io("x", std::io::Error::other("x")),
         ];
         let mut codes: Vec<_> = all.iter().map(|e| e.code()).collect();

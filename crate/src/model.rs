@@ -96,8 +96,15 @@ impl Batch {
 }
 
 /// Runs one batch and hands the frequency table predicting the token after row
-/// `batch.logits[i]` to `sink(i, table)`, in order.
+/// `batch.logits[i]` to `sink(i, table)`, in order. Synchronous: for engines whose
+/// [`Backend::freqs`] never waits (the CPU, a native GPU); see [`forward_async`].
 pub fn forward<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+    block_on(forward_async(b, cfg, fr, batch, sink))
+}
+
+/// [`forward`] for any engine, a browser's GPU included: awaits each readback of frequency
+/// tables instead of blocking.
+pub async fn forward_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
     batch.check(b.slots(), b.cache_len().min(cfg.ctx))?;
     if batch.is_empty() {
         return Ok(());
@@ -135,7 +142,7 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, s
         let z = b.rmsnorm(&xr, Norm::Out);
         let a = b.quantize(&z, fr.out_norm);
         let logits = b.logits(&a);
-        b.freqs(&logits, &mut |i, t| sink(base + i, t))?;
+        b.freqs(&logits, &mut |i, t| sink(base + i, t)).await?;
         base += rows.len();
     }
     Ok(())
@@ -148,7 +155,26 @@ pub const LOGIT_ROWS: usize = 64;
 /// positions `0..pos0` of the same sequence) and hands the table predicting the token after
 /// each of `tokens[logits_from..]` to `sink(i, table)`, `i` counted from `logits_from`.
 pub fn forward_seq<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], pos0: usize, logits_from: usize, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+    block_on(forward_seq_async(b, cfg, fr, tokens, pos0, logits_from, sink))
+}
+
+/// [`forward_seq`] for any engine (see [`forward_async`]).
+pub async fn forward_seq_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], pos0: usize, logits_from: usize, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
     let mut batch = Batch::default();
     batch.push_seq(0, tokens, pos0, logits_from);
-    forward(b, cfg, fr, &batch, sink)
+    forward_async(b, cfg, fr, &batch, sink).await
+}
+
+/// Drives a future of the coding path to completion without an executor: it is polled once,
+/// which completes it on every engine whose readback never waits (the CPU engine, a native
+/// GPU, which blocks in `device.poll`). A future that would wait — a browser's GPU readback,
+/// which needs the event loop — is an error telling the caller to use the async API, never a
+/// spin or a hang.
+pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use std::task::{Context, Poll, Waker};
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => r,
+        Poll::Pending => Err(Error::InvalidArgument("this engine waits for its device: drive it through the async API (forward_async, Codec::compress_async…)".into())),
+    }
 }

@@ -15,6 +15,12 @@ pub const PACK_FORMAT: &str = "lmz-pack";
 pub const PACK_VERSION: u32 = 1;
 /// Key of the single `__metadata__` entry (one key keeps the header byte-for-byte reproducible).
 pub const META_KEY: &str = "lmz";
+/// The pinned model pack's file name (the CLI's cache, the browser package's default URL).
+pub const PACK_FILE: &str = "smollm2-135m.lmz.safetensors";
+/// SHA-256 of the pinned model pack: what the deterministic converter produces from the
+/// pinned GGUF, and the fingerprint every `.lmz` file made with it names. Here rather than in
+/// the CLI's `fetch` so that the wasm build (which checks downloaded weights against it) has it.
+pub const PACK_SHA256: &str = "0dd83629970b2c41365ef860ea33f57dd0449b8623b0067441c37652232a5348";
 
 /// Model hyper-parameters (from the GGUF), plus the integer constants derived from them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -310,7 +316,12 @@ impl Model {
     }
 }
 
-/// The limits the integer kernels' overflow proofs assume (see ARCHITECTURE.md).
+/// The limits the integer kernels' overflow proofs assume (see ARCHITECTURE.md), the CPU's
+/// and the WGSL kernels' alike: dim ≤ 1024 (RMSNorm's u32 sum of squares), every matmul row
+/// at most 1536 columns = 48 blocks of 32 (the Q4 kernels' split accumulator, `wide.wgsl`),
+/// the only Q8 matrix (the embedding) dim ≤ 1024 columns = 32 blocks, vocab < 2^22 (the
+/// frequency kernel's 2^24 total with every symbol ≥ 1). Checked when a pack is loaded, so
+/// no engine ever runs outside them.
 pub fn check_config(c: &Config) -> Result<()> {
     let ok = c.n_layers >= 1
         && c.n_layers <= 256

@@ -874,7 +874,7 @@ impl Backend for CpuBackend {
         CpuBuf { width: w, data }
     }
 
-    fn freqs(&mut self, logits: &CpuBuf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+    async fn freqs(&mut self, logits: &CpuBuf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
         let mut f = vec![0u32; logits.width];
         for (r, row) in logits.data.chunks_exact(logits.width).enumerate() {
             crate::freq::freq_table(row, &self.tables.out_exp, &mut f);

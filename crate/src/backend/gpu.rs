@@ -783,6 +783,12 @@ impl GpuBackend {
         Self::on(Gpu::new(opts)?, model, slots, cache_len)
     }
 
+    /// `slots` independent sequences of at most `cache_len` positions each, on a device
+    /// opened without blocking (the way a browser must).
+    pub async fn with_slots_async(model: &Model, slots: usize, cache_len: usize, opts: GpuOptions) -> Result<Self> {
+        Self::on(Gpu::new_async(opts).await?, model, slots, cache_len)
+    }
+
     /// The engine on an opened device.
     pub fn on(gpu: Gpu, model: &Model, slots: usize, cache_len: usize) -> Result<Self> {
         let cfg = model.config().clone();
@@ -914,8 +920,10 @@ impl Backend for GpuBackend {
         self.gpu.rows(x, idx)
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
-    fn freqs(&mut self, logits: &GpuBuf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+    /// Natively the readback blocks in `device.poll` (so the future never returns `Pending`
+    /// and the synchronous API can drive it); on wasm it awaits the map callback, which the
+    /// browser's event loop delivers.
+    async fn freqs(&mut self, logits: &GpuBuf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
         let vocab = self.embed.rows;
         let chunk = (self.gpu.chunk_bytes / (vocab * 4)).max(1);
         let mut row0 = 0;
@@ -925,20 +933,18 @@ impl Backend for GpuBackend {
                 Some(a) => self.gpu.matmul_q8(&self.embed, a, cpu::LOGIT_FRAC, row0, n),
                 None => self.gpu.rows(logits, &(row0 as u32..(row0 + n) as u32).collect::<Vec<_>>()),
             };
+            #[cfg(not(target_arch = "wasm32"))]
             let f = self.gpu.read_freq(&l, &self.tables)?;
+            #[cfg(target_arch = "wasm32")]
+            let f = {
+                let buf = self.gpu.freq(&l, &self.tables);
+                self.gpu.read_async::<u32>(&buf, 0, l.rows * l.width).await?
+            };
             for (i, t) in f.chunks_exact(vocab).enumerate() {
                 sink(row0 + i, t)?;
             }
             row0 += n;
         }
         self.gpu.check()
-    }
-
-    /// The synchronous trait cannot wait for a map callback in a browser (that needs the event
-    /// loop to run), so on wasm this engine is driven through an async entry point instead
-    /// (the wasm issue), built on [`Gpu::read_async`]; this says so rather than blocking.
-    #[cfg(target_arch = "wasm32")]
-    fn freqs(&mut self, _logits: &GpuBuf, _sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
-        Err(Error::Gpu("the synchronous Backend cannot wait for the GPU in wasm; use the async engine".into()))
     }
 }

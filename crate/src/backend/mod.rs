@@ -73,5 +73,12 @@ pub trait Backend {
     /// The rows `idx` of `x`, in that order.
     fn rows(&mut self, x: &Self::Buf, idx: &[u32]) -> Self::Buf;
     /// Frequency tables of every row of `logits`, handed to `sink(row, table)` in order.
-    fn freqs(&mut self, logits: &Self::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()>;
+    ///
+    /// The one operation that brings data back to the host, so the one that may wait: it is
+    /// async so that a browser's GPU engine can await its readback on the event loop. The CPU
+    /// engine and the native GPU engine complete without ever returning `Pending`, which is
+    /// what lets the synchronous API ([`crate::model::forward`]) drive them with
+    /// [`crate::model::block_on`].
+    #[allow(async_fn_in_trait)] // engines are used by generic code only, never as `dyn` or across threads
+    async fn freqs(&mut self, logits: &Self::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()>;
 }

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the browser side: the wasm bindings (crate/wasm) with cargo and wasm-bindgen, the npm
+# package (web/: tsc, then `npm pack` → out/lmz-VERSION.tgz), and the demo site (out/site/:
+# www/demo with that tarball installed as a user would, the model pack linked next to it).
+#
+# Needs: the wasm32-unknown-unknown target, wasm-bindgen-cli 0.2.130 on PATH (scripts/test.sh
+# installs both), Node ≥ 20 with npm, and the model pack (`lmz model fetch`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
+pack="${LMZ_MODEL:-${LMZ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lmz}/smollm2-135m.lmz.safetensors}"
+want_bindgen="$(sed -n 's/^wasm-bindgen = "=\(.*\)"$/\1/p' crate/wasm/Cargo.toml)"
+
+have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" || true
+if [ "$have" != "$want_bindgen" ]; then
+    echo "wasm-bindgen $want_bindgen is needed (found: ${have:-none}); scripts/test.sh installs it" >&2
+    exit 1
+fi
+[ -f "$pack" ] || { echo "no model pack at $pack: run \`lmz model fetch\` (scripts/run.sh does)" >&2; exit 1; }
+
+echo "== wasm bindings (cargo, wasm32-unknown-unknown, release)"
+cargo build -q -p lmz-wasm --target wasm32-unknown-unknown --release
+wasm-bindgen --target web --out-dir web/src/wasm --out-name lmz_wasm \
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/lmz_wasm.wasm"
+
+echo "== npm package (web/)"
+mkdir -p out
+(
+    cd web
+    [ -d node_modules/typescript ] || npm ci --no-audit --no-fund
+    rm -rf dist
+    npm run -s build
+    npm pack -s --pack-destination ../out >/dev/null
+)
+version="$(node -p "require('./web/package.json').version")"
+tarball="out/lmz-$version.tgz"
+
+echo "== demo site (out/site: www/demo + $tarball installed + the model pack)"
+rm -rf out/site
+mkdir -p out/site/models
+cp -r www/demo/. out/site/
+(cd out/site && npm install -s --no-audit --no-fund --offline "../lmz-$version.tgz")
+ln -sf "$pack" out/site/models/smollm2-135m.lmz.safetensors
+printf '%s  wasm (bytes): %s  gzip -9: %s\n' "$tarball" \
+    "$(stat -c %s out/site/node_modules/lmz/dist/wasm/lmz_wasm_bg.wasm)" \
+    "$(gzip -9c out/site/node_modules/lmz/dist/wasm/lmz_wasm_bg.wasm | wc -c)"

@@ -1,0 +1,16 @@
+import { start, settle } from './browser.mjs';
+const env = await start();
+const page = await env.context.newPage();
+const engine = process.argv[2] ?? 'cpu';
+await page.goto(`${env.url}?engine=${engine}&heatmap=0`);
+await page.waitForFunction(() => document.body.dataset.ready === '1');
+await page.fill('#text', process.argv[3] ?? 'Hello, world. This is a short test.');
+const t0 = Date.now();
+await page.click('#compress');
+let last = '';
+const iv = setInterval(async () => { try { const p = await page.textContent('#phase'); if (p !== last) { console.log(((Date.now()-t0)/1000).toFixed(1), p); last = p; } } catch {} }, 1000);
+const s = await settle(page, env, 20 * 60000);
+clearInterval(iv);
+console.log(JSON.stringify(s), await page.textContent('#timing'), await page.textContent('#engine-info'), await page.textContent('#lmz-bytes'));
+console.log(env.logs.join('\n'));
+await env.close();

@@ -1,0 +1,167 @@
+// The in-thread engine: the wasm module, the model and one engine (WebGPU or wasm-CPU) in
+// the calling thread. The worker runs exactly this class; `createCompressor({ worker: false })`
+// hands it to the page directly.
+
+import init, { Compressor as WasmCompressor, info as wasmInfo, packFingerprint, rawToFile as wasmRawToFile } from './wasm/lmz_wasm.js';
+import { LmzError, PackageCodes, toLmzError } from './errors.js';
+import { loadModel } from './model.js';
+import type { CallOptions, Compressor, EngineChoice, EngineKind, Info, Phase, Progress, TokenScores } from './types.js';
+
+let ready: Promise<unknown> | undefined;
+
+
+/** Instantiates the wasm module once per thread (fetched next to this file). */
+export function loadWasm(): Promise<unknown> {
+  const p =
+    ready ??
+    init({ module_or_path: new URL('./wasm/lmz_wasm_bg.wasm', import.meta.url) }).catch((e: unknown) => {
+      ready = undefined;
+      throw new LmzError(PackageCodes.INTERNAL, `cannot load lmz's wasm module: ${(e as Error)?.message ?? e}`);
+    });
+  ready = p;
+  return p;
+}
+
+/** A `.lmz` header, without a model. */
+export async function readInfo(data: Uint8Array): Promise<Info> {
+  await loadWasm();
+  try {
+    return wasmInfo(data) as Info;
+  } catch (e) {
+    throw toLmzError(e);
+  }
+}
+
+/** The standalone compact `.lmz` of a raw stream of `length` bytes; needs no model. */
+export async function readRawToFile(raw: Uint8Array, length: number): Promise<Uint8Array> {
+  await loadWasm();
+  try {
+    return wasmRawToFile(raw, length);
+  } catch (e) {
+    throw toLmzError(e);
+  }
+}
+
+/** The part of WebGPU's adapter info that names it (wgpu passes on only `description`,
+ * which Chromium leaves empty for SwiftShader). */
+interface GpuAdapterInfoLike {
+  vendor?: string;
+  architecture?: string;
+  description?: string;
+  isFallbackAdapter?: boolean;
+}
+
+/** "google swiftshader (fallback adapter) (BrowserWebGpu, Cpu, dot4I8Packed)": the browser's
+ * words for the adapter, then the engine's (backend, device type, dot4 variant). */
+async function adapterName(engineWords: string): Promise<string> {
+  try {
+    const gpu = (navigator as unknown as { gpu: { requestAdapter(o?: object): Promise<{ info?: GpuAdapterInfoLike } | null> } }).gpu;
+    const i = (await gpu.requestAdapter({ powerPreference: 'high-performance' }))?.info;
+    if (!i) return engineWords;
+    const name = i.description || [i.vendor, i.architecture].filter(Boolean).join(' ') || 'unnamed adapter';
+    return `${name}${i.isFallbackAdapter ? ' (fallback adapter)' : ''} ${engineWords.trim()}`;
+  } catch {
+    return engineWords;
+  }
+}
+
+export interface EngineOptions {
+  modelUrl: string;
+  engine: EngineChoice;
+  cache: boolean;
+  onProgress?: (p: Progress) => void;
+}
+
+export class LocalEngine implements Compressor {
+  readonly engine: EngineKind;
+  readonly adapter: string;
+  readonly fingerprint: string;
+  #c: WasmCompressor | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #onProgress?: (p: Progress) => void;
+
+  private constructor(c: WasmCompressor, adapter: string, onProgress?: (p: Progress) => void) {
+    this.#c = c;
+    this.engine = c.engine as EngineKind;
+    this.adapter = adapter;
+    this.fingerprint = c.fingerprint;
+    this.#onProgress = onProgress;
+  }
+
+  static async create(opts: EngineOptions): Promise<LocalEngine> {
+    const report = opts.onProgress ?? (() => {});
+    await loadWasm();
+    if (opts.engine === 'webgpu' && !(typeof navigator !== 'undefined' && 'gpu' in navigator)) {
+      throw new LmzError(PackageCodes.GPU_NO_ADAPTER, 'this browser has no WebGPU (navigator.gpu is missing); use engine: "cpu" or "auto"');
+    }
+    const pack = await loadModel(opts.modelUrl, packFingerprint(), { cache: opts.cache, onProgress: report });
+    report({ phase: 'load', done: 0, total: 1 });
+    let c: WasmCompressor;
+    try {
+      c = await WasmCompressor.create(pack, opts.engine);
+    } catch (e) {
+      throw toLmzError(e);
+    }
+    report({ phase: 'load', done: 1, total: 1 });
+    const adapter = c.engine === 'webgpu' ? await adapterName(c.adapter) : c.adapter;
+    return new LocalEngine(c, adapter, opts.onProgress);
+  }
+
+  /** Runs `f` after every earlier call (the wasm compressor runs one call at a time). */
+  #run<T>(phase: Phase, opts: CallOptions | undefined, f: (c: WasmCompressor, progress: (done: number, total: number) => void) => Promise<T>): Promise<T> {
+    const onProgress = opts?.onProgress ?? this.#onProgress;
+    const signal = opts?.signal;
+    const next = this.#queue.then(async () => {
+      const c = this.#c;
+      if (!c) throw new LmzError(PackageCodes.DISPOSED, 'this compressor was disposed');
+      const abort = () => c.cancel();
+      signal?.addEventListener('abort', abort);
+      try {
+        if (signal?.aborted) throw new LmzError(PackageCodes.CANCELLED, 'the call was cancelled before it started');
+        return await f(c, (done, total) => onProgress?.({ phase, done, total }));
+      } catch (e) {
+        const err = toLmzError(e);
+        // A panic leaves the wasm instance in an unknown state: refuse further calls.
+        if (err.code === PackageCodes.INTERNAL) this.#c = undefined;
+        throw err;
+      } finally {
+        signal?.removeEventListener('abort', abort);
+      }
+    });
+    this.#queue = next.catch(() => {});
+    return next;
+  }
+
+  compress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
+    return this.#run('compress', opts, (c, p) => c.compress(data, p));
+  }
+
+  decompress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
+    return this.#run('decompress', opts, (c, p) => c.decompress(data, p));
+  }
+
+  compressRaw(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
+    return this.#run('compress', opts, (c, p) => c.compressRaw(data, p));
+  }
+
+  decompressRaw(raw: Uint8Array, length: number, opts?: CallOptions): Promise<Uint8Array> {
+    return this.#run('decompress', opts, (c, p) => c.decompressRaw(raw, length, p));
+  }
+
+  score(data: Uint8Array, opts?: CallOptions): Promise<TokenScores> {
+    return this.#run('score', opts, (c, p) => c.score(data, p) as Promise<TokenScores>);
+  }
+
+  info(data: Uint8Array): Promise<Info> {
+    return readInfo(data);
+  }
+
+  dispose(): void {
+    const c = this.#c;
+    this.#c = undefined;
+    if (!c) return;
+    // Stop a running call, free the engine when it has returned (the queue never rejects).
+    c.cancel();
+    void this.#queue.then(() => c.free());
+  }
+}

@@ -1,0 +1,124 @@
+// The model pack on demand: Cache Storage first, else a download with progress; either way
+// the bytes are SHA-256-checked (SubtleCrypto) against the fingerprint the wasm build was
+// made for before anything uses them. A cached copy that fails the check (corrupted,
+// truncated, or an older pack at the same URL) is deleted and downloaded again.
+
+import { LmzError, PackageCodes } from './errors.js';
+import type { Progress } from './types.js';
+
+/** The Cache Storage bucket; the key is the model's absolute URL. */
+export const CACHE_NAME = 'lmz-model-v1';
+
+export interface LoadOptions {
+  cache: boolean;
+  onProgress: (p: Progress) => void;
+}
+
+async function sha256hex(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function openCache(): Promise<Cache | undefined> {
+  // Cache Storage needs a secure context (https or localhost) and may be disabled.
+  if (typeof caches === 'undefined') return undefined;
+  try {
+    return await caches.open(CACHE_NAME);
+  } catch {
+    return undefined;
+  }
+}
+
+async function download(url: string, onProgress: (p: Progress) => void, note?: Progress['note']): Promise<Uint8Array> {
+  let res: Response;
+  try {
+    // Cache Storage keeps the copy; no second one in the HTTP cache.
+    res = await fetch(url, { cache: 'no-store' });
+  } catch (e) {
+    throw new LmzError(PackageCodes.FETCH, `cannot fetch the model from ${url}: ${(e as Error).message}`);
+  }
+  if (!res.ok || !res.body) {
+    throw new LmzError(PackageCodes.FETCH, `cannot fetch the model from ${url}: HTTP ${res.status} ${res.statusText}`);
+  }
+  const total = Number(res.headers.get('content-length') ?? 0) || 0;
+  const reader = res.body.getReader();
+  let buf = new Uint8Array(total || 1 << 20);
+  let done = 0;
+  onProgress({ phase: 'download', done, total, note });
+  for (;;) {
+    const { done: end, value } = await reader.read();
+    if (end) break;
+    if (done + value.length > buf.length) {
+      const bigger = new Uint8Array(Math.max(buf.length * 2, done + value.length));
+      bigger.set(buf.subarray(0, done));
+      buf = bigger;
+    }
+    buf.set(value, done);
+    done += value.length;
+    onProgress({ phase: 'download', done, total, note });
+  }
+  if (total && done !== total) {
+    throw new LmzError(PackageCodes.FETCH, `the model download from ${url} ended after ${done} of ${total} bytes`);
+  }
+  return done === buf.length ? buf : buf.slice(0, done);
+}
+
+async function store(cache: Cache, url: string, bytes: Uint8Array): Promise<void> {
+  const need = bytes.length;
+  if (typeof navigator !== 'undefined' && navigator.storage?.estimate) {
+    const { quota, usage } = await navigator.storage.estimate();
+    if (quota !== undefined && usage !== undefined && quota - usage < need) {
+      throw new LmzError(
+        PackageCodes.STORAGE_QUOTA,
+        `the model needs ${need} bytes of Cache Storage, this origin has ${Math.max(0, quota - usage)} free (quota ${quota}); free some space, or pass cache: false to download it on every load`,
+      );
+    }
+  }
+  try {
+    await cache.put(url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(need) } }));
+  } catch (e) {
+    if ((e as Error)?.name === 'QuotaExceededError') {
+      throw new LmzError(PackageCodes.STORAGE_QUOTA, `Cache Storage refused the ${need}-byte model (quota exceeded); free some space, or pass cache: false`);
+    }
+    throw e;
+  }
+}
+
+/** The model pack at `url`, verified to hash to `fingerprint` (lower-case hex). */
+export async function loadModel(url: string, fingerprint: string, opts: LoadOptions): Promise<Uint8Array> {
+  const cache = opts.cache ? await openCache() : undefined;
+  let note: Progress['note'];
+  if (cache) {
+    const hit = await cache.match(url);
+    if (hit) {
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = new Uint8Array(await hit.arrayBuffer());
+      } catch {
+        bytes = undefined; // an unreadable entry is as good as a corrupt one
+      }
+      if (bytes) {
+        opts.onProgress({ phase: 'verify', done: 0, total: bytes.length, note: 'cached' });
+        if ((await sha256hex(bytes)) === fingerprint) {
+          opts.onProgress({ phase: 'verify', done: bytes.length, total: bytes.length, note: 'cached' });
+          return bytes;
+        }
+      }
+      // Corrupted or truncated (or another pack at this URL): never use it; fetch again.
+      await cache.delete(url);
+      note = 'cache-corrupt';
+    }
+  }
+  const bytes = await download(url, opts.onProgress, note);
+  opts.onProgress({ phase: 'verify', done: 0, total: bytes.length });
+  const got = await sha256hex(bytes);
+  if (got !== fingerprint) {
+    throw new LmzError(
+      PackageCodes.HASH_MISMATCH,
+      `the model at ${url} has SHA-256 ${got}, this build of lmz needs the pack ${fingerprint} (${bytes.length} bytes downloaded): serve the file that \`lmz model fetch\` makes`,
+    );
+  }
+  opts.onProgress({ phase: 'verify', done: bytes.length, total: bytes.length });
+  if (cache) await store(cache, url, bytes);
+  return bytes;
+}

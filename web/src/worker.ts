@@ -1,0 +1,68 @@
+// The Web Worker: runs a LocalEngine and answers the client's messages (protocol.ts).
+// Errors travel as { name, code, message } and are rebuilt into LmzError by the client.
+
+import { LocalEngine } from './engine.js';
+import { errorData, LmzError, PackageCodes } from './errors.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+import type { Progress, TokenScores } from './types.js';
+
+const scope = self as unknown as DedicatedWorkerGlobalScope;
+const post = (m: FromWorker, transfer: Transferable[] = []) => scope.postMessage(m, transfer);
+
+let engine: Promise<LocalEngine> | undefined;
+const calls = new Map<number, AbortController>();
+
+scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
+  const m = ev.data;
+  if (m.type === 'init') {
+    engine = LocalEngine.create({ modelUrl: m.modelUrl, engine: m.engine, cache: m.cache, onProgress: (progress) => post({ type: 'progress', id: null, progress }) });
+    try {
+      const e = await engine;
+      post({ type: 'ready', engine: e.engine, adapter: e.adapter, fingerprint: e.fingerprint });
+    } catch (err) {
+      post({ type: 'error', id: null, error: errorData(err) });
+    }
+    return;
+  }
+  if (m.type === 'cancel') {
+    calls.get(m.id)?.abort();
+    return;
+  }
+  const ac = new AbortController();
+  calls.set(m.id, ac);
+  try {
+    if (!engine) throw new LmzError(PackageCodes.WORKER, 'the worker was called before init');
+    const e = await engine;
+    const opts = { signal: ac.signal, onProgress: (progress: Progress) => post({ type: 'progress', id: m.id, progress }) };
+    switch (m.method) {
+      case 'compress':
+      case 'decompress': {
+        const out = await e[m.method](m.data, opts);
+        post({ type: 'result', id: m.id, value: out }, [out.buffer]);
+        break;
+      }
+      case 'compressRaw': {
+        const out = await e.compressRaw(m.data, opts);
+        post({ type: 'result', id: m.id, value: out }, [out.buffer]);
+        break;
+      }
+      case 'decompressRaw': {
+        const out = await e.decompressRaw(m.data, m.length ?? Number.NaN, opts);
+        post({ type: 'result', id: m.id, value: out }, [out.buffer]);
+        break;
+      }
+      case 'score': {
+        const s: TokenScores = await e.score(m.data, opts);
+        post({ type: 'result', id: m.id, value: s }, [s.lengths.buffer, s.bits.buffer]);
+        break;
+      }
+      case 'info':
+        post({ type: 'result', id: m.id, value: await e.info(m.data) });
+        break;
+    }
+  } catch (err) {
+    post({ type: 'error', id: m.id, error: errorData(err) });
+  } finally {
+    calls.delete(m.id);
+  }
+};
