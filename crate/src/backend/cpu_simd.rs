@@ -79,13 +79,13 @@ macro_rules! by_fours {
 
 fn check_q4(w: &CpuQ4, g: usize, x: &QAct, o: &[i32]) {
     let nb = w.cols / 32;
-    assert!(w.cols % 32 == 0 && x.width == w.cols && w.w.len() >= (g + 1) * nb * 128 && w.d.len() >= (g + 1) * nb * GROUP && w.m.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
+    assert!(w.cols.is_multiple_of(32) && x.width == w.cols && w.w.len() >= (g + 1) * nb * 128 && w.d.len() >= (g + 1) * nb * GROUP && w.m.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
     assert!(x.q.len() >= x.tokens * x.width && x.a.len() >= x.tokens * nb && x.sum.len() >= x.tokens * nb && x.exp.len() >= x.tokens && o.len() >= GROUP * x.tokens);
 }
 
 fn check_q8(w: &CpuQ8, g: usize, x: &QAct, o: &[i32]) {
     let nb = w.cols / 32;
-    assert!(w.cols % 32 == 0 && x.width == w.cols && w.q.len() >= (g + 1) * nb * 256 && w.d.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
+    assert!(w.cols.is_multiple_of(32) && x.width == w.cols && w.q.len() >= (g + 1) * nb * 256 && w.d.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
     assert!(x.q.len() >= x.tokens * x.width && x.a.len() >= x.tokens * nb && x.exp.len() >= x.tokens && o.len() >= GROUP * x.tokens);
 }
 
@@ -174,7 +174,7 @@ pub fn head_values(isa: Isa, p: &[u32], v: &[i16], kvd: usize, off: usize, sum: 
 /// `1/sum ≥ 2^-28` between `num/sum` and the next integer, so the quotient is exact.
 #[inline(always)]
 fn recip(sum: u32) -> u64 {
-    (((1u128 << 64) + sum as u128 - 1) / sum as u128) as u64
+    (1u128 << 64).div_ceil(sum as u128) as u64
 }
 
 /// `pn = floor((p·2^15 + sum/2) / sum)` by [`recip`] (`p·2^15 + sum/2 < 2^31`).
@@ -537,6 +537,7 @@ mod x86 {
     /// Writes the 8 rows' rounded outputs of token `t`: `acc_e` holds rows 0,2,4,6 and
     /// `acc_o` rows 1,3,5,7 as exact i64 sums.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn finish(acc_e: __m256i, acc_o: __m256i, e: &[i8], exp: i32, frac_out: i32, o: &mut [i32], t: usize, tokens: usize) {
         let (mut ev, mut od) = ([0i64; 4], [0i64; 4]);
         _mm256_storeu_si256(ev.as_mut_ptr() as *mut __m256i, acc_e);
@@ -659,10 +660,7 @@ mod x86 {
         let mut tmax = m.iter().copied().max().unwrap_or(i32::MIN);
         for (jj, sc) in scores.iter_mut().enumerate().skip(j) {
             let r = kp.add(jj * kvd);
-            let mut d = 0i32;
-            for i in 0..64 {
-                d += qi[i] as i32 * *r.add(i) as i32;
-            }
+            let d: i32 = qi.iter().enumerate().map(|(i, &q)| q as i32 * *r.add(i) as i32).sum();
             *sc = round_shift_sat_i64(d as i64, shift0 - k_exp[jj * n_kv + kvh]);
             tmax = tmax.max(*sc);
         }
@@ -677,7 +675,7 @@ mod x86 {
     pub unsafe fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
         // pn = floor(num / sum), num = p·2^15 + sum/2 < 2^31, as floor(num · inv / 2^64) with
         // inv = ceil(2^64 / sum): exact (see `attention_head`).
-        let inv = (((1u128 << 64) + sum as u128 - 1) / sum as u128) as u64;
+        let inv = super::recip(sum);
         let pn = |pj: u32| if pj == 0 { 0 } else { (((((pj << 15) + sum / 2) as u64) as u128 * inv as u128) >> 64) as u32 };
         let mut lo = [_mm256_setzero_si256(); 4];
         let mut hi = [_mm256_setzero_si256(); 4];
