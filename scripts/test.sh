@@ -64,6 +64,9 @@ fi
 step "browser build: wasm bindings, npm package (npm pack), demo site (out/site)"
 bash scripts/build-web.sh
 
+step "notes extension build: out/extension (the package installed, the model packaged) and the store zip"
+bash scripts/build-extension.sh
+
 step "browser end-to-end tests (headless Chromium: WebGPU on SwiftShader and wasm-CPU, against the CLI)"
 cargo build --profile ci -q -p lmz
 LMZ_BIN="$CARGO_TARGET_DIR/ci/lmz" node --test --test-concurrency=1 --test-reporter=spec tests/e2e/

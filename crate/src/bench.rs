@@ -2,7 +2,8 @@
 //! by side in one run, as a Markdown table (part of `main.rs`, not of the library).
 //!
 //! Every round trip is checked byte for byte; speeds are input bytes per second of wall
-//! time. Machines are shared and noisy: compare ratios of times within one run.
+//! time. Machines are shared and noisy: compare ratios of times within one run. `--speed`
+//! reports lmz alone in tokens/s, the unit of llama.cpp's prompt evaluation.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -60,7 +61,19 @@ fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
     Ok((r, t.elapsed().as_secs_f64().max(1e-9)))
 }
 
-pub fn run(model_flag: Option<&Path>, files: &[PathBuf], with_lmz: bool, threads: Option<usize>, backend: crate::engine::BackendKind) -> Result<()> {
+/// What `lmz bench` measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// lmz and the classic compressors: size, bpb, bytes/s.
+    All,
+    /// The classic compressors only.
+    Classic,
+    /// lmz only, in tokens/s (`--speed`).
+    Speed,
+}
+
+pub fn run(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, threads: Option<usize>, backend: crate::engine::BackendKind) -> Result<()> {
+    let with_lmz = mode != Mode::Classic;
     if let Some(n) = threads.filter(|&n| n > 0) {
         // Only fails if the global pool was already built, which nothing else does.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
@@ -76,8 +89,13 @@ pub fn run(model_flag: Option<&Path>, files: &[PathBuf], with_lmz: bool, threads
         None
     };
     let mut engine = engine;
-    println!("| file | bytes | compressor | size | bpb | compress B/s | decompress B/s |");
-    println!("|---|---|---|---|---|---|---|");
+    if mode == Mode::Speed {
+        println!("| file | bytes | tokens | engine | bpb | compress tok/s | compress B/s | decompress tok/s | decompress B/s |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+    } else {
+        println!("| file | bytes | compressor | size | bpb | compress B/s | decompress B/s |");
+        println!("|---|---|---|---|---|---|---|");
+    }
     for f in files {
         let data = std::fs::read(f).map_err(|e| Error::io(f, e))?;
         let name = f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -97,6 +115,13 @@ pub fn run(model_flag: Option<&Path>, files: &[PathBuf], with_lmz: bool, threads
             if back != data {
                 return Err(Error::FormatCorrupt(format!("{name}: lmz did not round-trip")));
             }
+            if mode == Mode::Speed {
+                let n = codec.tokenizer().encode(&data).len() as f64;
+                let bpb = if data.is_empty() { 0.0 } else { 8.0 * z.len() as f64 / data.len() as f64 };
+                let b = data.len() as f64;
+                println!("| {name} | {} | {n} | {} | {bpb:.4} | {:.1} | {:.0} | {:.1} | {:.0} |", data.len(), backend.describe(), n / tc, b / tc, n / td, b / td);
+                continue;
+            }
             row(label, z.len(), tc, td);
         }
         for (what, c, d) in CLASSIC {
@@ -110,6 +135,9 @@ pub fn run(model_flag: Option<&Path>, files: &[PathBuf], with_lmz: bool, threads
         }
     }
     println!();
-    println!("threads: {}; speeds are input bytes per second of wall time", rayon::current_num_threads());
+    match mode {
+        Mode::Speed => println!("threads: {}; tokens (of the model's tokenizer) and input bytes per second of wall time, model load excluded", rayon::current_num_threads()),
+        _ => println!("threads: {}; speeds are input bytes per second of wall time", rayon::current_num_threads()),
+    }
     Ok(())
 }

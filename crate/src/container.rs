@@ -368,6 +368,38 @@ pub fn info(file: &[u8]) -> Result<Info> {
     parse(file).map(|p| p.info)
 }
 
+/// A raw stream's method, check and payload (docs/FORMAT.md, "Raw stream").
+fn split_raw(raw: &[u8]) -> Result<(Method, u16, &[u8])> {
+    let (&tag, rest) = raw.split_first().ok_or_else(|| Error::FormatTruncated("the raw stream is empty".into()))?;
+    let method = match Method::from_tag(tag) {
+        Some(m) => m,
+        None if TAG_RESERVED.contains(&tag) => return Err(Error::FormatVersion { version: tag as u32, supported: format!("raw tags 0x{TAG_STORED:02X}–0x{TAG_MODEL:02X}") }),
+        None => return Err(Error::FormatBadMagic(format!("raw stream tag {tag:02X} (expected F8–FA)"))),
+    };
+    if rest.len() < 2 {
+        return truncated("the check");
+    }
+    Ok((method, u16::from_le_bytes([rest[0], rest[1]]), &rest[2..]))
+}
+
+/// The standalone compact file holding a raw stream of `len` original bytes made with the
+/// model pack whose SHA-256 is `fingerprint`: the raw stream with the fingerprint's first
+/// bytes and the length put back (both forms carry the same check, over the whole
+/// fingerprint and the original). No model runs; the bytes equal what
+/// [`Codec::compress`] writes in the compact form when it picks the same method. A wrong
+/// `len` or `fingerprint` is not detected here but on decoding (`LMZ_FORMAT_CHECKSUM` or
+/// `LMZ_FORMAT_CORRUPT`), as for the raw stream itself.
+pub fn raw_to_compact(fingerprint: &[u8; 32], raw: &[u8], len: u64) -> Result<Vec<u8>> {
+    let (method, check, payload) = split_raw(raw)?;
+    let mut out = Vec::with_capacity(raw.len() + COMPACT_FP_BYTES + 10);
+    out.push(method.tag());
+    out.extend_from_slice(&fingerprint[..COMPACT_FP_BYTES]);
+    put_varint(&mut out, len);
+    out.extend_from_slice(&check.to_le_bytes());
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
 // --- the codec ---
 
 /// Everything compression needs from a model except the engine: config, tokenizer,
@@ -556,26 +588,17 @@ impl Codec {
 
     /// [`Codec::decompress_raw`] for any engine: awaits the engine's readbacks.
     pub async fn decompress_raw_async<B: Backend>(&self, b: &mut B, raw: &[u8], len: u64, progress: &mut dyn Progress) -> Result<Vec<u8>> {
-        let (&tag, rest) = raw.split_first().ok_or_else(|| Error::FormatTruncated("the raw stream is empty".into()))?;
-        let method = match Method::from_tag(tag) {
-            Some(m) => m,
-            None if TAG_RESERVED.contains(&tag) => return Err(Error::FormatVersion { version: tag as u32, supported: format!("raw tags 0x{TAG_STORED:02X}–0x{TAG_MODEL:02X}") }),
-            None => return Err(Error::FormatBadMagic(format!("raw stream tag {tag:02X} (expected F8–FA)"))),
-        };
-        if rest.len() < 2 {
-            return truncated("the check");
-        }
-        let check = u16::from_le_bytes([rest[0], rest[1]]);
+        let (method, check, rest) = split_raw(raw)?;
         let policy = self.default_policy();
         if method == Method::Model {
             self.check_backend(b, &policy)?;
         }
         let out = if method == Method::Model {
-            let job = Job { index: 0, payload: &rest[2..], len };
+            let job = Job { index: 0, payload: rest, len };
             self.decode_streams(b, &[job], &policy, &mut |d| progress.update(d, len)).await.map_err(|(e, _)| e)?.pop().map(|(_, v)| v).unwrap_or_default()
         } else {
             let mut out = Vec::new();
-            self.decode_plain(method, &rest[2..], len, &mut out)?;
+            self.decode_plain(method, rest, len, &mut out)?;
             progress.update(out.len() as u64, len)?;
             out
         };

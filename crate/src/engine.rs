@@ -65,6 +65,28 @@ impl Engine {
         }
     }
 
+    /// What [`Engine::open`] would run for `kind`, without loading the model: "CPU, 2
+    /// thread(s)" or the GPU adapter ("GPU NVIDIA H100 … (Vulkan, DiscreteGpu, dot4I8Packed)").
+    pub fn probe(kind: BackendKind) -> Result<String> {
+        let cpu = || format!("CPU, {} thread(s)", rayon::current_num_threads());
+        match kind {
+            BackendKind::Cpu => Ok(cpu()),
+            #[cfg(feature = "gpu")]
+            BackendKind::Gpu => Ok(format!("GPU {}", Gpu::new(GpuOptions::default())?.describe())),
+            #[cfg(feature = "gpu")]
+            BackendKind::Auto => match Gpu::new(GpuOptions::default()) {
+                Ok(g) if g.adapter_info().device_type != lmz::backend::gpu::DeviceType::Cpu => Ok(format!("GPU {}", g.describe())),
+                Ok(g) => Ok(format!("{} (the software adapter {} is slower)", cpu(), g.adapter_info().name)),
+                Err(Error::GpuNoAdapter(_)) | Err(Error::GpuLimits { .. }) => Ok(format!("{} (no usable GPU adapter)", cpu())),
+                Err(e) => Err(e),
+            },
+            #[cfg(not(feature = "gpu"))]
+            BackendKind::Gpu => Err(Error::GpuNoAdapter("this lmz was built without the gpu feature".into())),
+            #[cfg(not(feature = "gpu"))]
+            BackendKind::Auto => Ok(cpu()),
+        }
+    }
+
     /// For reports: "CPU, 2 thread(s)" or "GPU llvmpipe (…) (Vulkan, Cpu, dot4I8Packed)".
     pub fn describe(&self) -> String {
         match self {

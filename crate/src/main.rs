@@ -98,8 +98,12 @@ enum Cmd {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Only the classic compressors (the model is slow: ~200 bytes/s on 2 cores).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "speed")]
         no_lmz: bool,
+        /// Only lmz, in tokens per second (and bytes/s) of compress and decompress, the unit
+        /// to compare with llama.cpp's prompt evaluation (scripts/speed.py runs both).
+        #[arg(long)]
+        speed: bool,
         /// Worker threads for lmz (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -111,6 +115,10 @@ enum Cmd {
     Info {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Also name the engine (CPU, or the GPU adapter) that `--backend` would decode
+        /// them on. Every engine gives the same bytes, so files never record one.
+        #[arg(long, value_enum)]
+        backend: Option<BackendKind>,
     },
 }
 
@@ -269,8 +277,15 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
             println!("source:      {} (sha256 {})", m.meta.source, m.meta.source_sha256);
             println!("license:     {}", m.meta.license);
         }
-        Some(Cmd::Info { files }) => return Ok(info_cmd(&files)),
-        Some(Cmd::Bench { files, no_lmz, threads, backend }) => bench::run(cli.model.as_deref(), &files, !no_lmz, threads, backend)?,
+        Some(Cmd::Info { files, backend }) => {
+            let status = info_cmd(&files);
+            if let Some(kind) = backend {
+                println!();
+                println!("engine:      {} (--backend {})", engine::Engine::probe(kind)?, format!("{kind:?}").to_lowercase());
+            }
+            return Ok(status);
+        }
+        Some(Cmd::Bench { files, no_lmz, speed, threads, backend }) => bench::run(cli.model.as_deref(), &files, if speed { bench::Mode::Speed } else if no_lmz { bench::Mode::Classic } else { bench::Mode::All }, threads, backend)?,
         None => return files::run(cli.model.as_deref(), cli.io),
     }
     Ok(ExitCode::SUCCESS)

@@ -98,6 +98,11 @@ fn compress_and_decompress_files_like_gzip() {
     let out = lmz().current_dir(&d).args(["info", "a.txt.lmz"]).output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && s.contains(&format!("original:    {} bytes", body.len())), "{s}");
+    assert!(!s.contains("engine:"), "{s}");
+    // --backend names the engine that would decode it, without loading the model.
+    let out = lmz().current_dir(&d).args(["info", "--backend", "cpu", "a.txt.lmz"]).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && s.contains("engine:      CPU, ") && s.contains("(--backend cpu)"), "{s}");
     // -d restores it and removes the .lmz.
     let out = run_in(&d, &pack, &["-d", "a.txt.lmz"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -199,6 +204,17 @@ fn bench_prints_one_table() {
     for name in ["lmz (cpu)", "gzip -9", "xz -9", "zstd -19", "brotli -11"] {
         assert!(s.contains(&format!("| t.txt | 215 | {name} |")), "{name}: {s}");
     }
+    // --speed: lmz alone, in tokens/s, with the token count of the model's tokenizer.
+    let out = run_in(&d, &pack, &["bench", "--speed", "t.txt"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8_lossy(&out.stdout);
+    let row = s.lines().find(|l| l.starts_with("| t.txt | 215 | ")).unwrap_or_else(|| panic!("{s}"));
+    let cols: Vec<&str> = row.split('|').map(str::trim).collect();
+    let model = lmz::tiny::tiny_model(5, lmz::tiny::TinyShape::default()).unwrap();
+    let tokens = lmz::container::Codec::new(&model).unwrap().tokenizer().encode(&b"the thin theme in an anthem, then the end.\n".repeat(5)).len();
+    assert_eq!(cols[3], tokens.to_string(), "{row}");
+    assert!(cols[4].starts_with("CPU") && cols[6].parse::<f64>().unwrap() > 0.0 && cols[8].parse::<f64>().unwrap() > 0.0, "{row}");
+    assert!(!s.contains("gzip"), "{s}");
     std::fs::remove_dir_all(&d).ok();
 }
 

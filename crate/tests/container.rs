@@ -172,6 +172,32 @@ fn compact_forms_cost_few_bytes_over_the_coder() {
     assert_eq!(t.codec.decompress_raw(&mut backend(), &raw, 0, &mut |_, _| {}).unwrap(), b"");
 }
 
+/// A raw stream turned into a standalone file is the file `compress` writes in the compact
+/// form (same method), and it decodes; malformed raw streams are errors, not files.
+#[test]
+fn raw_streams_become_compact_files() {
+    let t = tiny();
+    let fp = t.codec.fingerprint();
+    let note = text(200);
+    let raw = t.codec.compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {}).unwrap();
+    let file = lmz::container::raw_to_compact(fp, &raw, note.len() as u64).unwrap();
+    assert_eq!(file, compress(&note, &forced()));
+    assert_eq!(decompress(&file).unwrap(), note);
+    for data in [b"".to_vec(), b"x".to_vec(), random(300, 7), text(1000)] {
+        let raw = t.codec.compress_raw(&mut backend(), &data, ModelUse::Auto, &mut |_, _| {}).unwrap();
+        let file = lmz::container::raw_to_compact(fp, &raw, data.len() as u64).unwrap();
+        assert_eq!(file, compress(&data, &Options::default()), "{} bytes", data.len());
+        assert_eq!(decompress(&file).unwrap(), data);
+    }
+    // A wrong length is caught when the file is decoded.
+    let file = lmz::container::raw_to_compact(fp, &raw, note.len() as u64 + 1).unwrap();
+    assert!(decompress(&file).is_err());
+    assert_eq!(lmz::container::raw_to_compact(fp, &[], 0).unwrap_err().code(), "LMZ_FORMAT_TRUNCATED");
+    assert_eq!(lmz::container::raw_to_compact(fp, &[0xFA, 1], 0).unwrap_err().code(), "LMZ_FORMAT_TRUNCATED");
+    assert_eq!(lmz::container::raw_to_compact(fp, &[0x41, 1, 2], 0).unwrap_err().code(), "LMZ_FORMAT_BAD_MAGIC");
+    assert_eq!(lmz::container::raw_to_compact(fp, &[0xFC, 1, 2], 0).unwrap_err().code(), "LMZ_FORMAT_UNSUPPORTED_VERSION");
+}
+
 #[test]
 fn wrong_model_names_the_fingerprint() {
     let data = text(300);

@@ -527,6 +527,9 @@ fn cli_gpu_and_cpu_files_are_identical_and_cross_decode() {
     let zs = z.to_str().unwrap();
     assert_eq!(run(&["-d", "-c", "--backend", "gpu", zs]).stdout, body.as_bytes(), "GPU decodes the CPU's file");
     assert_eq!(run(&["-d", "-c", "--backend", "cpu", zs]).stdout, body.as_bytes());
+    // info names the adapter that would decode it.
+    let info = String::from_utf8_lossy(&run(&["info", "--backend", "gpu", zs]).stdout).into_owned();
+    assert!(info.contains("engine:      GPU ") && info.contains(&adapter), "{info}");
     // eval: the same bits, the adapter named.
     let json = |b: &str| -> serde_json::Value { serde_json::from_slice(&run(&["eval", "--json", "--window", "64", "--stride", "32", "--backend", b, t]).stdout).unwrap() };
     let (c, gj) = (json("cpu"), json("gpu"));

@@ -19,6 +19,8 @@ export const CANCEL_GRACE_MS = 1500;
 interface Pending {
   method: Method;
   data: Uint8Array;
+  /** The original length (decompressRaw). */
+  length?: number;
   resolve: (v: unknown) => void;
   reject: (e: LmzError) => void;
   onProgress?: (p: Progress) => void;
@@ -120,7 +122,7 @@ export class WorkerClient implements Compressor {
   }
 
   private send(w: Worker, id: number, p: Pending): void {
-    const msg: ToWorker = { type: 'call', id, method: p.method, data: p.data.slice() };
+    const msg: ToWorker = { type: 'call', id, method: p.method, data: p.data.slice(), length: p.length };
     w.postMessage(msg, [msg.data.buffer]);
   }
 
@@ -147,7 +149,7 @@ export class WorkerClient implements Compressor {
     for (const [id, p] of carried) if (this.#pending.has(id)) this.send(w, id, p);
   }
 
-  private call<T>(method: Method, data: Uint8Array, opts?: CallOptions): Promise<T> {
+  private call<T>(method: Method, data: Uint8Array, opts?: CallOptions, length?: number): Promise<T> {
     const signal = opts?.signal;
     return new Promise<T>((resolve, reject) => {
       if (signal?.aborted) {
@@ -180,6 +182,7 @@ export class WorkerClient implements Compressor {
       const p: Pending = {
         method,
         data,
+        length,
         resolve: (v) => {
           settle();
           resolve(v as T);
@@ -206,6 +209,14 @@ export class WorkerClient implements Compressor {
 
   decompress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
     return this.call('decompress', data, opts);
+  }
+
+  compressRaw(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
+    return this.call('compressRaw', data, opts);
+  }
+
+  decompressRaw(raw: Uint8Array, length: number, opts?: CallOptions): Promise<Uint8Array> {
+    return this.call('decompressRaw', raw, opts, length);
   }
 
   score(data: Uint8Array, opts?: CallOptions): Promise<TokenScores> {

@@ -2,7 +2,7 @@
 // the calling thread. The worker runs exactly this class; `createCompressor({ worker: false })`
 // hands it to the page directly.
 
-import init, { Compressor as WasmCompressor, info as wasmInfo, packFingerprint } from './wasm/lmz_wasm.js';
+import init, { Compressor as WasmCompressor, info as wasmInfo, packFingerprint, rawToFile as wasmRawToFile } from './wasm/lmz_wasm.js';
 import { LmzError, PackageCodes, toLmzError } from './errors.js';
 import { loadModel } from './model.js';
 import type { CallOptions, Compressor, EngineChoice, EngineKind, Info, Phase, Progress, TokenScores } from './types.js';
@@ -27,6 +27,16 @@ export async function readInfo(data: Uint8Array): Promise<Info> {
   await loadWasm();
   try {
     return wasmInfo(data) as Info;
+  } catch (e) {
+    throw toLmzError(e);
+  }
+}
+
+/** The standalone compact `.lmz` of a raw stream of `length` bytes; needs no model. */
+export async function readRawToFile(raw: Uint8Array, length: number): Promise<Uint8Array> {
+  await loadWasm();
+  try {
+    return wasmRawToFile(raw, length);
   } catch (e) {
     throw toLmzError(e);
   }
@@ -128,6 +138,14 @@ export class LocalEngine implements Compressor {
 
   decompress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
     return this.#run('decompress', opts, (c, p) => c.decompress(data, p));
+  }
+
+  compressRaw(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
+    return this.#run('compress', opts, (c, p) => c.compressRaw(data, p));
+  }
+
+  decompressRaw(raw: Uint8Array, length: number, opts?: CallOptions): Promise<Uint8Array> {
+    return this.#run('decompress', opts, (c, p) => c.decompressRaw(raw, length, p));
   }
 
   score(data: Uint8Array, opts?: CallOptions): Promise<TokenScores> {

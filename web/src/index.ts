@@ -8,7 +8,7 @@
 // The weights (99 MB) are fetched once from `modelUrl`, kept in Cache Storage and SHA-256-
 // checked against the fingerprint this build pins before every use.
 
-import { LocalEngine, readInfo } from './engine.js';
+import { LocalEngine, readInfo, readRawToFile } from './engine.js';
 import { WorkerClient } from './client.js';
 import { LmzError, PackageCodes } from './errors.js';
 import type { Compressor, CompressorOptions, Info } from './types.js';
@@ -35,4 +35,10 @@ export async function createCompressor(opts: CompressorOptions = {}): Promise<Co
 /** What a `.lmz` file's header says; needs the wasm module but no model. */
 export function info(data: Uint8Array): Promise<Info> {
   return readInfo(data);
+}
+
+/** The standalone `.lmz` file (compact form) of a raw stream that `compressRaw` made from
+ * `length` bytes: what `lmz -d` and `decompress` open. Runs no model (needs the wasm module). */
+export function rawToFile(raw: Uint8Array, length: number): Promise<Uint8Array> {
+  return readRawToFile(raw, length);
 }

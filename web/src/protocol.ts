@@ -3,11 +3,11 @@
 import type { ErrorData } from './errors.js';
 import type { EngineChoice, EngineKind, Progress } from './types.js';
 
-export type Method = 'compress' | 'decompress' | 'score' | 'info';
+export type Method = 'compress' | 'decompress' | 'score' | 'info' | 'compressRaw' | 'decompressRaw';
 
 export type ToWorker =
   | { type: 'init'; modelUrl: string; engine: EngineChoice; cache: boolean }
-  | { type: 'call'; id: number; method: Method; data: Uint8Array }
+  | { type: 'call'; id: number; method: Method; data: Uint8Array; length?: number }
   | { type: 'cancel'; id: number };
 
 export type FromWorker =

@@ -79,6 +79,13 @@ export interface Compressor {
   compress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array>;
   decompress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array>;
   info(data: Uint8Array): Promise<Info>;
+  /** A raw stream (docs/FORMAT.md, "Raw stream"): 3 bytes over the coder's output, for an
+   * embedder that keeps the original length itself (the notes extension). It is not a file:
+   * `rawToFile(raw, length)` makes the standalone `.lmz` of it without running the model. */
+  compressRaw(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array>;
+  /** Decodes a raw stream of exactly `length` original bytes (a wrong length is an error:
+   * `LMZ_FORMAT_CHECKSUM` or `LMZ_FORMAT_CORRUPT`). */
+  decompressRaw(raw: Uint8Array, length: number, opts?: CallOptions): Promise<Uint8Array>;
   /** Per-token cost of `data` under the model (for a heat map); runs the model once. */
   score(data: Uint8Array, opts?: CallOptions): Promise<TokenScores>;
   /** Frees the engine (terminates the worker); later calls reject with `LMZ_DISPOSED`. */

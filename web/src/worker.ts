@@ -41,6 +41,16 @@ scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
         post({ type: 'result', id: m.id, value: out }, [out.buffer]);
         break;
       }
+      case 'compressRaw': {
+        const out = await e.compressRaw(m.data, opts);
+        post({ type: 'result', id: m.id, value: out }, [out.buffer]);
+        break;
+      }
+      case 'decompressRaw': {
+        const out = await e.decompressRaw(m.data, m.length ?? Number.NaN, opts);
+        post({ type: 'result', id: m.id, value: out }, [out.buffer]);
+        break;
+      }
       case 'score': {
         const s: TokenScores = await e.score(m.data, opts);
         post({ type: 'result', id: m.id, value: s }, [s.lengths.buffer, s.bits.buffer]);

@@ -1,0 +1,124 @@
+// The notes database (IndexedDB, the extension's origin: shared by the notes page, the
+// offscreen document and the service worker).
+//
+// A note is one record in the store `notes`:
+//   { id, created, updated, rev, length, text }   pending: the raw text, written first
+//   { id, created, updated, rev, length, raw }    stored: the lmz raw stream (Uint8Array)
+// `length` is the UTF-8 byte length of the text; `rev` grows with every edit. The page writes
+// the text on every edit (a pending record), and the offscreen document replaces it with the
+// raw stream once compressed — only if `rev` has not moved meanwhile (`storeCompressed`), so
+// a newer edit is never overwritten by an older compression, and a note is never only in
+// memory. The store `meta` holds the model fingerprint the raw streams were made with.
+
+export const DB_NAME = 'lmz-notes';
+const VERSION = 1;
+
+let opening;
+
+/** The database, opened once per context. */
+export function db() {
+  opening ??= new Promise((resolve, reject) => {
+    const req = indexedDB.open(DB_NAME, VERSION);
+    req.onupgradeneeded = () => {
+      const d = req.result;
+      if (!d.objectStoreNames.contains('notes')) d.createObjectStore('notes', { keyPath: 'id' });
+      if (!d.objectStoreNames.contains('meta')) d.createObjectStore('meta');
+    };
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => {
+      opening = undefined;
+      reject(new Error(`cannot open the notes database: ${req.error?.message ?? 'unknown error'}`));
+    };
+  });
+  return opening;
+}
+
+/** Runs `f(store)` in one transaction on `name`; resolves with f's value once committed. */
+async function tx(name, mode, f) {
+  const d = await db();
+  return new Promise((resolve, reject) => {
+    const t = d.transaction(name, mode, { durability: 'strict' });
+    let value;
+    t.oncomplete = () => resolve(value);
+    t.onerror = () => reject(new Error(`notes database: ${t.error?.message ?? 'transaction failed'}`));
+    t.onabort = () => reject(new Error(`notes database: ${t.error?.message ?? 'transaction aborted'}`));
+    Promise.resolve(f(t.objectStore(name))).then(
+      (v) => (value = v),
+      (e) => {
+        t.abort();
+        reject(e);
+      },
+    );
+  });
+}
+
+const request = (r) =>
+  new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+
+export const utf8 = new TextEncoder();
+
+/** Every note, newest edit first. */
+export async function allNotes() {
+  const notes = await tx('notes', 'readonly', (s) => request(s.getAll()));
+  return notes.sort((a, b) => b.updated - a.updated);
+}
+
+export function getNote(id) {
+  return tx('notes', 'readonly', (s) => request(s.get(id)));
+}
+
+/** Writes `text` as the pending form of note `id` (a new note when there is none) and
+ * resolves with the record once the write is durable. */
+export function saveText(id, text) {
+  return tx('notes', 'readwrite', async (s) => {
+    const old = await request(s.get(id));
+    const now = Date.now();
+    const rec = { id, created: old?.created ?? now, updated: now, rev: (old?.rev ?? 0) + 1, length: utf8.encode(text).length, text };
+    await request(s.put(rec));
+    return rec;
+  });
+}
+
+/** Replaces the pending text of note `id` at revision `rev` with its raw stream; does
+ * nothing (resolves false) if the note was edited or deleted meanwhile. */
+export function storeCompressed(id, rev, raw) {
+  return tx('notes', 'readwrite', async (s) => {
+    const old = await request(s.get(id));
+    if (!old || old.rev !== rev || old.text === undefined) return false;
+    const { text: _, ...rest } = old;
+    await request(s.put({ ...rest, raw }));
+    return true;
+  });
+}
+
+export function deleteNote(id) {
+  return tx('notes', 'readwrite', (s) => request(s.delete(id)));
+}
+
+export function getMeta(key) {
+  return tx('meta', 'readonly', (s) => request(s.get(key)));
+}
+
+export function setMeta(key, value) {
+  return tx('meta', 'readwrite', (s) => request(s.put(value, key)));
+}
+
+/** Bytes of an unsigned LEB128 varint of `n`. */
+export function varintBytes(n) {
+  let b = 1;
+  while (n >= 128) {
+    n = Math.floor(n / 128);
+    b++;
+  }
+  return b;
+}
+
+/** What a note costs in storage, counted the way the benchmark counts it: the raw stream
+ * plus its original length as a varint (the stream needs it to decode); a pending note
+ * costs its UTF-8 text. */
+export function storedBytes(note) {
+  return note.raw ? note.raw.length + varintBytes(note.length) : note.length;
+}
