@@ -3,7 +3,8 @@
 # already present): the wasm32 target, a software Vulkan adapter for the GPU engine's
 # parity tests (Mesa lavapipe), the model pack (pip download + conversion, cached under
 # ~/.cache/lmz), Debian's Chromium, wasm-bindgen-cli and playwright-core for the browser
-# end-to-end tests. Builds are cached outside the clone in ~/.cache/lmz/target.
+# end-to-end tests and the CPU engine's wasm32 tests in Node. Builds are cached outside the
+# clone in ~/.cache/lmz/target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
@@ -60,6 +61,14 @@ fi
     have="$(node -p "try { require('./node_modules/playwright-core/package.json').version } catch { '' }")"
     [ "$want" = "$have" ] || npm ci --no-audit --no-fund
 )
+
+step "CPU engine on wasm32 in Node: SIMD128 and portable kernels against the oracles (wasm-bindgen-test-runner)"
+# .cargo/config.toml names the runner: the CLI installed just above, the pinned version.
+[ "$(wasm-bindgen-test-runner --version | awk '{print $2}')" = "$WASM_BINDGEN" ] || { echo "wasm-bindgen-test-runner is not version $WASM_BINDGEN"; exit 1; }
+wasm_log=$(mktemp)
+cargo test --profile ci -p lmz --no-default-features --target wasm32-unknown-unknown --lib backend::cpu 2>&1 | tee "$wasm_log"
+# Never pass by running nothing: the test that checks SIMD128 is the engine's choice must have run.
+grep -q 'isas_that_run_here ... ok' "$wasm_log" || { echo "the wasm32 CPU engine tests did not run"; exit 1; }
 
 step "browser build: wasm bindings, npm package (npm pack), demo site (out/site)"
 bash scripts/build-web.sh

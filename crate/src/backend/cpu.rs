@@ -277,6 +277,7 @@ impl CpuQ4 {
     }
 
     /// Row `i` of group `g`, block `b`, as the pack's 16 nibble bytes (ggml order).
+    #[cfg(test)]
     fn block(&self, g: usize, i: usize, b: usize) -> [u8; 16] {
         let nb = self.cols / 32;
         let src = &self.w[(g * nb + b) * 128..(g * nb + b + 1) * 128];
@@ -401,45 +402,48 @@ multiversion!(rows_q8(w: &Q8Matrix, x: &QAct, frac_out: i32, r0: usize, o: &mut 
 });
 
 /// `[tokens, rows]` = act · Wᵀ for a Q4_1 matrix in the engine's layout: each group of 8
-/// rows through [`simd::group_q4`] (AVX2) or [`dot_q4`] per output (same bits), the tail rows
-/// through [`dot_q4`].
+/// rows through [`simd::group_q4`] with the fastest [`Isa`] this machine runs, the tail rows
+/// through [`dot_q4`] (same bits).
 pub fn matmul_q4(w: &CpuQ4, x: &QAct, frac_out: i32) -> Vec<i32> {
+    matmul_q4_with(Isa::best(), w, x, frac_out)
+}
+
+/// [`matmul_q4`] with the group kernels of `isa` (which must run here: [`Isa::runs`]); the
+/// parity tests and `examples/kernels.rs` compare them.
+pub fn matmul_q4_with(isa: Isa, w: &CpuQ4, x: &QAct, frac_out: i32) -> Vec<i32> {
     let groups = w.e.len() / GROUP;
     by_groups(w.rows, x.tokens, GROUP, |g, o| {
         if g >= groups {
             rows_q4(&w.tail, x, frac_out, 0, o);
-        } else if !simd::group_q4(w, g, x, frac_out, o) {
-            let nb = w.cols / 32;
-            for (i, oi) in o.chunks_exact_mut(x.tokens).enumerate() {
-                let nib: Vec<u8> = (0..nb).flat_map(|b| w.block(g, i, b)).collect();
-                let d: Vec<i16> = (0..nb).map(|b| w.d[(g * nb + b) * GROUP + i]).collect();
-                let m: Vec<i16> = (0..nb).map(|b| w.m[(g * nb + b) * GROUP + i]).collect();
-                let row = Q4Matrix { rows: 1, cols: w.cols, nib, d, m, e: vec![w.e[g * GROUP + i]] };
-                rows_q4(&row, x, frac_out, 0, oi);
-            }
+        } else {
+            simd::group_q4(isa, w, g, x, frac_out, o);
         }
     })
 }
 
 /// `[tokens, rows]` = act · Wᵀ for a Q8_0 matrix in the engine's layout.
 pub fn matmul_q8(w: &CpuQ8, x: &QAct, frac_out: i32) -> Vec<i32> {
+    matmul_q8_with(Isa::best(), w, x, frac_out)
+}
+
+/// [`matmul_q8`] with the group kernels of `isa`.
+pub fn matmul_q8_with(isa: Isa, w: &CpuQ8, x: &QAct, frac_out: i32) -> Vec<i32> {
     let groups = w.e.len() / GROUP;
     by_groups(w.rows, x.tokens, GROUP, |g, o| {
         if g >= groups {
             rows_q8(&w.tail, x, frac_out, 0, o);
-        } else if !simd::group_q8(w, g, x, frac_out, o) {
-            let nb = w.cols / 32;
-            for (i, oi) in o.chunks_exact_mut(x.tokens).enumerate() {
-                let r = g * GROUP + i;
-                let row = Q8Matrix { rows: 1, cols: w.cols, q: (0..w.cols).map(|c| w.at(r, c).0).collect(), d: (0..nb).map(|b| w.d[(g * nb + b) * GROUP + i]).collect(), e: vec![w.e[r]] };
-                rows_q8(&row, x, frac_out, 0, oi);
-            }
+        } else {
+            simd::group_q8(isa, w, g, x, frac_out, o);
         }
     })
 }
 
 #[path = "cpu_simd.rs"]
 pub mod simd;
+pub use simd::Isa;
+#[cfg(test)]
+#[path = "cpu_bench.rs"]
+mod bench;
 
 // --- embedding, norm, rope, silu ---
 
@@ -640,53 +644,17 @@ pub fn attention_row(q: &[i32], cache: &KvCache, base: usize, pos: usize, cfg: &
     }
 }
 
-multiversion!(head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
-    if let Some(tmax) = simd::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) {
-        return tmax;
-    }
-    let hd = qi.len();
-    let mut tmax = i32::MIN;
-    for (j, sc) in scores.iter_mut().enumerate() {
-        let kj = &k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-        let mut dot = 0i32;
-        for i in 0..hd {
-            dot += qi[i] as i32 * kj[i] as i32;
-        }
-        let t = wide::round_shift_sat_i64(dot as i64, shift0 - k_exp[j * n_kv + kvh]);
-        *sc = t;
-        tmax = tmax.max(t);
-    }
-    tmax
-});
-
-multiversion!(head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
-    if simd::head_values(p, v, kvd, off, sum, out) {
-        return;
-    }
-    let hd = out.len();
-    // pn = floor(num / sum) for num = p·2^15 + sum/2 < 2^31, as floor(num · inv / 2^64) with
-    // inv = ceil(2^64 / sum): the error num·(inv − 2^64/sum)/2^64 < 2^-33 is below the gap
-    // 1/sum ≥ 2^-28 between num/sum and the next integer, so the quotient is exact.
-    let inv = (((1u128 << 64) + sum as u128 - 1) / sum as u128) as u64;
-    out.iter_mut().for_each(|o| *o = 0);
-    for (j, &pj) in p.iter().enumerate() {
-        if pj == 0 {
-            continue;
-        }
-        let num = ((pj << 15) + sum / 2) as u64;
-        let pn = ((num as u128 * inv as u128) >> 64) as i32;
-        let vj = &v[j * kvd + off..j * kvd + off + hd];
-        for (o, &x) in out.iter_mut().zip(vj) {
-            *o += pn * x as i32;
-        }
-    }
-});
-
 /// One head of [`attention_row`] (head `h` of the query row `q`), the same bits, for the
 /// engine: `i64` instead of 32-bit words, a multiplication instead of a division per key,
-/// AVX2 when present. `scores`/`probs` are scratch.
+/// the fastest [`Isa`] this machine runs for the two loops. `scores`/`probs` are scratch.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_head(qh: &[i32], h: usize, cache: &KvCache, base: usize, pos: usize, cfg: &Config, exp_q15: &[u32], out: &mut [i32], scores: &mut Vec<i32>, probs: &mut Vec<u32>) {
+    attention_head_with(Isa::best(), qh, h, cache, base, pos, cfg, exp_q15, out, scores, probs)
+}
+
+/// [`attention_head`] with the loops of `isa` (which must run here).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_head_with(isa: Isa, qh: &[i32], h: usize, cache: &KvCache, base: usize, pos: usize, cfg: &Config, exp_q15: &[u32], out: &mut [i32], scores: &mut Vec<i32>, probs: &mut Vec<u32>) {
     let hd = cfg.head_dim;
     let kvd = cfg.n_kv_heads * hd;
     let kvh = h / (cfg.n_heads / cfg.n_kv_heads);
@@ -701,7 +669,7 @@ pub fn attention_head(qh: &[i32], h: usize, cache: &KvCache, base: usize, pos: u
     scores.resize(n, 0);
     probs.resize(n, 0);
     let (k, k_exp, v) = (&cache.k[base * kvd..(base + n) * kvd], &cache.k_exp[base * cfg.n_kv_heads..(base + n) * cfg.n_kv_heads], &cache.v[base * kvd..(base + n) * kvd]);
-    let tmax = head_scores(qi, k, k_exp, kvd, cfg.n_kv_heads, kvh, 12 - eq, scores);
+    let tmax = simd::head_scores(isa, qi, k, k_exp, kvd, cfg.n_kv_heads, kvh, 12 - eq, scores);
     let mut sum = 0u32;
     for (p, &t) in probs.iter_mut().zip(scores.iter()) {
         let d = tmax.wrapping_sub(t) as u32; // exact: t ≤ tmax
@@ -709,7 +677,7 @@ pub fn attention_head(qh: &[i32], h: usize, cache: &KvCache, base: usize, pos: u
         *p = if k >= 16 { 0 } else { exp_q15[(d & 255) as usize] >> k };
         sum += *p;
     }
-    head_values(probs, v, kvd, kvh * hd, sum, out);
+    simd::head_values(isa, probs, v, kvd, kvh * hd, sum, out);
 }
 
 // --- the engine ---
@@ -920,6 +888,9 @@ impl Backend for CpuBackend {
 mod tests {
     use super::*;
     use crate::tiny::Rng;
+    // On wasm32 these run under `wasm-bindgen-test-runner` (Node): scripts/test.sh.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const EXTREMES: [i32; 7] = [0, 1, -1, i32::MAX, i32::MIN, i32::MAX / 3, -(1 << 20)];
 
@@ -1054,8 +1025,9 @@ mod tests {
         assert!(out.iter().all(|&o| o == 384 << 15), "{:?}", &out[..2]); // mean(0,1,2,3)·256 = 384 in Q8, p' = 2^13 each (Q0.15)
     }
 
-    /// The engine's attention gives the oracle's bits: random and extreme caches, queries,
-    /// several sequence offsets and context lengths (up to the model's 8192).
+    /// The engine's attention gives the oracle's bits with every [`Isa`] that runs here:
+    /// random and extreme caches, queries, several sequence offsets and context lengths (up
+    /// to the model's 8192).
     #[test]
     fn attention_head_equals_the_oracle() {
         let mut r = Rng(31);
@@ -1079,12 +1051,14 @@ mod tests {
                 for &(base, pos) in &cases {
                     let mut want = vec![0; 576];
                     attention_row(q, &cache, base, pos, &cfg, &exp, &mut want, &mut Vec::new());
-                    let mut got = vec![0; 576];
-                    let (mut sc, mut pr) = (Vec::new(), Vec::new());
-                    for h in 0..9 {
-                        attention_head(&q[h * 64..(h + 1) * 64], h, &cache, base, pos, &cfg, &exp, &mut got[h * 64..(h + 1) * 64], &mut sc, &mut pr);
+                    for isa in Isa::available() {
+                        let mut got = vec![0; 576];
+                        let (mut sc, mut pr) = (Vec::new(), Vec::new());
+                        for h in 0..9 {
+                            attention_head_with(isa, &q[h * 64..(h + 1) * 64], h, &cache, base, pos, &cfg, &exp, &mut got[h * 64..(h + 1) * 64], &mut sc, &mut pr);
+                        }
+                        assert_eq!(got, want, "{isa:?} base {base} pos {pos} extreme {extreme}");
                     }
-                    assert_eq!(got, want, "base {base} pos {pos} extreme {extreme}");
                 }
             }
         }

@@ -1,102 +1,518 @@
-//! AVX2 versions of the CPU kernels' hot loops.
+//! The CPU engine's hot loops, one implementation per instruction set, chosen per call.
 //!
 //! Matmul (`group_q4`, `group_q8`): one group of 8 rows in the engine's interleaved layout
-//! (see [`super::CpuQ4`]), one lane per row, so nothing is summed horizontally. Per block and
-//! token: eight `maddubs` of a 32-byte weight step (4 weights of each row) with the token's 4
-//! activations broadcast, summed in i16 (Q4: each `maddubs` pair ≤ 2·15·127, eight of them ≤
-//! 30480 < 2^15), one `madd` to the block dots `S` of the 8 rows, the block terms `T` in 8
-//! lanes and `Σ T·a` exact in 64-bit lanes; up to four tokens share each weight load. Same
-//! integer arithmetic as [`super::dot_q4`] / [`super::dot_q8`]: the exact sum `Σ T_b·a_b`,
-//! then one rounding shift, so the bits are identical (tested below on random and extreme
-//! inputs).
+//! (see [`super::CpuQ4`]), one lane per row, so nothing is summed horizontally across the
+//! block. Every implementation computes the same integers as [`super::dot_q4`] /
+//! [`super::dot_q8`]: per block the exact block dot `S` of each row, the block term `T`
+//! (|T| < 2^30), the exact sum `Σ T_b·a_b` in 64 bits, then one rounding shift — so the bits
+//! are identical (tested below on random and extreme inputs, on every [`Isa`] this machine
+//! runs, and on wasm32 under Node). Up to four tokens share each weight load (`N` = 1–4).
 //!
-//! Each returns whether it ran (false without AVX2: the scalar kernels do the work).
+//! - [`Isa::Avx2`] (x86-64, detected at run time): `maddubs`/`madd` on 32-byte weight steps.
+//! - [`Isa::Simd128`] (wasm32 built with `+simd128`, `.cargo/config.toml`): weights widened
+//!   to i16 once per block and shared by the tokens, `i32x4.dot_i16x8_s` against the token's
+//!   4 activations splatted, `i64x2.extmul_*_i32x4_s` for `Σ T·a`.
+//! - [`Isa::Portable`]: plain Rust on fixed-size arrays that LLVM vectorises for the target's
+//!   baseline (SSE2, NEON, SIMD128); runs where neither of the above does.
+//!
+//! Attention (`head_scores`, `head_values`): the AVX2 and SIMD128 versions of the two loops of
+//! [`super::attention_head`], with the portable loops as the fallback.
 
 use super::{CpuQ4, CpuQ8, QAct, GROUP};
+use crate::wide::round_shift_sat_i64;
 
-/// Q4: rows `8g..8g+8` for every token into `o` (`[8, tokens]`); false without AVX2.
-pub fn group_q4(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        let nb = w.cols / 32;
-        assert!(w.cols % 32 == 0 && x.width == w.cols && w.w.len() >= (g + 1) * nb * 128 && w.d.len() >= (g + 1) * nb * GROUP && w.m.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
-        assert!(x.q.len() >= x.tokens * x.width && x.a.len() >= x.tokens * nb && x.sum.len() >= x.tokens * nb && o.len() >= GROUP * x.tokens);
-        let mut t = 0;
-        // SAFETY: AVX2 is present (checked above); the shapes are asserted just above.
-        unsafe {
-            while t + 4 <= x.tokens {
-                x86::group_q4::<4>(w, g, x, frac_out, o, t);
-                t += 4;
-            }
-            match x.tokens - t {
-                3 => x86::group_q4::<3>(w, g, x, frac_out, o, t),
-                2 => x86::group_q4::<2>(w, g, x, frac_out, o, t),
-                1 => x86::group_q4::<1>(w, g, x, frac_out, o, t),
-                _ => {}
-            }
-        }
-        return true;
-    }
-    let _ = (w, g, x, frac_out, o);
-    false
+// --- choosing an implementation ---
+
+/// An implementation of the hot loops. All give the same bits; they differ in speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust, vectorised by LLVM for the target's baseline. Runs everywhere.
+    Portable,
+    /// x86-64 AVX2, when the CPU has it (run-time detection).
+    Avx2,
+    /// wasm32 SIMD128, when the module was built with it (compile time; every evergreen
+    /// browser and Node ≥ 16.4 run it).
+    Simd128,
 }
 
-/// Q8: rows `8g..8g+8` for every token into `o` (`[8, tokens]`); false without AVX2.
-pub fn group_q8(w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut [i32]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        let nb = w.cols / 32;
-        assert!(w.cols % 32 == 0 && x.width == w.cols && w.q.len() >= (g + 1) * nb * 256 && w.d.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
-        assert!(x.q.len() >= x.tokens * x.width && x.a.len() >= x.tokens * nb && o.len() >= GROUP * x.tokens);
-        let mut t = 0;
-        // SAFETY: as above.
-        unsafe {
-            while t + 4 <= x.tokens {
-                x86::group_q8::<4>(w, g, x, frac_out, o, t);
-                t += 4;
-            }
-            match x.tokens - t {
-                3 => x86::group_q8::<3>(w, g, x, frac_out, o, t),
-                2 => x86::group_q8::<2>(w, g, x, frac_out, o, t),
-                1 => x86::group_q8::<1>(w, g, x, frac_out, o, t),
-                _ => {}
-            }
+impl Isa {
+    /// Whether this machine (or this build, for SIMD128) can run it.
+    pub fn runs(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
-        return true;
     }
-    let _ = (w, g, x, frac_out, o);
-    false
+
+    /// The fastest one that runs here: what the engine uses.
+    pub fn best() -> Isa {
+        [Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.runs()).unwrap_or(Isa::Portable)
+    }
+
+    /// Every one that runs here (parity tests and benchmarks compare them).
+    pub fn available() -> Vec<Isa> {
+        [Isa::Portable, Isa::Avx2, Isa::Simd128].into_iter().filter(|i| i.runs()).collect()
+    }
 }
 
-/// Attention scores of one head over `n = scores.len()` keys (head dim 64) as in
+/// Calls `$kernel::<N>(…, t0)` over the tokens of `$x` in runs of 4, then the 1–3 left.
+macro_rules! by_fours {
+    ($x:expr, |$t:ident| $kernel:ident::<N>($($arg:expr),*)) => {{
+        let mut $t = 0;
+        while $t + 4 <= $x.tokens {
+            $kernel::<4>($($arg),*);
+            $t += 4;
+        }
+        match $x.tokens - $t {
+            3 => $kernel::<3>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            1 => $kernel::<1>($($arg),*),
+            _ => {}
+        }
+    }};
+}
+
+fn check_q4(w: &CpuQ4, g: usize, x: &QAct, o: &[i32]) {
+    let nb = w.cols / 32;
+    assert!(w.cols % 32 == 0 && x.width == w.cols && w.w.len() >= (g + 1) * nb * 128 && w.d.len() >= (g + 1) * nb * GROUP && w.m.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
+    assert!(x.q.len() >= x.tokens * x.width && x.a.len() >= x.tokens * nb && x.sum.len() >= x.tokens * nb && x.exp.len() >= x.tokens && o.len() >= GROUP * x.tokens);
+}
+
+fn check_q8(w: &CpuQ8, g: usize, x: &QAct, o: &[i32]) {
+    let nb = w.cols / 32;
+    assert!(w.cols % 32 == 0 && x.width == w.cols && w.q.len() >= (g + 1) * nb * 256 && w.d.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
+    assert!(x.q.len() >= x.tokens * x.width && x.a.len() >= x.tokens * nb && x.exp.len() >= x.tokens && o.len() >= GROUP * x.tokens);
+}
+
+/// Q4: rows `8g..8g+8` for every token into `o` (`[8, tokens]`) with `isa`, which must run
+/// here ([`Isa::runs`]; a panic otherwise).
+pub fn group_q4(isa: Isa, w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32]) {
+    assert!(isa.runs(), "{isa:?} does not run on this machine");
+    check_q4(w, g, x, o);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 is present (`runs`, asserted above); the shapes are checked by `check_q4`.
+        Isa::Avx2 => unsafe { by_fours!(x, |t| avx2_q4::<N>(w, g, x, frac_out, o, t)) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        // SAFETY: the shapes are checked by `check_q4` (the loads stay inside them).
+        Isa::Simd128 => unsafe { by_fours!(x, |t| simd128_q4::<N>(w, g, x, frac_out, o, t)) },
+        _ => by_fours!(x, |t| portable_q4::<N>(w, g, x, frac_out, o, t)),
+    }
+}
+
+/// Q8: rows `8g..8g+8` for every token into `o` (`[8, tokens]`) with `isa` (as [`group_q4`]).
+pub fn group_q8(isa: Isa, w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut [i32]) {
+    assert!(isa.runs(), "{isa:?} does not run on this machine");
+    check_q8(w, g, x, o);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `group_q4`.
+        Isa::Avx2 => unsafe { by_fours!(x, |t| avx2_q8::<N>(w, g, x, frac_out, o, t)) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        // SAFETY: as in `group_q4`.
+        Isa::Simd128 => unsafe { by_fours!(x, |t| simd128_q8::<N>(w, g, x, frac_out, o, t)) },
+        _ => by_fours!(x, |t| portable_q8::<N>(w, g, x, frac_out, o, t)),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+use x86::{group_q4 as avx2_q4, group_q8 as avx2_q8};
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use wasm::{group_q4 as simd128_q4, group_q8 as simd128_q8};
+use portable::{group_q4 as portable_q4, group_q8 as portable_q8};
+
+/// Writes the 8 rows' rounded outputs of token `t` from their exact sums.
+#[inline(always)]
+fn finish(acc: &[i64; GROUP], e: &[i8], exp: i32, frac_out: i32, o: &mut [i32], t: usize, tokens: usize) {
+    for i in 0..GROUP {
+        o[i * tokens + t] = round_shift_sat_i64(acc[i], e[i] as i32 - exp - frac_out);
+    }
+}
+
+/// Attention scores of one head over `n = scores.len()` keys as in
 /// [`super::attention_head`]: `t_j = round_shift_sat(q·k_j, shift0 − k_exp_j)`; returns the
-/// maximum, or `None` when AVX2 or the shape is not there (the caller runs the scalar loop).
+/// maximum. `isa` must run here.
 #[allow(clippy::too_many_arguments)]
-pub fn head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> Option<i32> {
-    #[cfg(target_arch = "x86_64")]
-    if qi.len() == 64 && shift0 <= 12 && std::arch::is_x86_feature_detected!("avx2") {
-        let n = scores.len();
-        assert!(k.len() >= n * kvd && k_exp.len() >= n * n_kv && kvh < n_kv && (kvh + 1) * 64 <= kvd);
+pub fn head_scores(isa: Isa, qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+    assert!(isa.runs(), "{isa:?} does not run on this machine");
+    let (n, hd) = (scores.len(), qi.len());
+    assert!(k.len() >= n * kvd && k_exp.len() >= n * n_kv && kvh < n_kv && (kvh + 1) * hd <= kvd);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is present; bounds asserted just above.
-        return Some(unsafe { x86::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) });
+        Isa::Avx2 if hd == 64 && shift0 <= 12 => unsafe { x86::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        // SAFETY: bounds asserted just above.
+        Isa::Simd128 if hd == 64 => unsafe { wasm::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
+        _ => portable::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores),
     }
-    let _ = (qi, k, k_exp, kvd, n_kv, kvh, shift0, scores);
-    None
 }
 
-/// `out = Σ_j pn_j·v_j` over keys with `pn_j = floor((p_j·2^15 + sum/2) / sum)` (head dim
-/// 64), as in [`super::attention_head`]; false when AVX2 or the shape is not there.
-pub fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if out.len() == 64 && std::arch::is_x86_feature_detected!("avx2") {
-        assert!(v.len() >= p.len() * kvd && off + 64 <= kvd && sum >= 1 << 15);
+/// `out = Σ_j pn_j·v_j` over keys with `pn_j = floor((p_j·2^15 + sum/2) / sum)`, as in
+/// [`super::attention_head`] (`sum` = Σ p ≥ 2^15, each p ≤ 2^15). `isa` must run here.
+pub fn head_values(isa: Isa, p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
+    assert!(isa.runs(), "{isa:?} does not run on this machine");
+    assert!(v.len() >= p.len() * kvd && off + out.len() <= kvd && sum >= 1 << 15);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is present; bounds asserted just above.
-        unsafe { x86::head_values(p, v, kvd, off, sum, out) };
-        return true;
+        Isa::Avx2 if out.len() == 64 => unsafe { x86::head_values(p, v, kvd, off, sum, out) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        // SAFETY: bounds asserted just above.
+        Isa::Simd128 if out.len() == 64 => unsafe { wasm::head_values(p, v, kvd, off, sum, out) },
+        _ => portable::head_values(p, v, kvd, off, sum, out),
     }
-    let _ = (p, v, kvd, off, sum, out);
-    false
 }
+
+/// `ceil(2^64 / sum)`: `floor(num / sum) = floor(num · inv / 2^64)` for every `num < 2^31`
+/// and `2^15 ≤ sum ≤ 2^28` — the error `num·(inv − 2^64/sum)/2^64 < 2^-33` is below the gap
+/// `1/sum ≥ 2^-28` between `num/sum` and the next integer, so the quotient is exact.
+#[inline(always)]
+fn recip(sum: u32) -> u64 {
+    (((1u128 << 64) + sum as u128 - 1) / sum as u128) as u64
+}
+
+/// `pn = floor((p·2^15 + sum/2) / sum)` by [`recip`] (`p·2^15 + sum/2 < 2^31`).
+#[inline(always)]
+fn p_norm(p: u32, sum: u32, inv: u64) -> u32 {
+    if p == 0 {
+        0
+    } else {
+        ((((p << 15) + sum / 2) as u64 as u128 * inv as u128) >> 64) as u32
+    }
+}
+
+// --- portable ---
+
+mod portable {
+    use super::{finish, p_norm, recip, CpuQ4, CpuQ8, QAct, GROUP};
+    use crate::wide::round_shift_sat_i64;
+
+    /// Tokens `t0..t0+N` of Q4 group `g`. Per block and token, lane `4i + e` of `s` sums row
+    /// `i`'s products for elements `≡ e (mod 4)`, in i16: a step adds `lo·q + hi·q'` ≤
+    /// 2·15·127 per lane, four steps ≤ 15,240 < 2^15. Then `S_i` = Σ of its 4 lanes,
+    /// `T = d·(S − 8X) + m·X` (|T| < 2^29) and `Σ T·a` in i64.
+    #[inline(always)]
+    pub fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        let (cols, nb) = (w.cols, w.cols / 32);
+        let mut acc = [[0i64; GROUP]; N];
+        for b in 0..nb {
+            let blk = &w.w[(g * nb + b) * 128..(g * nb + b + 1) * 128];
+            let mut s = [[0i16; 32]; N];
+            for p in 0..4 {
+                let wp = &blk[32 * p..32 * p + 32];
+                let lo: [i16; 32] = std::array::from_fn(|l| (wp[l] & 15) as i16);
+                let hi: [i16; 32] = std::array::from_fn(|l| (wp[l] >> 4) as i16);
+                for (k, sk) in s.iter_mut().enumerate() {
+                    let q = &x.q[(t0 + k) * cols + 32 * b + 8 * p..(t0 + k) * cols + 32 * b + 8 * p + 8];
+                    let ql: [i16; 32] = std::array::from_fn(|l| q[l & 3] as i16);
+                    let qh: [i16; 32] = std::array::from_fn(|l| q[4 + (l & 3)] as i16);
+                    for l in 0..32 {
+                        sk[l] += lo[l] * ql[l] + hi[l] * qh[l];
+                    }
+                }
+            }
+            let (d, m) = (&w.d[(g * nb + b) * GROUP..(g * nb + b + 1) * GROUP], &w.m[(g * nb + b) * GROUP..(g * nb + b + 1) * GROUP]);
+            for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
+                let t = t0 + k;
+                let (xs, a) = (x.sum[t * nb + b], x.a[t * nb + b] as i64);
+                for i in 0..GROUP {
+                    let si = sk[4 * i] as i32 + sk[4 * i + 1] as i32 + sk[4 * i + 2] as i32 + sk[4 * i + 3] as i32;
+                    let ti = d[i] as i32 * (si - 8 * xs) + m[i] as i32 * xs;
+                    ak[i] += ti as i64 * a;
+                }
+            }
+        }
+        for (k, ak) in acc.iter().enumerate() {
+            finish(ak, &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
+    /// Tokens `t0..t0+N` of Q8 group `g`: lane `4i + e` of `s` sums row `i`'s products for
+    /// elements `≡ e (mod 4)`, two steps at a time in i16 (|w·q| ≤ 128·127, two ≤ 32,512 <
+    /// 2^15: every target multiplies i16 lanes natively), then in i32; `T = d·S` (|T| < 2^30).
+    #[inline(always)]
+    pub fn group_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        let (cols, nb) = (w.cols, w.cols / 32);
+        let mut acc = [[0i64; GROUP]; N];
+        for b in 0..nb {
+            let blk = &w.q[(g * nb + b) * 256..(g * nb + b + 1) * 256];
+            let mut s = [[0i32; 32]; N];
+            for st in (0..8).step_by(2) {
+                let w0: [i16; 32] = std::array::from_fn(|l| blk[32 * st + l] as i16);
+                let w1: [i16; 32] = std::array::from_fn(|l| blk[32 * st + 32 + l] as i16);
+                for (k, sk) in s.iter_mut().enumerate() {
+                    let q = &x.q[(t0 + k) * cols + 32 * b + 4 * st..(t0 + k) * cols + 32 * b + 4 * st + 8];
+                    let q0: [i16; 32] = std::array::from_fn(|l| q[l & 3] as i16);
+                    let q1: [i16; 32] = std::array::from_fn(|l| q[4 + (l & 3)] as i16);
+                    for l in 0..32 {
+                        sk[l] += (w0[l] * q0[l] + w1[l] * q1[l]) as i32;
+                    }
+                }
+            }
+            let d = &w.d[(g * nb + b) * GROUP..(g * nb + b + 1) * GROUP];
+            for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
+                let a = x.a[(t0 + k) * nb + b] as i64;
+                for i in 0..GROUP {
+                    let si = sk[4 * i] + sk[4 * i + 1] + sk[4 * i + 2] + sk[4 * i + 3];
+                    ak[i] += (d[i] as i32 * si) as i64 * a;
+                }
+            }
+        }
+        for (k, ak) in acc.iter().enumerate() {
+            finish(ak, &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
+    /// See [`super::head_scores`]: |q·k| ≤ hd·511·511 < 2^24 for hd ≤ 64 (i32; the oracle
+    /// allows any head dim ≤ 256: < 2^26).
+    #[allow(clippy::too_many_arguments)]
+    pub fn head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+        let hd = qi.len();
+        let mut tmax = i32::MIN;
+        for (j, sc) in scores.iter_mut().enumerate() {
+            let kj = &k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+            let mut dot = 0i32;
+            for i in 0..hd {
+                dot += qi[i] as i32 * kj[i] as i32;
+            }
+            let t = round_shift_sat_i64(dot as i64, shift0 - k_exp[j * n_kv + kvh]);
+            *sc = t;
+            tmax = tmax.max(t);
+        }
+        tmax
+    }
+
+    /// See [`super::head_values`]: every partial sum of `Σ pn·v` is bounded by
+    /// `Σ pn · 2^15 ≤ (2^15 + ctx/2)·2^15 < 2^31`.
+    pub fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
+        let hd = out.len();
+        let inv = recip(sum);
+        out.iter_mut().for_each(|o| *o = 0);
+        for (j, &pj) in p.iter().enumerate() {
+            if pj == 0 {
+                continue;
+            }
+            let pn = p_norm(pj, sum, inv) as i32;
+            let vj = &v[j * kvd + off..j * kvd + off + hd];
+            for (o, &x) in out.iter_mut().zip(vj) {
+                *o += pn * x as i32;
+            }
+        }
+    }
+}
+
+// --- wasm32 SIMD128 ---
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use super::{finish, p_norm, recip, CpuQ4, CpuQ8, QAct, GROUP};
+    use crate::wide::round_shift_sat_i64;
+    use core::arch::wasm32::*;
+
+    #[inline(always)]
+    unsafe fn load<T>(p: *const T) -> v128 {
+        v128_load(p as *const v128)
+    }
+
+    /// Four activation bytes at `q`, widened to i16 and repeated: `[q0..q3, q0..q3]`.
+    #[inline(always)]
+    unsafe fn splat4(q: *const i8) -> v128 {
+        i16x8_extend_low_i8x16(v128_load32_splat(q as *const u32))
+    }
+
+    /// Two vectors of `(row r: e01, r: e23, r+1: e01, r+1: e23)` pair sums → the four rows'
+    /// block dots `[S_r, S_r+1, S_r+2, S_r+3]`.
+    #[inline(always)]
+    fn rows4(a: v128, b: v128) -> v128 {
+        i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(a, b), i32x4_shuffle::<1, 3, 5, 7>(a, b))
+    }
+
+    /// Adds `T·a` (T: rows `4h..4h+4`) to the i64 accumulators of rows `4h, 4h+1` / `4h+2, 4h+3`.
+    #[inline(always)]
+    fn add_ta(acc: &mut [v128; 4], h: usize, t: v128, a: v128) {
+        acc[2 * h] = i64x2_add(acc[2 * h], i64x2_extmul_low_i32x4(t, a));
+        acc[2 * h + 1] = i64x2_add(acc[2 * h + 1], i64x2_extmul_high_i32x4(t, a));
+    }
+
+    #[inline(always)]
+    fn lanes(acc: &[v128; 4]) -> [i64; GROUP] {
+        let l = |v: v128| [i64x2_extract_lane::<0>(v), i64x2_extract_lane::<1>(v)];
+        let [a, b, c, d] = [l(acc[0]), l(acc[1]), l(acc[2]), l(acc[3])];
+        [a[0], a[1], b[0], b[1], c[0], c[1], d[0], d[1]]
+    }
+
+    /// Block scales `[rows 0..4]`, `[rows 4..8]` as i32 lanes.
+    #[inline(always)]
+    unsafe fn scales(p: *const i16) -> [v128; 2] {
+        let v = load(p);
+        [i32x4_extend_low_i16x8(v), i32x4_extend_high_i16x8(v)]
+    }
+
+    /// Tokens `t0..t0+N` of Q4 group `g` (see [`super::group_q4`]). A 32-byte step (4
+    /// weights of each of the 8 rows) widens to four i16x8 (rows 0–1, 2–3, 4–5, 6–7; nibbles
+    /// ≤ 15); `dot_i16x8` with the token's 4 activations splatted gives pair sums ≤ 2·15·127,
+    /// accumulated per block in i32 lanes; `T = d·(S − 8X) + m·X` (|T| < 2^29), `T·a` < 2^42.
+    pub unsafe fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        let (cols, nb) = (w.cols, w.cols / 32);
+        let m4 = u8x16_splat(15);
+        let mut acc = [[i64x2_splat(0); 4]; N];
+        for b in 0..nb {
+            let wp = w.w.as_ptr().add((g * nb + b) * 128);
+            let mut s = [[i32x4_splat(0); 4]; N];
+            for p in 0..4 {
+                let r = [load(wp.add(32 * p)), load(wp.add(32 * p + 16))];
+                let lo = [v128_and(r[0], m4), v128_and(r[1], m4)];
+                let hi = [u8x16_shr(r[0], 4), u8x16_shr(r[1], 4)];
+                let wl = [u16x8_extend_low_u8x16(lo[0]), u16x8_extend_high_u8x16(lo[0]), u16x8_extend_low_u8x16(lo[1]), u16x8_extend_high_u8x16(lo[1])];
+                let wh = [u16x8_extend_low_u8x16(hi[0]), u16x8_extend_high_u8x16(hi[0]), u16x8_extend_low_u8x16(hi[1]), u16x8_extend_high_u8x16(hi[1])];
+                for (k, sk) in s.iter_mut().enumerate() {
+                    let q = x.q.as_ptr().add((t0 + k) * cols + 32 * b + 8 * p);
+                    let (ql, qh) = (splat4(q), splat4(q.add(4)));
+                    for j in 0..4 {
+                        sk[j] = i32x4_add(sk[j], i32x4_add(i32x4_dot_i16x8(wl[j], ql), i32x4_dot_i16x8(wh[j], qh)));
+                    }
+                }
+            }
+            let d = scales(w.d.as_ptr().add((g * nb + b) * GROUP));
+            let m = scales(w.m.as_ptr().add((g * nb + b) * GROUP));
+            for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
+                let t = t0 + k;
+                let xs = i32x4_splat(*x.sum.get_unchecked(t * nb + b));
+                let av = i32x4_splat(*x.a.get_unchecked(t * nb + b) as i32);
+                for h in 0..2 {
+                    let s1 = i32x4_sub(rows4(sk[2 * h], sk[2 * h + 1]), i32x4_shl(xs, 3)); // S' = S − 8X
+                    let tv = i32x4_add(i32x4_mul(d[h], s1), i32x4_mul(m[h], xs));
+                    add_ta(ak, h, tv, av);
+                }
+            }
+        }
+        for (k, ak) in acc.iter().enumerate() {
+            finish(&lanes(ak), &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
+    /// Tokens `t0..t0+N` of Q8 group `g`: as [`group_q4`] with signed bytes widened
+    /// (pair sums ≤ 2·128·127, block dots |S| < 2^19 in i32); `T = d·S` (|T| < 2^30).
+    pub unsafe fn group_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        let (cols, nb) = (w.cols, w.cols / 32);
+        let mut acc = [[i64x2_splat(0); 4]; N];
+        for b in 0..nb {
+            let wp = w.q.as_ptr().add((g * nb + b) * 256);
+            let mut s = [[i32x4_splat(0); 4]; N];
+            for st in 0..8 {
+                let r = [load(wp.add(32 * st)), load(wp.add(32 * st + 16))];
+                let wv = [i16x8_extend_low_i8x16(r[0]), i16x8_extend_high_i8x16(r[0]), i16x8_extend_low_i8x16(r[1]), i16x8_extend_high_i8x16(r[1])];
+                for (k, sk) in s.iter_mut().enumerate() {
+                    let qv = splat4(x.q.as_ptr().add((t0 + k) * cols + 32 * b + 4 * st));
+                    for j in 0..4 {
+                        sk[j] = i32x4_add(sk[j], i32x4_dot_i16x8(wv[j], qv));
+                    }
+                }
+            }
+            let d = scales(w.d.as_ptr().add((g * nb + b) * GROUP));
+            for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
+                let av = i32x4_splat(*x.a.get_unchecked((t0 + k) * nb + b) as i32);
+                for h in 0..2 {
+                    add_ta(ak, h, i32x4_mul(d[h], rows4(sk[2 * h], sk[2 * h + 1])), av);
+                }
+            }
+        }
+        for (k, ak) in acc.iter().enumerate() {
+            finish(&lanes(ak), &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
+    /// Sum of the four lanes of each of `v[0..4]` → `[Σv0, Σv1, Σv2, Σv3]`.
+    #[inline(always)]
+    fn hsum4(v: [v128; 4]) -> v128 {
+        let a = i32x4_add(i32x4_shuffle::<0, 4, 2, 6>(v[0], v[1]), i32x4_shuffle::<1, 5, 3, 7>(v[0], v[1])); // (Σ01 v0, Σ01 v1, Σ23 v0, Σ23 v1)
+        let b = i32x4_add(i32x4_shuffle::<0, 4, 2, 6>(v[2], v[3]), i32x4_shuffle::<1, 5, 3, 7>(v[2], v[3]));
+        i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b))
+    }
+
+    /// See [`super::head_scores`] (head dim 64): eight `dot_i16x8` per key (|q·k| < 2^24,
+    /// pair sums < 2^19), four keys reduced together, the per-key rounding shift in scalar
+    /// (SIMD128 shifts one amount per vector).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+        let n = scores.len();
+        let q: [v128; 8] = std::array::from_fn(|c| load(qi.as_ptr().add(8 * c)));
+        let kp = k.as_ptr().add(kvh * 64);
+        let dot = |j: usize| {
+            let r = kp.add(j * kvd);
+            let m = |c: usize| i32x4_dot_i16x8(q[c], load(r.add(8 * c)));
+            i32x4_add(i32x4_add(i32x4_add(m(0), m(1)), i32x4_add(m(2), m(3))), i32x4_add(i32x4_add(m(4), m(5)), i32x4_add(m(6), m(7))))
+        };
+        let mut tmax = i32::MIN;
+        let mut j = 0;
+        while j + 4 <= n {
+            let t = hsum4([dot(j), dot(j + 1), dot(j + 2), dot(j + 3)]);
+            let ts = [i32x4_extract_lane::<0>(t), i32x4_extract_lane::<1>(t), i32x4_extract_lane::<2>(t), i32x4_extract_lane::<3>(t)];
+            for (i, &ti) in ts.iter().enumerate() {
+                let r = round_shift_sat_i64(ti as i64, shift0 - k_exp[(j + i) * n_kv + kvh]);
+                scores[j + i] = r;
+                tmax = tmax.max(r);
+            }
+            j += 4;
+        }
+        while j < n {
+            let t = hsum4([dot(j), i32x4_splat(0), i32x4_splat(0), i32x4_splat(0)]);
+            let r = round_shift_sat_i64(i32x4_extract_lane::<0>(t) as i64, shift0 - k_exp[j * n_kv + kvh]);
+            scores[j] = r;
+            tmax = tmax.max(r);
+            j += 1;
+        }
+        tmax
+    }
+
+    /// See [`super::head_values`] (head dim 64): keys in pairs, `dot_i16x8` of the two keys'
+    /// values interleaved with `(pn_j, pn_j+1)` (each ≤ 32767; a `pn` of 2^15 is split as
+    /// 32767 + 1 in a second pass). Products ≤ 2·32767·2^15 < 2^31, and every partial sum is
+    /// bounded by `Σ pn · 2^15 < 2^31`, so the sums are exact in any order.
+    pub unsafe fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
+        let inv = recip(sum);
+        let mut acc = [i32x4_splat(0); 16];
+        let vp = v.as_ptr().add(off);
+        let n = p.len();
+        let mut j = 0;
+        while j < n {
+            let (a, b) = (p_norm(p[j], sum, inv), if j + 1 < n { p_norm(p[j + 1], sum, inv) } else { 0 });
+            if a == 0 && b == 0 {
+                j += 2;
+                continue;
+            }
+            let ra = vp.add(j * kvd);
+            let rb = if j + 1 < n { vp.add((j + 1) * kvd) } else { ra };
+            let (ca, cb) = ((a >> 15) as i32, (b >> 15) as i32); // 1 where pn = 2^15
+            for (wa, wb) in [((a as i32 - ca), (b as i32 - cb)), (ca, cb)] {
+                if wa == 0 && wb == 0 {
+                    continue;
+                }
+                let w = i32x4_splat((wb << 16) | (wa & 0xFFFF));
+                for c in 0..8 {
+                    let (va, vb) = (load(ra.add(8 * c)), load(rb.add(8 * c)));
+                    // (a0 b0 a1 b1 a2 b2 a3 b3), (a4 b4 … a7 b7)
+                    let lo = i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(va, vb);
+                    let hi = i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(va, vb);
+                    acc[2 * c] = i32x4_add(acc[2 * c], i32x4_dot_i16x8(lo, w));
+                    acc[2 * c + 1] = i32x4_add(acc[2 * c + 1], i32x4_dot_i16x8(hi, w));
+                }
+            }
+            j += 2;
+        }
+        for (c, a) in acc.iter().enumerate() {
+            v128_store(out.as_mut_ptr().add(4 * c) as *mut v128, *a);
+        }
+    }
+}
+
+// --- x86-64 AVX2 ---
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -302,78 +718,215 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{dot_q4, dot_q8, matmul_q4, matmul_q8, quantize, CpuQ4, CpuQ8};
+    use super::super::{dot_q4, dot_q8, matmul_q4_with, matmul_q8_with, quantize, CpuQ4, CpuQ8};
     use super::*;
     use crate::pack::{Q4Matrix, Q8Matrix};
     use crate::tiny::Rng;
+    // On wasm32 these run under `wasm-bindgen-test-runner` (Node): scripts/test.sh.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn act(r: &mut Rng, tokens: usize, width: usize, extreme: bool) -> QAct {
         let z: Vec<i32> = (0..tokens * width).map(|i| if extreme { [i32::MAX, i32::MIN, 1, -1][i % 4] } else { (r.next_u64() as i32) >> (r.below(28) as u32) }).collect();
         quantize(&z, width, 3)
     }
 
-    /// The engine's layout and kernels (AVX2 where present, the scalar fallback otherwise,
-    /// tail rows) against `dot_q4` on the pack's matrix, for every output.
-    #[test]
-    fn q4_engine_layout_equals_scalar() {
-        let mut r = Rng(21);
-        for (rows, cols, tokens, extreme) in [(21, 1536, 9, false), (8, 64, 4, true), (16, 576, 13, false), (11, 1536, 3, true), (3, 288, 1, false), (16, 96, 2, false)] {
-            let nb = cols / 32;
-            let ext = |r: &mut Rng, v: i16| if extreme { [v, -v][r.below(2) as usize] } else { (r.below(2 * v as u64 + 1) as i32 - v as i32) as i16 };
-            let w = Q4Matrix {
-                rows,
-                cols,
-                nib: (0..rows * cols / 2).map(|_| if extreme { [0xF0, 0x0F, 0xFF][r.below(3) as usize] } else { r.below(256) as u8 }).collect(),
-                d: (0..rows * nb).map(|_| ext(&mut r, 8191)).collect(),
-                m: (0..rows * nb).map(|_| ext(&mut r, 8191)).collect(),
-                e: (0..rows).map(|_| r.below(30) as i8).collect(),
-            };
-            let x = act(&mut r, tokens, cols, extreme);
-            let cw = CpuQ4::new(&w);
-            for g in 0..rows / GROUP {
-                for i in 0..GROUP {
-                    for b in 0..nb {
-                        let rr = g * GROUP + i;
-                        assert_eq!(cw.block(g, i, b)[..], w.nib[rr * cols / 2 + 16 * b..rr * cols / 2 + 16 * (b + 1)]);
-                    }
+    fn q4_matrix(r: &mut Rng, rows: usize, cols: usize, extreme: bool) -> Q4Matrix {
+        let nb = cols / 32;
+        let ext = |r: &mut Rng, v: i16| if extreme { [v, -v][r.below(2) as usize] } else { (r.below(2 * v as u64 + 1) as i32 - v as i32) as i16 };
+        Q4Matrix {
+            rows,
+            cols,
+            nib: (0..rows * cols / 2).map(|_| if extreme { [0xF0, 0x0F, 0xFF][r.below(3) as usize] } else { r.below(256) as u8 }).collect(),
+            d: (0..rows * nb).map(|_| ext(r, 8191)).collect(),
+            m: (0..rows * nb).map(|_| ext(r, 8191)).collect(),
+            e: (0..rows).map(|_| r.below(30) as i8).collect(),
+        }
+    }
+
+    fn q8_matrix(r: &mut Rng, rows: usize, cols: usize, extreme: bool) -> Q8Matrix {
+        let nb = cols / 32;
+        Q8Matrix {
+            rows,
+            cols,
+            q: (0..rows * cols).map(|_| if extreme { -128 } else { r.next_u64() as i8 }).collect(),
+            d: (0..rows * nb).map(|_| if extreme { [2047, -2047][r.below(2) as usize] } else { (r.below(4095) as i32 - 2047) as i16 }).collect(),
+            e: (0..rows).map(|_| r.below(30) as i8).collect(),
+        }
+    }
+
+    /// Every implementation that runs here against `dot_q4` on the pack's matrix, for every
+    /// output (full groups, tail rows, every token count mod 4).
+    fn check_q4(w: &Q4Matrix, x: &QAct, frac_out: i32) {
+        let (rows, cols, nb) = (w.rows, w.cols, w.cols / 32);
+        let cw = CpuQ4::new(w);
+        let isas = Isa::available();
+        let got: Vec<Vec<i32>> = isas.iter().map(|&isa| matmul_q4_with(isa, &cw, x, frac_out)).collect();
+        for row in 0..rows {
+            for t in 0..x.tokens {
+                let want = dot_q4(&w.nib[row * cols / 2..(row + 1) * cols / 2], &w.d[row * nb..(row + 1) * nb], &w.m[row * nb..(row + 1) * nb], w.e[row] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], &x.sum[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+                for (isa, g) in isas.iter().zip(&got) {
+                    assert_eq!(g[t * rows + row], want, "{isa:?} row {row} token {t}");
                 }
             }
-            let got = matmul_q4(&cw, &x, 10);
-            for row in 0..rows {
-                for t in 0..tokens {
-                    let want = dot_q4(&w.nib[row * cols / 2..(row + 1) * cols / 2], &w.d[row * nb..(row + 1) * nb], &w.m[row * nb..(row + 1) * nb], w.e[row] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], &x.sum[t * nb..(t + 1) * nb], x.exp[t], 10);
-                    assert_eq!(got[t * rows + row], want, "row {row} token {t}");
+        }
+    }
+
+    fn check_q8(w: &Q8Matrix, x: &QAct, frac_out: i32) {
+        let (rows, cols, nb) = (w.rows, w.cols, w.cols / 32);
+        let cw = CpuQ8::new(w);
+        let isas = Isa::available();
+        let got: Vec<Vec<i32>> = isas.iter().map(|&isa| matmul_q8_with(isa, &cw, x, frac_out)).collect();
+        for row in 0..rows {
+            for t in 0..x.tokens {
+                let want = dot_q8(&w.q[row * cols..(row + 1) * cols], &w.d[row * nb..(row + 1) * nb], w.e[row] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+                for (isa, g) in isas.iter().zip(&got) {
+                    assert_eq!(g[t * rows + row], want, "{isa:?} row {row} token {t}");
                 }
             }
         }
     }
 
     #[test]
+    fn isas_that_run_here() {
+        let isas = Isa::available();
+        assert_eq!(isas[0], Isa::Portable);
+        assert!(isas.contains(&Isa::best()));
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        assert_eq!(Isa::best(), Isa::Simd128);
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(Isa::best() == Isa::Avx2, std::arch::is_x86_feature_detected!("avx2"));
+    }
+
+    /// The layout keeps every weight (`CpuQ4::block` reads the pack's bytes back).
+    #[test]
+    fn q4_layout_round_trips() {
+        let mut r = Rng(20);
+        let w = q4_matrix(&mut r, 19, 96, false);
+        let cw = CpuQ4::new(&w);
+        for g in 0..2 {
+            for i in 0..GROUP {
+                for b in 0..3 {
+                    let rr = g * GROUP + i;
+                    assert_eq!(cw.block(g, i, b)[..], w.nib[rr * 48 + 16 * b..rr * 48 + 16 * (b + 1)]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn q4_engine_layout_equals_scalar() {
+        let mut r = Rng(21);
+        for (rows, cols, tokens, extreme) in [(21, 1536, 9, false), (8, 64, 4, true), (16, 576, 13, false), (11, 1536, 7, true), (3, 288, 1, false), (16, 96, 2, false), (24, 576, 6, false)] {
+            let w = q4_matrix(&mut r, rows, cols, extreme);
+            let x = act(&mut r, tokens, cols, extreme);
+            check_q4(&w, &x, 10);
+        }
+    }
+
+    #[test]
     fn q8_engine_layout_equals_scalar() {
         let mut r = Rng(22);
-        for (rows, cols, tokens, extreme) in [(22, 1024, 8, false), (8, 1024, 4, true), (13, 576, 11, false), (16, 1024, 2, true), (9, 96, 1, false)] {
-            let nb = cols / 32;
-            let w = Q8Matrix {
-                rows,
-                cols,
-                q: (0..rows * cols).map(|_| if extreme { -128 } else { r.next_u64() as i8 }).collect(),
-                d: (0..rows * nb).map(|_| if extreme { 2047 } else { (r.below(4095) as i32 - 2047) as i16 }).collect(),
-                e: (0..rows).map(|_| r.below(30) as i8).collect(),
-            };
-            let x = act(&mut r, tokens, cols, extreme);
+        for (rows, cols, tokens, extreme) in [(22, 1024, 8, false), (8, 1024, 5, true), (13, 576, 11, false), (16, 1024, 2, true), (9, 96, 1, false), (16, 576, 7, false)] {
+            let w = q8_matrix(&mut r, rows, cols, extreme);
             let cw = CpuQ8::new(&w);
             for row in 0..rows {
                 for c in 0..cols {
-                    assert_eq!(cw.at(row, c), (w.q[row * cols + c], w.d[row * nb + c / 32]));
+                    assert_eq!(cw.at(row, c), (w.q[row * cols + c], w.d[row * (cols / 32) + c / 32]));
                 }
                 assert_eq!(cw.exp(row), w.e[row]);
             }
-            let got = matmul_q8(&cw, &x, 10);
-            for row in 0..rows {
-                for t in 0..tokens {
-                    let want = dot_q8(&w.q[row * cols..(row + 1) * cols], &w.d[row * nb..(row + 1) * nb], w.e[row] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], x.exp[t], 10);
-                    assert_eq!(got[t * rows + row], want, "row {row} token {t}");
+            let x = act(&mut r, tokens, cols, extreme);
+            check_q8(&w, &x, 10);
+        }
+    }
+
+    /// The largest block terms of both signs in every lane: q = ±127 with a = 4096 (a row of
+    /// ±127·2^20 quantises to that), nibbles 0 or 15, d and m ±8191 (Q4), w = −128 with
+    /// d = ±2047 (Q8), output shifts that saturate both ways.
+    #[test]
+    fn kernels_at_the_extremes() {
+        let cols = 1536;
+        let big = 127 << 20;
+        let z: Vec<i32> = (0..4 * cols).map(|i| [big, -big, big, big][(i / cols + i / 7) % 4]).collect();
+        let x = quantize(&z, cols, 0);
+        assert!(x.q.iter().all(|&q| q.unsigned_abs() == 127) && x.a.iter().all(|&a| a == 4096));
+        for (nib, d, m) in [(0xFF, 8191, 8191), (0x00, -8191, 8191), (0xFF, -8191, -8191), (0x0F, 8191, -8191)] {
+            let w = Q4Matrix { rows: 16, cols, nib: vec![nib; 16 * cols / 2], d: vec![d; 16 * 48], m: vec![m; 16 * 48], e: (0..16).map(|i| [0, 40, -30, 20][i % 4]).collect() };
+            for f in [-20, 0, 10] {
+                check_q4(&w, &x, f);
+            }
+        }
+        let cols = 1024;
+        let z: Vec<i32> = (0..5 * cols).map(|i| if (i / cols + i / 3) % 2 == 0 { big } else { -big }).collect();
+        let x = quantize(&z, cols, 0);
+        assert!(x.q.iter().all(|&q| q.unsigned_abs() == 127) && x.a.iter().all(|&a| a == 4096));
+        for d in [2047, -2047] {
+            let w = Q8Matrix { rows: 16, cols, q: vec![-128; 16 * cols], d: vec![d; 16 * 32], e: (0..16).map(|i| [0, 40, -30, 20][i % 4]).collect() };
+            for f in [-20, 0, 10] {
+                check_q8(&w, &x, f);
+            }
+        }
+    }
+
+    /// Attention loops: every implementation that runs here equals the portable one, on
+    /// random and extreme keys, values and probabilities, long and short contexts.
+    #[test]
+    fn head_loops_agree() {
+        let mut r = Rng(23);
+        let (kvd, n_kv) = (192, 3);
+        for (n, extreme) in [(1, false), (3, true), (37, false), (64, true), (2049, false)] {
+            let k: Vec<i16> = (0..n * kvd).map(|i| if extreme { [511, -511][i % 2] } else { (r.below(1023) as i32 - 511) as i16 }).collect();
+            let k_exp: Vec<i32> = (0..n * n_kv).map(|i| if extreme { (i % 30) as i32 } else { r.below(22) as i32 }).collect();
+            let v: Vec<i16> = (0..n * kvd).map(|i| if extreme { [i16::MAX, i16::MIN][i % 2] } else { r.next_u64() as i16 }).collect();
+            let qi: Vec<i16> = (0..64).map(|i| if extreme { [511, -511, 511][i % 3] } else { (r.below(1023) as i32 - 511) as i16 }).collect();
+            for kvh in 0..n_kv {
+                for shift0 in [12, 0, -9, -40] {
+                    let mut want = vec![0; n];
+                    let wmax = head_scores(Isa::Portable, &qi, &k, &k_exp, kvd, n_kv, kvh, shift0, &mut want);
+                    for isa in Isa::available() {
+                        let mut got = vec![0; n];
+                        assert_eq!(head_scores(isa, &qi, &k, &k_exp, kvd, n_kv, kvh, shift0, &mut got), wmax, "{isa:?}");
+                        assert_eq!(got, want, "{isa:?} n {n} shift {shift0}");
+                    }
                 }
+                // Probabilities as attention makes them: one 2^15, the rest ≤ 2^15 (many 0).
+                let mut p: Vec<u32> = (0..n).map(|_| if extreme { 1 << 15 } else { [0, 1, r.below(1 << 15) as u32, 1 << 15][r.below(4) as usize] }).collect();
+                p[n / 2] = 1 << 15;
+                let sum = p.iter().sum::<u32>();
+                let mut want = vec![0; 64];
+                head_values(Isa::Portable, &p, &v, kvd, kvh * 64, sum, &mut want);
+                for isa in Isa::available() {
+                    let mut got = vec![7; 64];
+                    head_values(isa, &p, &v, kvd, kvh * 64, sum, &mut got);
+                    assert_eq!(got, want, "{isa:?} n {n}");
+                }
+            }
+        }
+    }
+
+    // Random shapes and values (native only: proptest does not build for wasm32).
+    #[cfg(not(target_arch = "wasm32"))]
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            #[test]
+            fn q4_any_shape(seed in any::<u64>(), rows in 1usize..40, nb in 1usize..49, tokens in 1usize..10, extreme in any::<bool>(), frac in -8i32..16) {
+                let mut r = Rng(seed);
+                let w = q4_matrix(&mut r, rows, nb * 32, extreme);
+                let x = act(&mut r, tokens, nb * 32, extreme);
+                check_q4(&w, &x, frac);
+            }
+
+            #[test]
+            fn q8_any_shape(seed in any::<u64>(), rows in 1usize..40, nb in 1usize..33, tokens in 1usize..10, extreme in any::<bool>(), frac in -8i32..16) {
+                let mut r = Rng(seed);
+                let w = q8_matrix(&mut r, rows, nb * 32, extreme);
+                let x = act(&mut r, tokens, nb * 32, extreme);
+                check_q8(&w, &x, frac);
             }
         }
     }

@@ -1,0 +1,193 @@
+//! Speed measurements of the CPU engine that run the same code natively and on wasm32 in
+//! Node (`wasm-bindgen-test-runner`), so the two can be compared in one run on one machine.
+//! Ignored tests: they time, they assert nothing about speed. `scripts/wasm-bench.sh` runs
+//! them both ways; the numbers are in BENCHMARKS.md.
+//!
+//! - `bench_kernels`: matmul GMAC/s (SmolLM2 shapes) and attention of one row over 1,024
+//!   positions, one thread, for every [`Isa`] that runs here.
+//! - `bench_forward`: the real model (the pack in `~/.cache/lmz`) over the first 1,000 bytes
+//!   of `samples/alice-chapter1.txt` as one sequence (260 tokens, every table made), tokens
+//!   per second of wall time and of CPU time (1 and 2 threads natively, 1 in wasm), and a
+//!   hash of the tables, which must be the same natively and in wasm.
+//!
+//! CPU time (the thread's CPU clock natively, `process.cpuUsage()` in Node) is what the shared
+//! development machines let one compare: wall time moves 2× with other jobs' load.
+
+use super::{attention_head_with, matmul_q4_with, matmul_q8_with, quantize, CpuBackend, CpuQ4, CpuQ8, Isa, KvCache};
+use crate::pack::{Config, Model, Q4Matrix, Q8Matrix};
+use crate::tiny::Rng;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+#[cfg(target_arch = "wasm32")]
+mod host {
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen]
+    extern "C" {
+        #[wasm_bindgen(js_namespace = performance)]
+        fn now() -> f64;
+        type CpuUsage;
+        #[wasm_bindgen(js_namespace = process, js_name = cpuUsage)]
+        fn cpu_usage() -> CpuUsage;
+        #[wasm_bindgen(method, getter)]
+        fn user(this: &CpuUsage) -> f64;
+        #[wasm_bindgen(method, getter)]
+        fn system(this: &CpuUsage) -> f64;
+    }
+    #[wasm_bindgen(module = "fs")]
+    extern "C" {
+        #[wasm_bindgen(js_name = readFileSync)]
+        fn read_file_sync(path: &str) -> Vec<u8>;
+    }
+    #[wasm_bindgen(module = "os")]
+    extern "C" {
+        fn homedir() -> String;
+    }
+
+    pub fn seconds() -> f64 {
+        now() / 1e3
+    }
+    /// CPU time of the Node process (µs in `process.cpuUsage()`; it includes V8's compiler
+    /// and GC threads, so it overstates the wasm's own time a little).
+    pub fn cpu_seconds() -> f64 {
+        let u = cpu_usage();
+        (u.user() + u.system()) / 1e6
+    }
+    pub fn pack() -> Vec<u8> {
+        read_file_sync(&format!("{}/.cache/lmz/smollm2-135m.lmz.safetensors", homedir()))
+    }
+    pub const WHERE: &str = "wasm32 (Node)";
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod host {
+    pub fn seconds() -> f64 {
+        use std::sync::OnceLock;
+        static T0: OnceLock<std::time::Instant> = OnceLock::new();
+        T0.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+    }
+    /// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`, exact at every read).
+    #[cfg(unix)]
+    pub fn cpu_seconds() -> f64 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid timespec to write; the clock id is a constant every Unix has.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    }
+    #[cfg(not(unix))]
+    pub fn cpu_seconds() -> f64 {
+        seconds()
+    }
+    pub fn pack() -> Vec<u8> {
+        let home = std::env::var("HOME").unwrap_or_default();
+        std::fs::read(format!("{home}/.cache/lmz/smollm2-135m.lmz.safetensors")).expect("the model pack (lmz model fetch)")
+    }
+    pub const WHERE: &str = "native";
+}
+
+macro_rules! say {
+    ($($t:tt)*) => {{
+        #[cfg(target_arch = "wasm32")]
+        wasm_bindgen_test::console_log!($($t)*);
+        #[cfg(not(target_arch = "wasm32"))]
+        println!($($t)*);
+    }};
+}
+
+/// Best of `n` runs of `f`, in the calling thread's CPU time (the machines here are shared,
+/// and CPU time is what another job's load changes least).
+fn best(n: usize, mut f: impl FnMut()) -> f64 {
+    (0..n)
+        .map(|_| {
+            let t = host::cpu_seconds();
+            f();
+            host::cpu_seconds() - t
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// One thread natively (a one-thread rayon pool); wasm has one anyway.
+fn one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(all(feature = "parallel", not(target_arch = "wasm32")))]
+    let f = || rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool").install(f);
+    f()
+}
+
+#[test]
+#[ignore = "benchmark: scripts/wasm-bench.sh"]
+fn bench_kernels() {
+    let mut r = Rng(1);
+    let (rows, cols) = (1536, 576);
+    let nb = cols / 32;
+    let w = Q4Matrix { rows, cols, nib: (0..rows * cols / 2).map(|_| r.below(256) as u8).collect(), d: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(), m: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(), e: vec![20; rows] };
+    let w8 = Q8Matrix { rows: 8192, cols, q: (0..8192 * cols).map(|_| r.next_u64() as i8).collect(), d: (0..8192 * nb).map(|_| r.below(4000) as i16 - 2000).collect(), e: vec![20; 8192] };
+    let (w, w8) = (CpuQ4::new(&w), CpuQ8::new(&w8));
+    say!("{}: matmul GMAC/s, 1 thread, best of 5 in CPU time (Q4 {rows}x{cols}, Q8 8192x{cols})", host::WHERE);
+    for tokens in [1, 2, 4, 256] {
+        let z: Vec<i32> = (0..tokens * cols).map(|_| (r.next_u64() as i32) >> 12).collect();
+        let x = quantize(&z, cols, 10);
+        let reps = (256 / tokens).max(1);
+        let macs = (reps * tokens * cols) as f64;
+        for isa in Isa::available() {
+            let s4 = one_thread(|| best(5, || (0..reps).for_each(|_| drop(std::hint::black_box(matmul_q4_with(isa, &w, &x, 10))))));
+            let s8 = one_thread(|| best(5, || (0..reps).for_each(|_| drop(std::hint::black_box(matmul_q8_with(isa, &w8, &x, 10))))));
+            say!("tokens {tokens:4} {:>9}: q4 {:6.2}  q8 {:6.2}", format!("{isa:?}"), macs * rows as f64 / s4 / 1e9, macs * 8192.0 / s8 / 1e9);
+        }
+    }
+    // One query row (9 heads) over n cached positions of one layer: 2·9·64·n MACs.
+    let cfg = Config { name: String::new(), n_layers: 1, dim: 576, hidden: 1536, n_heads: 9, n_kv_heads: 3, head_dim: 64, vocab: 2, ctx: 8192, rope_base: 1e5, bos: 0, eos: 0, doc_start: 0, norm_eps_q24: 0 };
+    let exp = crate::tables::exp2_table(8, 15);
+    let n = 1024;
+    let cache = KvCache { k: (0..n * 192).map(|_| (r.below(1023) as i32 - 511) as i16).collect(), k_exp: (0..n * 3).map(|_| r.below(8) as i32).collect(), v: (0..n * 192).map(|_| (r.next_u64() as i16) >> 4).collect() };
+    let q: Vec<i32> = (0..576).map(|_| (r.next_u64() as i32) >> 16).collect();
+    say!("{}: attention, one row of 9 heads over {n} positions, 1 thread, best of 5 in CPU time", host::WHERE);
+    for isa in Isa::available() {
+        let (mut out, mut sc, mut pr) = (vec![0; 64], Vec::new(), Vec::new());
+        let s = one_thread(|| best(5, || {
+            for _ in 0..16 {
+                for h in 0..9 {
+                    attention_head_with(isa, &q[h * 64..(h + 1) * 64], h, &cache, 0, n - 1, &cfg, &exp, &mut out, &mut sc, &mut pr);
+                }
+            }
+        }));
+        say!("{:>9}: {:6.2} GMAC/s ({:.1} µs per row)", format!("{isa:?}"), (16 * 2 * 9 * 64 * n) as f64 / s / 1e9, s / 16.0 * 1e6);
+    }
+}
+
+#[test]
+#[ignore = "benchmark: scripts/wasm-bench.sh (needs the model pack)"]
+fn bench_forward() {
+    let t0 = host::seconds();
+    let model = Model::from_pack_bytes(&host::pack()).expect("the model pack");
+    let text = &include_bytes!("../../../samples/alice-chapter1.txt")[..1000];
+    let tokens = crate::tokenizer::Tokenizer::new(&model.tokenizer).expect("tokenizer").encode(text);
+    let cfg = model.config().clone();
+    let fr = crate::model::Fracs::new(&model.weights);
+    let mut b = CpuBackend::new(&model, tokens.len()).expect("engine");
+    drop(model);
+    say!("{}: model loaded and laid out in {:.1} s; {} tokens, best isa {:?}", host::WHERE, host::seconds() - t0, tokens.len(), Isa::best());
+    let threads: &[usize] = if cfg!(all(feature = "parallel", not(target_arch = "wasm32"))) { &[1, 2] } else { &[1] };
+    for &n in threads {
+        #[allow(unused_mut)]
+        let mut run = || {
+            let mut h = 0u64;
+            let (t, c) = (host::seconds(), host::cpu_seconds());
+            crate::model::forward_seq(&mut b, &cfg, &fr, &tokens, 0, 0, &mut |_, f| {
+                h = f.iter().fold(h, |h, &x| h.wrapping_mul(0x100000001b3).wrapping_add(x as u64));
+                Ok(())
+            })
+            .expect("forward");
+            (host::seconds() - t, host::cpu_seconds() - c, h)
+        };
+        #[cfg(all(feature = "parallel", not(target_arch = "wasm32")))]
+        let (s, c, h) = rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("a pool").install(run);
+        #[cfg(not(all(feature = "parallel", not(target_arch = "wasm32"))))]
+        let (s, c, h) = run();
+        let k = tokens.len() as f64;
+        // CPU time of the one thread doing the work; with 2 threads, wall time only.
+        let cpu = if n == 1 { format!(", CPU {c:.2} s = {:.1} tokens per CPU-second", k / c) } else { String::new() };
+        say!("{}: {n} thread(s): {} tokens, wall {s:.2} s = {:.1} tokens/s{cpu} (tables hash {h:016x})", host::WHERE, tokens.len(), k / s);
+    }
+}
