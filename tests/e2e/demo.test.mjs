@@ -125,6 +125,34 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     await page.close();
   });
 
+  test("the in-thread engine (worker: false) and engine 'auto' (a fallback adapter → wasm-CPU) give the same bytes", { timeout: 10 * MIN }, async () => {
+    const page = await env.context.newPage();
+    await page.goto(env.url);
+    await page.waitForFunction(() => document.body.dataset.ready === '1');
+    const r = await page.evaluate(async (text) => {
+      const { createCompressor } = await import('lmz');
+      const lz = await createCompressor({ modelUrl: 'models/smollm2-135m.lmz.safetensors', engine: 'auto', worker: false });
+      const file = await lz.compress(new TextEncoder().encode(text));
+      const back = new TextDecoder().decode(await lz.decompress(file));
+      const head = await lz.info(file);
+      lz.dispose();
+      let disposed;
+      try {
+        await lz.compress(new Uint8Array(1));
+      } catch (e) {
+        disposed = e.code;
+      }
+      return { engine: lz.engine, adapter: lz.adapter, file: [...file], back, fingerprint: lz.fingerprint, headFingerprint: head.fingerprint, disposed };
+    }, TEXT2);
+    // SwiftShader is a fallback adapter: slower than wasm-CPU, so 'auto' does not take it.
+    assert.equal(r.engine, 'cpu', r.adapter);
+    assert.equal(r.back, TEXT2);
+    assert.ok(Buffer.from(r.file).equals(lmz(['-c'], Buffer.from(TEXT2))), 'the in-thread engine and the CLI made different files');
+    assert.ok(r.fingerprint.startsWith(r.headFingerprint) && r.fingerprint.length === 64);
+    assert.equal(r.disposed, 'LMZ_DISPOSED');
+    await page.close();
+  });
+
   test('cancelling a call rejects it with LMZ_CANCELLED, and the compressor goes on working', { timeout: 25 * MIN }, async () => {
     const long = Buffer.from(TEXT.repeat(6)); // ~760 bytes, ~150 tokens
     const page = await env.context.newPage();

@@ -36,6 +36,7 @@ function showError(e) {
   $('error').textContent = `${code}: ${e?.message ?? e}`;
   document.body.dataset.errorCode = code;
   $('phase').textContent = 'failed';
+  $('bar').value = 0;
   setState('error');
 }
 
