@@ -409,7 +409,7 @@ pub fn matmul_q4(w: &CpuQ4, x: &QAct, frac_out: i32) -> Vec<i32> {
 }
 
 /// [`matmul_q4`] with the group kernels of `isa` (which must run here: [`Isa::runs`]); the
-/// parity tests and `examples/kernels.rs` compare them.
+/// parity tests and `cpu_bench.rs` (`bench_kernels`) compare them.
 pub fn matmul_q4_with(isa: Isa, w: &CpuQ4, x: &QAct, frac_out: i32) -> Vec<i32> {
     let groups = w.e.len() / GROUP;
     by_groups(w.rows, x.tokens, GROUP, |g, o| {
