@@ -15,7 +15,7 @@
 use crate::backend::Backend;
 use crate::coder::{cum_freq, Decoder, Encoder};
 use crate::error::{Error, Result};
-use crate::eval::{score_async, window_at, Policy};
+use crate::eval::{score_async, window_at, KvMode, Policy, Window};
 use crate::model::{block_on, forward_async, Batch, Fracs};
 use crate::pack::{hex, Config, Model};
 use crate::tokenizer::Tokenizer;
@@ -43,13 +43,19 @@ pub const MAGIC: [u8; 4] = [0x89, b'L', b'M', b'Z'];
 pub const VERSION: u8 = 1;
 /// Fixed part of the full header, before the chunk table.
 const FIXED_HEADER: usize = 4 + 1 + 1 + 32 + 4 + 4 + 8 + 4 + 4;
-/// Compact-form tags (first byte of a compact file, of a raw stream): the version and the
-/// method in one byte. 0xF8–0xFF never occur in UTF-8.
+/// Full-form flag: later windows keep their context in the KV cache ([`KvMode::Shift`]).
+pub const FLAG_KV_SHIFT: u8 = 1;
+/// Compact-form tags (first byte of a compact file, of a raw stream): the version, the
+/// method and, for model-coded data, the context policy in one byte. 0xF8–0xFF never occur
+/// in UTF-8.
 pub const TAG_STORED: u8 = 0xF8;
 pub const TAG_ZSTD: u8 = 0xF9;
+/// Model-coded under [`Policy::recompute_for`] (the first format's policy).
 pub const TAG_MODEL: u8 = 0xFA;
+/// Model-coded under [`Policy::shift_for`].
+pub const TAG_MODEL_SHIFT: u8 = 0xFB;
 /// Tags reserved for later compact versions (a decoder says "unsupported version").
-const TAG_RESERVED: std::ops::RangeInclusive<u8> = 0xFB..=0xFF;
+const TAG_RESERVED: std::ops::RangeInclusive<u8> = 0xFC..=0xFF;
 /// Bytes of the model fingerprint that the compact form keeps.
 pub const COMPACT_FP_BYTES: usize = 2;
 /// Chunk size (tokens) when the caller does not choose one: a text of n tokens is cut into
@@ -100,18 +106,23 @@ impl Method {
             _ => None,
         }
     }
-    fn tag(self) -> u8 {
-        match self {
-            Method::Stored => TAG_STORED,
-            Method::Zstd => TAG_ZSTD,
-            Method::Model => TAG_MODEL,
+    /// The compact tag of a chunk coded this way under the fixed policy `kv` names.
+    fn tag(self, kv: KvMode) -> u8 {
+        match (self, kv) {
+            (Method::Stored, _) => TAG_STORED,
+            (Method::Zstd, _) => TAG_ZSTD,
+            (Method::Model, KvMode::Recompute) => TAG_MODEL,
+            (Method::Model, KvMode::Shift) => TAG_MODEL_SHIFT,
         }
     }
-    fn from_tag(t: u8) -> Option<Method> {
+    /// A compact tag's method and policy (the policy only matters to model-coded data; the
+    /// stored and zstd tags say [`KvMode::Shift`], what this version writes).
+    fn from_tag(t: u8) -> Option<(Method, KvMode)> {
         match t {
-            TAG_STORED => Some(Method::Stored),
-            TAG_ZSTD => Some(Method::Zstd),
-            TAG_MODEL => Some(Method::Model),
+            TAG_STORED => Some((Method::Stored, KvMode::Shift)),
+            TAG_ZSTD => Some((Method::Zstd, KvMode::Shift)),
+            TAG_MODEL => Some((Method::Model, KvMode::Recompute)),
+            TAG_MODEL_SHIFT => Some((Method::Model, KvMode::Shift)),
             _ => None,
         }
     }
@@ -181,8 +192,11 @@ pub struct Info {
     pub compressed_len: u64,
     /// Full form: crc32 of the original. Compact: the 16-bit check.
     pub checksum: u32,
-    /// Full form: the policy's (window, stride). Compact: `None` (the model's default).
+    /// Full form: the policy's (window, stride). Compact: `None` (the model's fixed policy
+    /// for the tag: [`Policy::recompute_for`] or [`Policy::shift_for`]).
     pub window_stride: Option<(u32, u32)>,
+    /// How later windows get their context (full form: the flags; compact: the tag).
+    pub kv: KvMode,
     pub chunks: Vec<ChunkInfo>,
 }
 
@@ -284,8 +298,8 @@ fn parse(file: &[u8]) -> Result<Parsed<'_>> {
         None => Err(Error::FormatTruncated("the data is empty (an lmz file has at least a 1-byte tag)".into())),
         Some(&0x89) => parse_full(file),
         Some(&t) if Method::from_tag(t).is_some() => parse_compact(file),
-        Some(&t) if TAG_RESERVED.contains(&t) => Err(Error::FormatVersion { version: t as u32, supported: format!("full {VERSION}, compact tags 0x{TAG_STORED:02X}–0x{TAG_MODEL:02X}") }),
-        Some(_) => Err(Error::FormatBadMagic(format!("it starts with {} (an lmz file starts with 89 4C 4D 5A or a byte F8–FA)", hex(&file[..file.len().min(4)])))),
+        Some(&t) if TAG_RESERVED.contains(&t) => Err(Error::FormatVersion { version: t as u32, supported: format!("full {VERSION}, compact tags 0x{TAG_STORED:02X}–0x{TAG_MODEL_SHIFT:02X}") }),
+        Some(_) => Err(Error::FormatBadMagic(format!("it starts with {} (an lmz file starts with 89 4C 4D 5A or a byte F8–FB)", hex(&file[..file.len().min(4)])))),
     }
 }
 
@@ -327,9 +341,10 @@ fn parse_full(file: &[u8]) -> Result<Parsed<'_>> {
     if crc32fast::hash(&file[..header_end]) != hcrc {
         return Err(Error::FormatCorrupt("the header checksum does not match: the header is damaged".into()));
     }
-    if flags != 0 {
-        return Err(Error::FormatVersion { version: version as u32 * 256 + flags as u32, supported: format!("{VERSION} with flags 0") });
+    if flags & !FLAG_KV_SHIFT != 0 {
+        return Err(Error::FormatVersion { version: version as u32 * 256 + flags as u32, supported: format!("{VERSION} with flags 0 or {FLAG_KV_SHIFT}") });
     }
+    let kv = if flags & FLAG_KV_SHIFT != 0 { KvMode::Shift } else { KvMode::Recompute };
     if sum_orig != original_len {
         return Err(Error::FormatCorrupt(format!("the chunks add up to {sum_orig} bytes, the header says {original_len}")));
     }
@@ -345,7 +360,7 @@ fn parse_full(file: &[u8]) -> Result<Parsed<'_>> {
         // Σ stored_len = rest: every take succeeds and every length fits usize.
         payloads.push(c.take(ch.stored_len as usize, "a chunk")?);
     }
-    let info = Info { form: Form::Full, version: version as u32, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: Some((window, stride)), chunks };
+    let info = Info { form: Form::Full, version: version as u32, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: Some((window, stride)), kv, chunks };
     Ok(Parsed { info, payloads })
 }
 
@@ -357,9 +372,9 @@ fn parse_compact(file: &[u8]) -> Result<Parsed<'_>> {
     let check = c.take(2, "the check")?;
     let checksum = u16::from_le_bytes([check[0], check[1]]) as u32;
     let payload = c.rest();
-    let method = Method::from_tag(tag).ok_or_else(|| Error::FormatCorrupt(format!("tag {tag:02X}")))?;
+    let (method, kv) = Method::from_tag(tag).ok_or_else(|| Error::FormatCorrupt(format!("tag {tag:02X}")))?;
     let chunks = if original_len == 0 && payload.is_empty() { vec![] } else { vec![ChunkInfo { method, original_len, stored_len: payload.len() as u64 }] };
-    let info = Info { form: Form::Compact, version: 1, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: None, chunks };
+    let info = Info { form: Form::Compact, version: 1, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: None, kv, chunks };
     Ok(Parsed { info, payloads: vec![payload] })
 }
 
@@ -368,18 +383,18 @@ pub fn info(file: &[u8]) -> Result<Info> {
     parse(file).map(|p| p.info)
 }
 
-/// A raw stream's method, check and payload (docs/FORMAT.md, "Raw stream").
-fn split_raw(raw: &[u8]) -> Result<(Method, u16, &[u8])> {
+/// A raw stream's tag, method, policy, check and payload (docs/FORMAT.md, "Raw stream").
+fn split_raw(raw: &[u8]) -> Result<(u8, Method, KvMode, u16, &[u8])> {
     let (&tag, rest) = raw.split_first().ok_or_else(|| Error::FormatTruncated("the raw stream is empty".into()))?;
-    let method = match Method::from_tag(tag) {
+    let (method, kv) = match Method::from_tag(tag) {
         Some(m) => m,
-        None if TAG_RESERVED.contains(&tag) => return Err(Error::FormatVersion { version: tag as u32, supported: format!("raw tags 0x{TAG_STORED:02X}–0x{TAG_MODEL:02X}") }),
-        None => return Err(Error::FormatBadMagic(format!("raw stream tag {tag:02X} (expected F8–FA)"))),
+        None if TAG_RESERVED.contains(&tag) => return Err(Error::FormatVersion { version: tag as u32, supported: format!("raw tags 0x{TAG_STORED:02X}–0x{TAG_MODEL_SHIFT:02X}") }),
+        None => return Err(Error::FormatBadMagic(format!("raw stream tag {tag:02X} (expected F8–FB)"))),
     };
     if rest.len() < 2 {
         return truncated("the check");
     }
-    Ok((method, u16::from_le_bytes([rest[0], rest[1]]), &rest[2..]))
+    Ok((tag, method, kv, u16::from_le_bytes([rest[0], rest[1]]), &rest[2..]))
 }
 
 /// The standalone compact file holding a raw stream of `len` original bytes made with the
@@ -390,9 +405,9 @@ fn split_raw(raw: &[u8]) -> Result<(Method, u16, &[u8])> {
 /// `len` or `fingerprint` is not detected here but on decoding (`LMZ_FORMAT_CHECKSUM` or
 /// `LMZ_FORMAT_CORRUPT`), as for the raw stream itself.
 pub fn raw_to_compact(fingerprint: &[u8; 32], raw: &[u8], len: u64) -> Result<Vec<u8>> {
-    let (method, check, payload) = split_raw(raw)?;
+    let (tag, _, _, check, payload) = split_raw(raw)?;
     let mut out = Vec::with_capacity(raw.len() + COMPACT_FP_BYTES + 10);
-    out.push(method.tag());
+    out.push(tag);
     out.extend_from_slice(&fingerprint[..COMPACT_FP_BYTES]);
     put_varint(&mut out, len);
     out.extend_from_slice(&check.to_le_bytes());
@@ -438,6 +453,11 @@ impl Codec {
         Policy::default_for(&self.cfg)
     }
 
+    /// Whether the compact form can name `p` (its tag's fixed policy).
+    fn has_tag(&self, p: &Policy) -> bool {
+        *p == Policy::for_tag(&self.cfg, p.kv)
+    }
+
     fn check_backend<B: Backend>(&self, b: &B, p: &Policy) -> Result<()> {
         p.validate(&self.cfg)?;
         if b.cache_len() < p.window {
@@ -457,9 +477,9 @@ impl Codec {
     pub async fn compress_async<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, progress: &mut dyn Progress) -> Result<Vec<u8>> {
         let policy = opts.policy.unwrap_or_else(|| self.default_policy());
         let chunks = self.encode_chunks(b, data, opts, &policy, progress).await?;
-        if opts.compact && policy == self.default_policy() && chunks.len() <= 1 {
+        if opts.compact && self.has_tag(&policy) && chunks.len() <= 1 {
             let (method, payload) = chunks.into_iter().next().map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
-            let mut out = vec![method.tag()];
+            let mut out = vec![method.tag(policy.kv)];
             out.extend_from_slice(&self.fingerprint[..COMPACT_FP_BYTES]);
             put_varint(&mut out, data.len() as u64);
             out.extend_from_slice(&check16(&self.fingerprint, data).to_le_bytes());
@@ -469,7 +489,7 @@ impl Codec {
         let mut out = Vec::with_capacity(FIXED_HEADER + 24 * chunks.len() + chunks.iter().map(|c| c.payload.len()).sum::<usize>());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
-        out.push(0); // flags
+        out.push(if policy.kv == KvMode::Shift { FLAG_KV_SHIFT } else { 0 });
         out.extend_from_slice(&self.fingerprint);
         // validate() bounds the window by the model's context, far below 2^32.
         out.extend_from_slice(&(policy.window as u32).to_le_bytes());
@@ -508,13 +528,13 @@ impl Codec {
                     return Err(Error::FormatModelMismatch { wanted: format!("is {}", hex(&info.fingerprint)), have });
                 }
                 let (window, stride) = info.window_stride.unwrap_or((0, 0));
-                Policy { window: window as usize, stride: stride as usize, start: self.cfg.doc_start }
+                Policy { window: window as usize, stride: stride as usize, start: self.cfg.doc_start, kv: info.kv }
             }
             Form::Compact => {
                 if info.fingerprint[..] != self.fingerprint[..COMPACT_FP_BYTES] {
                     return Err(Error::FormatModelMismatch { wanted: format!("starts with {}", hex(&info.fingerprint)), have });
                 }
-                self.default_policy()
+                Policy::for_tag(&self.cfg, info.kv)
             }
         };
         if info.chunks.iter().any(|c| c.method == Method::Model) {
@@ -575,7 +595,7 @@ impl Codec {
         let opts = Options { chunk_tokens: usize::MAX, policy: None, model, compact: true };
         let chunk = self.encode_chunks(b, data, &opts, &policy, progress).await?.into_iter().next();
         let (method, payload) = chunk.map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
-        let mut out = vec![method.tag()];
+        let mut out = vec![method.tag(policy.kv)];
         out.extend_from_slice(&check16(&self.fingerprint, data).to_le_bytes());
         out.extend_from_slice(&payload);
         Ok(out)
@@ -588,8 +608,8 @@ impl Codec {
 
     /// [`Codec::decompress_raw`] for any engine: awaits the engine's readbacks.
     pub async fn decompress_raw_async<B: Backend>(&self, b: &mut B, raw: &[u8], len: u64, progress: &mut dyn Progress) -> Result<Vec<u8>> {
-        let (method, check, rest) = split_raw(raw)?;
-        let policy = self.default_policy();
+        let (_, method, kv, check, rest) = split_raw(raw)?;
+        let policy = Policy::for_tag(&self.cfg, kv);
         if method == Method::Model {
             self.check_backend(b, &policy)?;
         }
@@ -776,7 +796,9 @@ impl Codec {
             }
             batch.clear();
             for (slot, st) in active.iter_mut() {
-                st.push_step(*slot, policy, &mut batch);
+                if let Some((src, keep)) = st.push_step(*slot, policy, &mut batch) {
+                    b.kv_shift(*slot, src, 1, keep).map_err(|e| (e, st.index))?;
+                }
             }
             let (mut i, mut at) = (0usize, None);
             forward_async(b, &self.cfg, &self.fracs, &batch, &mut |_, table| {
@@ -828,8 +850,8 @@ struct Stream<'a> {
     tokens: Vec<u32>,
     out: Vec<u8>,
     pending_escape: bool,
-    /// The current window's nominal end (a token count); `None` before the first window.
-    window_end: Option<usize>,
+    /// The current window (its `end` nominal: a token count); `None` before the first.
+    window: Option<Window>,
     /// The position the next single-token step runs at.
     pos: usize,
     done: bool,
@@ -848,29 +870,43 @@ impl<'a> Stream<'a> {
             tokens: Vec::new(),
             out: Vec::new(),
             pending_escape: false,
-            window_end: None,
+            window: None,
             pos: 0,
             done: job.len == 0,
         }
     }
 
     /// Adds this stream's next step to `batch`: a new window's context (start token and the
-    /// tokens before the window's scored ones, from position 0), or the last decoded token.
-    fn push_step(&mut self, slot: usize, policy: &Policy, batch: &mut Batch) {
+    /// tokens before the window's scored ones, from position 0) or, with
+    /// [`KvMode::Shift`], the last decoded token after its context is shifted in the cache
+    /// (returned as `(src, n)` for [`Backend::kv_shift`] to positions `1..`, which the caller
+    /// runs before the batch); otherwise the last decoded token.
+    fn push_step(&mut self, slot: usize, policy: &Policy, batch: &mut Batch) -> Option<(usize, usize)> {
         let n = self.tokens.len();
-        if self.window_end.is_none_or(|e| n == e) {
-            // With an unbounded length, `end` is the window's nominal end.
-            let w = window_at(n, usize::MAX, policy);
-            let mut input = Vec::with_capacity(w.score_start - w.ctx_start + 1);
-            input.push(policy.start);
-            input.extend_from_slice(&self.tokens[w.ctx_start..w.score_start]);
-            let len = input.len();
-            batch.push_seq(slot, &input, 0, len - 1);
-            self.window_end = Some(w.end);
-            self.pos = len;
-        } else {
+        if self.window.is_some_and(|w| n < w.end) {
             batch.push_seq(slot, &self.tokens[n - 1..], self.pos, 0);
             self.pos += 1;
+            return None;
+        }
+        // With an unbounded length, `end` is the window's nominal end.
+        let w = window_at(n, usize::MAX, policy);
+        let prev = self.window.replace(w);
+        match (policy.kv, prev) {
+            (KvMode::Shift, Some(p)) => {
+                let (src, keep) = w.shift_from(&p);
+                batch.push_seq(slot, &self.tokens[n - 1..], 1 + keep, 0);
+                self.pos = 2 + keep;
+                Some((src, keep))
+            }
+            _ => {
+                let mut input = Vec::with_capacity(w.score_start - w.ctx_start + 1);
+                input.push(policy.start);
+                input.extend_from_slice(&self.tokens[w.ctx_start..w.score_start]);
+                let len = input.len();
+                batch.push_seq(slot, &input, 0, len - 1);
+                self.pos = len;
+                None
+            }
         }
     }
 

@@ -8,11 +8,54 @@
 //! tokens before them as context, re-run from position 0 (so every scored token sees at
 //! least `window − stride − 1` tokens of context, and a decoder can redo exactly the same
 //! computation from the tokens it has already decoded).
+//!
+//! How a later window gets its context is the policy's [`KvMode`]: re-run from position 0
+//! ([`KvMode::Recompute`], the first format), or kept from the previous window
+//! ([`KvMode::Shift`]): the keys and values of the context tokens, already in the KV cache,
+//! are moved down to positions `1..` with their keys re-rotated ([`Backend::kv_shift`]), so
+//! every token runs through the model once. The positions are the same in both modes; the
+//! kept tokens' keys and values differ only in having been computed with the earlier
+//! context they saw then (as in any sliding-window cache). The start token's entry at
+//! position 0 is never moved: it is the attention sink every window keeps.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::{block_on, forward_seq_async, Fracs};
 use crate::pack::Config;
+
+/// Where a later window's context comes from (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvMode {
+    /// Re-run the context tokens from position 0: every window computed afresh.
+    Recompute,
+    /// Keep the context tokens' cache entries, shifted down and re-rotated.
+    Shift,
+}
+
+impl KvMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            KvMode::Recompute => "recompute",
+            KvMode::Shift => "shift",
+        }
+    }
+}
+
+impl std::str::FromStr for KvMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "recompute" => Ok(KvMode::Recompute),
+            "shift" => Ok(KvMode::Shift),
+            _ => Err(format!("unknown KV mode {s:?} (recompute or shift)")),
+        }
+    }
+}
+
+/// [`Policy::shift_for`]'s window and stride (chosen by measurement: BENCHMARKS.md,
+/// "Context policy").
+pub const SHIFT_WINDOW: usize = 2048;
+pub const SHIFT_STRIDE: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -22,11 +65,35 @@ pub struct Policy {
     pub stride: usize,
     /// Context-only token at position 0 of every window.
     pub start: u32,
+    /// How a later window gets its context.
+    pub kv: KvMode,
 }
 
 impl Policy {
+    /// What this version writes: [`Policy::shift_for`].
     pub fn default_for(cfg: &Config) -> Policy {
-        Policy { window: 2048.min(cfg.ctx), stride: 1024.min(cfg.ctx / 2).max(1), start: cfg.doc_start }
+        Policy::shift_for(cfg)
+    }
+
+    /// The policy a compact tag names for `kv` (docs/FORMAT.md, "Compact form").
+    pub fn for_tag(cfg: &Config, kv: KvMode) -> Policy {
+        match kv {
+            KvMode::Recompute => Policy::recompute_for(cfg),
+            KvMode::Shift => Policy::shift_for(cfg),
+        }
+    }
+
+    /// Compact tag `0xFB`: windows of [`SHIFT_WINDOW`], stride [`SHIFT_STRIDE`], the context
+    /// kept in the KV cache.
+    pub fn shift_for(cfg: &Config) -> Policy {
+        let window = SHIFT_WINDOW.min(cfg.ctx);
+        Policy { window, stride: SHIFT_STRIDE.min(window / 2).max(1), start: cfg.doc_start, kv: KvMode::Shift }
+    }
+
+    /// The first format's policy (compact tag `0xFA`): windows of 2048, stride 1024,
+    /// the context recomputed.
+    pub fn recompute_for(cfg: &Config) -> Policy {
+        Policy { window: 2048.min(cfg.ctx), stride: 1024.min(cfg.ctx / 2).max(1), start: cfg.doc_start, kv: KvMode::Recompute }
     }
 
     pub fn validate(&self, cfg: &Config) -> Result<()> {
@@ -41,12 +108,16 @@ impl Policy {
 
     pub fn describe(&self) -> String {
         format!(
-            "windows of {} positions (start token {} + up to {} text tokens), stride {}: each scored token sees ≥ {} tokens of context; no BOS added to the text",
+            "windows of {} positions (start token {} + up to {} text tokens), stride {}: each scored token sees ≥ {} tokens of context, {}; no BOS added to the text",
             self.window,
             self.start,
             self.window - 1,
             self.stride,
-            self.window - self.stride - 1
+            self.window - self.stride - 1,
+            match self.kv {
+                KvMode::Recompute => "recomputed for each window",
+                KvMode::Shift => "kept in the KV cache across windows (shifted, re-rotated)",
+            }
         )
     }
 }
@@ -71,6 +142,12 @@ impl Window {
     /// Index of the first scored prediction within the window's outputs.
     pub fn logits_from(&self) -> usize {
         self.score_start - self.ctx_start
+    }
+    /// [`KvMode::Shift`]: where this (later) window's context is in the cache that `prev`
+    /// left (the cache position of `tokens[self.ctx_start]`), and how many tokens it keeps
+    /// (`tokens[ctx_start..score_start − 1]`, moved to positions `1..`).
+    pub fn shift_from(&self, prev: &Window) -> (usize, usize) {
+        (self.ctx_start - prev.ctx_start + 1, self.score_start - 1 - self.ctx_start)
     }
 }
 
@@ -110,10 +187,24 @@ pub fn score<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], po
 /// `progress` (e.g. [`crate::Error::Cancelled`]) stops it.
 pub async fn score_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<()> {
     policy.validate(cfg)?;
+    let mut prev: Option<Window> = None;
     for w in windows(tokens.len(), policy) {
-        let input = w.input(policy.start, tokens);
-        forward_seq_async(b, cfg, fr, &input, 0, w.logits_from(), &mut |i, f| sink(w.score_start + i, f)).await?;
+        match (policy.kv, prev) {
+            (KvMode::Shift, Some(p)) => {
+                // The cache holds [start] + tokens[p.ctx_start..p.end − 1]; keep the context
+                // tokens[w.ctx_start..w.score_start − 1] at positions 1.., run the rest.
+                let (src, keep) = w.shift_from(&p);
+                b.kv_shift(0, src, 1, keep)?;
+                let run = &tokens[w.score_start - 1..w.end - 1];
+                forward_seq_async(b, cfg, fr, run, 1 + keep, 0, &mut |i, f| sink(w.score_start + i, f)).await?;
+            }
+            _ => {
+                let input = w.input(policy.start, tokens);
+                forward_seq_async(b, cfg, fr, &input, 0, w.logits_from(), &mut |i, f| sink(w.score_start + i, f)).await?;
+            }
+        }
         progress(w.end, tokens.len())?;
+        prev = Some(w);
     }
     Ok(())
 }
@@ -131,7 +222,7 @@ mod tests {
 
     #[test]
     fn windows_cover_every_token_once_with_enough_context() {
-        let p = Policy { window: 8, stride: 3, start: 1 };
+        let p = Policy { window: 8, stride: 3, start: 1, kv: KvMode::Recompute };
         for n in 0..40 {
             let ws = windows(n, &p);
             let mut next = 0;

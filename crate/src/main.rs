@@ -132,12 +132,16 @@ struct EvalArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-    /// Positions per window, including the start token (default 2048).
+    /// Positions per window, including the start token (default: the format's, 2048).
     #[arg(long)]
     window: Option<usize>,
-    /// Tokens scored per window after the first (default 1024).
+    /// Tokens scored per window after the first (default: the format's, 256).
     #[arg(long)]
     stride: Option<usize>,
+    /// How a later window gets its context: kept in the KV cache and shifted (the format's
+    /// default), or recomputed from the start token (the first format's policy).
+    #[arg(long, value_parser = ["shift", "recompute"])]
+    kv: Option<String>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -169,6 +173,9 @@ fn eval(model_flag: Option<&std::path::Path>, a: EvalArgs) -> lmz::Result<()> {
     let cfg = model.config().clone();
     let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
     let mut policy = Policy::default_for(&cfg);
+    if let Some(kv) = &a.kv {
+        policy = Policy::for_tag(&cfg, kv.parse().map_err(lmz::Error::InvalidArgument)?);
+    }
     if let Some(w) = a.window {
         policy.window = w;
     }
@@ -182,6 +189,9 @@ fn eval(model_flag: Option<&std::path::Path>, a: EvalArgs) -> lmz::Result<()> {
     let mut bits = 0f64;
     let engine: String;
     if a.reference {
+        if policy.kv != lmz::eval::KvMode::Recompute {
+            return Err(lmz::Error::InvalidArgument("the float reference scores windows from scratch: add --kv recompute".into()));
+        }
         (engine, bits) = score_reference(&model, &tokens, &policy, &bar)?;
     } else {
         let mut backend = engine::Engine::open(a.backend, &model, 1, policy.window)?;
@@ -196,7 +206,7 @@ fn eval(model_flag: Option<&std::path::Path>, a: EvalArgs) -> lmz::Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     let n = tokens.len();
     let bpb = if text.is_empty() { 0.0 } else { bits / text.len() as f64 };
-    let positions: usize = windows(n, &policy).iter().map(|w| w.end - w.ctx_start).sum();
+    let positions: usize = windows(n, &policy).iter().map(|w| if w.score_start > 0 && policy.kv == lmz::eval::KvMode::Shift { w.end - w.score_start } else { w.end - w.ctx_start }).sum();
     if a.json {
         let j = serde_json::json!({
             "file": a.file.display().to_string(),
@@ -207,7 +217,7 @@ fn eval(model_flag: Option<&std::path::Path>, a: EvalArgs) -> lmz::Result<()> {
             "bpb": bpb,
             "engine": engine,
             "threads": threads,
-            "policy": { "window": policy.window, "stride": policy.stride, "start_token": policy.start, "description": policy.describe() },
+            "policy": { "window": policy.window, "stride": policy.stride, "start_token": policy.start, "kv": policy.kv.name(), "description": policy.describe() },
             "positions_run": positions,
             "seconds": secs,
             "tokens_per_second": n as f64 / secs,
@@ -322,9 +332,13 @@ fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
         Form::Full => println!("model:       {}", lmz::pack::hex(&i.fingerprint)),
         Form::Compact => println!("model:       {}… (first {} bytes of the fingerprint)", lmz::pack::hex(&i.fingerprint), i.fingerprint.len()),
     }
+    let kv = match i.kv {
+        lmz::eval::KvMode::Shift => "context kept in the KV cache",
+        lmz::eval::KvMode::Recompute => "context recomputed",
+    };
     match i.window_stride {
-        Some((w, s)) => println!("policy:      window {w}, stride {s}"),
-        None => println!("policy:      the model's default"),
+        Some((w, s)) => println!("policy:      window {w}, stride {s}, {kv}"),
+        None => println!("policy:      the compact form's fixed policy, {kv}"),
     }
     println!("original:    {} bytes", i.original_len);
     println!("compressed:  {} bytes ({:.4} bpb, ratio {:.3})", i.compressed_len, i.bpb(), if i.compressed_len > 0 { i.original_len as f64 / i.compressed_len as f64 } else { 0.0 });

@@ -78,11 +78,12 @@ pub const ROPE: Kernel = kernel!("rope", false, "RopeParams", &[U, W, R, R, R]);
 pub const SILU_MUL: Kernel = kernel!("silu_mul", false, "ElementwiseParams", &[U, R, R, R, W]);
 pub const ADD: Kernel = kernel!("add", false, "ElementwiseParams", &[U, W, R]);
 pub const KV_STORE: Kernel = kernel!("kv_store", false, "KvStoreParams", &[U, R, R, R, W, W, W]);
+pub const KV_SHIFT: Kernel = kernel!("kv_shift", false, "KvShiftParams", &[U, R, R, R, R, R, W, W, W]);
 pub const ATTENTION: Kernel = kernel!("attention", false, "AttentionParams", &[U, R, R, R, R, R, R, W, W]);
 pub const FREQ: Kernel = kernel!("freq", false, "FreqParams", &[U, R, R, W]);
 
 /// Every kernel.
-pub const KERNELS: [Kernel; 11] = [QUANTIZE, MATMUL_Q4, MATMUL_Q8, EMBED, RMSNORM, ROPE, SILU_MUL, ADD, KV_STORE, ATTENTION, FREQ];
+pub const KERNELS: [Kernel; 12] = [QUANTIZE, MATMUL_Q4, MATMUL_Q8, EMBED, RMSNORM, ROPE, SILU_MUL, ADD, KV_STORE, KV_SHIFT, ATTENTION, FREQ];
 
 /// `shaders/wide.wgsl`: Wide, mul_u32, mul_shift, div_shifted, isqrt, SplitAcc.
 pub const WIDE: &str = include_str!("../../shaders/wide.wgsl");
@@ -147,6 +148,10 @@ uniform!(
 uniform!(
     /// `shaders/kv_store.wgsl`
     KvStoreParams { rows: u32, cache_rows: u32, _pad0: u32, _pad1: u32 }
+);
+uniform!(
+    /// `shaders/kv_shift.wgsl`
+    KvShiftParams { rows: u32, src: u32, cache_rows: u32, delta: u32 }
 );
 uniform!(
     /// `shaders/attention.wgsl`

@@ -98,6 +98,53 @@ fn round_trips() {
     }
 }
 
+/// Both context policies: the default keeps the context in the KV cache (full-form flag 1,
+/// compact tag 0xFB); files of the first format's policy (flag 0, tag 0xFA) still decode;
+/// on a text shorter than a window the two code the same bytes, on a longer one they differ.
+#[test]
+fn kv_shift_and_recompute_policies() {
+    use lmz::container::{FLAG_KV_SHIFT, TAG_MODEL, TAG_MODEL_SHIFT};
+    use lmz::eval::{KvMode, Policy};
+    let cfg = tiny().model.config();
+    let recompute = Options { policy: Some(Policy::recompute_for(cfg)), ..forced() };
+    let data = text(1500); // ~1000 tokens: many windows of 128
+    for compact in [false, true] {
+        let opts = |o: Options| Options { chunk_tokens: usize::MAX, compact, ..o };
+        let shift = compress(&data, &opts(forced()));
+        let old = compress(&data, &opts(recompute.clone()));
+        assert_eq!(info(&shift).unwrap().kv, KvMode::Shift);
+        assert_eq!(info(&old).unwrap().kv, KvMode::Recompute);
+        if compact {
+            assert_eq!((shift[0], old[0]), (TAG_MODEL_SHIFT, TAG_MODEL));
+        } else {
+            assert_eq!((shift[5], old[5]), (FLAG_KV_SHIFT, 0));
+        }
+        assert_ne!(shift, old);
+        assert_eq!(decompress(&shift).unwrap(), data);
+        assert_eq!(decompress(&old).unwrap(), data);
+        // Under one window the policies agree.
+        let short = text(60);
+        let (a, b) = (compress(&short, &opts(forced())), compress(&short, &opts(recompute.clone())));
+        let p = info(&a).unwrap().chunks[0].stored_len as usize;
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a[a.len() - p..], b[b.len() - p..]);
+    }
+    // An explicit policy that no compact tag names gets the full form.
+    let other = Options { policy: Some(Policy { stride: 17, ..Policy::shift_for(cfg) }), ..forced() };
+    let f = compress(&data, &other);
+    assert_eq!(info(&f).unwrap().form, Form::Full);
+    assert_eq!(info(&f).unwrap().window_stride, Some((128, 17)));
+    assert_eq!(decompress(&f).unwrap(), data);
+    // Raw streams of either tag decode.
+    let raw = tiny().codec.compress_raw(&mut backend(), &data, ModelUse::Force, &mut |_, _| {}).unwrap();
+    assert_eq!(raw[0], TAG_MODEL_SHIFT);
+    assert_eq!(tiny().codec.decompress_raw(&mut backend(), &raw, data.len() as u64, &mut |_, _| {}).unwrap(), data);
+    let old = compress(&data, &Options { chunk_tokens: usize::MAX, ..recompute });
+    let mut old_raw = vec![old[0]];
+    old_raw.extend_from_slice(&old[1 + 2 + 2..]); // tag, [fingerprint, length varint (2 bytes)], check, payload
+    assert_eq!(tiny().codec.decompress_raw(&mut backend(), &old_raw, data.len() as u64, &mut |_, _| {}).unwrap(), data);
+}
+
 #[test]
 fn text_spanning_many_windows_and_chunks() {
     // The tiny model's context is 128: windows of 128, stride 64. 1500 bytes of text are
@@ -148,7 +195,7 @@ fn compact_forms_cost_few_bytes_over_the_coder() {
     let t = tiny();
     let note = text(200);
     let raw = t.codec.compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {}).unwrap();
-    assert_eq!(raw[0], lmz::container::TAG_MODEL);
+    assert_eq!(raw[0], lmz::container::TAG_MODEL_SHIFT);
     let coder_bytes = raw.len() - 3;
     assert_eq!(t.codec.decompress_raw(&mut backend(), &raw, note.len() as u64, &mut |_, _| {}).unwrap(), note);
     let file = compress(&note, &forced());
@@ -286,6 +333,17 @@ fn hostile_headers() {
     let mut v2 = file.clone();
     v2[4] = 2;
     assert_eq!(code(&v2), "LMZ_FORMAT_UNSUPPORTED_VERSION");
+    // A flag this version does not know (bit 1), with a valid header checksum.
+    let table_end = file.len() - info(&file).unwrap().chunks.iter().map(|c| c.stored_len as usize).sum::<usize>() - 4;
+    let mut f2 = file.clone();
+    f2[5] |= 2;
+    let crc = crc32(&f2[..table_end]);
+    f2[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(code(&f2), "LMZ_FORMAT_UNSUPPORTED_VERSION");
+    f2[5] &= !2;
+    let crc = crc32(&f2[..table_end]);
+    f2[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(decompress(&f2).unwrap(), data);
     // A chunk count of 2^32 − 1 with a valid header checksum: refused before any allocation.
     let mut huge = file[..62].to_vec();
     huge[58..62].copy_from_slice(&u32::MAX.to_le_bytes());

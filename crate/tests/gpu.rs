@@ -8,6 +8,8 @@
 
 use lmz::backend::cpu::{self, CpuBackend, KvCache, QAct};
 use lmz::backend::gpu::{Gpu, GpuBackend, GpuOptions};
+use lmz::container::{Codec, ModelUse, Options};
+use lmz::eval::{score, KvMode, Policy};
 use lmz::model::{forward, forward_seq, Batch, Fracs};
 use lmz::pack::{Config, Model, NormWeight, Q4Matrix, Q8Matrix, Tables};
 use lmz::shaders::Dot4;
@@ -307,6 +309,35 @@ fn kv_store() {
 }
 
 #[test]
+fn kv_shift() {
+    let Some(mut g) = gpu() else { return };
+    let mut r = Rng(23);
+    for (n_kv, hd) in [(3, 64), (2, 32)] {
+        let t = test_tables(300, hd);
+        let gt = g.upload_tables(&t, hd);
+        let kvd = n_kv * hd;
+        let rows = 90;
+        // Keys as kv_store leaves them (|·| ≤ 511), and the whole i16 range, which the kernel
+        // must also take exactly; exponents up to 30.
+        let cache = KvCache {
+            k: (0..rows * kvd).map(|i| if i < 40 * kvd { r.below(1023) as i16 - 511 } else if i % 5 == 0 { [i16::MAX, i16::MIN][i % 2] } else { r.next_u64() as i16 }).collect(),
+            k_exp: (0..rows * n_kv).map(|_| r.below(31) as i32).collect(),
+            v: (0..rows * kvd).map(|_| r.next_u64() as i16).collect(),
+        };
+        // Overlapping ranges, disjoint ones, a shift by 0, a long shift (table row 49).
+        for (src, dst, n) in [(10, 1, 60), (50, 1, 40), (7, 7, 30), (49, 0, 20), (3, 2, 87)] {
+            let mut want = cache.clone();
+            cpu::kv_shift(&mut want, src, dst, n, n_kv, hd, &t);
+            let c = g.upload_kv(&cache, n_kv, hd);
+            let scratch = g.new_kv(n, n_kv, hd);
+            g.kv_shift(&c, &scratch, src, dst, n, &gt);
+            let got = g.read_kv(&c).unwrap();
+            assert!(got.k == want.k && got.k_exp == want.k_exp && got.v == want.v, "n_kv {n_kv}, hd {hd}: {src}..+{n} → {dst}");
+        }
+    }
+}
+
+#[test]
 fn attention_row() {
     let Some(mut g) = gpu() else { return };
     let mut r = Rng(20);
@@ -453,6 +484,51 @@ fn tiny_model_slots_and_gathered_rows() {
     let want = tables_of(&mut cb, &m, &batches);
     let Some(mut gb) = gpu_backend(&m, 3, 32) else { return };
     assert_eq!(tables_of(&mut gb, &m, &batches), want);
+}
+
+fn scored<B: lmz::backend::Backend>(b: &mut B, m: &Model, toks: &[u32], p: &Policy) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    score(b, m.config(), &Fracs::new(&m.weights), toks, p, &mut |i, f| {
+        assert_eq!(i, out.len());
+        out.push(f.to_vec());
+        Ok(())
+    }, &mut |_, _| {})
+    .unwrap();
+    out
+}
+
+/// The sliding window: later windows keep their context through `kv_shift`, on both engines
+/// the same tables, and a multi-chunk file coded on the GPU is the CPU's file and decodes in
+/// lock-step slots.
+#[test]
+fn tiny_model_sliding_window_cpu_equals_gpu() {
+    let m = tiny_model(7, TinyShape::default()).unwrap();
+    let cfg = m.config().clone();
+    let mut r = Rng(9);
+    let toks: Vec<u32> = (0..300).map(|_| r.below(cfg.vocab as u64) as u32).collect();
+    for (window, stride) in [(40, 9), (64, 32), (33, 32)] {
+        let p = Policy { window, stride, start: cfg.doc_start, kv: KvMode::Shift };
+        let mut cb = CpuBackend::new(&m, window).unwrap();
+        let want = scored(&mut cb, &m, &toks, &p);
+        assert_eq!(want.len(), toks.len());
+        let Some(mut gb) = gpu_backend(&m, 1, window) else { return };
+        assert!(scored(&mut gb, &m, &toks, &p) == want, "window {window}, stride {stride}");
+        // The first window is the recomputing policy's; later ones differ where context is
+        // kept (window 33, stride 32 keeps none: the same tables).
+        let mut cb = CpuBackend::new(&m, window).unwrap();
+        let recomputed = scored(&mut cb, &m, &toks, &Policy { kv: KvMode::Recompute, ..p });
+        assert!(recomputed[..window] == want[..window]);
+        assert!((recomputed == want) == (window - stride - 1 == 0), "window {window}, stride {stride}");
+    }
+    let codec = Codec::new(&m).unwrap();
+    let text: Vec<u8> = (0..1200).map(|i| b"the thin anthem and a note\n"[i % 27]).collect();
+    let opts = Options { model: ModelUse::Force, chunk_tokens: 150, compact: false, ..Options::default() };
+    let mut cb = CpuBackend::with_slots(&m, 1, cfg.ctx).unwrap();
+    let file = codec.compress(&mut cb, &text, &opts, &mut |_, _| {}).unwrap();
+    assert_eq!(lmz::container::info(&file).unwrap().kv, KvMode::Shift);
+    let Some(mut gb) = gpu_backend(&m, 3, cfg.ctx) else { return };
+    assert!(codec.compress(&mut gb, &text, &opts, &mut |_, _| {}).unwrap() == file);
+    assert!(codec.decompress(&mut gb, &file, &mut |_, _| {}).unwrap() == text);
 }
 
 #[test]

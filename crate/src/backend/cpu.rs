@@ -582,6 +582,41 @@ pub fn kv_store(cache: &mut KvCache, row: usize, k: &[i32], v: &[i32], head_dim:
     }
 }
 
+/// Moves cache rows `src..src + n` to `dst..dst + n` (`dst ≤ src`, rows of one sequence),
+/// the keys re-rotated from position `p` to `p − (src − dst)`: the context a sliding window
+/// keeps ([`crate::eval::KvMode::Shift`]). Per key head: each stored pair (integers in units
+/// of 2^e) is rotated by −δθ with the RoPE table's row δ = `src − dst` (products < 2^24,
+/// rounded half up like [`rope_row`]), then re-quantised to |·| ≤ 511 by [`quantize_qk`],
+/// whose exponent adds to e (a pair's length is kept, so that is at most +1 per shift, and
+/// rarely any). Values are copied. Rows are done in increasing order, each read whole
+/// before it is written, so an overlap of the two ranges is safe.
+pub fn kv_shift(cache: &mut KvCache, src: usize, dst: usize, n: usize, nkv: usize, head_dim: usize, t: &Tables) {
+    debug_assert!(dst <= src && head_dim <= 256);
+    let delta = src - dst;
+    let kvd = nkv * head_dim;
+    let half = head_dim / 2;
+    let (cos, sin) = (&t.rope_cos[delta * half..(delta + 1) * half], &t.rope_sin[delta * half..(delta + 1) * half]);
+    let mut rot = [0i32; 256];
+    let mut q = [0i16; 256];
+    for r in 0..n {
+        let (s, d) = (src + r, dst + r);
+        for h in 0..nkv {
+            let ks = &cache.k[s * kvd + h * head_dim..s * kvd + (h + 1) * head_dim];
+            for i in 0..half {
+                let (x0, x1) = (ks[2 * i] as i64, ks[2 * i + 1] as i64);
+                let (c, sn) = (cos[i] as i64, sin[i] as i64);
+                rot[2 * i] = wide::round_shift_sat_i64(x0 * c + x1 * sn, crate::tables::ROPE_FRAC as i32);
+                rot[2 * i + 1] = wide::round_shift_sat_i64(x1 * c - x0 * sn, crate::tables::ROPE_FRAC as i32);
+            }
+            let e2 = quantize_qk(&rot[..head_dim], &mut q[..head_dim]);
+            let e = cache.k_exp[s * nkv + h] + e2;
+            cache.k[d * kvd + h * head_dim..d * kvd + (h + 1) * head_dim].copy_from_slice(&q[..head_dim]);
+            cache.k_exp[d * nkv + h] = e;
+        }
+        cache.v.copy_within(s * kvd..(s + 1) * kvd, d * kvd);
+    }
+}
+
 /// Causal attention of one query row (all heads, rotated, Q10) at position `pos` over cache
 /// rows `base..=base + pos` (its sequence's positions `0..=pos`). Output `[n_heads·head_dim]`, Q23.
 ///
@@ -827,6 +862,15 @@ impl Backend for CpuBackend {
         }
     }
 
+    fn kv_shift(&mut self, slot: usize, src: usize, dst: usize, n: usize) -> Result<()> {
+        let half = (self.cfg.head_dim / 2).max(1);
+        crate::backend::check_shift(self.slots, self.cache_len, self.tables.rope_cos.len() / half, slot, src, dst, n)?;
+        let base = slot * self.cache_len;
+        let (nkv, hd, t) = (self.cfg.n_kv_heads, self.cfg.head_dim, &self.tables);
+        self.cache.par_iter_mut().for_each(|c| kv_shift(c, base + src, base + dst, n, nkv, hd, t));
+        Ok(())
+    }
+
     fn attention(&mut self, layer: usize, q: &CpuBuf, k: &CpuBuf, v: &CpuBuf, slot: &[u32], pos: &[u32]) -> CpuBuf {
         let (cfg, cl) = (&self.cfg, self.cache_len);
         let cache = &mut self.cache[layer];
@@ -929,6 +973,69 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn shift_tables(ctx: usize, hd: usize) -> Tables {
+        let (rope_cos, rope_sin) = crate::tables::rope(ctx, hd, 1e4);
+        Tables { rope_cos, rope_sin, att_exp: vec![], out_exp: vec![], silu: vec![] }
+    }
+
+    /// A key stored at position p and shifted by δ is the key stored at p − δ, up to the
+    /// rounding of one more rotation; a shift by 0 changes nothing; overlapping ranges give
+    /// what a copy through a second cache gives.
+    #[test]
+    fn kv_shift_re_rotates_keys_to_their_new_positions() {
+        let (nkv, hd, ctx) = (3, 64, 200);
+        let t = shift_tables(ctx, hd);
+        let kvd = nkv * hd;
+        let mut r = Rng(41);
+        let keys: Vec<Vec<i32>> = (0..30).map(|_| (0..kvd).map(|_| (r.below(1 << 16) as i32 - (1 << 15)) << r.below(8)).collect()).collect();
+        let vals: Vec<i32> = (0..kvd).map(|_| r.below(60000) as i32 - 30000).collect();
+        let store = |pos0: usize, rows: usize| {
+            let mut c = KvCache { k: vec![0; rows * kvd], k_exp: vec![0; rows * nkv], v: vec![0; rows * kvd] };
+            for (i, k) in keys.iter().enumerate() {
+                let mut k = k.clone();
+                rope_row(&mut k, hd, pos0 + i, &t);
+                kv_store(&mut c, pos0 + i, &k, &vals, hd);
+            }
+            c
+        };
+        let (p, delta) = (120, 97);
+        let mut shifted = store(p, 160);
+        kv_shift(&mut shifted, p, p - delta, keys.len(), nkv, hd, &t);
+        let direct = store(p - delta, 160);
+        let mut worst = 0f64;
+        for i in 0..keys.len() {
+            let row = p - delta + i;
+            assert_eq!(shifted.v[row * kvd..(row + 1) * kvd], direct.v[row * kvd..(row + 1) * kvd]);
+            for h in 0..nkv {
+                let val = |c: &KvCache, j: usize| c.k[row * kvd + h * hd + j] as f64 * 2f64.powi(c.k_exp[row * nkv + h]);
+                let scale = 511.0 * 2f64.powi(direct.k_exp[row * nkv + h]);
+                for j in 0..hd {
+                    worst = worst.max((val(&shifted, j) - val(&direct, j)).abs() / scale);
+                }
+            }
+        }
+        // Two roundings of a 9-bit mantissa: a few units in 511.
+        assert!(worst < 4.0 / 511.0, "worst relative error {worst}");
+        // Shift by 0: the same cache.
+        let c = store(10, 50);
+        let mut same = c.clone();
+        kv_shift(&mut same, 10, 10, 30, nkv, hd, &t);
+        assert_eq!((same.k, same.k_exp, same.v), (c.k.clone(), c.k_exp.clone(), c.v.clone()));
+        // Overlap (rows 10..40 → 3..33) equals going through a separate copy.
+        let mut overlapped = c.clone();
+        kv_shift(&mut overlapped, 10, 3, 30, nkv, hd, &t);
+        let mut copy = c.clone();
+        for row in 3..33 {
+            // Each row shifted alone from the untouched original.
+            let mut one = c.clone();
+            kv_shift(&mut one, row + 7, row, 1, nkv, hd, &t);
+            copy.k[row * kvd..(row + 1) * kvd].copy_from_slice(&one.k[row * kvd..(row + 1) * kvd]);
+            copy.k_exp[row * nkv..(row + 1) * nkv].copy_from_slice(&one.k_exp[row * nkv..(row + 1) * nkv]);
+            copy.v[row * kvd..(row + 1) * kvd].copy_from_slice(&one.v[row * kvd..(row + 1) * kvd]);
+        }
+        assert_eq!((overlapped.k, overlapped.k_exp, overlapped.v), (copy.k, copy.k_exp, copy.v));
     }
 
     fn exact_dot(ts: &[i128], a: &[u16], s: i32) -> i32 {

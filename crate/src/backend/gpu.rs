@@ -672,6 +672,23 @@ impl Gpu {
         self.dispatch(&shaders::KV_STORE, &ov, &p, &[&k.buf, &v.buf, &dst_buf, &c.k, &c.kexp, &c.v], (groups(c.n_kv, WG), k.rows.max(1) as u32));
     }
 
+    /// `shaders/kv_shift.wgsl` ↔ [`cpu::kv_shift`]: cache rows `src..src + n` to
+    /// `dst..dst + n` (`dst ≤ src`), keys re-rotated by `src − dst` positions, through
+    /// `scratch` (a cache of at least `n` rows), since the two ranges may overlap.
+    pub fn kv_shift(&mut self, c: &GpuKv, scratch: &GpuKv, src: usize, dst: usize, n: usize, t: &GpuTables) {
+        if n == 0 {
+            return;
+        }
+        let p = shaders::KvShiftParams { rows: n as u32, src: src as u32, cache_rows: c.rows as u32, delta: (src - dst) as u32 };
+        let ov = [("HEAD_DIM", c.head_dim as u32), ("N_KV", c.n_kv as u32)];
+        self.dispatch(&shaders::KV_SHIFT, &ov, &p, &[&c.k, &c.kexp, &c.v, &t.rope_cos, &t.rope_sin, &scratch.k, &scratch.kexp, &scratch.v], (groups(c.n_kv, WG), n as u32));
+        let (kv, e) = ((c.n_kv * c.head_dim * 2) as u64, (c.n_kv * 4) as u64);
+        let enc = self.encoder();
+        enc.copy_buffer_to_buffer(&scratch.k, 0, &c.k, dst as u64 * kv, n as u64 * kv);
+        enc.copy_buffer_to_buffer(&scratch.kexp, 0, &c.kexp, dst as u64 * e, n as u64 * e);
+        enc.copy_buffer_to_buffer(&scratch.v, 0, &c.v, dst as u64 * kv, n as u64 * kv);
+    }
+
     /// `shaders/attention.wgsl` ↔ [`cpu::attention_row`] on every row: row `r` attends over
     /// positions `0..=pos[r]` of sequence `slot[r]` (cache rows `slot·cache_len + j`).
     #[allow(clippy::too_many_arguments)]
@@ -891,6 +908,19 @@ impl Backend for GpuBackend {
 
     fn rope(&mut self, x: &mut GpuBuf, _heads: usize, pos: &[u32]) {
         self.gpu.rope(x, self.cfg.head_dim, pos, &self.tables);
+    }
+
+    fn kv_shift(&mut self, slot: usize, src: usize, dst: usize, n: usize) -> Result<()> {
+        crate::backend::check_shift(self.slots, self.cache_len, self.tables.ctx, slot, src, dst, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let base = slot * self.cache_len;
+        let scratch = self.gpu.new_kv(n, self.cfg.n_kv_heads, self.cfg.head_dim);
+        for c in &self.cache {
+            self.gpu.kv_shift(c, &scratch, base + src, base + dst, n, &self.tables);
+        }
+        Ok(())
     }
 
     fn attention(&mut self, layer: usize, q: &GpuBuf, k: &GpuBuf, v: &GpuBuf, slot: &[u32], pos: &[u32]) -> GpuBuf {

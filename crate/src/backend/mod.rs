@@ -66,6 +66,11 @@ pub trait Backend {
     /// cache (every row first), then returns for each row of `q` its attention over positions
     /// `0..=pos[r]` of its sequence, Q23.
     fn attention(&mut self, layer: usize, q: &Self::Buf, k: &Self::Buf, v: &Self::Buf, slot: &[u32], pos: &[u32]) -> Self::Buf;
+    /// Moves positions `src..src + n` of sequence `slot` to `dst..dst + n` (`dst ≤ src`) in
+    /// every layer's cache, the keys re-rotated to their new positions ([`cpu::kv_shift`]):
+    /// the context a sliding window keeps instead of recomputing it. Checked by
+    /// [`check_shift`].
+    fn kv_shift(&mut self, slot: usize, src: usize, dst: usize, n: usize) -> Result<()>;
     /// `silu(gate) · up`, Q10.
     fn silu_mul(&mut self, gate: &Self::Buf, up: &Self::Buf) -> Self::Buf;
     /// `x += y` (saturating).
@@ -81,4 +86,15 @@ pub trait Backend {
     /// [`crate::model::block_on`].
     #[allow(async_fn_in_trait)] // engines are used by generic code only, never as `dyn` or across threads
     async fn freqs(&mut self, logits: &Self::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()>;
+}
+
+/// The bounds of [`Backend::kv_shift`] on an engine of `slots` sequences of `cache_len`
+/// positions: a shift of at most `rope_ctx − 1` positions (the RoPE table's rows).
+pub fn check_shift(slots: usize, cache_len: usize, rope_ctx: usize, slot: usize, src: usize, dst: usize, n: usize) -> Result<()> {
+    if slot >= slots || dst > src || src.checked_add(n).is_none_or(|e| e > cache_len) || src - dst >= rope_ctx {
+        return Err(crate::error::Error::InvalidArgument(format!(
+            "kv_shift of positions {src}..{src}+{n} to {dst} in slot {slot}: an engine of {slots} slots × {cache_len} positions shifts back by less than {rope_ctx}"
+        )));
+    }
+    Ok(())
 }

@@ -251,6 +251,9 @@ impl<B: Backend> Backend for Yielding<'_, B> {
     fn attention(&mut self, layer: usize, q: &B::Buf, k: &B::Buf, v: &B::Buf, slot: &[u32], pos: &[u32]) -> B::Buf {
         self.b.attention(layer, q, k, v, slot, pos)
     }
+    fn kv_shift(&mut self, slot: usize, src: usize, dst: usize, n: usize) -> lmz::Result<()> {
+        self.b.kv_shift(slot, src, dst, n)
+    }
     fn silu_mul(&mut self, gate: &B::Buf, up: &B::Buf) -> B::Buf {
         self.b.silu_mul(gate, up)
     }
