@@ -867,7 +867,11 @@ impl Backend for CpuBackend {
         crate::backend::check_shift(self.slots, self.cache_len, self.tables.rope_cos.len() / half, slot, src, dst, n)?;
         let base = slot * self.cache_len;
         let (nkv, hd, t) = (self.cfg.n_kv_heads, self.cfg.head_dim, &self.tables);
-        self.cache.par_iter_mut().for_each(|c| kv_shift(c, base + src, base + dst, n, nkv, hd, t));
+        let shift = |c: &mut KvCache| kv_shift(c, base + src, base + dst, n, nkv, hd, t);
+        #[cfg(feature = "parallel")]
+        self.cache.par_iter_mut().for_each(shift);
+        #[cfg(not(feature = "parallel"))]
+        self.cache.iter_mut().for_each(shift);
         Ok(())
     }
 
