@@ -166,7 +166,7 @@ uniform!(
 pub type UniformLayout = (&'static str, usize, &'static [(&'static str, usize)]);
 
 /// Every uniform struct.
-pub const UNIFORMS: [UniformLayout; 9] = [
+pub const UNIFORMS: [UniformLayout; 10] = [
     ("QuantizeParams", std::mem::size_of::<QuantizeParams>(), QuantizeParams::FIELDS),
     ("MatmulParams", std::mem::size_of::<MatmulParams>(), MatmulParams::FIELDS),
     ("EmbedParams", std::mem::size_of::<EmbedParams>(), EmbedParams::FIELDS),
@@ -174,6 +174,7 @@ pub const UNIFORMS: [UniformLayout; 9] = [
     ("RopeParams", std::mem::size_of::<RopeParams>(), RopeParams::FIELDS),
     ("ElementwiseParams", std::mem::size_of::<ElementwiseParams>(), ElementwiseParams::FIELDS),
     ("KvStoreParams", std::mem::size_of::<KvStoreParams>(), KvStoreParams::FIELDS),
+    ("KvShiftParams", std::mem::size_of::<KvShiftParams>(), KvShiftParams::FIELDS),
     ("AttentionParams", std::mem::size_of::<AttentionParams>(), AttentionParams::FIELDS),
     ("FreqParams", std::mem::size_of::<FreqParams>(), FreqParams::FIELDS),
 ];
