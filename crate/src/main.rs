@@ -337,8 +337,9 @@ fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
         lmz::eval::KvMode::Recompute => "context recomputed",
     };
     match i.window_stride {
+        _ if !i.chunks.iter().any(|c| c.method == lmz::container::Method::Model) => println!("policy:      none (no model-coded chunk)"),
         Some((w, s)) => println!("policy:      window {w}, stride {s}, {kv}"),
-        None => println!("policy:      the compact form's fixed policy, {kv}"),
+        None => println!("policy:      the compact tag's: window {}, stride {} (at most the model's context), {kv}", if i.kv == lmz::eval::KvMode::Shift { lmz::eval::SHIFT_WINDOW } else { 2048 }, if i.kv == lmz::eval::KvMode::Shift { lmz::eval::SHIFT_STRIDE } else { 1024 }),
     }
     println!("original:    {} bytes", i.original_len);
     println!("compressed:  {} bytes ({:.4} bpb, ratio {:.3})", i.compressed_len, i.bpb(), if i.compressed_len > 0 { i.original_len as f64 / i.compressed_len as f64 } else { 0.0 });
