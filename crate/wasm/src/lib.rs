@@ -9,8 +9,9 @@
 //!   kernels compiled to wasm) or `"auto"` (a hardware WebGPU adapter when there is one, else
 //!   the CPU: a software adapter such as SwiftShader is slower than wasm-CPU). Both engines
 //!   give the same bits, so the choice never changes a file.
-//! - `compress`, `decompress`, `score` on a `Compressor`, each returning a Promise, with a
-//!   progress callback `(done, total)` and `cancel()`.
+//! - `compress`, `decompress`, `decompressChunks` (the original chunk by chunk, for the
+//!   package's `decompressStream`), `score` on a `Compressor`, each returning a Promise, with
+//!   a progress callback `(done, total)` and `cancel()`.
 //!
 //! Errors cross as JS `Error`s whose `name` and `code` are the library's stable
 //! `Error::code()` (`LMZ_FORMAT_CHECKSUM`, …), never a panic string; the bindings' own
@@ -21,7 +22,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use js_sys::{Float64Array, Function, Uint32Array};
+use js_sys::{Float64Array, Function, Uint32Array, Uint8Array};
 use lmz::backend::cpu::CpuBackend;
 use lmz::backend::gpu::{DeviceType, Gpu, GpuBackend, GpuOptions};
 use lmz::backend::{Backend, Mat, Norm};
@@ -385,6 +386,36 @@ impl Compressor {
         let inner = &mut *guard;
         let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
         with_engine!(&mut inner.engine, b => inner.codec.decompress_async(&mut Yielding::new(b, &self.cancelled), &file, &mut p).await).map_err(to_js)
+    }
+
+    /// Decompresses a `.lmz` file chunk by chunk (the package's `decompressStream`):
+    /// `onChunk(bytes)` gets each chunk's original as a fresh `Uint8Array`, in file order, as
+    /// soon as that chunk is decoded; the promise resolves after the last one once the
+    /// checksum of the whole original has been verified (`Codec::decompress_chunks_async`
+    /// says what is checked when: a checksum mismatch rejects after every chunk was handed
+    /// out). An exception thrown by `onChunk` stops the work and rejects with it.
+    /// `progress(done, total)` counts output bytes.
+    #[wasm_bindgen(js_name = decompressChunks)]
+    pub async fn decompress_chunks(&self, file: Vec<u8>, progress: Option<Function>, on_chunk: Function) -> Result<(), JsValue> {
+        let mut guard = self.begin()?;
+        let inner = &mut *guard;
+        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
+        let mut thrown: Option<JsValue> = None;
+        let mut sink = |c: &[u8]| -> lmz::Result<()> {
+            if let Err(e) = on_chunk.call1(&JsValue::NULL, &Uint8Array::from(c)) {
+                thrown = Some(e);
+                return Err(Error::Cancelled);
+            }
+            if self.cancelled.get() {
+                return Err(Error::Cancelled);
+            }
+            Ok(())
+        };
+        let r = with_engine!(&mut inner.engine, b => inner.codec.decompress_chunks_async(&mut Yielding::new(b, &self.cancelled), &file, &mut p, &mut sink).await);
+        match (r, thrown) {
+            (_, Some(e)) => Err(e),
+            (r, None) => r.map_err(to_js),
+        }
     }
 
     /// The bits the model spends on each token of `data`, for a heat map: an object
