@@ -63,20 +63,9 @@ async function download(url: string, onProgress: (p: Progress) => void, note?: P
   return done === buf.length ? buf : buf.slice(0, done);
 }
 
-/** What the origin has left, in words, for an error message ("" when unknown). */
-async function room(): Promise<string> {
-  try {
-    const { quota, usage } = await navigator.storage.estimate();
-    if (quota === undefined || usage === undefined) return '';
-    return `; this origin uses ${usage} of its ${quota}-byte quota`;
-  } catch {
-    return '';
-  }
-}
-
 /** Puts the model into Cache Storage. The browser decides whether it fits: its
- * QuotaExceededError (the one signal that counts; `navigator.storage.estimate()` is an
- * estimate) becomes LMZ_STORAGE_QUOTA. */
+ * QuotaExceededError becomes LMZ_STORAGE_QUOTA. (`navigator.storage.estimate()` is only an
+ * estimate; under a quota set through DevTools it still reports the disk-based quota.) */
 async function store(cache: Cache, url: string, bytes: Uint8Array): Promise<void> {
   const need = bytes.length;
   try {
@@ -85,7 +74,7 @@ async function store(cache: Cache, url: string, bytes: Uint8Array): Promise<void
     if ((e as Error)?.name === 'QuotaExceededError') {
       throw new LmzError(
         PackageCodes.STORAGE_QUOTA,
-        `Cache Storage has no room for the ${need}-byte model (the browser refused it: quota exceeded${await room()}); free some space for this site, or pass cache: false to download the model on every load`,
+        `Cache Storage has no room for the ${need}-byte model (the browser refused it: ${(e as Error).message || 'quota exceeded'}); free some space for this site, or pass cache: false to download the model on every load`,
       );
     }
     throw e;
