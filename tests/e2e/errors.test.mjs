@@ -108,7 +108,7 @@ describe('environment errors in Chromium', { concurrency: 1 }, () => {
     assert.equal(served.count, 1, 'the worker script did not go through the override');
     assert.equal(s.state, 'error', 'WebGPU ran although the adapter is too small');
     assert.equal(s.code, 'LMZ_GPU_LIMITS', s.error);
-    assert.match(s.error, /^LMZ_GPU_LIMITS: the GPU adapter .* is too small for this model: needs 8 storage buffers per stage \(has 4\)/);
+    assert.match(s.error, /^LMZ_GPU_LIMITS: the WebGPU adapter .*is too small for this model: needs 8 storage buffers per stage \(has 4\).*; use engine: 'cpu'/);
     await page.screenshot({ path: join(ARTIFACTS, 'demo-gpu-limits.png'), fullPage: true });
     await page.close();
 

@@ -159,14 +159,29 @@ macro_rules! with_engine {
     };
 }
 
+/// A GPU error in the browser's words: the library's messages for `LMZ_GPU_NO_ADAPTER` and
+/// `LMZ_GPU_LIMITS` give CLI advice (`--backend cpu`, install a Vulkan driver); the code
+/// stays, the advice is the package's `engine` option. Other errors pass unchanged.
+fn gpu_to_js(e: Error) -> JsValue {
+    let fix = "use engine: 'cpu', or 'auto', which runs on the CPU when WebGPU cannot";
+    match &e {
+        Error::GpuLimits { adapter, what } => {
+            let name = if adapter.is_empty() { String::new() } else { format!(" ({adapter})") };
+            js_error(e.code(), &format!("the WebGPU adapter{name} is too small for this model: {what}; {fix}"))
+        }
+        Error::GpuNoAdapter(why) => js_error(e.code(), &format!("this browser offers no WebGPU adapter ({why}); {fix}")),
+        _ => to_js(e),
+    }
+}
+
 /// Opens the engine `kind` names. `auto`: a hardware WebGPU adapter, else the CPU.
 async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, String), JsValue> {
     let cpu = |m: &Model| CpuBackend::with_slots(m, SLOTS, cache_len).map(|b| (Engine::Cpu(b), "cpu".to_string())).map_err(to_js);
     match kind {
         "cpu" => cpu(model),
         "webgpu" => {
-            let g = Gpu::new_async(GpuOptions::default()).await.map_err(to_js)?;
-            let b = GpuBackend::on(g, model, SLOTS, cache_len).map_err(to_js)?;
+            let g = Gpu::new_async(GpuOptions::default()).await.map_err(gpu_to_js)?;
+            let b = GpuBackend::on(g, model, SLOTS, cache_len).map_err(gpu_to_js)?;
             Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string()))
         }
         "auto" => match Gpu::new_async(GpuOptions::default()).await {
