@@ -487,6 +487,7 @@ impl Compressor {
 /// coder's output, for an embedder that already knows the model and keeps the original
 /// length beside the stream. Kept in their own `impl` block.
 #[wasm_bindgen]
+#[allow(clippy::await_holding_refcell_ref)] // deliberate: see the struct's doc
 impl Compressor {
     /// Compresses `data` into a raw stream (one chunk, the default policy, the smallest
     /// method). `progress(done, total)` counts input bytes.
@@ -540,7 +541,8 @@ fn pinned_fingerprint() -> [u8; 32] {
 }
 
 fn raw_length(length: f64) -> Result<u64, JsValue> {
-    if !(length >= 0.0 && length <= 9_007_199_254_740_991.0 && length.fract() == 0.0) {
+    // NaN is in no range: refused too.
+    if !((0.0..=9_007_199_254_740_991.0).contains(&length) && length.fract() == 0.0) {
         return Err(js_error(codes::INVALID_ARGUMENT, &format!("length {length}: the original length must be a non-negative integer below 2^53")));
     }
     Ok(length as u64)
