@@ -1,52 +1,94 @@
 #!/usr/bin/env node
 // Throughput of lmz in headless Chromium (the package, in its worker, as the demo runs it) on
 // each engine, next to the native CLI on the same text and the same machine, one run after
-// the other. Prints a Markdown table (BENCHMARKS.md) and the bundle sizes.
+// the other. Coding throughput (compress, decompress) is reported apart from model loading
+// for every engine: in the browser the compressor is created first (Cache Storage, SHA-256,
+// parsing, repacking or uploading the weights) and timed on its own; for the CLI,
+// `lmz bench --speed` times compress and decompress in one process after loading the model,
+// and `lmz -c` / `lmz -d` are timed as a user runs them (model load included). Prints a
+// Markdown table (BENCHMARKS.md), the machine's load average and the bundle sizes.
 //
-//   node scripts/bench-web.mjs [FILE] [BYTES]     (default: the first 500 bytes of
-//                                                  samples/alice-chapter1.txt)
-// Needs: scripts/build-web.sh done (out/site), Chromium, the CLI ($LMZ_BIN or the release build).
+//   node scripts/bench-web.mjs [--file FILE] [--bytes N] [--webgpu-bytes M] [--engines cpu,webgpu]
+//   node scripts/bench-web.mjs [FILE] [BYTES]            (the older form)
+//
+// Defaults: the first 500 bytes of samples/alice-chapter1.txt, every engine; WebGPU runs
+// on the first M bytes only (default min(N, 300)): on SwiftShader (software) it codes ~7 B/s.
+// Needs: scripts/build-web.sh done (out/site), Chromium, the CLI ($LMZ_BIN, else the release
+// build in $CARGO_TARGET_DIR).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { start, ROOT, SITE } from '../tests/e2e/browser.mjs';
 
-const file = process.argv[2] ?? join(ROOT, 'samples/alice-chapter1.txt');
-const n = Number(process.argv[3] ?? 500);
+const { values: opt, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { file: { type: 'string' }, bytes: { type: 'string' }, 'webgpu-bytes': { type: 'string' }, engines: { type: 'string', default: 'cpu,webgpu' } },
+});
+const file = opt.file ?? positionals[0] ?? join(ROOT, 'samples/alice-chapter1.txt');
+const n = Number(opt.bytes ?? positionals[1] ?? 500);
 const text = readFileSync(file).subarray(0, n);
+const gpuText = text.subarray(0, Number(opt['webgpu-bytes'] ?? Math.min(n, 300)));
+const engines = opt.engines.split(',').filter(Boolean);
 const bin = process.env.LMZ_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/lmz/target'), 'release/lmz');
 const tmp = mkdtempSync(join(tmpdir(), 'lmz-bench-'));
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const rows = [];
-const row = (what, c, d, size, note = '') => rows.push(`| ${what} | ${(text.length / c).toFixed(1)} | ${(text.length / d).toFixed(1)} | ${size} | ${note} |`);
+const bps = (bytes, s) => (s > 0 ? (bytes / s).toFixed(1) : '—');
+const row = (what, bytes, c, d, load, size, note = '') => rows.push(`| ${what} | ${bytes} | ${bps(bytes, c)} | ${bps(bytes, d)} | ${load} | ${size} | ${note} |`);
+const cliFiles = new Map(); // text length → the CLI's .lmz of that prefix
+
+function cli(args) {
+  return execFileSync(bin, args, { maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'] });
+}
 
 // --- native CLI ---
-writeFileSync(join(tmp, 't.txt'), text);
+const loads = [`start ${loadavg()}`];
+for (const t of new Set([text, gpuText])) {
+  const path = join(tmp, `t${t.length}.txt`);
+  writeFileSync(path, t);
+  cliFiles.set(t.length, cli(['-c', path]));
+}
 // --backend gpu (lavapipe, software Vulkan) is slow on these machines: only with LMZ_BENCH_CLI_GPU=1.
 for (const backend of process.env.LMZ_BENCH_CLI_GPU === '1' ? ['cpu', 'gpu'] : ['cpu']) {
+  const path = join(tmp, `t${text.length}.txt`);
   try {
-    let t = performance.now();
-    const lz = execFileSync(bin, ['--backend', backend, '-c', join(tmp, 't.txt')], { maxBuffer: 1 << 28 });
-    const c = (performance.now() - t) / 1000;
+    // Coding only: `lmz bench --speed` loads the model once, then times compress and decompress.
+    const out = cli(['bench', '--speed', '--backend', backend, path]).toString();
+    const cells = out.split('\n').find((l) => l.startsWith(`| t${text.length}.txt |`))?.split('|').map((c) => c.trim());
+    if (!cells) throw new Error(`no row in lmz bench --speed's output:\n${out}`);
+    // | file | bytes | tokens | engine | bpb | compress tok/s | compress B/s | decompress tok/s | decompress B/s |
+    // B/s from tok/s (printed with a decimal) and the bytes per token of this text.
+    const perToken = text.length / Number(cells[3]);
+    const [cB, dB] = [Number(cells[6]) * perToken, Number(cells[8]) * perToken];
+    const threads = out.match(/threads: (\d+)/)?.[1] ?? '?';
+    // As a user runs it: one process per direction, model load included.
+    let t0 = performance.now();
+    const lz = cli(['--backend', backend, '-c', path]);
+    const c = (performance.now() - t0) / 1000;
     writeFileSync(join(tmp, 't.lmz'), lz);
-    t = performance.now();
-    const back = execFileSync(bin, ['--backend', backend, '-d', '-c', join(tmp, 't.lmz')], { maxBuffer: 1 << 28 });
-    const d = (performance.now() - t) / 1000;
+    t0 = performance.now();
+    const back = cli(['--backend', backend, '-d', '-c', join(tmp, 't.lmz')]);
+    const d = (performance.now() - t0) / 1000;
     if (!back.equals(text)) throw new Error('CLI round trip differs');
-    row(`native CLI, --backend ${backend}`, c, d, lz.length, backend === 'cpu' ? 'AVX2 kernels, all cores; incl. model load' : 'lavapipe (software Vulkan); incl. model load');
-    globalThis[`cli_${backend}`] = lz;
+    const load = (c - text.length / cB).toFixed(1);
+    rows.push(`| native CLI \`--backend ${backend}\`, coding only (\`lmz bench --speed\`) | ${text.length} | ${cB.toFixed(1)} | ${dB.toFixed(1)} | excluded | ${lz.length} | ${threads} threads${backend === 'cpu' ? ', AVX2 kernels' : ', lavapipe'}; ${cells[3]} tokens |`);
+    row(`native CLI \`--backend ${backend}\`, \`lmz -c\` / \`lmz -d\` wall time`, text.length, c, d, `≈ ${load} s (incl.)`, lz.length, 'model load included: each process loads the 99 MB pack');
   } catch (e) {
-    rows.push(`| native CLI, --backend ${backend} | — | — | — | failed: ${String(e.message).split('\n')[0]} |`);
+    rows.push(`| native CLI, --backend ${backend} | ${text.length} | — | — | — | — | failed: ${String(e.message).split('\n')[0]} |`);
   }
 }
+loads.push(`after the CLI ${loadavg()}`);
 
 // --- Chromium ---
 const env = await start();
 const page = await env.context.newPage();
 await page.goto(env.url);
 await page.waitForFunction(() => document.body.dataset.ready === '1');
-for (const engine of ['cpu', 'webgpu']) {
+for (const engine of engines) {
+  const t = engine === 'webgpu' ? gpuText : text;
   const r = await page.evaluate(
     async ({ engine, bytes }) => {
       const { createCompressor } = await import('lmz');
@@ -69,22 +111,25 @@ for (const engine of ['cpu', 'webgpu']) {
         lz.dispose();
       }
     },
-    { engine, bytes: [...text] },
+    { engine, bytes: [...t] },
   );
   if (r.error) {
-    rows.push(`| Chromium ${engine} | — | — | — | failed: ${r.error} |`);
+    rows.push(`| Chromium ${engine} | ${t.length} | — | — | — | — | failed: ${r.error} |`);
     continue;
   }
   if (!r.same) throw new Error(`${engine}: the round trip in the page differs`);
-  const same = globalThis.cli_cpu && Buffer.from(r.file).equals(globalThis.cli_cpu) ? 'same bytes as the CLI' : 'DIFFERENT bytes from the CLI';
-  row(`Chromium ${engine === 'cpu' ? 'wasm-CPU' : 'WebGPU'} (${r.adapter})`, r.c, r.d, r.file.length, `${same}; model load ${r.load.toFixed(1)} s (from Cache Storage, SHA-256 checked) not included`);
+  const cliFile = cliFiles.get(t.length);
+  const same = cliFile && Buffer.from(r.file).equals(cliFile) ? 'same bytes as the CLI' : 'DIFFERENT bytes from the CLI';
+  const name = engine === 'cpu' ? 'wasm-CPU' : 'WebGPU';
+  row(`Chromium ${name} (${r.adapter}), coding only`, t.length, r.c, r.d, `${r.load.toFixed(1)} s`, r.file.length, `${same}; load = Cache Storage + SHA-256 + parse/repack${engine === 'webgpu' ? ' + upload' : ''}, timed apart`);
+  loads.push(`after ${name} ${loadavg()}`);
 }
 await env.close();
 
 const wasm = readFileSync(join(SITE, 'node_modules/lmz/dist/wasm/lmz_wasm_bg.wasm'));
 const model = statSync(join(SITE, 'models/smollm2-135m.lmz.safetensors')).size;
-console.log(`text: ${file}, first ${text.length} bytes; ${new Date().toISOString()}; load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}\n`);
-console.log('| engine | compress B/s | decompress B/s | .lmz bytes | notes |\n|---|---|---|---|---|');
+console.log(`text: ${file}, first ${text.length} bytes (WebGPU: first ${gpuText.length}); ${new Date().toISOString()}; ${cpus().length} cores; load average (1/5/15 min) ${loads.join(', ')}\n`);
+console.log('| engine | bytes | compress B/s | decompress B/s | model load | .lmz bytes | notes |\n|---|---|---|---|---|---|---|');
 console.log(rows.join('\n'));
 const tgz = statSync(join(ROOT, 'out', `lmz-${JSON.parse(readFileSync(join(ROOT, 'web/package.json'))).version}.tgz`)).size;
 console.log(`\nnpm tarball: ${tgz} bytes. `);

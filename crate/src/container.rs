@@ -985,3 +985,104 @@ fn zstd_decompress(payload: &[u8], len: u64, out: &mut Vec<u8>) -> Result<()> {
     }
     Ok(())
 }
+
+// --- chunk by chunk (the browser package's decompressStream) ---
+
+impl Codec {
+    /// [`Codec::decompress`], handing the original to `sink` chunk by chunk.
+    pub fn decompress_chunks<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn Progress, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        block_on(self.decompress_chunks_async(b, file, progress, sink))
+    }
+
+    /// [`Codec::decompress_async`], but the original goes to `sink` one chunk at a time, in
+    /// file order, as soon as that chunk is decoded, instead of coming back whole: memory
+    /// holds the file and one chunk's output. An error from `sink` (e.g. `Error::Cancelled`)
+    /// stops the work and is returned.
+    ///
+    /// What is checked when: the whole file is parsed and checked first, exactly as
+    /// [`Codec::decompress_async`] does (header, chunk table, lengths, model fingerprint,
+    /// policy) — nothing is decoded from a file that fails there. Each chunk passes its own
+    /// checks (its length, the range decoder's end, the zstd frame) before `sink` sees it.
+    /// The checksum of the whole original (full form) can only be computed after the last
+    /// chunk, so a mismatch is returned (`LMZ_FORMAT_CHECKSUM`) after `sink` has seen every
+    /// chunk: a caller that passes chunks on must treat that error as "what you got is
+    /// wrong". A compact file is one chunk: it is checked before `sink` sees it.
+    ///
+    /// Model chunks are decoded one after the other (one sequence slot), not in lock-step
+    /// as [`Codec::decompress_async`] does with several slots; the bytes are the same.
+    pub async fn decompress_chunks_async<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn Progress, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let p = parse(file)?;
+        let info = &p.info;
+        let policy = self.file_policy(info)?;
+        if info.chunks.iter().any(|c| c.method == Method::Model) {
+            policy.validate(&self.cfg).map_err(|e| Error::FormatCorrupt(format!("the file's context policy does not fit the model: {e}")))?;
+            self.check_backend(b, &policy)?;
+        }
+        let (total, n) = (info.original_len, info.chunks.len());
+        let mut crc = crc32fast::Hasher::new();
+        let mut held = Vec::new(); // the compact form's one chunk, until its check passes
+        let mut done = 0u64;
+        for (i, (ch, payload)) in info.chunks.iter().zip(&p.payloads).enumerate() {
+            let mut part = Vec::new();
+            if ch.method == Method::Model {
+                let job = Job { index: i, payload, len: ch.original_len };
+                let base = done;
+                let decoded = self.decode_streams(b, &[job], &policy, &mut |d| progress.update(base + d, total)).await.map_err(|(e, _)| in_chunk(e, i, n))?;
+                part = decoded.into_iter().next().map(|(_, v)| v).unwrap_or_default();
+            } else {
+                self.decode_plain(ch.method, payload, ch.original_len, &mut part).map_err(|e| in_chunk(e, i, n))?;
+            }
+            if part.len() as u64 != ch.original_len {
+                return Err(Error::FormatCorrupt(format!("chunk {i} decodes to {} bytes, the table says {}", part.len(), ch.original_len)));
+            }
+            done += ch.original_len;
+            progress.update(done, total)?;
+            match info.form {
+                Form::Full => {
+                    crc.update(&part);
+                    sink(&part)?;
+                }
+                Form::Compact => held = part,
+            }
+        }
+        match info.form {
+            Form::Full => {
+                let crc = crc.finalize();
+                if crc != info.checksum {
+                    return Err(Error::FormatChecksum { expected: format!("{:08x}", info.checksum), actual: format!("{crc:08x}") });
+                }
+            }
+            Form::Compact => {
+                let c = check16(&self.fingerprint, &held) as u32;
+                if c != info.checksum {
+                    return Err(Error::FormatChecksum { expected: format!("{:04x}", info.checksum), actual: format!("{c:04x}") });
+                }
+                if !held.is_empty() {
+                    sink(&held)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The context policy a parsed file was coded with, after checking that it names this
+    /// model (the same checks as [`Codec::decompress_async`]).
+    fn file_policy(&self, info: &Info) -> Result<Policy> {
+        let have = hex(&self.fingerprint);
+        match info.form {
+            Form::Full => {
+                if info.fingerprint[..] != self.fingerprint[..] {
+                    return Err(Error::FormatModelMismatch { wanted: format!("is {}", hex(&info.fingerprint)), have });
+                }
+                let (window, stride) = info.window_stride.unwrap_or((0, 0));
+                Ok(Policy { window: window as usize, stride: stride as usize, start: self.cfg.doc_start })
+            }
+            Form::Compact => {
+                if info.fingerprint[..] != self.fingerprint[..COMPACT_FP_BYTES] {
+                    return Err(Error::FormatModelMismatch { wanted: format!("starts with {}", hex(&info.fingerprint)), have });
+                }
+                Ok(self.default_policy())
+            }
+        }
+    }
+}

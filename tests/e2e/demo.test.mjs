@@ -84,9 +84,10 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     await page.close();
   });
 
-  test('a CLI-made .lmz decompresses in the page', { timeout: 25 * MIN }, async () => {
+  test('a CLI-made .lmz of several chunks decompresses in the page', { timeout: 25 * MIN }, async () => {
     const cliFile = join(tmp, 'note.txt.lmz');
-    writeFileSync(cliFile, lmz(['-c'], Buffer.from(TEXT2)));
+    // Small chunks: the page decodes them with the package's decompressStream, chunk by chunk.
+    writeFileSync(cliFile, lmz(['-c', '--chunk-tokens', '8'], Buffer.from(TEXT2)));
     const page = await env.context.newPage();
     await page.goto(`${env.url}?engine=cpu`);
     await page.waitForFunction(() => document.body.dataset.ready === '1');
@@ -94,6 +95,7 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     const s = await settle(page, env, 20 * MIN);
     assert.equal(s.state, 'done', s.error);
     assert.equal(await page.textContent('#output'), TEXT2);
+    assert.match(await page.textContent('#opened-info'), /full form, model \+ model/);
     const original = await downloadBytes(page, '#download-original');
     assert.ok(original.equals(Buffer.from(TEXT2)));
     await page.screenshot({ path: join(ARTIFACTS, 'demo-decompressed.png'), fullPage: true });

@@ -1,29 +1,46 @@
 // The worker client: the same Compressor interface as LocalEngine, with the engine in a
-// module Web Worker (worker.js next to this file). Inputs are copied to the worker (the
-// caller's buffers stay usable); results are transferred back.
+// module Web Worker (worker.js next to this file).
 //
-// Cancellation: an aborted call first asks the worker to stop (the engine checks between
-// steps and rejects with LMZ_CANCELLED). A step can be long — a whole window of 2,048 tokens
-// on wasm-CPU — so if the worker has not answered within CANCEL_GRACE_MS the client
-// terminates it, rejects the call with LMZ_CANCELLED at once and starts a fresh worker (the
-// model then comes from Cache Storage), to which the other queued calls are handed over.
+// Calls queue here and go to the worker one at a time (the engine runs one call at a time
+// anyway), so a call's input is prepared only when its turn comes and a worker never holds
+// more than the call it is running. Inputs: a Uint8Array or ArrayBuffer is copied and the
+// copy transferred (or, with `transfer: true`, transferred itself: zero-copy); a Blob is
+// posted by reference and read in the worker; a stream is read here into one buffer, which
+// is transferred. Results and decompressed chunks are transferred back.
+//
+// Cancellation: a queued call is simply dropped. The running call is asked to stop (the
+// engine checks between steps and rejects with LMZ_CANCELLED). A step can be long — a whole
+// window of 2,048 tokens on wasm-CPU — so if the worker has not answered within
+// CANCEL_GRACE_MS the client terminates it, rejects the call with LMZ_CANCELLED at once and
+// starts a fresh worker (the model then comes from Cache Storage) for the calls still queued.
 
 import { fromErrorData, LmzError, PackageCodes } from './errors.js';
+import { inputKind, readStream } from './input.js';
 import type { FromWorker, Method, ToWorker } from './protocol.js';
-import type { CallOptions, Compressor, EngineKind, Info, Progress, TokenScores } from './types.js';
+import { byteTransform } from './stream.js';
+import type { ByteTransform, CallOptions, Compressor, EngineKind, Info, Input, Progress, TokenScores } from './types.js';
 import type { EngineOptions } from './engine.js';
 
 /** How long a cancelled call may take to stop by itself before its worker is replaced. */
 export const CANCEL_GRACE_MS = 1500;
 
-interface Pending {
+interface Call {
+  id: number;
   method: Method;
-  data: Uint8Array;
+  input: Input;
   /** The original length (decompressRaw). */
   length?: number;
+  transfer: boolean;
+  signal?: AbortSignal;
   resolve: (v: unknown) => void;
   reject: (e: LmzError) => void;
   onProgress?: (p: Progress) => void;
+  onChunk?: (chunk: Uint8Array) => void;
+  /** Aborts the preparation of the input (reading a stream). */
+  prep: AbortController;
+  /** Set once the call was posted to `worker`. */
+  worker?: Worker;
+  settled: boolean;
 }
 
 type Ready = FromWorker & { type: 'ready' };
@@ -65,15 +82,23 @@ function spawn(opts: EngineOptions, onMessage: (w: Worker, m: FromWorker) => voi
   });
 }
 
+/** `bytes`' own copy (or, with `transfer`, `bytes` itself when it covers its whole buffer). */
+function owned(bytes: Uint8Array, transfer: boolean): Uint8Array {
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
+  return transfer && whole ? bytes : bytes.slice();
+}
+
 export class WorkerClient implements Compressor {
   readonly engine: EngineKind;
   readonly adapter: string;
   readonly fingerprint: string;
   #opts: EngineOptions;
-  /** The current worker; `undefined` once disposed. */
+  /** The current worker; `undefined` once disposed or dead. */
   #worker: Promise<Worker> | undefined;
   #next = 1;
-  #pending = new Map<number, Pending>();
+  #queue: Call[] = [];
+  /** The call being prepared or run by the worker. */
+  #active: Call | undefined;
 
   private constructor(w: Worker, ready: Ready, opts: EngineOptions) {
     this.#opts = opts;
@@ -87,128 +112,211 @@ export class WorkerClient implements Compressor {
     let client: WorkerClient | undefined;
     const { w, ready } = await spawn(
       opts,
-      (_, m) => client?.receive(m),
+      (w, m) => client?.receive(w, m),
       (w, e) => client?.fail(w, e),
     );
     client = new WorkerClient(w, ready, opts);
     return client;
   }
 
-  private async current(): Promise<Worker> {
-    if (!this.#worker) throw new LmzError(PackageCodes.DISPOSED, 'this compressor was disposed');
-    return this.#worker;
+  private receive(w: Worker, m: FromWorker): void {
+    const a = this.#active;
+    // Messages of a replaced worker, or about a call that was already settled, are dropped.
+    if (!a || a.worker !== w || !('id' in m) || m.id !== a.id) return;
+    switch (m.type) {
+      case 'progress':
+        a.onProgress?.(m.progress);
+        break;
+      case 'chunk':
+        a.onChunk?.(m.bytes);
+        break;
+      case 'result':
+        this.finish(a, () => a.resolve(m.value));
+        break;
+      case 'error':
+        this.finish(a, () => a.reject(fromErrorData(m.error)));
+        break;
+    }
   }
 
-  private receive(m: FromWorker): void {
-    if (m.type === 'progress' && m.id !== null) {
-      this.#pending.get(m.id)?.onProgress?.(m.progress);
-      return;
-    }
-    if ((m.type === 'result' || m.type === 'error') && m.id !== null) {
-      const p = this.#pending.get(m.id);
-      if (!p) return; // a call cancelled and answered by a replaced worker
-      this.#pending.delete(m.id);
-      if (m.type === 'result') p.resolve(m.value);
-      else p.reject(fromErrorData(m.error));
-    }
+  /** Settles the active call and starts the next one. */
+  private finish(a: Call, settle: () => void): void {
+    if (a.settled) return;
+    a.settled = true;
+    if (this.#active === a) this.#active = undefined;
+    settle();
+    void this.pump();
   }
 
   /** The worker died: every call fails, and the compressor is unusable. */
   private fail(w: Worker, e: LmzError): void {
     w.terminate();
     this.#worker = undefined;
-    for (const p of this.#pending.values()) p.reject(e);
-    this.#pending.clear();
+    this.rejectAll(e);
   }
 
-  private send(w: Worker, id: number, p: Pending): void {
-    const msg: ToWorker = { type: 'call', id, method: p.method, data: p.data.slice(), length: p.length };
-    w.postMessage(msg, [msg.data.buffer]);
+  private rejectAll(e: LmzError): void {
+    const calls = [...(this.#active ? [this.#active] : []), ...this.#queue];
+    this.#active = undefined;
+    this.#queue = [];
+    for (const c of calls) {
+      if (c.settled) continue;
+      c.settled = true;
+      c.prep.abort();
+      c.reject(e);
+    }
   }
 
-  /** Replaces a worker that did not stop in time; calls still queued move to the new one. */
+  /** Starts the next queued call when none is running. */
+  private async pump(): Promise<void> {
+    if (this.#active || !this.#queue.length) return;
+    const c = this.#queue.shift()!;
+    this.#active = c;
+    let w: Worker;
+    let msg: ToWorker;
+    const transfer: Transferable[] = [];
+    try {
+      if (!this.#worker) throw new LmzError(PackageCodes.DISPOSED, 'this compressor was disposed');
+      w = await this.#worker;
+      let data: Uint8Array | Blob;
+      switch (inputKind(c.input)) {
+        case 'bytes':
+          data = owned(c.input as Uint8Array, c.transfer);
+          break;
+        case 'buffer':
+          data = owned(new Uint8Array(c.input as ArrayBuffer), c.transfer);
+          break;
+        case 'blob':
+          data = c.input as Blob;
+          break;
+        case 'stream':
+          data = await readStream(c.input as ReadableStream<Uint8Array>, c.prep.signal);
+          break;
+      }
+      if (data instanceof Uint8Array) transfer.push(data.buffer);
+      msg = { type: 'call', id: c.id, method: c.method, data, length: c.length };
+    } catch (e) {
+      this.finish(c, () => c.reject(e instanceof LmzError ? e : new LmzError(PackageCodes.INTERNAL, String(e))));
+      return;
+    }
+    if (c.settled) return; // cancelled (or disposed) while its input was read
+    c.worker = w;
+    w.postMessage(msg, transfer);
+  }
+
+  /** Replaces a worker that did not stop in time; the queued calls go to the new one. */
   private async replace(old: Worker): Promise<void> {
     old.terminate();
-    // The calls the old worker had; calls made from now on go to the new one by themselves.
-    const carried = [...this.#pending];
+    if (!this.#worker) return; // disposed meanwhile
     const next = spawn(
       this.#opts,
-      (_, m) => this.receive(m),
+      (w, m) => this.receive(w, m),
       (w, e) => this.fail(w, e),
     ).then(({ w }) => w);
     this.#worker = next;
-    let w: Worker;
     try {
-      w = await next;
+      await next;
     } catch (e) {
-      this.#worker = undefined;
-      for (const p of this.#pending.values()) p.reject(e as LmzError);
-      this.#pending.clear();
+      if (this.#worker === next) this.#worker = undefined;
+      this.rejectAll(e as LmzError);
       return;
     }
-    for (const [id, p] of carried) if (this.#pending.has(id)) this.send(w, id, p);
+    void this.pump();
   }
 
-  private call<T>(method: Method, data: Uint8Array, opts?: CallOptions, length?: number): Promise<T> {
+  /** Aborts call `c`: dropped if queued or still reading its input; else the worker is asked
+   * to stop, and replaced if it does not answer within CANCEL_GRACE_MS. */
+  private abort(c: Call): void {
+    if (c.settled) return;
+    const cancelled = (m: string) => new LmzError(PackageCodes.CANCELLED, m);
+    const queued = this.#queue.indexOf(c);
+    if (queued >= 0) {
+      this.#queue.splice(queued, 1);
+      c.settled = true;
+      c.reject(cancelled('the call was cancelled before it started'));
+      return;
+    }
+    const w = c.worker;
+    if (!w) {
+      // Reading its input: stop that; pump() sees `settled` and does not post it.
+      c.prep.abort();
+      this.finish(c, () => c.reject(cancelled('the call was cancelled while its input was read')));
+      return;
+    }
+    w.postMessage({ type: 'cancel', id: c.id } satisfies ToWorker);
+    setTimeout(() => {
+      if (c.settled) return;
+      // replace() puts the new worker's promise in place synchronously, before finish()
+      // starts the next call, which then waits for it.
+      void this.replace(w);
+      this.finish(c, () => c.reject(cancelled(`cancelled (the worker did not stop within ${CANCEL_GRACE_MS} ms, so it was replaced)`)));
+    }, CANCEL_GRACE_MS);
+  }
+
+  private call<T>(method: Method, input: Input, opts?: CallOptions, extra: { length?: number; onChunk?: (chunk: Uint8Array) => void } = {}): Promise<T> {
     const signal = opts?.signal;
     return new Promise<T>((resolve, reject) => {
+      if (!this.#worker) {
+        reject(new LmzError(PackageCodes.DISPOSED, 'this compressor was disposed'));
+        return;
+      }
       if (signal?.aborted) {
         reject(new LmzError(PackageCodes.CANCELLED, 'the call was cancelled before it started'));
         return;
       }
-      const id = this.#next++;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const abort = async () => {
-        let w: Worker;
-        try {
-          w = await this.current();
-        } catch {
-          return;
-        }
-        w.postMessage({ type: 'cancel', id } satisfies ToWorker);
-        timer = setTimeout(() => {
-          const p = this.#pending.get(id);
-          if (!p) return;
-          this.#pending.delete(id);
-          p.reject(new LmzError(PackageCodes.CANCELLED, `cancelled (the worker did not stop within ${CANCEL_GRACE_MS} ms, so it was replaced)`));
-          void this.replace(w);
-        }, CANCEL_GRACE_MS);
-      };
-      signal?.addEventListener('abort', abort, { once: true });
-      const settle = () => {
-        signal?.removeEventListener('abort', abort);
-        if (timer !== undefined) clearTimeout(timer);
-      };
-      const p: Pending = {
+      try {
+        inputKind(input); // refuse a wrong type now, not when its turn comes
+      } catch (e) {
+        reject(e);
+        return;
+      }
+      const onAbort = () => this.abort(c);
+      const c: Call = {
+        id: this.#next++,
         method,
-        data,
-        length,
+        input,
+        length: extra.length,
+        transfer: opts?.transfer ?? false,
+        signal,
         resolve: (v) => {
-          settle();
+          signal?.removeEventListener('abort', onAbort);
           resolve(v as T);
         },
         reject: (e) => {
-          settle();
+          signal?.removeEventListener('abort', onAbort);
           reject(e);
         },
         onProgress: opts?.onProgress ?? this.#opts.onProgress,
+        onChunk: extra.onChunk,
+        prep: new AbortController(),
+        settled: false,
       };
-      this.current().then(
-        (w) => {
-          this.#pending.set(id, p);
-          this.send(w, id, p);
-        },
-        (e: LmzError) => p.reject(e),
-      );
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#queue.push(c);
+      void this.pump();
     });
   }
 
-  compress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
+  compress(data: Input, opts?: CallOptions): Promise<Uint8Array> {
     return this.call('compress', data, opts);
   }
 
-  decompress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
+  decompress(data: Input, opts?: CallOptions): Promise<Uint8Array> {
     return this.call('decompress', data, opts);
+  }
+
+  /** The original of a `.lmz` file chunk by chunk (decompressStream's work; not part of the
+   * public interface). */
+  decompressChunks(data: Input, onChunk: (chunk: Uint8Array) => void, opts?: CallOptions): Promise<void> {
+    return this.call('decompressChunks', data, opts, { onChunk });
+  }
+
+  compressStream(opts?: CallOptions): ByteTransform {
+    return byteTransform(async (input, emit, o) => emit(await this.compress(input, o)), opts);
+  }
+
+  decompressStream(opts?: CallOptions): ByteTransform {
+    return byteTransform((input, emit, o) => this.decompressChunks(input, emit, o), opts);
   }
 
   compressRaw(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
@@ -216,7 +324,7 @@ export class WorkerClient implements Compressor {
   }
 
   decompressRaw(raw: Uint8Array, length: number, opts?: CallOptions): Promise<Uint8Array> {
-    return this.call('decompressRaw', raw, opts, length);
+    return this.call('decompressRaw', raw, opts, { length });
   }
 
   score(data: Uint8Array, opts?: CallOptions): Promise<TokenScores> {
@@ -230,9 +338,7 @@ export class WorkerClient implements Compressor {
   dispose(): void {
     const w = this.#worker;
     this.#worker = undefined;
-    const e = new LmzError(PackageCodes.DISPOSED, 'this compressor was disposed');
-    for (const p of this.#pending.values()) p.reject(e);
-    this.#pending.clear();
+    this.rejectAll(new LmzError(PackageCodes.DISPOSED, 'this compressor was disposed'));
     void w?.then((w) => w.terminate(), () => {});
   }
 }

@@ -4,11 +4,12 @@
 
 import init, { Compressor as WasmCompressor, info as wasmInfo, packFingerprint, rawToFile as wasmRawToFile } from './wasm/lmz_wasm.js';
 import { LmzError, PackageCodes, toLmzError } from './errors.js';
+import { readInput } from './input.js';
 import { loadModel } from './model.js';
-import type { CallOptions, Compressor, EngineChoice, EngineKind, Info, Phase, Progress, TokenScores } from './types.js';
+import { byteTransform } from './stream.js';
+import type { ByteTransform, CallOptions, Compressor, EngineChoice, EngineKind, Info, Input, Phase, Progress, TokenScores } from './types.js';
 
 let ready: Promise<unknown> | undefined;
-
 
 /** Instantiates the wasm module once per thread (fetched next to this file). */
 export function loadWasm(): Promise<unknown> {
@@ -107,8 +108,9 @@ export class LocalEngine implements Compressor {
     return new LocalEngine(c, adapter, opts.onProgress);
   }
 
-  /** Runs `f` after every earlier call (the wasm compressor runs one call at a time). */
-  #run<T>(phase: Phase, opts: CallOptions | undefined, f: (c: WasmCompressor, progress: (done: number, total: number) => void) => Promise<T>): Promise<T> {
+  /** Runs `f` after every earlier call (the wasm compressor runs one call at a time); an
+   * `input` is read (a Blob, a stream) when the call's turn comes. */
+  #run<T>(phase: Phase, opts: CallOptions | undefined, input: Input, f: (c: WasmCompressor, data: Uint8Array, progress: (done: number, total: number) => void) => Promise<T>): Promise<T> {
     const onProgress = opts?.onProgress ?? this.#onProgress;
     const signal = opts?.signal;
     const next = this.#queue.then(async () => {
@@ -118,7 +120,9 @@ export class LocalEngine implements Compressor {
       signal?.addEventListener('abort', abort);
       try {
         if (signal?.aborted) throw new LmzError(PackageCodes.CANCELLED, 'the call was cancelled before it started');
-        return await f(c, (done, total) => onProgress?.({ phase, done, total }));
+        const data = await readInput(input, signal);
+        if (signal?.aborted) throw new LmzError(PackageCodes.CANCELLED, 'the call was cancelled before it started');
+        return await f(c, data, (done, total) => onProgress?.({ phase, done, total }));
       } catch (e) {
         const err = toLmzError(e);
         // A panic leaves the wasm instance in an unknown state: refuse further calls.
@@ -132,24 +136,38 @@ export class LocalEngine implements Compressor {
     return next;
   }
 
-  compress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
-    return this.#run('compress', opts, (c, p) => c.compress(data, p));
+  compress(data: Input, opts?: CallOptions): Promise<Uint8Array> {
+    return this.#run('compress', opts, data, (c, d, p) => c.compress(d, p));
   }
 
-  decompress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
-    return this.#run('decompress', opts, (c, p) => c.decompress(data, p));
+  decompress(data: Input, opts?: CallOptions): Promise<Uint8Array> {
+    return this.#run('decompress', opts, data, (c, d, p) => c.decompress(d, p));
+  }
+
+  /** The original of a `.lmz` file chunk by chunk, in file order (decompressStream's work;
+   * not part of the public interface). Resolves once the whole-file checksum is verified. */
+  decompressChunks(data: Input, onChunk: (chunk: Uint8Array) => void, opts?: CallOptions): Promise<void> {
+    return this.#run('decompress', opts, data, (c, d, p) => c.decompressChunks(d, p, onChunk));
+  }
+
+  compressStream(opts?: CallOptions): ByteTransform {
+    return byteTransform(async (input, emit, o) => emit(await this.compress(input, o)), opts);
+  }
+
+  decompressStream(opts?: CallOptions): ByteTransform {
+    return byteTransform((input, emit, o) => this.decompressChunks(input, emit, o), opts);
   }
 
   compressRaw(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array> {
-    return this.#run('compress', opts, (c, p) => c.compressRaw(data, p));
+    return this.#run('compress', opts, data, (c, d, p) => c.compressRaw(d, p));
   }
 
   decompressRaw(raw: Uint8Array, length: number, opts?: CallOptions): Promise<Uint8Array> {
-    return this.#run('decompress', opts, (c, p) => c.decompressRaw(raw, length, p));
+    return this.#run('decompress', opts, raw, (c, d, p) => c.decompressRaw(d, length, p));
   }
 
   score(data: Uint8Array, opts?: CallOptions): Promise<TokenScores> {
-    return this.#run('score', opts, (c, p) => c.score(data, p) as Promise<TokenScores>);
+    return this.#run('score', opts, data, (c, d, p) => c.score(d, p) as Promise<TokenScores>);
   }
 
   info(data: Uint8Array): Promise<Info> {

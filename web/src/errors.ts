@@ -22,6 +22,8 @@ export const PackageCodes = {
   WORKER: 'LMZ_WORKER',
   /** A bug: a panic inside wasm, or an error without a code. The instance is unusable. */
   INTERNAL: 'LMZ_INTERNAL',
+  /** Reading the input failed: its ReadableStream errored, or its Blob could not be read. */
+  INPUT: 'LMZ_INPUT',
   /** Bad arguments to the package. */
   INVALID_ARGUMENT: 'LMZ_INVALID_ARGUMENT',
 } as const;

@@ -15,7 +15,7 @@ import type { Compressor, CompressorOptions, Info } from './types.js';
 
 export { LmzError, PackageCodes } from './errors.js';
 export { CACHE_NAME } from './model.js';
-export type { CallOptions, ChunkInfo, Compressor, CompressorOptions, EngineChoice, EngineKind, Info, Phase, Progress, TokenScores } from './types.js';
+export type { ByteTransform, CallOptions, ChunkInfo, Compressor, CompressorOptions, EngineChoice, EngineKind, Info, Input, Phase, Progress, TokenScores } from './types.js';
 
 /** The model pack's file name; the default `modelUrl` is this name next to the package. */
 export const MODEL_FILE = 'smollm2-135m.lmz.safetensors';

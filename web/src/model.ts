@@ -63,22 +63,19 @@ async function download(url: string, onProgress: (p: Progress) => void, note?: P
   return done === buf.length ? buf : buf.slice(0, done);
 }
 
+/** Puts the model into Cache Storage. The browser decides whether it fits: its
+ * QuotaExceededError becomes LMZ_STORAGE_QUOTA. (`navigator.storage.estimate()` is only an
+ * estimate; under a quota set through DevTools it still reports the disk-based quota.) */
 async function store(cache: Cache, url: string, bytes: Uint8Array): Promise<void> {
   const need = bytes.length;
-  if (typeof navigator !== 'undefined' && navigator.storage?.estimate) {
-    const { quota, usage } = await navigator.storage.estimate();
-    if (quota !== undefined && usage !== undefined && quota - usage < need) {
-      throw new LmzError(
-        PackageCodes.STORAGE_QUOTA,
-        `the model needs ${need} bytes of Cache Storage, this origin has ${Math.max(0, quota - usage)} free (quota ${quota}); free some space, or pass cache: false to download it on every load`,
-      );
-    }
-  }
   try {
     await cache.put(url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(need) } }));
   } catch (e) {
     if ((e as Error)?.name === 'QuotaExceededError') {
-      throw new LmzError(PackageCodes.STORAGE_QUOTA, `Cache Storage refused the ${need}-byte model (quota exceeded); free some space, or pass cache: false`);
+      throw new LmzError(
+        PackageCodes.STORAGE_QUOTA,
+        `Cache Storage has no room for the ${need}-byte model (the browser refused it: ${(e as Error).message || 'quota exceeded'}); free some space for this site, or pass cache: false to download the model on every load`,
+      );
     }
     throw e;
   }

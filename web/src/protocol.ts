@@ -1,17 +1,22 @@
-// Messages between the worker client (client.ts) and the worker (worker.ts).
+// Messages between the worker client (client.ts) and the worker (worker.ts). The client
+// sends one call at a time; the worker answers it with progress, chunks (decompressChunks)
+// and one result or error.
 
 import type { ErrorData } from './errors.js';
 import type { EngineChoice, EngineKind, Progress } from './types.js';
 
-export type Method = 'compress' | 'decompress' | 'score' | 'info' | 'compressRaw' | 'decompressRaw';
+export type Method = 'compress' | 'decompress' | 'decompressChunks' | 'score' | 'info' | 'compressRaw' | 'decompressRaw';
 
 export type ToWorker =
   | { type: 'init'; modelUrl: string; engine: EngineChoice; cache: boolean }
-  | { type: 'call'; id: number; method: Method; data: Uint8Array; length?: number }
+  /** `data`: bytes (transferred) or a Blob (by reference; read in the worker). */
+  | { type: 'call'; id: number; method: Method; data: Uint8Array | Blob; length?: number }
   | { type: 'cancel'; id: number };
 
 export type FromWorker =
   | { type: 'ready'; engine: EngineKind; adapter: string; fingerprint: string }
   | { type: 'progress'; id: number | null; progress: Progress }
+  /** One chunk of a decompressChunks call's output (transferred). */
+  | { type: 'chunk'; id: number; bytes: Uint8Array }
   | { type: 'result'; id: number; value: unknown }
   | { type: 'error'; id: number | null; error: ErrorData };

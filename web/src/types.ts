@@ -34,10 +34,30 @@ export interface CompressorOptions {
   onProgress?: (p: Progress) => void;
 }
 
+/** What `compress` and `decompress` take. The container needs the whole input before it
+ * can start (a `.lmz` file's chunk table comes before its payloads; compression cuts the
+ * whole input's tokens into chunks), so a Blob is read and a stream is read to its end
+ * first. With the worker (the default) a Blob crosses to it by reference and is read there;
+ * a stream is read in the calling thread into one buffer, which is then transferred. */
+export type Input = Uint8Array | ArrayBuffer | Blob | ReadableStream<Uint8Array>;
+
 export interface CallOptions {
-  /** Aborting rejects the call with `LMZ_CANCELLED` and stops the work. */
+  /** Aborting rejects the call (or errors the stream) with `LMZ_CANCELLED` and stops the work. */
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  /** Hand a Uint8Array's or ArrayBuffer's memory to the worker instead of copying it
+   * (zero-copy; your buffer is detached: `byteLength` 0 afterwards). Only where the view
+   * covers its whole ArrayBuffer; otherwise it is copied as without this option. No effect
+   * with `worker: false` (nothing is copied there). Default `false`. */
+  transfer?: boolean;
+}
+
+/** A pair of streams, like `CompressionStream`: write bytes into `writable`, read the result
+ * from `readable`; `source.pipeThrough(pair)` works. Chunks may be any ArrayBufferView or
+ * ArrayBuffer. See web/README.md, "Streams", for when bytes come out and what memory is held. */
+export interface ByteTransform {
+  readonly writable: WritableStream<Uint8Array>;
+  readonly readable: ReadableStream<Uint8Array>;
 }
 
 export interface ChunkInfo {
@@ -76,8 +96,22 @@ export interface Compressor {
   readonly adapter: string;
   /** SHA-256 (hex) of the model pack: the fingerprint written into files. */
   readonly fingerprint: string;
-  compress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array>;
-  decompress(data: Uint8Array, opts?: CallOptions): Promise<Uint8Array>;
+  /** Compresses the input into a `.lmz` file (the CLI's bytes for the same input). */
+  compress(data: Input, opts?: CallOptions): Promise<Uint8Array>;
+  /** Decompresses a `.lmz` file (also the CLI's); the checksum is verified before it resolves. */
+  decompress(data: Input, opts?: CallOptions): Promise<Uint8Array>;
+  /** `compress` as a stream pair: `file.stream().pipeThrough(lz.compressStream())`. The
+   * `.lmz` bytes come out only after the input has ended (the format puts the chunk table
+   * before the payloads), as one chunk. Cancelling the readable side, aborting the writable
+   * side or aborting `signal` stops the work; both sides then error with `LMZ_CANCELLED`. */
+  compressStream(opts?: CallOptions): ByteTransform;
+  /** `decompress` as a stream pair. The `.lmz` file is read whole first (it is the small
+   * side), checked, then the original comes out chunk by chunk in file order as each chunk
+   * is decoded. The whole-file checksum can only be verified after the last chunk: a
+   * mismatch errors the stream (`LMZ_FORMAT_CHECKSUM`) after the chunks before it were
+   * delivered, so treat an errored stream as a failed decode. Cancellation as for
+   * `compressStream`. */
+  decompressStream(opts?: CallOptions): ByteTransform;
   info(data: Uint8Array): Promise<Info>;
   /** A raw stream (docs/FORMAT.md, "Raw stream"): 3 bytes over the coder's output, for an
    * embedder that keeps the original length itself (the notes extension). It is not a file:

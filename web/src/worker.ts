@@ -3,6 +3,7 @@
 
 import { LocalEngine } from './engine.js';
 import { errorData, LmzError, PackageCodes } from './errors.js';
+import { readInput } from './input.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import type { Progress, TokenScores } from './types.js';
 
@@ -41,23 +42,29 @@ scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
         post({ type: 'result', id: m.id, value: out }, [out.buffer]);
         break;
       }
+      case 'decompressChunks': {
+        // Each chunk is a fresh Uint8Array copied out of wasm memory: transferred, not copied again.
+        await e.decompressChunks(m.data, (bytes) => post({ type: 'chunk', id: m.id, bytes }, [bytes.buffer]), opts);
+        post({ type: 'result', id: m.id, value: undefined });
+        break;
+      }
       case 'compressRaw': {
-        const out = await e.compressRaw(m.data, opts);
+        const out = await e.compressRaw(await readInput(m.data), opts);
         post({ type: 'result', id: m.id, value: out }, [out.buffer]);
         break;
       }
       case 'decompressRaw': {
-        const out = await e.decompressRaw(m.data, m.length ?? Number.NaN, opts);
+        const out = await e.decompressRaw(await readInput(m.data), m.length ?? Number.NaN, opts);
         post({ type: 'result', id: m.id, value: out }, [out.buffer]);
         break;
       }
       case 'score': {
-        const s: TokenScores = await e.score(m.data, opts);
+        const s: TokenScores = await e.score(await readInput(m.data), opts);
         post({ type: 'result', id: m.id, value: s }, [s.lengths.buffer, s.bits.buffer]);
         break;
       }
       case 'info':
-        post({ type: 'result', id: m.id, value: await e.info(m.data) });
+        post({ type: 'result', id: m.id, value: await e.info(await readInput(m.data)) });
         break;
     }
   } catch (err) {

@@ -46,8 +46,8 @@ function clearError() {
   delete document.body.dataset.errorCode;
 }
 
-function blobUrl(bytes, type = 'application/octet-stream') {
-  const u = URL.createObjectURL(new Blob([bytes], { type }));
+function blobUrl(data, type = 'application/octet-stream') {
+  const u = URL.createObjectURL(data instanceof Blob ? data : new Blob([data], { type }));
   urls.push(u);
   return u;
 }
@@ -150,26 +150,57 @@ async function compressBytes(bytes, name, signal) {
   }
 }
 
+/** Decompresses with the package's stream: the text appears chunk by chunk as the model
+ * decodes it (a file of several chunks, such as the CLI makes of long texts, shows its
+ * first part while the rest is still being decoded). */
 async function decompressBytes(bytes, name, signal) {
   $('results').hidden = true;
   $('heat').hidden = true;
   const c = await compressor();
   const head = await info(bytes);
   const t0 = performance.now();
-  const out = await c.decompress(bytes, { signal, onProgress: progress });
-  const secs = (performance.now() - t0) / 1000;
-  let text;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(out);
-  } catch {
-    text = `(binary data, ${fmt(out.length)} bytes)`;
-  }
-  $('output').textContent = text;
-  $('opened-info').textContent = `${name}: ${fmt(bytes.length)} → ${fmt(out.length)} bytes (${head.form} form, ${head.chunks.map((ch) => ch.method).join(' + ') || 'empty'}, ${head.bpb.toFixed(3)} bpb), checksum verified; decompressed in ${secs.toFixed(1)} s on ${ENGINE_NAMES[c.engine]}`;
-  const a = $('download-original');
-  a.href = blobUrl(out);
-  a.download = name.replace(/\.lmz$/, '') || 'original';
+  const parts = [];
+  const shown = new TextDecoder('utf-8');
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  let text = true; // valid UTF-8 so far
+  $('output').textContent = '';
+  $('opened-info').textContent = `${name}: decoding ${head.chunks.length} chunk(s)…`;
+  $('download-original').hidden = true;
   $('opened').hidden = false;
+  const reader = new Blob([bytes]).stream().pipeThrough(c.decompressStream({ signal, onProgress: progress })).getReader();
+  for (;;) {
+    let r;
+    try {
+      r = await reader.read();
+    } catch (e) {
+      // What came out before the error is unverified: do not leave it on the page.
+      $('opened').hidden = true;
+      throw e;
+    }
+    const { done, value } = r;
+    if (done) break;
+    parts.push(value);
+    try {
+      if (text) strict.decode(value, { stream: true });
+    } catch {
+      text = false;
+    }
+    if (text) $('output').textContent += shown.decode(value, { stream: true });
+  }
+  const secs = (performance.now() - t0) / 1000;
+  try {
+    if (text) strict.decode();
+  } catch {
+    text = false;
+  }
+  const n = parts.reduce((s, p) => s + p.length, 0);
+  if (text) $('output').textContent += shown.decode();
+  else $('output').textContent = `(binary data, ${fmt(n)} bytes)`;
+  $('opened-info').textContent = `${name}: ${fmt(bytes.length)} → ${fmt(n)} bytes (${head.form} form, ${head.chunks.map((ch) => ch.method).join(' + ') || 'empty'}, ${head.bpb.toFixed(3)} bpb), checksum verified; decompressed in ${secs.toFixed(1)} s on ${ENGINE_NAMES[c.engine]}`;
+  const a = $('download-original');
+  a.href = blobUrl(new Blob(parts));
+  a.download = name.replace(/\.lmz$/, '') || 'original';
+  a.hidden = false;
   $('phase').textContent = 'decompressed';
   $('bar').value = 1;
 }

@@ -9,8 +9,9 @@
 //!   kernels compiled to wasm) or `"auto"` (a hardware WebGPU adapter when there is one, else
 //!   the CPU: a software adapter such as SwiftShader is slower than wasm-CPU). Both engines
 //!   give the same bits, so the choice never changes a file.
-//! - `compress`, `decompress`, `score` on a `Compressor`, each returning a Promise, with a
-//!   progress callback `(done, total)` and `cancel()`.
+//! - `compress`, `decompress`, `decompressChunks` (the original chunk by chunk, for the
+//!   package's `decompressStream`), `score` on a `Compressor`, each returning a Promise, with
+//!   a progress callback `(done, total)` and `cancel()`.
 //!
 //! Errors cross as JS `Error`s whose `name` and `code` are the library's stable
 //! `Error::code()` (`LMZ_FORMAT_CHECKSUM`, …), never a panic string; the bindings' own
@@ -21,7 +22,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use js_sys::{Float64Array, Function, Uint32Array};
+use js_sys::{Float64Array, Function, Uint32Array, Uint8Array};
 use lmz::backend::cpu::CpuBackend;
 use lmz::backend::gpu::{DeviceType, Gpu, GpuBackend, GpuOptions};
 use lmz::backend::{Backend, Mat, Norm};
@@ -158,14 +159,29 @@ macro_rules! with_engine {
     };
 }
 
+/// A GPU error in the browser's words: the library's messages for `LMZ_GPU_NO_ADAPTER` and
+/// `LMZ_GPU_LIMITS` give CLI advice (`--backend cpu`, install a Vulkan driver); the code
+/// stays, the advice is the package's `engine` option. Other errors pass unchanged.
+fn gpu_to_js(e: Error) -> JsValue {
+    let fix = "use engine: 'cpu', or 'auto', which runs on the CPU when WebGPU cannot";
+    match &e {
+        Error::GpuLimits { adapter, what } => {
+            let name = if adapter.is_empty() { String::new() } else { format!(" ({adapter})") };
+            js_error(e.code(), &format!("the WebGPU adapter{name} is too small for this model: {what}; {fix}"))
+        }
+        Error::GpuNoAdapter(why) => js_error(e.code(), &format!("this browser offers no WebGPU adapter ({why}); {fix}")),
+        _ => to_js(e),
+    }
+}
+
 /// Opens the engine `kind` names. `auto`: a hardware WebGPU adapter, else the CPU.
 async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, String), JsValue> {
     let cpu = |m: &Model| CpuBackend::with_slots(m, SLOTS, cache_len).map(|b| (Engine::Cpu(b), "cpu".to_string())).map_err(to_js);
     match kind {
         "cpu" => cpu(model),
         "webgpu" => {
-            let g = Gpu::new_async(GpuOptions::default()).await.map_err(to_js)?;
-            let b = GpuBackend::on(g, model, SLOTS, cache_len).map_err(to_js)?;
+            let g = Gpu::new_async(GpuOptions::default()).await.map_err(gpu_to_js)?;
+            let b = GpuBackend::on(g, model, SLOTS, cache_len).map_err(gpu_to_js)?;
             Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string()))
         }
         "auto" => match Gpu::new_async(GpuOptions::default()).await {
@@ -390,6 +406,36 @@ impl Compressor {
         with_engine!(&mut inner.engine, b => inner.codec.decompress_async(&mut Yielding::new(b, &self.cancelled), &file, &mut p).await).map_err(to_js)
     }
 
+    /// Decompresses a `.lmz` file chunk by chunk (the package's `decompressStream`):
+    /// `onChunk(bytes)` gets each chunk's original as a fresh `Uint8Array`, in file order, as
+    /// soon as that chunk is decoded; the promise resolves after the last one once the
+    /// checksum of the whole original has been verified (`Codec::decompress_chunks_async`
+    /// says what is checked when: a checksum mismatch rejects after every chunk was handed
+    /// out). An exception thrown by `onChunk` stops the work and rejects with it.
+    /// `progress(done, total)` counts output bytes.
+    #[wasm_bindgen(js_name = decompressChunks)]
+    pub async fn decompress_chunks(&self, file: Vec<u8>, progress: Option<Function>, on_chunk: Function) -> Result<(), JsValue> {
+        let mut guard = self.begin()?;
+        let inner = &mut *guard;
+        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
+        let mut thrown: Option<JsValue> = None;
+        let mut sink = |c: &[u8]| -> lmz::Result<()> {
+            if let Err(e) = on_chunk.call1(&JsValue::NULL, &Uint8Array::from(c)) {
+                thrown = Some(e);
+                return Err(Error::Cancelled);
+            }
+            if self.cancelled.get() {
+                return Err(Error::Cancelled);
+            }
+            Ok(())
+        };
+        let r = with_engine!(&mut inner.engine, b => inner.codec.decompress_chunks_async(&mut Yielding::new(b, &self.cancelled), &file, &mut p, &mut sink).await);
+        match (r, thrown) {
+            (_, Some(e)) => Err(e),
+            (r, None) => r.map_err(to_js),
+        }
+    }
+
     /// The bits the model spends on each token of `data`, for a heat map: an object
     /// `{ lengths: Uint32Array, bits: Float64Array }` where token `i` spells the next
     /// `lengths[i]` bytes of `data` (0 for the escape token of an escape pair; its partner
@@ -444,6 +490,7 @@ impl Compressor {
 /// coder's output, for an embedder that already knows the model and keeps the original
 /// length beside the stream. Kept in their own `impl` block.
 #[wasm_bindgen]
+#[allow(clippy::await_holding_refcell_ref)] // deliberate: see the struct's doc
 impl Compressor {
     /// Compresses `data` into a raw stream (one chunk, the default policy, the smallest
     /// method). `progress(done, total)` counts input bytes.
@@ -497,7 +544,8 @@ fn pinned_fingerprint() -> [u8; 32] {
 }
 
 fn raw_length(length: f64) -> Result<u64, JsValue> {
-    if !(length >= 0.0 && length <= 9_007_199_254_740_991.0 && length.fract() == 0.0) {
+    // NaN is in no range: refused too.
+    if !((0.0..=9_007_199_254_740_991.0).contains(&length) && length.fract() == 0.0) {
         return Err(js_error(codes::INVALID_ARGUMENT, &format!("length {length}: the original length must be a non-negative integer below 2^53")));
     }
     Ok(length as u64)

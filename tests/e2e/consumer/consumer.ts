@@ -1,6 +1,6 @@
 // A TypeScript user of the packed package (out/site/node_modules/lmz, installed from the
 // `npm pack` tarball): types.test.mjs type-checks this file with tsc. Never run.
-import { createCompressor, info, LmzError, PackageCodes, type Compressor, type Info, type Progress } from 'lmz';
+import { createCompressor, info, LmzError, PackageCodes, type ByteTransform, type Compressor, type Info, type Input, type Progress } from 'lmz';
 
 export async function roundTrip(bytes: Uint8Array): Promise<Uint8Array> {
   const seen: Progress[] = [];
@@ -22,8 +22,25 @@ export async function roundTrip(bytes: Uint8Array): Promise<Uint8Array> {
   }
 }
 
+// Inputs and streams: a File through compressStream and back through decompressStream.
+export async function streams(lz: Compressor, file: File): Promise<Blob> {
+  const ac = new AbortController();
+  const pair: ByteTransform = lz.compressStream({ signal: ac.signal, onProgress: (p) => void p.done });
+  const lmzStream: ReadableStream<Uint8Array> = file.stream().pipeThrough(pair);
+  const back = lmzStream.pipeThrough(lz.decompressStream());
+  const inputs: Input[] = [file, new ArrayBuffer(4), new Uint8Array(4), file.stream()];
+  for (const i of inputs) await lz.compress(i, { transfer: true });
+  await lz.decompress(await file.arrayBuffer());
+  const chunks: Uint8Array[] = [];
+  const reader = back.getReader();
+  for (let r = await reader.read(); !r.done; r = await reader.read()) chunks.push(r.value);
+  return new Blob(chunks as BlobPart[]);
+}
+
 // The types refuse what the package refuses.
 // @ts-expect-error: not an engine
 void createCompressor({ engine: 'vulkan' });
 // @ts-expect-error: compress takes bytes, not a string
 void (null as unknown as Compressor).compress('text');
+// @ts-expect-error: streams carry bytes, not strings
+void (null as unknown as Compressor).compressStream().writable.getWriter().write('text');
