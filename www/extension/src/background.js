@@ -27,21 +27,29 @@ chrome.runtime.onConnect.addListener((port) => {
 // --- closing the idle offscreen document ---
 //
 // The document decides (offscreen.js: no job running or queued for a while; from then on it
-// refuses new ones with LMZ_CLOSING) and says so; only the document that sent the message is
-// closed — never a newer one that a page may have opened since (closeDocument takes no id, so
-// the check and the close run one at a time).
+// refuses new ones with LMZ_CLOSING) and says so with its instance id. Only that document is
+// closed — never a newer one that a page may have opened since: closeDocument takes no id, and
+// a message from an offscreen document carries no documentId, so the worker asks the open
+// document who it is first (op 'closing', which a closing document still answers). The
+// checks and closes run one at a time.
 
 let closing = Promise.resolve();
 
-async function closeIfSender(documentId) {
-  const ctx = await offscreenContext();
-  if (ctx && ctx.documentId === documentId) await chrome.offscreen.closeDocument();
+async function closeIfStill(instance) {
+  if (!(await offscreenContext())) return;
+  let who;
+  try {
+    who = await chrome.runtime.sendMessage({ to: 'offscreen', op: 'closing' });
+  } catch {
+    return; // gone already
+  }
+  if (who?.instance === instance && who.closing) await chrome.offscreen.closeDocument();
 }
 
-chrome.runtime.onMessage.addListener((msg, sender) => {
+chrome.runtime.onMessage.addListener((msg) => {
   if (msg?.to !== 'background' || msg.type !== 'idle') return false;
   closing = closing
-    .then(() => closeIfSender(sender.documentId))
+    .then(() => closeIfStill(msg.instance))
     .catch((e) => console.error('lmz notes: closing the idle offscreen document failed:', e));
   return false;
 });

@@ -208,6 +208,8 @@ $('text').addEventListener('input', () => {
   saving = saving
     .then(() => saveText(id, text))
     .then((rec) => {
+      // Other open pages (the popup and the full page) list it too.
+      chrome.runtime.sendMessage({ to: 'ui', type: 'changed', id }).catch(() => {});
       texts.set(id, { rev: rec.rev, text });
       const i = notes.findIndex((n) => n.id === id);
       if (i >= 0) notes.splice(i, 1);
@@ -358,7 +360,8 @@ $('model-save').addEventListener('click', async () => {
     showNotice(null);
     // Load it now, with progress, so that a wrong URL shows at once; then what waited for it.
     await ask({ op: 'load' });
-    if (notes.some((n) => n.raw === undefined)) await ask({ op: 'sweep' });
+    // Notes may wait for it that this page has not seen (written in the popup meanwhile).
+    await ask({ op: 'sweep' });
     await refresh();
   } catch (e) {
     showError(e);

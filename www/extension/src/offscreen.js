@@ -100,6 +100,8 @@ function busy(op, id) {
 
 // --- closing when idle ---
 
+/** Names this document to the service worker (which cannot tell offscreen documents apart). */
+const instance = crypto.randomUUID();
 let jobs = 0; // requests being answered, sweeps running
 let idleTimer;
 let closing = false;
@@ -124,7 +126,7 @@ async function armIdle() {
     closing = true;
     setStatus({ model: 'idle', progress: undefined, busy: undefined, engine: undefined, adapter: undefined });
     // The service worker closes this document; the message is repeated in case it is lost.
-    const tell = () => chrome.runtime.sendMessage({ to: 'background', type: 'idle' }).catch(() => {});
+    const tell = () => chrome.runtime.sendMessage({ to: 'background', type: 'idle', instance }).catch(() => {});
     tell();
     setInterval(tell, 2000);
   }, ms);
@@ -261,6 +263,11 @@ const ops = {
 
 chrome.runtime.onMessage.addListener((msg, _sender, respond) => {
   if (msg?.to !== 'offscreen') return false;
+  if (msg.op === 'closing') {
+    // The service worker checks that the document it is about to close is this one.
+    respond({ ok: true, instance, closing });
+    return false;
+  }
   const op = ops[msg.op];
   if (!op) {
     respond({ ok: false, error: { code: Codes.EXTENSION, message: `unknown operation ${msg.op}` } });

@@ -8,11 +8,12 @@
 //       op 'load'                             load the model now (after its URL was set)
 //       op 'status'                           the current status (below)
 //       op 'reset'                            forget the loaded model and a failed load (its URL changed)
+//       op 'closing'                          (service worker) { instance, closing }: which document, closing or not
 //   offscreen → pages          { to: 'ui', type: 'status', status }   broadcast
 //       status: { model: 'idle'|'loading'|'ready'|'error', progress?: {phase, done, total},
 //                 engine?, adapter?, error?: {code, message}, busy?: {op, id, done, total} }
 //   offscreen → pages          { to: 'ui', type: 'changed', id }      note `id` changed in the database
-//   offscreen → worker         { to: 'background', type: 'idle' }    idle: close me (repeated until closed)
+//   offscreen → worker         { to: 'background', type: 'idle', instance }   idle: close me (repeated until closed)
 //   any answer: { ok: true, ...value } or { ok: false, error: { code, message } }
 //
 // The offscreen document closes when it has been idle for a while (offscreen.js): from the
