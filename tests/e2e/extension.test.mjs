@@ -1,16 +1,16 @@
 // End-to-end: the notes extension (out/extension, built by scripts/build-extension.sh from
 // the packed npm package) loaded unpacked into headless Chromium, with the real model (the
-// copy packaged in the extension). Notes are short: wasm-CPU is slow on these machines.
+// copy packaged in the extension, and the same pack from a URL of the tests' own server).
+// Notes are short: wasm-CPU is slow on these machines.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliCompressSync, constants } from 'node:zlib';
-import { chromium } from 'playwright-core';
-import { ARTIFACTS, CHROMIUM, lmz, ROOT } from './browser.mjs';
+import { ARTIFACTS, lmz, ROOT } from './browser.mjs';
+import { launch, MIN, MODEL_FILE, modelServer, notesApp, title, varint } from './extension-lib.mjs';
 
-const MIN = 60_000;
 const EXT = join(ROOT, 'out/extension');
 // 300 bytes of English that is in no sample file.
 const NOTE300 =
@@ -20,75 +20,11 @@ const NOTE300 =
 const NOTE2 = 'Ideas for the trip: the coastal path, the lighthouse museum, a boat to the island if the sea is calm.';
 
 let ctx;
-let id; // the extension's id
+let app; // page helpers (extension-lib.mjs)
 let profile;
 let tmp;
-const logs = [];
-
-async function openNotes(view = '') {
-  const page = await ctx.newPage();
-  await page.goto(`chrome-extension://${id}/notes.html${view}`);
-  return page;
-}
-
-/** Waits until the page knows every note's text and no note is pending; returns the totals. */
-async function settled(page, count, timeout = 20 * MIN) {
-  try {
-    await page.waitForFunction(
-      (count) => {
-        const t = document.getElementById('totals').dataset;
-        return document.body.dataset.loaded === 'all' && Number(t.count) === count && t.pending === '0';
-      },
-      count,
-      { timeout, polling: 250 },
-    );
-  } catch (e) {
-    const state = await page.evaluate(() => ({ ...document.body.dataset, totals: document.getElementById('totals').textContent, error: document.getElementById('error').textContent }));
-    throw new Error(`${e.message}\npage: ${JSON.stringify(state)}\n${logs.slice(-30).join('\n')}`);
-  }
-  return page.evaluate(() => ({ ...document.getElementById('totals').dataset }));
-}
-
-/** The list as the page shows it: [{ id, title, state, length, stored }]. */
-function listed(page) {
-  return page.$$eval('#list li', (lis) => lis.map((li) => ({ id: li.dataset.id, title: li.querySelector('.title').textContent, state: li.dataset.state, length: Number(li.dataset.length), stored: Number(li.dataset.stored) })));
-}
-
-/** The notes as stored in IndexedDB (read in an extension page with the extension's module). */
-function stored(page) {
-  return page.evaluate(async () => {
-    const { allNotes } = await import('./store.js');
-    return (await allNotes()).map((n) => ({ id: n.id, rev: n.rev, length: n.length, text: n.text, raw: n.raw ? Array.from(n.raw) : undefined }));
-  });
-}
-
-async function write(page, text) {
-  await page.click('#new');
-  await page.fill('#text', text);
-  await page.click('#back');
-}
-
-/** Text of note `noteId` as the editor shows it. */
-async function textOf(page, noteId) {
-  await page.click(`#list li[data-id="${noteId}"]`);
-  await page.waitForFunction(() => !document.getElementById('text').disabled);
-  const t = await page.inputValue('#text');
-  await page.click('#back');
-  return t;
-}
-
-async function closeOffscreen() {
-  const page = await openNotes();
-  await page.evaluate(async () => {
-    const have = await chrome.runtime.getContexts({ contextTypes: ['OFFSCREEN_DOCUMENT'] });
-    if (have.length) await chrome.offscreen.closeDocument();
-  });
-  await page.close();
-}
-
-/** A note's title as the list shows it (its first line, at most 80 characters). */
-const title = (t) => t.trim().split('\n')[0].slice(0, 80);
-const varint = (n) => (n < 128 ? 1 : n < 16384 ? 2 : 3);
+let logs = [];
+let openNotes, settled, listed, stored, write, textOf, closeOffscreen;
 
 describe('the notes extension in Chromium', { concurrency: 1 }, () => {
   before(async () => {
@@ -97,21 +33,17 @@ describe('the notes extension in Chromium', { concurrency: 1 }, () => {
     }
     profile = mkdtempSync(join(tmpdir(), 'lmz-ext-profile-'));
     tmp = mkdtempSync(join(tmpdir(), 'lmz-ext-'));
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true, // Chromium ≥ 132: the new headless mode, which loads extensions
-      acceptDownloads: true,
-      args: [`--disable-extensions-except=${EXT}`, `--load-extension=${EXT}`, '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    ctx.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
-    ctx.on('weberror', (e) => logs.push(`[pageerror] ${e.error().message}`));
-    const sw = ctx.serviceWorkers()[0] ?? (await ctx.waitForEvent('serviceworker', { timeout: MIN }));
-    id = new URL(sw.url()).host;
+    const launched = await launch(EXT, profile);
+    ({ ctx, logs } = launched);
+    app = notesApp(launched);
+    ({ settled, listed, stored, write, textOf, closeOffscreen } = app);
+    openNotes = app.open;
   });
   after(async () => {
     if (process.env.LMZ_E2E_LOGS) console.log(logs.join('\n'));
     await ctx?.close();
     if (profile) rmSync(profile, { recursive: true, force: true });
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
   test('the manifest allows wasm and nothing more, and names no remote code', () => {
@@ -267,5 +199,158 @@ describe('the notes extension in Chromium', { concurrency: 1 }, () => {
     assert.equal(row?.state, 'stored');
     assert.equal(await textOf(again, row.id), LAST);
     await again.close();
+  });
+
+  test('the model URL setting: fetched from there once, SHA-256-checked, cached; a wrong model gives its LMZ_* code in the popup and loses no note', { timeout: 20 * MIN }, async () => {
+    const srv = await modelServer();
+    const good = `${srv.url}cors/${MODEL_FILE}`;
+    const corrupt = `${srv.url}cors/corrupt.lmz.safetensors`;
+    const nocors = `${srv.url}nocors/${MODEL_FILE}`;
+    const page = await openNotes('?view=page');
+    const count = (await stored(page)).length;
+    await settled(page, count);
+    try {
+      // A corrupted copy (one bit flipped, same length): downloaded, refused by the hash check.
+      await app.setModelUrl(page, corrupt);
+      let err = await app.errorShown(page);
+      assert.equal(err.code, 'LMZ_HASH_MISMATCH', JSON.stringify(err));
+      assert.ok(err.text.includes(corrupt) && /SHA-256/.test(err.text), err.text);
+      assert.equal(srv.hits('/cors/corrupt.lmz.safetensors'), 1);
+
+      // The popup: a note written now is kept as text, the popup says why and that it is safe,
+      // and the wrong model is not downloaded again for it.
+      const WAITING = 'Written while the model URL pointed at a damaged file: kept as text until it is fixed.';
+      const popup = await openNotes();
+      await app.write(popup, WAITING);
+      const code = await popup.evaluate(() => import('./protocol.js').then((p) => p.ask({ op: 'sweep' })).then(() => 'ok', (e) => e.code));
+      assert.equal(code, 'LMZ_HASH_MISMATCH');
+      err = await app.errorShown(popup);
+      assert.equal(err.code, 'LMZ_HASH_MISMATCH');
+      assert.match(err.text, /notes are safe/);
+      const waiting = (await stored(popup)).find((n) => n.text === WAITING);
+      assert.ok(waiting, 'the note is in the database, as text');
+      assert.equal((await listed(popup)).find((r) => r.id === waiting.id)?.state, 'pending');
+      assert.match((await app.state(popup)).totals, /1 not compressed yet/);
+      assert.equal(srv.hits('/cors/corrupt.lmz.safetensors'), 1, 'the wrong model was downloaded again');
+      await popup.screenshot({ path: join(ARTIFACTS, 'extension-popup-model-error.png') });
+
+      // A server that does not allow cross-origin requests: LMZ_FETCH, saying what to check.
+      await app.setModelUrl(page, nocors);
+      await page.waitForFunction(() => document.body.dataset.error === 'LMZ_FETCH', null, { timeout: MIN });
+      assert.match((await app.state(page)).error, /Access-Control-Allow-Origin/);
+
+      // The right model at the URL: downloaded once with progress, and the waiting note is
+      // compressed with it.
+      await app.recordStatus(page);
+      await app.setModelUrl(page, good);
+      await settled(page, count + 1);
+      assert.equal((await app.state(page)).error, '');
+      assert.equal(srv.hits(`/cors/${MODEL_FILE}`), 1);
+      const log = await app.statusLog(page);
+      assert.ok(log.some((l) => /^downloading the model: [\d.]+ \/ 9\d\.\d MB \(\d+ %\)$/.test(l)), `no download progress shown: ${JSON.stringify(log.slice(0, 5))}`);
+      assert.ok(log.some((l) => /^checking the model \(SHA-256\)/.test(l)), 'no hash check shown');
+      const db = await stored(page);
+      const done = db.find((n) => n.id === waiting.id);
+      assert.equal(done.text, undefined);
+      assert.equal(done.raw[0], 0xfa);
+      // Kept in Cache Storage under its URL, whole.
+      const cached = await page.evaluate(async (u) => {
+        const r = await (await caches.open('lmz-model-v1')).match(u);
+        return r ? (await r.arrayBuffer()).byteLength : 0;
+      }, good);
+      assert.equal(cached, srv.size);
+
+      // A new document loads the model from Cache Storage: no second download, and the
+      // note decompresses.
+      await closeOffscreen();
+      const again = await openNotes();
+      await settled(again, count + 1);
+      assert.equal(await textOf(again, waiting.id), WAITING);
+      assert.equal(srv.hits(`/cors/${MODEL_FILE}`), 1);
+      await again.close();
+      await popup.close();
+    } finally {
+      // Back to the packaged model for what follows.
+      await app.setModelUrl(page, '');
+      await page.waitForFunction(() => document.body.dataset.model === 'ready' || document.body.dataset.error, null, { timeout: 5 * MIN });
+      assert.equal((await app.state(page)).error, '');
+      await page.close();
+      await srv.close();
+    }
+  });
+
+  test('the offscreen document closes when idle, never during a job, and opens again for the next note', { timeout: 20 * MIN }, async () => {
+    const IDLE = 1500;
+    const page = await openNotes();
+    const count = (await stored(page)).length;
+    await settled(page, count);
+    await app.setMeta(page, 'offscreenIdleMs', IDLE);
+    await closeOffscreen(); // the document now open has armed the default (60 s)
+    try {
+      // A note; the document opens for it, loads the model and compresses, taking longer than
+      // IDLE: sample the documents until the note is stored.
+      const FIRST = 'The offscreen document must stay while this note is being compressed.';
+      await app.write(page, FIRST);
+      const seen = [];
+      const t0 = Date.now();
+      for (;;) {
+        const docs = await app.offscreen(page);
+        const rec = (await stored(page)).find((n) => n.length === Buffer.byteLength(FIRST));
+        seen.push({ t: Date.now() - t0, docs: docs.map((d) => d.documentId), state: rec?.raw ? 'stored' : 'pending' });
+        if (rec?.raw) break;
+        assert.ok(Date.now() - t0 < 3 * MIN, 'the note was never compressed');
+        await page.waitForTimeout(100);
+      }
+      const first = seen.findIndex((s) => s.docs.length);
+      assert.ok(first >= 0, 'no offscreen document was seen');
+      const during = seen.slice(first);
+      const doc = during[0].docs[0];
+      assert.ok(during.every((s) => s.docs.length === 1 && s.docs[0] === doc), `the document closed or changed during the job: ${JSON.stringify(during)}`);
+      const jobMs = during.at(-1).t - during[0].t;
+      assert.ok(jobMs > IDLE, `the job (${jobMs} ms) must outlast the idle time (${IDLE} ms) for this test to mean anything`);
+
+      // Idle: gone within IDLE plus a little.
+      const t1 = Date.now();
+      while ((await app.offscreen(page)).length) {
+        assert.ok(Date.now() - t1 < IDLE + 15_000, 'the idle offscreen document was not closed');
+        await page.waitForTimeout(100);
+      }
+      const closedMs = Date.now() - t1;
+      console.log(`offscreen document: alive through a ${jobMs} ms job, closed ${closedMs} ms after it (idle time ${IDLE} ms)`);
+      assert.ok(closedMs >= IDLE - 300, `closed after ${closedMs} ms, before the idle time`);
+
+      // The next note opens a new document and is compressed; every note still reads back.
+      const SECOND = 'And a new one opens on demand for the next note.';
+      await app.write(page, SECOND);
+      await settled(page, count + 2);
+      const fresh = await openNotes();
+      await settled(fresh, count + 2);
+      for (const r of await listed(fresh)) assert.equal(r.state, 'stored');
+      const byLength = (t) => listed(fresh).then((rows) => rows.find((r) => r.length === Buffer.byteLength(t)).id);
+      assert.equal(await textOf(fresh, await byLength(FIRST)), FIRST);
+      assert.equal(await textOf(fresh, await byLength(SECOND)), SECOND);
+      await fresh.close();
+
+      // Requests that arrive while a document is deciding to close, or closing, are answered
+      // by the next one: none fails.
+      await app.setMeta(page, 'offscreenIdleMs', 50);
+      await closeOffscreen();
+      const answers = await page.evaluate(async () => {
+        const { ask } = await import('./protocol.js');
+        const docs = new Set();
+        const out = [];
+        for (let i = 0; i < 40; i++) {
+          await new Promise((r) => setTimeout(r, (i * 37) % 120));
+          out.push(await ask({ op: 'status' }).then(() => 'ok', (e) => `${e.code}: ${e.message}`));
+          for (const c of await chrome.runtime.getContexts({ contextTypes: ['OFFSCREEN_DOCUMENT'] })) docs.add(c.documentId);
+        }
+        return { out, docs: docs.size };
+      });
+      assert.deepEqual(answers.out.filter((a) => a !== 'ok'), []);
+      assert.ok(answers.docs >= 3, `only ${answers.docs} documents: the idle close did not happen between requests`);
+    } finally {
+      await app.setMeta(page, 'offscreenIdleMs', undefined);
+      await page.close();
+    }
   });
 });

@@ -5,14 +5,18 @@
 
 import { rawToFile } from './lmz.js';
 import { allNotes, deleteNote, getMeta, getNote, saveText, setMeta, storedBytes } from './store.js';
-import { ask } from './protocol.js';
+import { ask, Codes } from './protocol.js';
+import { PACKAGED_MODEL } from './config.js';
 
 const $ = (id) => document.getElementById(id);
 const isPage = new URLSearchParams(location.search).get('view') === 'page';
 if (isPage) document.body.classList.add('page');
 
 const fmt = (n) => n.toLocaleString('en-US');
-const PHASES = { download: 'downloading the model', verify: 'checking the model (SHA-256)', load: 'loading the model', compress: 'compressing', decompress: 'decompressing' };
+const mb = (n) => (n / 1e6).toFixed(1);
+const PHASES = { download: 'downloading the model', verify: 'checking the model (SHA-256)', load: 'loading the model', compress: 'compressing', decompress: 'decompressing', import: 'importing' };
+/** Errors about the model itself (where it comes from, what it is): the notes wait as text. */
+const MODEL_ERRORS = new Set(['LMZ_FETCH', 'LMZ_HASH_MISMATCH', 'LMZ_STORAGE_QUOTA', 'LMZ_FORMAT_MODEL_MISMATCH', Codes.NO_MODEL_URL, Codes.INVALID_URL]);
 
 let notes = []; // records, newest first
 const texts = new Map(); // id → { rev, text } known to this page
@@ -24,24 +28,48 @@ let sweepTimer;
 chrome.runtime.connect({ name: 'notes-page' });
 
 function showError(e) {
+  const model = MODEL_ERRORS.has(e?.code);
   $('error').hidden = !e;
-  $('error').textContent = e ? `${e.code ? e.code + ': ' : ''}${e.message ?? e}` : '';
+  $('error-text').textContent = e ? `${e.code ? e.code + ': ' : ''}${e.message ?? e}` : '';
+  // A model that does not load never costs a note: say so, and where to fix it.
+  $('error-hint').hidden = !model;
   document.body.dataset.error = e?.code ?? (e ? 'error' : '');
+  if (model && e.code !== 'LMZ_FORMAT_MODEL_MISMATCH') $('settings').open = true;
+}
+
+function showNotice(text) {
+  $('notice').hidden = !text;
+  $('notice').textContent = text ?? '';
 }
 
 // --- status from the offscreen document ---
+
+/** "phase a / b unit (p %)" for a progress report. */
+function progressLine(p) {
+  const what = PHASES[p.phase] ?? p.phase;
+  if (!p.total || p.phase === 'load') return `${what}…`;
+  const pct = Math.floor((100 * p.done) / p.total);
+  if (p.phase === 'download' || p.phase === 'verify') return `${what}: ${mb(p.done)} / ${mb(p.total)} MB (${pct} %)`;
+  return `${what}: ${fmt(p.done)} / ${fmt(p.total)} bytes`;
+}
+
+let lastModel = 'idle';
 
 function showStatus(s) {
   document.body.dataset.model = s.model;
   const p = s.busy ?? s.progress;
   let line = '';
-  if (s.model === 'loading') line = p ? `${PHASES[p.phase] ?? p.phase}${p.total && p.phase !== 'load' ? ` ${fmt(p.done)} / ${fmt(p.total)} bytes` : ''}` : 'loading the model';
-  else if (s.busy) line = `${PHASES[s.busy.phase] ?? s.busy.phase ?? s.busy.op}…`;
+  if (s.model === 'loading') line = p ? progressLine(p) : 'loading the model…';
+  else if (s.busy) line = s.busy.total ? progressLine(s.busy) : `${PHASES[s.busy.phase] ?? s.busy.phase ?? s.busy.op}…`;
   $('status').hidden = !line;
   $('status-text').textContent = line;
   $('status-bar').value = p?.total ? p.done / p.total : 0;
   if (s.model === 'error') showError(s.error);
-  if (s.engine) $('engine').textContent = `Engine: ${s.engine === 'webgpu' ? 'WebGPU' : 'wasm-CPU'} (${s.adapter})`;
+  // The model loaded after a model error: that error is over.
+  if (s.model === 'ready' && lastModel !== 'ready' && MODEL_ERRORS.has(document.body.dataset.error)) showError(null);
+  if (s.model === 'ready') showNotice(null);
+  lastModel = s.model;
+  if (s.engine) $('engine').textContent = `Engine: ${s.engine === 'webgpu' ? 'WebGPU' : 'wasm-CPU'} (${s.adapter}).`;
 }
 
 chrome.runtime.onMessage.addListener((msg) => {
@@ -68,11 +96,19 @@ function renderTotals() {
   t.dataset.length = length;
   t.dataset.stored = stored;
   t.dataset.pending = pending;
+  t.dataset.saved = length - stored;
   t.textContent = notes.length
-    ? `${notes.length} note${notes.length === 1 ? '' : 's'} · ${fmt(length)} B of text in ${fmt(stored)} B` +
-      (stored ? ` (${(length / stored).toFixed(1)}× smaller)` : '') +
-      (pending ? ` · ${pending} saving` : '')
+    ? `${notes.length} note${notes.length === 1 ? '' : 's'} · ${fmt(length)} B of text stored in ${fmt(stored)} B` +
+      (length > stored ? ` · ${fmt(length - stored)} B saved (${(length / stored).toFixed(1)}×)` : '') +
+      (pending ? ` · ${pending} not compressed yet` : '')
     : '';
+}
+
+/** "300 B → 63 B (4.8×)" for a stored note, "300 B" for a pending one. */
+function sizeLine(n) {
+  if (!n.raw) return `${fmt(n.length)} B`;
+  const s = storedBytes(n);
+  return `${fmt(n.length)} B → ${fmt(s)} B stored${n.length > s ? ` (${(n.length / s).toFixed(1)}× smaller)` : ''}`;
 }
 
 function matches(n, q) {
@@ -98,7 +134,7 @@ function renderList() {
     title.textContent = titleOf(n) ?? '(decompressing…)';
     const size = document.createElement('span');
     size.className = 'size';
-    size.textContent = n.raw ? `${fmt(n.length)} B → ${fmt(storedBytes(n))} B stored (${(n.length / storedBytes(n)).toFixed(1)}×)` : `${fmt(n.length)} B`;
+    size.textContent = sizeLine(n);
     li.append(title, size);
     li.addEventListener('click', () => open(n.id));
     ul.append(li);
@@ -111,7 +147,7 @@ function renderList() {
 function renderNoteSize() {
   const n = notes.find((x) => x.id === current);
   const el = $('note-size');
-  el.textContent = !n ? '' : n.raw ? `${fmt(n.length)} B of text, ${fmt(storedBytes(n))} B stored` : `${fmt(n.length)} B of text, saving…`;
+  el.textContent = !n ? '' : n.raw ? sizeLine(n) : `${fmt(n.length)} B of text, saving…`;
 }
 
 /** Reloads the records, then fetches the texts of stored notes this page does not know. */
@@ -143,12 +179,9 @@ async function refresh() {
 // --- the editor ---
 
 function showEditor(on) {
-  if (isPage) {
-    $('editor-pane').hidden = !on;
-    return;
-  }
   $('editor-pane').hidden = !on;
-  $('list-pane').hidden = on;
+  if (isPage) $('pick').hidden = on;
+  else $('list-pane').hidden = on;
 }
 
 function open(id) {
@@ -175,6 +208,8 @@ $('text').addEventListener('input', () => {
   saving = saving
     .then(() => saveText(id, text))
     .then((rec) => {
+      // Other open pages (the popup and the full page) list it too.
+      chrome.runtime.sendMessage({ to: 'ui', type: 'changed', id }).catch(() => {});
       texts.set(id, { rev: rec.rev, text });
       const i = notes.findIndex((n) => n.id === id);
       if (i >= 0) notes.splice(i, 1);
@@ -295,13 +330,39 @@ $('open-page').addEventListener('click', async () => {
   window.close();
 });
 
+function showModelSource(url) {
+  $('model-source').textContent = url
+    ? `The model comes from ${url}: downloaded once, kept in Cache Storage, SHA-256-checked before every use.`
+    : PACKAGED_MODEL
+      ? 'The model comes with the extension (99 MB, SHA-256-checked before use).'
+      : 'This build of the extension carries no model (it is 99 MB): give the URL of smollm2-135m.lmz.safetensors below (made by `lmz model fetch`). It is downloaded once, kept in Cache Storage and SHA-256-checked before every use.';
+}
+
+/** Checks a model URL before it is stored: http(s) only. */
+function checkUrl(url) {
+  let u;
+  try {
+    u = new URL(url);
+  } catch {
+    throw Object.assign(new Error(`"${url}" is not a URL`), { code: Codes.INVALID_URL });
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw Object.assign(new Error(`${url}: the model URL must be http(s)`), { code: Codes.INVALID_URL });
+}
+
 $('model-save').addEventListener('click', async () => {
   const url = $('model-url').value.trim();
   try {
-    if (url) new URL(url); // throws a clear TypeError on a malformed URL, before it is stored
+    if (url) checkUrl(url);
     await setMeta('modelUrl', url || undefined);
+    showModelSource(url);
     await ask({ op: 'reset' });
     showError(null);
+    showNotice(null);
+    // Load it now, with progress, so that a wrong URL shows at once; then what waited for it.
+    await ask({ op: 'load' });
+    // Notes may wait for it that this page has not seen (written in the popup meanwhile).
+    await ask({ op: 'sweep' });
+    await refresh();
   } catch (e) {
     showError(e);
   }
@@ -310,6 +371,20 @@ $('model-save').addEventListener('click', async () => {
 // --- start ---
 
 showEditor(false);
-getMeta('modelUrl').then((u) => ($('model-url').value = u ?? ''));
+$('model-url-empty').hidden = !PACKAGED_MODEL;
+getMeta('modelUrl').then((u) => {
+  $('model-url').value = u ?? '';
+  showModelSource(u);
+  if (!u && !PACKAGED_MODEL) {
+    showNotice('First use: this build has no model packaged. Give its URL under "Model" below; it is downloaded once.');
+    $('settings').open = true;
+  }
+});
 ask({ op: 'status' }).then((a) => showStatus(a.status), showError);
-refresh().catch(showError);
+refresh()
+  .then(() => {
+    // Notes left pending (a model that did not load, a browser closed mid-save): try now, so
+    // that they are compressed or the reason shows.
+    if (notes.some((n) => n.raw === undefined)) scheduleSweep();
+  })
+  .catch(showError);

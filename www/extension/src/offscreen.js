@@ -2,16 +2,29 @@
 // a save that the popup started finishes after the popup closed; the package runs the model
 // in a Web Worker, so even this document's thread stays free.
 //
-// It loads the model on first use (the packaged copy by default, or the URL set on the
-// notes page), compresses pending notes into raw streams (`sweep`), decompresses stored ones
+// It loads the model on first use (the packaged copy by default, or the URL set under
+// "Model"), compresses pending notes into raw streams (`sweep`), decompresses stored ones
 // for the pages (keeping the texts in memory, keyed by revision), and imports `.lmz` files.
+//
+// It holds ~300 MB (the model and the engine), so it closes itself when idle: IDLE_MS after
+// the last job ends (meta 'offscreenIdleMs' overrides it, for tests), if no job is running or
+// queued, it refuses new requests (LMZ_CLOSING: `ask` retries them with a new document) and
+// asks the service worker to close it. Nothing is lost: every note's text is in the database
+// before any job about it starts.
 
 import { createCompressor, MODEL_FILE } from './lmz.js';
 import { allNotes, getMeta, getNote, saveText, setMeta, storeCompressed, utf8 } from './store.js';
-import { errorData } from './protocol.js';
+import { Codes, errorData } from './protocol.js';
+import { PACKAGED_MODEL } from './config.js';
+
+/** Default idle time before the document closes. */
+const IDLE_MS = 60_000;
 
 const status = { model: 'idle' };
 let compressor; // Promise<Compressor>
+/** A load that failed in a way retrying cannot fix (a wrong model at that URL): { url, error }.
+ * Kept until the URL is set again (`reset`), so that every edit does not download 99 MB again. */
+let failed;
 const texts = new Map(); // id → { rev, text }: decompressed (or just compressed) texts
 
 function broadcast() {
@@ -23,28 +36,50 @@ function setStatus(patch) {
   broadcast();
 }
 
-/** Where the model comes from: the URL set on the notes page, else the packaged file. */
-async function modelSource() {
-  const url = await getMeta('modelUrl');
-  if (url) return { modelUrl: url, cache: true };
-  // The packaged copy is a file of the extension: already local, so no second copy in
-  // Cache Storage; the package still checks its SHA-256 before use.
-  return { modelUrl: chrome.runtime.getURL(`model/${MODEL_FILE}`), cache: false };
+function coded(code, message) {
+  return Object.assign(new Error(message), { code });
 }
 
-/** The compressor, created on first use; a failed load is retried on the next call. */
+/** Where the model comes from: the URL set under "Model", else the packaged file. */
+async function modelSource() {
+  const url = await getMeta('modelUrl');
+  if (url) return { modelUrl: url, cache: true, custom: true };
+  if (!PACKAGED_MODEL) {
+    throw coded(Codes.NO_MODEL_URL, 'this build of the extension carries no model: give the URL of smollm2-135m.lmz.safetensors under "Model" (it is downloaded once and kept)');
+  }
+  // The packaged copy is a file of the extension: already local, so no second copy in
+  // Cache Storage; the package still checks its SHA-256 before use.
+  return { modelUrl: chrome.runtime.getURL(`model/${MODEL_FILE}`), cache: false, custom: false };
+}
+
+/** Errors that the same URL will give again: the bytes there are not this build's model. */
+const PERMANENT = new Set(['LMZ_HASH_MISMATCH', 'LMZ_FORMAT_MODEL_MISMATCH']);
+
+/** The compressor, created on first use; a failed load is retried on the next call, unless
+ * it failed for good at this URL (`failed`). */
 function lz() {
   compressor ??= (async () => {
     setStatus({ model: 'loading', progress: undefined, error: undefined });
-    const src = await modelSource();
-    const c = await createCompressor({ ...src, engine: 'auto', onProgress: (progress) => setStatus({ progress }) });
+    const { custom, ...src } = await modelSource();
+    if (failed?.url === src.modelUrl) throw failed.error;
+    let c;
+    try {
+      c = await createCompressor({ ...src, engine: 'auto', onProgress: (progress) => setStatus({ progress }) });
+    } catch (e) {
+      // A page cannot see why a fetch failed; the usual reason for a URL of one's own.
+      if (custom && e?.code === 'LMZ_FETCH' && /failed to fetch/i.test(e.message)) {
+        e.message += ' (is the address right, and does that server allow cross-origin requests: Access-Control-Allow-Origin?)';
+      }
+      if (PERMANENT.has(e?.code)) failed = { url: src.modelUrl, error: e };
+      throw e;
+    }
     // Raw streams carry no fingerprint: the database remembers which pack made them.
     const fp = await getMeta('fingerprint');
     if (fp === undefined) await setMeta('fingerprint', c.fingerprint);
     else if (fp !== c.fingerprint) {
       c.dispose();
-      const e = new Error(`the notes were compressed with model pack ${fp.slice(0, 16)}…, this build of the extension has ${c.fingerprint.slice(0, 16)}…: install the build that made them to read them`);
-      e.code = 'LMZ_FORMAT_MODEL_MISMATCH';
+      const e = coded('LMZ_FORMAT_MODEL_MISMATCH', `the notes were compressed with model pack ${fp.slice(0, 16)}…, this build of the extension has ${c.fingerprint.slice(0, 16)}…: install the build that made them to read them`);
+      failed = { url: src.modelUrl, error: e };
       throw e;
     }
     setStatus({ model: 'ready', progress: undefined, engine: c.engine, adapter: c.adapter });
@@ -63,6 +98,40 @@ function busy(op, id) {
   };
 }
 
+// --- closing when idle ---
+
+/** Names this document to the service worker (which cannot tell offscreen documents apart). */
+const instance = crypto.randomUUID();
+let jobs = 0; // requests being answered, sweeps running
+let idleTimer;
+let closing = false;
+
+/** Runs `f` as a job: the document does not close while it runs. */
+async function job(f) {
+  jobs++;
+  clearTimeout(idleTimer);
+  try {
+    return await f();
+  } finally {
+    if (--jobs === 0) void armIdle();
+  }
+}
+
+async function armIdle() {
+  const ms = (await getMeta('offscreenIdleMs').catch(() => undefined)) ?? IDLE_MS;
+  if (jobs > 0 || closing) return; // a job started meanwhile: it arms the timer when it ends
+  clearTimeout(idleTimer);
+  idleTimer = setTimeout(() => {
+    if (jobs > 0) return;
+    closing = true;
+    setStatus({ model: 'idle', progress: undefined, busy: undefined, engine: undefined, adapter: undefined });
+    // The service worker closes this document; the message is repeated in case it is lost.
+    const tell = () => chrome.runtime.sendMessage({ to: 'background', type: 'idle', instance }).catch(() => {});
+    tell();
+    setInterval(tell, 2000);
+  }, ms);
+}
+
 // --- compression of pending notes ---
 
 let sweeping; // Promise while a sweep runs
@@ -74,7 +143,7 @@ function sweep() {
     again = true;
     return sweeping;
   }
-  sweeping = (async () => {
+  sweeping = job(async () => {
     try {
       do {
         again = false;
@@ -85,7 +154,7 @@ function sweep() {
       sweeping = undefined;
       setStatus({ busy: undefined });
     }
-  })();
+  });
   return sweeping;
 }
 
@@ -139,7 +208,7 @@ async function importFile(name, base64) {
     text = strictUtf8.decode(bytes);
   } catch {
     const e = new Error(`${name} decompresses to ${bytes.length} bytes that are not UTF-8 text; notes hold text only`);
-    e.code = 'LMZ_NOT_TEXT';
+    e.code = Codes.NOT_TEXT;
     throw e;
   }
   const rec = await saveText(crypto.randomUUID(), text);
@@ -174,10 +243,15 @@ const ops = {
   async import({ name, base64 }) {
     return importFile(name, base64);
   },
+  async load() {
+    await lz();
+    return {};
+  },
   /** The model's URL changed: the next call loads the model again (after pending work). */
   async reset() {
     const c = compressor;
     compressor = undefined;
+    failed = undefined;
     setStatus({ model: 'idle', engine: undefined, adapter: undefined, error: undefined });
     if (c) {
       await sweeping?.catch(() => {});
@@ -189,14 +263,26 @@ const ops = {
 
 chrome.runtime.onMessage.addListener((msg, _sender, respond) => {
   if (msg?.to !== 'offscreen') return false;
-  const op = ops[msg.op];
-  if (!op) {
-    respond({ ok: false, error: { code: 'LMZ_EXTENSION', message: `unknown operation ${msg.op}` } });
+  if (msg.op === 'closing') {
+    // The service worker checks that the document it is about to close is this one.
+    respond({ ok: true, instance, closing });
     return false;
   }
-  op(msg).then(
+  const op = ops[msg.op];
+  if (!op) {
+    respond({ ok: false, error: { code: Codes.EXTENSION, message: `unknown operation ${msg.op}` } });
+    return false;
+  }
+  if (closing) {
+    respond({ ok: false, error: { code: Codes.CLOSING, message: 'the compressor is closing (idle); ask again' } });
+    return false;
+  }
+  job(() => op(msg)).then(
     (v) => respond({ ok: true, ...v }),
     (e) => respond({ ok: false, error: errorData(e) }),
   );
   return true; // answers asynchronously
 });
+
+// Opened for nothing (a page that only asked for the status and closed): close when idle too.
+void armIdle();
