@@ -521,22 +521,7 @@ impl Codec {
     pub async fn decompress_async<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn Progress) -> Result<Vec<u8>> {
         let p = parse(file)?;
         let info = &p.info;
-        let have = hex(&self.fingerprint);
-        let policy = match info.form {
-            Form::Full => {
-                if info.fingerprint[..] != self.fingerprint[..] {
-                    return Err(Error::FormatModelMismatch { wanted: format!("is {}", hex(&info.fingerprint)), have });
-                }
-                let (window, stride) = info.window_stride.unwrap_or((0, 0));
-                Policy { window: window as usize, stride: stride as usize, start: self.cfg.doc_start, kv: info.kv }
-            }
-            Form::Compact => {
-                if info.fingerprint[..] != self.fingerprint[..COMPACT_FP_BYTES] {
-                    return Err(Error::FormatModelMismatch { wanted: format!("starts with {}", hex(&info.fingerprint)), have });
-                }
-                Policy::for_tag(&self.cfg, info.kv)
-            }
-        };
+        let policy = self.file_policy(info)?;
         if info.chunks.iter().any(|c| c.method == Method::Model) {
             policy.validate(&self.cfg).map_err(|e| Error::FormatCorrupt(format!("the file's context policy does not fit the model: {e}")))?;
             self.check_backend(b, &policy)?;
@@ -1065,8 +1050,8 @@ impl Codec {
         Ok(())
     }
 
-    /// The context policy a parsed file was coded with, after checking that it names this
-    /// model (the same checks as [`Codec::decompress_async`]).
+    /// The context policy a file was made with (its header's for the full form, its tag's
+    /// for the compact form), once its fingerprint matches this model's.
     fn file_policy(&self, info: &Info) -> Result<Policy> {
         let have = hex(&self.fingerprint);
         match info.form {
@@ -1075,13 +1060,13 @@ impl Codec {
                     return Err(Error::FormatModelMismatch { wanted: format!("is {}", hex(&info.fingerprint)), have });
                 }
                 let (window, stride) = info.window_stride.unwrap_or((0, 0));
-                Ok(Policy { window: window as usize, stride: stride as usize, start: self.cfg.doc_start })
+                Ok(Policy { window: window as usize, stride: stride as usize, start: self.cfg.doc_start, kv: info.kv })
             }
             Form::Compact => {
                 if info.fingerprint[..] != self.fingerprint[..COMPACT_FP_BYTES] {
                     return Err(Error::FormatModelMismatch { wanted: format!("starts with {}", hex(&info.fingerprint)), have });
                 }
-                Ok(self.default_policy())
+                Ok(Policy::for_tag(&self.cfg, info.kv))
             }
         }
     }
