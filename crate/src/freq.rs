@@ -115,7 +115,7 @@ mod tests {
         // Logits spread over ~12 octaves: every frequency is within 2 units (the floor and the
         // +1) plus vocab/2^24 (the mass set aside for the floor of 1) plus 0.01 % of the exact
         // softmax times 2^24.
-        let l: Vec<i32> = (0..4096).map(|i| ((i * 7919) % 12288) as i32).collect();
+        let l: Vec<i32> = (0..4096).map(|i| (i * 7919) % 12288).collect();
         let f = table(&l);
         check(&f);
         let m = *l.iter().max().unwrap() as f64;

@@ -325,16 +325,16 @@ impl Model {
 pub fn check_config(c: &Config) -> Result<()> {
     let ok = c.n_layers >= 1
         && c.n_layers <= 256
-        && c.dim % 32 == 0
-        && c.hidden % 32 == 0
+        && c.dim.is_multiple_of(32)
+        && c.hidden.is_multiple_of(32)
         && (32..=1024).contains(&c.dim) // RMSNorm's u32 sum of squares: dim · 2047² < 2^32
         && c.hidden <= 1536 // matmul wide accumulator: cols/32 · 2^25 < 2^31
         && c.n_heads * c.head_dim <= 1536
-        && c.head_dim % 2 == 0
+        && c.head_dim.is_multiple_of(2)
         && c.head_dim <= 128
         && c.n_kv_heads >= 1
-        && c.n_heads % c.n_kv_heads == 0
-        && (c.n_heads * c.head_dim) % 32 == 0
+        && c.n_heads.is_multiple_of(c.n_kv_heads)
+        && (c.n_heads * c.head_dim).is_multiple_of(32)
         && c.vocab >= 2
         && c.vocab < 1 << 22
         && (c.doc_start as usize) < c.vocab

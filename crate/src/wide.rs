@@ -33,6 +33,9 @@ pub fn mul_u32(a: u32, b: u32) -> Wide {
     Wide { hi, lo }
 }
 
+// `add`, `sub`, `neg`, `shl`, `shr` are named after the WGSL functions they mirror word for
+// word (`wide_add`…); operator traits would hide that every one is a deliberate 2-word step.
+#[allow(clippy::should_implement_trait)]
 impl Wide {
     pub const ZERO: Wide = Wide { hi: 0, lo: 0 };
 

@@ -55,7 +55,7 @@ fn act_mant(m: u32, e: u32) -> u32 {
     if e >= 7 {
         // divisor 127·2^(e−7) < 2^31 for e ≤ 30; m + divisor − 1 < 2^32.
         let div = 127u32 << (e - 7).min(24);
-        (m / div) + (m % div != 0) as u32
+        (m / div) + !m.is_multiple_of(div) as u32
     } else if m >= 1 << 24 {
         u32::MAX // certainly > 4096: m·2^(7−e)/127 ≥ 2^24·2/127
     } else {
@@ -177,6 +177,7 @@ fn dot32_nib(nib: &[u8], q: &[i8]) -> i32 {
 /// with `S'_b = Σ (nib−8)·q = Σ nib·q − 8·X_b`. `nib` holds the row's packed nibbles (`cols/2` bytes).
 /// Bounds: |S'| ≤ 8·127·32 = 32512, |X| ≤ 4064, |d|,|m| ≤ 8191 ⇒ |T_b| < 2^29.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // the kernel's operands, as the WGSL twin binds them
 pub fn dot_q4(nib: &[u8], d: &[i16], m: &[i16], e_row: i32, q: &[i8], a: &[u16], sum: &[i32], exp: i32, frac_out: i32) -> i32 {
     let mut acc = SplitAcc::default();
     for (b, (wb, qb)) in nib.chunks_exact(16).zip(q.chunks_exact(32)).enumerate() {
@@ -628,6 +629,7 @@ pub fn kv_shift(cache: &mut KvCache, src: usize, dst: usize, n: usize, nkv: usiz
 ///
 /// This is the oracle (the WGSL kernel's twin); the engine runs [`attention_head`], which
 /// computes the same bits faster (tested).
+#[allow(clippy::too_many_arguments)] // the oracle's operands, as the WGSL twin binds them
 pub fn attention_row(q: &[i32], cache: &KvCache, base: usize, pos: usize, cfg: &Config, exp_q15: &[u32], out: &mut [i32], scratch: &mut Vec<u32>) {
     let hd = cfg.head_dim;
     let kvd = cfg.n_kv_heads * hd;
