@@ -67,6 +67,8 @@ describe('the notes extension built without its model', { concurrency: 1 }, () =
     await popup.waitForFunction(() => document.body.dataset.loaded === 'all' && document.getElementById('totals').dataset.pending === '1');
     await app.recordStatus(popup);
     await app.setModelUrl(popup, `${srv.url}cors/${MODEL_FILE}`);
+    await popup.waitForFunction(() => document.getElementById('status-text').textContent.startsWith('downloading'), null, { timeout: MIN }); // polling: requestAnimationFrame
+    await popup.screenshot({ path: join(ARTIFACTS, 'extension-no-model-download.png') });
     await app.settled(popup, 1);
     assert.equal((await app.state(popup)).error, '');
     assert.equal(srv.hits(`/cors/${MODEL_FILE}`), 1);
