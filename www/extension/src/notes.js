@@ -35,6 +35,7 @@ function showError(e) {
   $('error-hint').hidden = !model;
   document.body.dataset.error = e?.code ?? (e ? 'error' : '');
   if (model && e.code !== 'LMZ_FORMAT_MODEL_MISMATCH') $('settings').open = true;
+  if (e?.code === Codes.NO_MODEL_URL) showNotice(null); // the error says it, with its code
 }
 
 function showNotice(text) {
@@ -98,7 +99,8 @@ function renderTotals() {
   t.dataset.pending = pending;
   t.dataset.saved = length - stored;
   t.textContent = notes.length
-    ? `${notes.length} note${notes.length === 1 ? '' : 's'} · ${fmt(length)} B of text stored in ${fmt(stored)} B` +
+    ? `${notes.length} note${notes.length === 1 ? '' : 's'} · ${fmt(length)} B of text` +
+      (pending < notes.length ? ` stored in ${fmt(stored)} B` : '') +
       (length > stored ? ` · ${fmt(length - stored)} B saved (${(length / stored).toFixed(1)}×)` : '') +
       (pending ? ` · ${pending} not compressed yet` : '')
     : '';
@@ -335,7 +337,7 @@ function showModelSource(url) {
     ? `The model comes from ${url}: downloaded once, kept in Cache Storage, SHA-256-checked before every use.`
     : PACKAGED_MODEL
       ? 'The model comes with the extension (99 MB, SHA-256-checked before use).'
-      : 'This build of the extension carries no model (it is 99 MB): give the URL of smollm2-135m.lmz.safetensors below (made by `lmz model fetch`). It is downloaded once, kept in Cache Storage and SHA-256-checked before every use.';
+      : 'This build of the extension carries no model (it is 99 MB): give the URL of smollm2-135m.lmz.safetensors below (the file that lmz model fetch makes). It is downloaded once, kept in Cache Storage and SHA-256-checked before every use.';
 }
 
 /** Checks a model URL before it is stored: http(s) only. */
@@ -360,6 +362,7 @@ $('model-save').addEventListener('click', async () => {
     showNotice(null);
     // Load it now, with progress, so that a wrong URL shows at once; then what waited for it.
     await ask({ op: 'load' });
+    $('settings').open = false;
     // Notes may wait for it that this page has not seen (written in the popup meanwhile).
     await ask({ op: 'sweep' });
     await refresh();

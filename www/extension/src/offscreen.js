@@ -68,7 +68,7 @@ function lz() {
     } catch (e) {
       // A page cannot see why a fetch failed; the usual reason for a URL of one's own.
       if (custom && e?.code === 'LMZ_FETCH' && /failed to fetch/i.test(e.message)) {
-        e.message += ' (is the address right, and does that server allow cross-origin requests: Access-Control-Allow-Origin?)';
+        e.message += ' (offline, a wrong address, or a server that does not allow cross-origin requests: Access-Control-Allow-Origin?)';
       }
       if (PERMANENT.has(e?.code)) failed = { url: src.modelUrl, error: e };
       throw e;
