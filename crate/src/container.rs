@@ -19,6 +19,7 @@ use crate::eval::{score_async, window_at, KvMode, Policy, Window};
 use crate::model::{block_on, forward_async, Batch, Fracs};
 use crate::pack::{hex, Config, Model};
 use crate::tokenizer::Tokenizer;
+use std::io::Read;
 
 /// Where long work reports how far it got: `update(done, total)` (bytes). An error returned
 /// by `update` — normally [`Error::Cancelled`] — stops the work at the next report and is
@@ -159,11 +160,15 @@ pub struct Options {
     pub model: ModelUse,
     /// Allow the compact form for single-chunk inputs under the default policy.
     pub compact: bool,
+    /// Input is tokenized and cut into chunks one segment of at most this many bytes at a
+    /// time ([`segment_len`]): what memory holds of a long input. [`SEGMENT_BYTES`] unless a
+    /// test wants many segments; every build uses the default, so they make the same files.
+    pub segment_bytes: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { chunk_tokens: DEFAULT_CHUNK_TOKENS, policy: None, model: ModelUse::Auto, compact: true }
+        Options { chunk_tokens: DEFAULT_CHUNK_TOKENS, policy: None, model: ModelUse::Auto, compact: true, segment_bytes: SEGMENT_BYTES }
     }
 }
 
@@ -415,6 +420,105 @@ pub fn raw_to_compact(fingerprint: &[u8; 32], raw: &[u8], len: u64) -> Result<Ve
     Ok(out)
 }
 
+// --- segments: compression's input in bounded pieces ---
+
+/// Compression tokenizes and cuts its input one segment of at most this many bytes at a
+/// time ([`segment_len`]), so memory never holds more than a segment's bytes and tokens
+/// however long the input. Part of what a file looks like (where chunks end), not of the
+/// format: any reader decodes any cut. Inputs up to this size are one segment.
+pub const SEGMENT_BYTES: usize = 8 << 20;
+
+/// The length of the next segment at the start of `buf`, where `buf` holds at least
+/// `max` bytes of the input or (`eof`) all of its rest. The whole rest when it fits in
+/// `max`; otherwise a cut after the last line end (`\n`) in the last eighth of the first
+/// `max` bytes, or failing that before the last UTF-8 lead byte there, or at `max`. The cut
+/// depends only on the first `max` bytes, so reading in any pieces gives the same segments.
+pub fn segment_len(buf: &[u8], eof: bool, max: usize) -> usize {
+    let max = max.max(8);
+    if eof && buf.len() <= max {
+        return buf.len();
+    }
+    let head = &buf[..max.min(buf.len())];
+    if head.len() < 8 {
+        return head.len();
+    }
+    let from = head.len() - head.len() / 8;
+    if let Some(i) = head[from..].iter().rposition(|&c| c == b'\n') {
+        return from + i + 1;
+    }
+    // Not inside a UTF-8 sequence: before the last byte that is not a continuation byte.
+    match head[head.len() - 4..].iter().rposition(|&c| c & 0xC0 != 0x80) {
+        Some(i) if head.len() - 4 + i > 0 => head.len() - 4 + i,
+        _ => head.len(),
+    }
+}
+
+/// Compression's input, one segment at a time.
+trait Segments {
+    /// The next segment ([`segment_len`] of what is left), or `None` at the end.
+    fn next_segment(&mut self) -> Result<Option<&[u8]>>;
+}
+
+/// An input already in memory.
+struct SliceSegments<'a> {
+    rest: &'a [u8],
+    max: usize,
+}
+
+impl Segments for SliceSegments<'_> {
+    fn next_segment(&mut self) -> Result<Option<&[u8]>> {
+        if self.rest.is_empty() {
+            return Ok(None);
+        }
+        let (seg, rest) = self.rest.split_at(segment_len(self.rest, true, self.max));
+        self.rest = rest;
+        Ok(Some(seg))
+    }
+}
+
+/// An input read as it goes; holds at most one segment (plus what a cut left over).
+struct ReadSegments<'a> {
+    input: &'a mut dyn Read,
+    max: usize,
+    buf: Vec<u8>,
+    /// Bytes at the front of `buf` already handed out.
+    used: usize,
+    eof: bool,
+}
+
+impl Segments for ReadSegments<'_> {
+    fn next_segment(&mut self) -> Result<Option<&[u8]>> {
+        self.buf.drain(..self.used);
+        self.used = 0;
+        let max = self.max.max(8); // as segment_len counts
+        if !self.eof && self.buf.len() < max {
+            let want = max - self.buf.len();
+            // Reads until `want` bytes or the end (read_to_end retries interruptions).
+            let got = (&mut *self.input).take(want as u64).read_to_end(&mut self.buf).map_err(|e| Error::io("(input)", e))?;
+            self.eof = got < want;
+        }
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        self.used = segment_len(&self.buf, self.eof, self.max);
+        Ok(Some(&self.buf[..self.used]))
+    }
+}
+
+/// A segment's progress as the whole input's: `base` bytes came before it.
+struct Offset<'a> {
+    inner: &'a mut dyn Progress,
+    base: u64,
+    total: u64,
+}
+
+impl Progress for Offset<'_> {
+    fn update(&mut self, done: u64, _: u64) -> Result<()> {
+        let d = self.base + done;
+        self.inner.update(d, self.total.max(d))
+    }
+}
+
 // --- the codec ---
 
 /// Everything compression needs from a model except the engine: config, tokenizer,
@@ -475,18 +579,58 @@ impl Codec {
 
     /// [`Codec::compress`] for any engine: awaits the engine's readbacks.
     pub async fn compress_async<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+        let mut payloads = Vec::new();
+        let mut src = SliceSegments { rest: data, max: opts.segment_bytes };
+        let head = self.compress_from(b, &mut src, data.len() as u64, opts, progress, &mut |p| {
+            payloads.extend_from_slice(p);
+            Ok(())
+        }).await?;
+        let mut out = head;
+        out.extend_from_slice(&payloads);
+        Ok(out)
+    }
+
+    /// [`Codec::compress`] with bounded memory for inputs of any size: reads `input` one
+    /// segment ([`Options::segment_bytes`]) at a time, hands each chunk's payload to `payloads` as
+    /// soon as it is made, and returns the head — the bytes that go *before* all payloads
+    /// (the full form's header and chunk table, or the compact form's few bytes). The file
+    /// is `head ‖ payloads`, byte for byte what [`Codec::compress`] makes of the same input.
+    /// `total` (the input's length if known, else 0) only feeds `progress`. Synchronous,
+    /// like [`Codec::compress`].
+    pub fn compress_stream<B: Backend>(&self, b: &mut B, input: &mut dyn Read, total: u64, opts: &Options, progress: &mut dyn Progress, payloads: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<Vec<u8>> {
+        let mut src = ReadSegments { input, max: opts.segment_bytes, buf: Vec::new(), used: 0, eof: false };
+        block_on(self.compress_from(b, &mut src, total, opts, progress, payloads))
+    }
+
+    /// The one compressor behind [`Codec::compress_async`] and [`Codec::compress_stream`]:
+    /// segment by segment, chunks encoded and their payloads passed on at once; the head is
+    /// made last, when the length, checksum and chunk table are known.
+    async fn compress_from<B: Backend>(&self, b: &mut B, src: &mut dyn Segments, total: u64, opts: &Options, progress: &mut dyn Progress, payloads: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<Vec<u8>> {
         let policy = opts.policy.unwrap_or_else(|| self.default_policy());
-        let chunks = self.encode_chunks(b, data, opts, &policy, progress).await?;
-        if opts.compact && self.has_tag(&policy) && chunks.len() <= 1 {
-            let (method, payload) = chunks.into_iter().next().map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
+        let (mut crc, mut check) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
+        check.update(&self.fingerprint);
+        let mut table: Vec<ChunkInfo> = Vec::new();
+        let mut len = 0u64;
+        while let Some(seg) = src.next_segment()? {
+            crc.update(seg);
+            check.update(seg);
+            let mut seg_progress = Offset { inner: &mut *progress, base: len, total };
+            for c in self.encode_chunks(b, seg, opts, &policy, &mut seg_progress).await? {
+                payloads(&c.payload)?;
+                table.push(ChunkInfo { method: c.method, original_len: c.original_len as u64, stored_len: c.payload.len() as u64 });
+            }
+            len += seg.len() as u64;
+        }
+        // A nonempty segment makes at least one chunk: one chunk means one segment.
+        if opts.compact && self.has_tag(&policy) && table.len() <= 1 {
+            let method = table.first().map_or(Method::Stored, |c| c.method);
             let mut out = vec![method.tag(policy.kv)];
             out.extend_from_slice(&self.fingerprint[..COMPACT_FP_BYTES]);
-            put_varint(&mut out, data.len() as u64);
-            out.extend_from_slice(&check16(&self.fingerprint, data).to_le_bytes());
-            out.extend_from_slice(&payload);
+            put_varint(&mut out, len);
+            out.extend_from_slice(&(check.finalize() as u16).to_le_bytes());
             return Ok(out);
         }
-        let mut out = Vec::with_capacity(FIXED_HEADER + 24 * chunks.len() + chunks.iter().map(|c| c.payload.len()).sum::<usize>());
+        let mut out = Vec::with_capacity(FIXED_HEADER + 24 * table.len());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(if policy.kv == KvMode::Shift { FLAG_KV_SHIFT } else { 0 });
@@ -494,20 +638,17 @@ impl Codec {
         // validate() bounds the window by the model's context, far below 2^32.
         out.extend_from_slice(&(policy.window as u32).to_le_bytes());
         out.extend_from_slice(&(policy.stride as u32).to_le_bytes());
-        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
-        let count = u32::try_from(chunks.len()).map_err(|_| Error::InvalidArgument("more than 2^32 chunks: use larger chunks".into()))?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&crc.finalize().to_le_bytes());
+        let count = u32::try_from(table.len()).map_err(|_| Error::InvalidArgument("more than 2^32 chunks: use larger chunks".into()))?;
         out.extend_from_slice(&count.to_le_bytes());
-        for c in &chunks {
+        for c in &table {
             out.push(c.method as u8);
-            put_varint(&mut out, c.original_len as u64);
-            put_varint(&mut out, c.payload.len() as u64);
+            put_varint(&mut out, c.original_len);
+            put_varint(&mut out, c.stored_len);
         }
         let hcrc = crc32fast::hash(&out);
         out.extend_from_slice(&hcrc.to_le_bytes());
-        for c in &chunks {
-            out.extend_from_slice(&c.payload);
-        }
         Ok(out)
     }
 
@@ -519,51 +660,12 @@ impl Codec {
 
     /// [`Codec::decompress`] for any engine: awaits the engine's readbacks.
     pub async fn decompress_async<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn Progress) -> Result<Vec<u8>> {
-        let p = parse(file)?;
-        let info = &p.info;
-        let policy = self.file_policy(info)?;
-        if info.chunks.iter().any(|c| c.method == Method::Model) {
-            policy.validate(&self.cfg).map_err(|e| Error::FormatCorrupt(format!("the file's context policy does not fit the model: {e}")))?;
-            self.check_backend(b, &policy)?;
-        }
-        // Never trust the header with an allocation: outputs grow as the data really decodes.
-        let total = info.original_len;
-        let mut parts: Vec<Vec<u8>> = vec![Vec::new(); info.chunks.len()];
-        let mut jobs = Vec::new();
-        let mut done = 0u64;
-        for (i, (ch, payload)) in info.chunks.iter().zip(&p.payloads).enumerate() {
-            if ch.method == Method::Model {
-                jobs.push(Job { index: i, payload, len: ch.original_len });
-                continue;
-            }
-            self.decode_plain(ch.method, payload, ch.original_len, &mut parts[i]).map_err(|e| in_chunk(e, i, info.chunks.len()))?;
-            done += ch.original_len;
-            progress.update(done, total)?;
-        }
-        for (i, part) in self.decode_streams(b, &jobs, &policy, &mut |d| progress.update(done + d, total)).await.map_err(|(e, i)| in_chunk(e, i, info.chunks.len()))? {
-            parts[i] = part;
-        }
-        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-        for (i, (part, ch)) in parts.iter().zip(&info.chunks).enumerate() {
-            if part.len() as u64 != ch.original_len {
-                return Err(Error::FormatCorrupt(format!("chunk {i} decodes to {} bytes, the table says {}", part.len(), ch.original_len)));
-            }
+        // Never trust the header with an allocation: the output grows as the data decodes.
+        let mut out = Vec::new();
+        self.decompress_chunks_async(b, file, progress, &mut |part| {
             out.extend_from_slice(part);
-        }
-        match info.form {
-            Form::Full => {
-                let crc = crc32fast::hash(&out);
-                if crc != info.checksum {
-                    return Err(Error::FormatChecksum { expected: format!("{:08x}", info.checksum), actual: format!("{crc:08x}") });
-                }
-            }
-            Form::Compact => {
-                let c = check16(&self.fingerprint, &out) as u32;
-                if c != info.checksum {
-                    return Err(Error::FormatChecksum { expected: format!("{:04x}", info.checksum), actual: format!("{c:04x}") });
-                }
-            }
-        }
+            Ok(())
+        }).await?;
         Ok(out)
     }
 
@@ -577,7 +679,7 @@ impl Codec {
     pub async fn compress_raw_async<B: Backend>(&self, b: &mut B, data: &[u8], model: ModelUse, progress: &mut dyn Progress) -> Result<Vec<u8>> {
         let policy = self.default_policy();
         // One chunk: the raw stream has no chunk table.
-        let opts = Options { chunk_tokens: usize::MAX, policy: None, model, compact: true };
+        let opts = Options { chunk_tokens: usize::MAX, model, ..Options::default() };
         let chunk = self.encode_chunks(b, data, &opts, &policy, progress).await?.into_iter().next();
         let (method, payload) = chunk.map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
         let mut out = vec![method.tag(policy.kv)];
@@ -631,49 +733,49 @@ impl Codec {
         let tokens = self.tok.encode(data);
         let pieces = self.cut(data, &tokens, opts.chunk_tokens)?;
         let mut chunks: Vec<Chunk> = Vec::with_capacity(pieces.len());
+        // Consecutive pieces the model does not win are merged into one chunk of up to
+        // MERGE_LIMIT bytes (fewer table entries, and zstd sees more), compressed once when
+        // the run ends: the byte range of the run so far.
+        let mut run: Option<(usize, usize)> = None;
+        let flush = |run: &mut Option<(usize, usize)>, chunks: &mut Vec<Chunk>| {
+            if let Some((s, e)) = run.take() {
+                chunks.push(plain_chunk(&data[s..e]));
+            }
+        };
         let mut done = 0u64;
         for piece in &pieces {
             let n = piece.bytes.len() as u64;
+            let start = piece.bytes.as_ptr() as usize - data.as_ptr() as usize;
             let use_model = match opts.model {
                 ModelUse::Always | ModelUse::Force => true,
                 ModelUse::Never => false,
                 ModelUse::Auto => piece.bytes.len() as f64 >= AUTO_MIN_BYTES_PER_TOKEN * piece.tokens.len() as f64,
             };
-            let mut best = Chunk { method: Method::Stored, payload: piece.bytes.to_vec(), original_len: piece.bytes.len() };
+            let mut model = None;
             if use_model {
                 self.check_backend(b, policy)?;
                 let ntok = piece.tokens.len() as u64;
                 let coded = self.encode_tokens(b, piece.tokens, policy, &mut |d, _| progress.update(done + n * d as u64 / ntok.max(1), total)).await?;
                 let bounded = piece.tokens.len() as u64 <= max_model_tokens(coded.len());
-                if bounded && (coded.len() < best.payload.len() || opts.model == ModelUse::Force) {
-                    best = Chunk { method: Method::Model, payload: coded, original_len: piece.bytes.len() };
+                if bounded && (coded.len() < piece.bytes.len() || opts.model == ModelUse::Force) {
+                    model = Some(Chunk { method: Method::Model, payload: coded, original_len: piece.bytes.len() });
                 }
             }
-            if best.method != Method::Model {
-                if let Some(z) = zstd_compress(piece.bytes) {
-                    if z.len() < best.payload.len() {
-                        best = Chunk { method: Method::Zstd, payload: z, original_len: piece.bytes.len() };
-                    }
+            match (model, run) {
+                (Some(c), _) => {
+                    flush(&mut run, &mut chunks);
+                    chunks.push(c);
+                }
+                (None, Some((s, e))) if e - s + piece.bytes.len() <= MERGE_LIMIT => run = Some((s, e + piece.bytes.len())),
+                (None, _) => {
+                    flush(&mut run, &mut chunks);
+                    run = Some((start, start + piece.bytes.len()));
                 }
             }
             done += n;
             progress.update(done, total)?;
-            // Merge runs of chunks the model did not win: fewer table entries, and zstd sees more.
-            match chunks.last_mut() {
-                Some(last) if last.method != Method::Model && best.method != Method::Model && last.original_len + best.original_len <= MERGE_LIMIT => {
-                    let start = piece.bytes.as_ptr() as usize - data.as_ptr() as usize - last.original_len;
-                    let merged = &data[start..start + last.original_len + best.original_len];
-                    let mut m = Chunk { method: Method::Stored, payload: merged.to_vec(), original_len: merged.len() };
-                    if let Some(z) = zstd_compress(merged) {
-                        if z.len() < m.payload.len() {
-                            m = Chunk { method: Method::Zstd, payload: z, original_len: merged.len() };
-                        }
-                    }
-                    *last = m;
-                }
-                _ => chunks.push(best),
-            }
         }
+        flush(&mut run, &mut chunks);
         Ok(chunks)
     }
 
@@ -943,6 +1045,14 @@ struct Chunk {
     original_len: usize,
 }
 
+/// `bytes` as the smaller of zstd and stored.
+fn plain_chunk(bytes: &[u8]) -> Chunk {
+    match zstd_compress(bytes) {
+        Some(z) if z.len() < bytes.len() => Chunk { method: Method::Zstd, payload: z, original_len: bytes.len() },
+        _ => Chunk { method: Method::Stored, payload: bytes.to_vec(), original_len: bytes.len() },
+    }
+}
+
 #[cfg(feature = "zstd")]
 fn zstd_compress(data: &[u8]) -> Option<Vec<u8>> {
     zstd::bulk::compress(data, ZSTD_LEVEL).ok()
@@ -956,7 +1066,6 @@ fn zstd_compress(_: &[u8]) -> Option<Vec<u8>> {
 /// Decodes one zstd frame of exactly `len` bytes (pure Rust, every build), reading at most
 /// `len + 1` bytes so a lying frame cannot make it allocate more.
 fn zstd_decompress(payload: &[u8], len: u64, out: &mut Vec<u8>) -> Result<()> {
-    use std::io::Read;
     let bad = |e: &dyn std::fmt::Display| Error::FormatCorrupt(format!("zstd chunk: {e}"));
     let mut src = payload;
     let dec = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(&mut src, ZSTD_MAX_WINDOW).map_err(|e| bad(&e))?;
@@ -980,8 +1089,7 @@ impl Codec {
     }
 
     /// [`Codec::decompress_async`], but the original goes to `sink` one chunk at a time, in
-    /// file order, as soon as that chunk is decoded, instead of coming back whole: memory
-    /// holds the file and one chunk's output. An error from `sink` (e.g. `Error::Cancelled`)
+    /// file order, as soon as that chunk's group is decoded, instead of coming back whole. An error from `sink` (e.g. `Error::Cancelled`)
     /// stops the work and is returned.
     ///
     /// What is checked when: the whole file is parsed and checked first, exactly as
@@ -993,8 +1101,9 @@ impl Codec {
     /// chunk: a caller that passes chunks on must treat that error as "what you got is
     /// wrong". A compact file is one chunk: it is checked before `sink` sees it.
     ///
-    /// Model chunks are decoded one after the other (one sequence slot), not in lock-step
-    /// as [`Codec::decompress_async`] does with several slots; the bytes are the same.
+    /// Model chunks are decoded in groups of as many as the engine has sequence slots, in
+    /// lock-step (the weights are read once per step for all of them), so memory holds the
+    /// file and one group's output.
     pub async fn decompress_chunks_async<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn Progress, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         let p = parse(file)?;
         let info = &p.info;
@@ -1004,31 +1113,53 @@ impl Codec {
             self.check_backend(b, &policy)?;
         }
         let (total, n) = (info.original_len, info.chunks.len());
+        let slots = b.slots().max(1);
         let mut crc = crc32fast::Hasher::new();
         let mut held = Vec::new(); // the compact form's one chunk, until its check passes
         let mut done = 0u64;
-        for (i, (ch, payload)) in info.chunks.iter().zip(&p.payloads).enumerate() {
-            let mut part = Vec::new();
-            if ch.method == Method::Model {
-                let job = Job { index: i, payload, len: ch.original_len };
-                let base = done;
-                let decoded = self.decode_streams(b, &[job], &policy, &mut |d| progress.update(base + d, total)).await.map_err(|(e, _)| in_chunk(e, i, n))?;
-                part = decoded.into_iter().next().map(|(_, v)| v).unwrap_or_default();
-            } else {
-                self.decode_plain(ch.method, payload, ch.original_len, &mut part).map_err(|e| in_chunk(e, i, n))?;
+        let mut next = 0usize;
+        while next < n {
+            // A group: the chunks up to and including the `slots`-th model chunk from here,
+            // decoded together (the model chunks in lock-step, one slot each), then handed
+            // out in order. Memory holds one group's output.
+            let (mut end, mut models) = (next, 0usize);
+            while end < n && models < slots {
+                models += (info.chunks[end].method == Method::Model) as usize;
+                end += 1;
             }
-            if part.len() as u64 != ch.original_len {
-                return Err(Error::FormatCorrupt(format!("chunk {i} decodes to {} bytes, the table says {}", part.len(), ch.original_len)));
-            }
-            done += ch.original_len;
-            progress.update(done, total)?;
-            match info.form {
-                Form::Full => {
-                    crc.update(&part);
-                    sink(&part)?;
+            let mut parts: Vec<Vec<u8>> = vec![Vec::new(); end - next];
+            let mut jobs = Vec::with_capacity(models);
+            let mut plain = 0u64;
+            for i in next..end {
+                let (ch, payload) = (&info.chunks[i], p.payloads[i]);
+                if ch.method == Method::Model {
+                    jobs.push(Job { index: i, payload, len: ch.original_len });
+                } else {
+                    self.decode_plain(ch.method, payload, ch.original_len, &mut parts[i - next]).map_err(|e| in_chunk(e, i, n))?;
+                    plain += ch.original_len;
+                    progress.update(done + plain, total)?;
                 }
-                Form::Compact => held = part,
             }
+            let base = done + plain;
+            for (i, part) in self.decode_streams(b, &jobs, &policy, &mut |d| progress.update(base + d, total)).await.map_err(|(e, i)| in_chunk(e, i, n))? {
+                parts[i - next] = part;
+            }
+            for (i, part) in (next..end).zip(parts) {
+                let ch = &info.chunks[i];
+                if part.len() as u64 != ch.original_len {
+                    return Err(Error::FormatCorrupt(format!("chunk {i} decodes to {} bytes, the table says {}", part.len(), ch.original_len)));
+                }
+                done += ch.original_len;
+                match info.form {
+                    Form::Full => {
+                        crc.update(&part);
+                        sink(&part)?;
+                    }
+                    Form::Compact => held = part,
+                }
+            }
+            progress.update(done, total)?;
+            next = end;
         }
         match info.form {
             Form::Full => {

@@ -2,10 +2,16 @@
 //! `lmz FILE…` → `FILE.lmz`, `-d`, `-c`, `-k`, `-f`, `-o`, `-t`, stdin → stdout.
 //!
 //! Safety rules: output goes to a temporary file next to the destination, is synced and
-//! renamed into place only when complete, then read back and compared; the input is removed
-//! only after that, and never touched when anything fails.
+//! renamed into place only when complete, then read back (length and crc32 against what was
+//! written); the input is removed only after that, and never touched when anything fails.
+//!
+//! Memory is bounded on any input size: compression reads the input a segment at a time
+//! (`Codec::compress_stream`) and spools the payloads to an unnamed temporary file until the
+//! header can be written; decompression writes each group of decoded chunks as it comes
+//! (`Codec::decompress_chunks`). To stdout (`-dc`) that means a file whose checksum fails at
+//! the end has already been written out: the error and exit status 1 say so, as with gzip.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -56,20 +62,38 @@ impl Drop for Pending {
     }
 }
 
-/// The model, its codec and an engine, loaded on first use.
+/// The codec and an engine, loaded on first use. The model's weights live only in the
+/// engine (which lays them out its own way): the pack is read again if a later file needs a
+/// bigger engine, rather than kept twice in memory.
 struct Engine {
-    model: lmz::Model,
+    pack: PathBuf,
     codec: Codec,
     backend: Option<ModelEngine>,
 }
 
 impl Engine {
     fn load(model_flag: Option<&Path>) -> Result<Engine> {
-        let model = lmz::fetch::load(&lmz::fetch::default_pack_path(model_flag))?;
+        let pack = lmz::fetch::default_pack_path(model_flag);
+        let model = lmz::fetch::load(&pack)?;
         let codec = Codec::new(&model)?;
-        Ok(Engine { model, codec, backend: None })
+        Ok(Engine { pack, codec, backend: None })
     }
 
+    /// The codec and an engine with a cache of at least `window` positions in at least
+    /// `slots` sequences.
+    fn backend(&mut self, kind: BackendKind, window: usize, slots: usize) -> Result<(&Codec, &mut ModelEngine)> {
+        let window = window.clamp(1, self.codec.config().ctx);
+        if self.backend.as_ref().is_none_or(|b| b.cache_len() < window || b.slots() < slots) {
+            self.backend = None; // free the old cache first
+            let model = lmz::fetch::load(&self.pack)?;
+            if model.fingerprint != *self.codec.fingerprint() {
+                return Err(Error::InvalidArgument(format!("the model pack {} changed while lmz ran", self.pack.display())));
+            }
+            self.backend = Some(ModelEngine::open(kind, &model, slots, window)?);
+        }
+        let b = self.backend.as_mut().ok_or_else(|| Error::InvalidArgument("no engine".into()))?;
+        Ok((&self.codec, b))
+    }
 }
 
 enum Dest {
@@ -148,26 +172,34 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
     if meta.as_ref().is_some_and(|m| !m.is_file()) {
         return Err(Error::InvalidArgument("not a regular file".into()));
     }
-    let data = read_input(input)?;
+    let total = meta.as_ref().map_or(0, |m| m.len());
+    let mut reader: Box<dyn Read> = if stdin { Box::new(std::io::stdin().lock()) } else { Box::new(std::fs::File::open(input).map_err(|e| Error::io(input, e))?) };
 
     if engine.is_none() {
         *engine = Some(Engine::load(model_flag)?);
     }
     let Some(eng) = engine.as_mut() else { return Err(Error::InvalidArgument("no model".into())) };
-    let bar = bar(a, data.len() as u64, if decompress { "decompressing" } else { "compressing" });
+    let bar = bar(a, total, if decompress { "decompressing" } else { "compressing" });
     let t0 = Instant::now();
-    let out = if decompress {
+    let mut out = Output::open(&dest)?;
+    let read = if decompress {
+        // The compressed file is read whole (the chunk table comes first); the original is
+        // written chunk by chunk as it decodes, so memory holds the file and a few chunks.
+        let mut data = Vec::new();
+        reader.read_to_end(&mut data).map_err(|e| Error::io(input, e))?;
         let info = lmz::container::info(&data)?;
         bar.set_length(info.original_len);
         let window = info.window_stride.map_or(eng.codec.default_policy().window, |(w, _)| w as usize);
         // Model chunks decode in lock-step, one sequence slot each (the weights are read once
         // per step for all of them); the KV cache costs ~47 MB per slot at window 2048.
         let model_chunks = info.chunks.iter().filter(|c| c.method == lmz::container::Method::Model).count();
-        let backend = eng_backend(&mut eng.backend, a.backend, &eng.model, window, model_chunks.clamp(1, DECODE_SLOTS))?;
-        with_engine!(backend, b => eng.codec.decompress(b, &data, &mut |d, t| {
+        let slots = model_chunks.clamp(1, DECODE_SLOTS);
+        let (codec, backend) = eng.backend(a.backend, window, slots)?;
+        with_engine!(backend, b => codec.decompress_chunks(b, &data, &mut |d, t| {
             bar.set_length(t);
             bar.set_position(d);
-        }))?
+        }, &mut |part| out.write(part)))?;
+        data.len() as u64
     } else {
         let opts = Options {
             chunk_tokens: a.chunk_tokens.unwrap_or(lmz::container::DEFAULT_CHUNK_TOKENS),
@@ -179,29 +211,40 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
                 UseModel::Never => ModelUse::Never,
             },
             compact: true,
+            segment_bytes: lmz::container::SEGMENT_BYTES,
         };
+        // Payloads go to an unnamed temporary file as they are made; the head (header and
+        // chunk table) is known only at the end and goes first.
+        let mut spool = std::io::BufWriter::new(tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?);
+        let mut counted = Counted { inner: reader, n: 0 };
         let window = eng.codec.default_policy().window;
-        let backend = eng_backend(&mut eng.backend, a.backend, &eng.model, window, 1)?;
-        with_engine!(backend, b => eng.codec.compress(b, &data, &opts, &mut |d, _| bar.set_position(d)))?
+        let (codec, backend) = eng.backend(a.backend, window, 1)?;
+        let head = with_engine!(backend, b => codec.compress_stream(b, &mut counted, total, &opts, &mut |d, _| bar.set_position(d), &mut |p| {
+            spool.write_all(p).map_err(|e| Error::io(std::env::temp_dir(), e))
+        }))?;
+        out.write(&head)?;
+        let mut spool = spool.into_inner().map_err(|e| Error::io(std::env::temp_dir(), e.into_error()))?;
+        spool.seek(SeekFrom::Start(0)).map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = spool.read(&mut buf).map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            if n == 0 {
+                break;
+            }
+            out.write(&buf[..n])?;
+        }
+        counted.n
     };
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
-
-    match &dest {
-        Dest::Nowhere => {}
-        Dest::Stdout => {
-            let mut so = std::io::stdout().lock();
-            so.write_all(&out).and_then(|_| so.flush()).map_err(|e| Error::io("(stdout)", e))?;
-        }
-        Dest::File { path, remove_input } => {
-            write_verified(path, &out, meta.as_ref())?;
-            if *remove_input && !stdin {
-                std::fs::remove_file(input).map_err(|e| Error::io(input, e))?;
-            }
+    let written = out.finish(meta.as_ref())?;
+    if let Dest::File { remove_input: true, .. } = &dest {
+        if !stdin {
+            std::fs::remove_file(input).map_err(|e| Error::io(input, e))?;
         }
     }
     if a.verbose || (a.test && !a.quiet) {
-        let (orig, comp) = if decompress { (out.len(), data.len()) } else { (data.len(), out.len()) };
+        let (orig, comp) = if decompress { (written, read) } else { (read, written) };
         let bpb = if orig > 0 { 8.0 * comp as f64 / orig as f64 } else { 0.0 };
         let what = if a.test { "OK".to_string() } else { format!("{orig} ↔ {comp} bytes") };
         let engine = eng.backend.as_ref().map_or_else(|| "no model run".to_string(), |b| b.describe());
@@ -210,29 +253,22 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
     Ok(())
 }
 
+/// A reader that counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
 /// The most chunks decoded in lock-step.
 const DECODE_SLOTS: usize = 4;
-
-/// The engine with a cache of at least `window` positions in at least `slots` sequences (a
-/// free function so the codec can stay borrowed beside it).
-fn eng_backend<'a>(eng: &'a mut Option<ModelEngine>, kind: BackendKind, model: &lmz::Model, window: usize, slots: usize) -> Result<&'a mut ModelEngine> {
-    let window = window.clamp(1, model.config().ctx);
-    if eng.as_ref().is_none_or(|b| b.cache_len() < window || b.slots() < slots) {
-        *eng = None; // free the old cache first
-        *eng = Some(ModelEngine::open(kind, model, slots, window)?);
-    }
-    eng.as_mut().ok_or_else(|| Error::InvalidArgument("no engine".into()))
-}
-
-fn read_input(input: &Path) -> Result<Vec<u8>> {
-    if input == Path::new("-") {
-        let mut v = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut v).map_err(|e| Error::io("(stdin)", e))?;
-        Ok(v)
-    } else {
-        std::fs::read(input).map_err(|e| Error::io(input, e))
-    }
-}
 
 fn bar(a: &IoArgs, len: u64, what: &'static str) -> indicatif::ProgressBar {
     if a.quiet || !std::io::stderr().is_terminal() {
@@ -244,37 +280,104 @@ fn bar(a: &IoArgs, len: u64, what: &'static str) -> indicatif::ProgressBar {
     bar
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, gives it the input's
-/// permissions and modification time, renames it into place and reads it back.
-fn write_verified(path: &Path, bytes: &[u8], src: Option<&std::fs::Metadata>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.lmz.tmp{}", std::process::id()));
-    let _pending = Pending::new(&tmp);
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        if let Some(m) = src {
-            f.set_permissions(m.permissions()).map_err(|e| Error::io(&tmp, e))?;
-            if let Ok(t) = m.modified() {
-                f.set_times(std::fs::FileTimes::new().set_modified(t)).map_err(|e| Error::io(&tmp, e))?;
+/// Where one run's output goes, written as it is made: stdout, nowhere (`-t`), or a
+/// temporary file beside the destination that [`Output::finish`] syncs, gives the input's
+/// permissions and modification time, renames into place and reads back (length and crc32
+/// of everything written). Dropped unfinished (an error), the temporary file is removed.
+enum Output {
+    Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>, u64),
+    Nowhere(u64),
+    File { file: std::io::BufWriter<std::fs::File>, tmp: Temp, path: PathBuf, crc: crc32fast::Hasher, n: u64 },
+}
+
+impl Output {
+    fn open(dest: &Dest) -> Result<Output> {
+        Ok(match dest {
+            Dest::Stdout => Output::Stdout(std::io::BufWriter::new(std::io::stdout().lock()), 0),
+            Dest::Nowhere => Output::Nowhere(0),
+            Dest::File { path, .. } => {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+                let tmp = dir.join(format!(".{name}.lmz.tmp{}", std::process::id()));
+                let f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                Output::File { file: std::io::BufWriter::new(f), tmp: Temp::new(tmp), path: path.clone(), crc: crc32fast::Hasher::new(), n: 0 }
+            }
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        match self {
+            Output::Stdout(w, n) => {
+                w.write_all(bytes).map_err(|e| Error::io("(stdout)", e))?;
+                *n += bytes.len() as u64;
+            }
+            Output::Nowhere(n) => *n += bytes.len() as u64,
+            Output::File { file, tmp, crc, n, .. } => {
+                file.write_all(bytes).map_err(|e| Error::io(&tmp.0 .0, e))?;
+                crc.update(bytes);
+                *n += bytes.len() as u64;
             }
         }
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-        let back = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        if back != bytes {
-            let _ = std::fs::remove_file(path);
-            return Err(Error::io(path, std::io::Error::other("the written file does not read back the same")));
-        }
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
-    result
+
+    /// Completes the output; returns how many bytes it holds.
+    fn finish(self, src: Option<&std::fs::Metadata>) -> Result<u64> {
+        match self {
+            Output::Stdout(mut w, n) => {
+                w.flush().map_err(|e| Error::io("(stdout)", e))?;
+                Ok(n)
+            }
+            Output::Nowhere(n) => Ok(n),
+            Output::File { file, tmp, path, crc, n } => {
+                let tmp = &tmp.0 .0;
+                let f = file.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
+                if let Some(m) = src {
+                    f.set_permissions(m.permissions()).map_err(|e| Error::io(tmp, e))?;
+                    if let Ok(t) = m.modified() {
+                        f.set_times(std::fs::FileTimes::new().set_modified(t)).map_err(|e| Error::io(tmp, e))?;
+                    }
+                }
+                f.sync_all().map_err(|e| Error::io(tmp, e))?;
+                drop(f);
+                std::fs::rename(tmp, &path).map_err(|e| Error::io(&path, e))?;
+                // Read back: what is on disk must be what was written.
+                let mut back = crc32fast::Hasher::new();
+                let mut r = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+                let (mut buf, mut m) = (vec![0u8; 1 << 16], 0u64);
+                loop {
+                    let k = r.read(&mut buf).map_err(|e| Error::io(&path, e))?;
+                    if k == 0 {
+                        break;
+                    }
+                    back.update(&buf[..k]);
+                    m += k as u64;
+                }
+                if m != n || back.finalize() != crc.finalize() {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(Error::io(&path, std::io::Error::other("the written file does not read back the same")));
+                }
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// A temporary file's name: registered in [`PENDING`] while it lives, and removed when it
+/// is dropped (an unfinished output; after the rename there is nothing left to remove).
+struct Temp(Pending);
+
+impl Temp {
+    fn new(path: PathBuf) -> Temp {
+        Temp(Pending::new(&path))
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0 .0);
+    }
 }

@@ -246,3 +246,38 @@ fn subcommand_names_and_interrupts() {
     }
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn inputs_longer_than_a_segment_stream_through() {
+    // 9 MiB: more than one segment (8 MiB) of input. zstd only, so it takes seconds; the
+    // model path goes through the same segments (tests/container.rs checks it on small ones).
+    let d = tmpdir("long");
+    let pack = tiny_pack_file(&d);
+    let mut r = lmz::tiny::Rng(11);
+    let words = ["the", "thin", "theme", "anthem", "and", "then", "note", "notes"];
+    let mut body = Vec::with_capacity(9 << 20);
+    while body.len() < 9 << 20 {
+        body.extend_from_slice(words[r.below(8) as usize].as_bytes());
+        body.push(if r.below(12) == 0 { b'\n' } else { b' ' });
+    }
+    std::fs::write(d.join("big.txt"), &body).unwrap();
+    let out = run_in(&d, &pack, &["-k", "--use-model", "never", "big.txt"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = std::fs::read(d.join("big.txt.lmz")).unwrap();
+    let info = lmz::container::info(&file).unwrap();
+    assert_eq!(info.original_len, body.len() as u64);
+    assert!(info.chunks.len() >= 2, "{:?}", info.chunks);
+    // From a pipe, read in whatever pieces it gives: the same bytes.
+    let mut c = lmz().current_dir(&d).arg("--model").arg(&pack).args(["--use-model", "never"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let feed = body.clone();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &feed).unwrap());
+    let z = c.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(z.status.success());
+    assert_eq!(z.stdout, file, "stdin gives the file's bytes");
+    let out = run_in(&d, &pack, &["-dc", "big.txt.lmz"]);
+    assert!(out.status.success());
+    assert!(out.stdout == body, "round trip");
+    std::fs::remove_dir_all(&d).ok();
+}
