@@ -189,6 +189,7 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
         reader.read_to_end(&mut data).map_err(|e| Error::io(input, e))?;
         let info = lmz::container::info(&data)?;
         bar.set_length(info.original_len);
+        set_style(&bar, info.original_len);
         let window = info.window_stride.map_or(eng.codec.default_policy().window, |(w, _)| w as usize);
         // Model chunks decode in lock-step, one sequence slot each (the weights are read once
         // per step for all of them); the KV cache costs ~47 MB per slot at window 2048.
@@ -270,14 +271,21 @@ impl<R: Read> Read for Counted<R> {
 /// The most chunks decoded in lock-step.
 const DECODE_SLOTS: usize = 4;
 
+/// A progress bar on a terminal (nothing when piped or `-q`): bytes, rate and ETA, or —
+/// while the length is unknown (`len` 0: compressing stdin) — bytes and rate only.
 fn bar(a: &IoArgs, len: u64, what: &'static str) -> indicatif::ProgressBar {
     if a.quiet || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}, {bytes_per_sec}, ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> "));
+    set_style(&bar, len);
     bar.set_message(what);
     bar
+}
+
+fn set_style(bar: &indicatif::ProgressBar, len: u64) {
+    let template = if len == 0 { "{msg} {spinner} {bytes}, {bytes_per_sec}, {elapsed}" } else { "{msg} [{bar:30}] {bytes}/{total_bytes}, {bytes_per_sec}, ETA {eta}" };
+    bar.set_style(indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> "));
 }
 
 /// Where one run's output goes, written as it is made: stdout, nowhere (`-t`), or a
