@@ -13,9 +13,9 @@
 //! in the CLI, in wasm and with a GPU engine.
 
 use crate::backend::Backend;
-use crate::coder::{cum_freq, Decoder, Encoder};
+use crate::coder::{Decoder, Encoder};
 use crate::error::{Error, Result};
-use crate::eval::{score_async, window_at, KvMode, Policy, Window};
+use crate::eval::{score_ranges_async, window_at, KvMode, Policy, Window};
 use crate::model::{block_on, forward_async, Batch, Fracs};
 use crate::pack::{hex, Config, Model};
 use crate::tokenizer::Tokenizer;
@@ -817,8 +817,11 @@ impl Codec {
     async fn encode_tokens<B: Backend>(&self, b: &mut B, tokens: &[u32], policy: &Policy, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<Vec<u8>> {
         let mut enc = Encoder::new();
         let mut coded: Vec<(u32, u32)> = Vec::with_capacity(tokens.len());
-        score_async(b, &self.cfg, &self.fracs, tokens, policy, &mut |i, table| {
-            let (c, f) = cum_freq(table, tokens[i]).ok_or_else(|| Error::InvalidArgument(format!("token {} outside the vocabulary", tokens[i])))?;
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
+            return Err(Error::InvalidArgument(format!("token {t} outside the vocabulary")));
+        }
+        // Only each token's range comes back from the engine, not its whole table.
+        score_ranges_async(b, &self.cfg, &self.fracs, tokens, policy, &mut |_, c, f| {
             enc.encode(c, f);
             coded.push((c, f));
             Ok(())

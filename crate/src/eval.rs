@@ -20,7 +20,7 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::model::{block_on, forward_seq_async, Fracs};
+use crate::model::{block_on, forward_seq_to_async, Fracs, Readout};
 use crate::pack::Config;
 
 /// Where a later window's context comes from (see the module's documentation).
@@ -186,23 +186,47 @@ pub fn score<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], po
 /// [`score`] for any engine (see [`crate::model::forward_async`]); an error from
 /// `progress` (e.g. [`crate::Error::Cancelled`]) stops it.
 pub async fn score_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<()> {
+    score_to_async(b, cfg, fr, tokens, policy, &mut Scored::Tables(sink), progress).await
+}
+
+/// [`score_async`], but handing over only the coder's range of each token, `sink(i, cum,
+/// freq)` of `tokens[i]` in its table: compression's readout ([`Backend::ranges`]).
+pub async fn score_ranges_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, sink: &mut dyn FnMut(usize, u32, u32) -> Result<()>, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<()> {
+    score_to_async(b, cfg, fr, tokens, policy, &mut Scored::Ranges(sink), progress).await
+}
+
+/// Where the scores of [`score_to_async`] go (token index first).
+enum Scored<'a> {
+    Tables(&'a mut dyn FnMut(usize, &[u32]) -> Result<()>),
+    Ranges(&'a mut dyn FnMut(usize, u32, u32) -> Result<()>),
+}
+
+async fn score_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, out: &mut Scored<'_>, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<()> {
     policy.validate(cfg)?;
     let mut prev: Option<Window> = None;
     for w in windows(tokens.len(), policy) {
-        match (policy.kv, prev) {
+        // What runs, from which position, and where its scored rows start.
+        let input;
+        let (run, pos0, logits_from) = match (policy.kv, prev) {
             (KvMode::Shift, Some(p)) => {
                 // The cache holds [start] + tokens[p.ctx_start..p.end − 1]; keep the context
                 // tokens[w.ctx_start..w.score_start − 1] at positions 1.., run the rest.
                 let (src, keep) = w.shift_from(&p);
                 b.kv_shift(0, src, 1, keep)?;
-                let run = &tokens[w.score_start - 1..w.end - 1];
-                forward_seq_async(b, cfg, fr, run, 1 + keep, 0, &mut |i, f| sink(w.score_start + i, f)).await?;
+                (&tokens[w.score_start - 1..w.end - 1], 1 + keep, 0)
             }
             _ => {
-                let input = w.input(policy.start, tokens);
-                forward_seq_async(b, cfg, fr, &input, 0, w.logits_from(), &mut |i, f| sink(w.score_start + i, f)).await?;
+                input = w.input(policy.start, tokens);
+                (&input[..], 0, w.logits_from())
             }
-        }
+        };
+        // Row i of the logits predicts tokens[w.score_start + i].
+        let at = w.score_start;
+        let readout = match out {
+            Scored::Tables(sink) => Readout::Tables(&mut |i, f| sink(at + i, f)),
+            Scored::Ranges(sink) => Readout::Ranges(&tokens[at..w.end], &mut |i, c, f| sink(at + i, c, f)),
+        };
+        forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, readout).await?;
         progress(w.end, tokens.len())?;
         prev = Some(w);
     }

@@ -105,7 +105,27 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, s
 /// [`forward`] for any engine, a browser's GPU included: awaits each readback of frequency
 /// tables instead of blocking.
 pub async fn forward_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+    forward_to_async(b, cfg, fr, batch, Readout::Tables(sink)).await
+}
+
+/// What a forward pass hands back for logits row `i` of a batch.
+pub enum Readout<'a> {
+    /// The whole frequency table: `sink(i, table)` (decoding, scoring).
+    Tables(&'a mut dyn FnMut(usize, &[u32]) -> Result<()>),
+    /// Only the coder's range `(cum, freq)` of the known next symbol `symbols[i]`:
+    /// `sink(i, cum, freq)` (compression; [`Backend::ranges`], 8 bytes per row read back
+    /// instead of a table).
+    Ranges(&'a [u32], &'a mut dyn FnMut(usize, u32, u32) -> Result<()>),
+}
+
+/// [`forward_async`] with the readout chosen by `out`.
+pub async fn forward_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, mut out: Readout<'_>) -> Result<()> {
     batch.check(b.slots(), b.cache_len().min(cfg.ctx))?;
+    if let Readout::Ranges(symbols, _) = &out {
+        if symbols.len() != batch.logits.len() {
+            return Err(Error::InvalidArgument(format!("{} symbols for {} rows of logits", symbols.len(), batch.logits.len())));
+        }
+    }
     if batch.is_empty() {
         return Ok(());
     }
@@ -142,7 +162,10 @@ pub async fn forward_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batc
         let z = b.rmsnorm(&xr, Norm::Out);
         let a = b.quantize(&z, fr.out_norm);
         let logits = b.logits(&a);
-        b.freqs(&logits, &mut |i, t| sink(base + i, t)).await?;
+        match &mut out {
+            Readout::Tables(sink) => b.freqs(&logits, &mut |i, t| sink(base + i, t)).await?,
+            Readout::Ranges(symbols, sink) => b.ranges(&logits, &symbols[base..base + rows.len()], &mut |i, c, f| sink(base + i, c, f)).await?,
+        }
         base += rows.len();
     }
     Ok(())
@@ -160,9 +183,15 @@ pub fn forward_seq<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u3
 
 /// [`forward_seq`] for any engine (see [`forward_async`]).
 pub async fn forward_seq_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], pos0: usize, logits_from: usize, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+    forward_seq_to_async(b, cfg, fr, tokens, pos0, logits_from, Readout::Tables(sink)).await
+}
+
+/// [`forward_seq_async`] with the readout chosen by `out` (row `i` = the token after
+/// `tokens[logits_from + i]`).
+pub async fn forward_seq_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], pos0: usize, logits_from: usize, out: Readout<'_>) -> Result<()> {
     let mut batch = Batch::default();
     batch.push_seq(0, tokens, pos0, logits_from);
-    forward_async(b, cfg, fr, &batch, sink).await
+    forward_to_async(b, cfg, fr, &batch, out).await
 }
 
 /// Drives a future of the coding path to completion without an executor: it is polled once,

@@ -81,9 +81,10 @@ pub const KV_STORE: Kernel = kernel!("kv_store", false, "KvStoreParams", &[U, R,
 pub const KV_SHIFT: Kernel = kernel!("kv_shift", false, "KvShiftParams", &[U, R, R, R, R, R, W, W, W]);
 pub const ATTENTION: Kernel = kernel!("attention", false, "AttentionParams", &[U, R, R, R, R, R, R, W, W]);
 pub const FREQ: Kernel = kernel!("freq", false, "FreqParams", &[U, R, R, W]);
+pub const RANGES: Kernel = kernel!("ranges", false, "FreqParams", &[U, R, R, W]);
 
 /// Every kernel.
-pub const KERNELS: [Kernel; 12] = [QUANTIZE, MATMUL_Q4, MATMUL_Q8, EMBED, RMSNORM, ROPE, SILU_MUL, ADD, KV_STORE, KV_SHIFT, ATTENTION, FREQ];
+pub const KERNELS: [Kernel; 13] = [QUANTIZE, MATMUL_Q4, MATMUL_Q8, EMBED, RMSNORM, ROPE, SILU_MUL, ADD, KV_STORE, KV_SHIFT, ATTENTION, FREQ, RANGES];
 
 /// `shaders/wide.wgsl`: Wide, mul_u32, mul_shift, div_shifted, isqrt, SplitAcc.
 pub const WIDE: &str = include_str!("../../shaders/wide.wgsl");
@@ -158,7 +159,7 @@ uniform!(
     AttentionParams { rows: u32, row0: u32, cache_len: u32, _pad: u32 }
 );
 uniform!(
-    /// `shaders/freq.wgsl`
+    /// `shaders/freq.wgsl`, `shaders/ranges.wgsl`
     FreqParams { rows: u32, vocab: u32, _pad0: u32, _pad1: u32 }
 );
 

@@ -403,6 +403,42 @@ fn freq_table() {
     }
 }
 
+#[test]
+fn ranges() {
+    // shaders/ranges.wgsl ↔ coder::cum_freq on the tables of freq.wgsl: the first and the
+    // last symbol, the top symbol (where the remainder went), and others.
+    let Some(mut g) = gpu() else { return };
+    let t = test_tables(4, 4);
+    let gt = g.upload_tables(&t, 4);
+    let mut r = Rng(23);
+    for v in [266usize, 49152] {
+        let vi = v as i32;
+        let rows: Vec<Vec<i32>> = vec![
+            vec![0; v],
+            vec![i32::MIN; v],
+            (0..vi).map(|i| i * 37 % 20000).collect(),
+            (0..vi).map(|i| if i == 7 { 100 << 10 } else { 0 }).collect(),
+            (0..vi).map(|i| ((i as i64 * 2654435761) % 40000) as i32 - 20000).collect(),
+        ];
+        let flat: Vec<i32> = rows.concat();
+        let lb = g.upload_buf(&flat, v);
+        let tables = g.freq(&lb, &gt);
+        let mut want_tables = vec![0u32; flat.len()];
+        for (l, f) in flat.chunks(v).zip(want_tables.chunks_mut(v)) {
+            lmz::freq::freq_table(l, &t.out_exp, f);
+        }
+        for symbols in [vec![0u32; rows.len()], vec![v as u32 - 1; rows.len()], vec![7; rows.len()], (0..rows.len()).map(|_| r.below(v as u64) as u32).collect()] {
+            let rb = g.ranges(&tables, rows.len(), v, &symbols);
+            let got: Vec<u32> = g.read(&rb, 0, 2 * rows.len()).unwrap();
+            let want: Vec<u32> = want_tables.chunks(v).zip(&symbols).flat_map(|(f, &s)| {
+                let (c, q) = lmz::coder::cum_freq(f, s).unwrap();
+                [c, q]
+            }).collect();
+            assert_eq!(got, want, "vocab {v} symbols {symbols:?}");
+        }
+    }
+}
+
 // --- whole forward passes ---
 
 fn tables_of<B: lmz::backend::Backend>(b: &mut B, m: &Model, batches: &[Batch]) -> Vec<Vec<u32>> {

@@ -734,6 +734,17 @@ impl Gpu {
         out
     }
 
+    /// `shaders/ranges.wgsl` ↔ [`crate::coder::cum_freq`]: `(cum, freq)` of `symbols[r]` in
+    /// row `r` of the tables `freq` (`[rows, vocab]`, made by [`Gpu::freq`]), `[rows, 2]`
+    /// words. Each symbol must be below `vocab` (the kernel clamps, the engine checks).
+    pub fn ranges(&mut self, freq: &wgpu::Buffer, rows: usize, vocab: usize, symbols: &[u32]) -> wgpu::Buffer {
+        let sym = self.upload("ranges.symbols", symbols);
+        let out = self.buffer("ranges.out", rows * 2 * 4);
+        let p = shaders::FreqParams { rows: rows as u32, vocab: vocab as u32, ..Default::default() };
+        self.dispatch(&shaders::RANGES, &[], &p, &[freq, &sym, &out], grid(rows));
+        out
+    }
+
     /// Frequency tables of `logits`, read back ([`Gpu::freq`] then a read).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_freq(&mut self, logits: &GpuBuf, t: &GpuTables) -> Result<Vec<u32>> {
@@ -972,6 +983,38 @@ impl Backend for GpuBackend {
             };
             for (i, t) in f.chunks_exact(vocab).enumerate() {
                 sink(row0 + i, t)?;
+            }
+            row0 += n;
+        }
+        self.gpu.check()
+    }
+
+    /// The tables stay on the GPU; `shaders/ranges.wgsl` reduces each to its symbol's range,
+    /// and 8 bytes per row come back.
+    async fn ranges(&mut self, logits: &GpuBuf, symbols: &[u32], sink: &mut dyn FnMut(usize, u32, u32) -> Result<()>) -> Result<()> {
+        let vocab = self.embed.rows;
+        if symbols.len() != logits.rows {
+            return Err(Error::InvalidArgument(format!("{} symbols for {} rows of logits", symbols.len(), logits.rows)));
+        }
+        if let Some(&s) = symbols.iter().find(|&&s| s as usize >= vocab) {
+            return Err(Error::InvalidArgument(format!("token {s} outside the vocabulary")));
+        }
+        let chunk = (self.gpu.chunk_bytes / (vocab * 4)).max(1);
+        let mut row0 = 0;
+        while row0 < logits.rows {
+            let n = chunk.min(logits.rows - row0);
+            let l = match &logits.deferred_logits {
+                Some(a) => self.gpu.matmul_q8(&self.embed, a, cpu::LOGIT_FRAC, row0, n),
+                None => self.gpu.rows(logits, &(row0 as u32..(row0 + n) as u32).collect::<Vec<_>>()),
+            };
+            let f = self.gpu.freq(&l, &self.tables);
+            let r = self.gpu.ranges(&f, n, vocab, &symbols[row0..row0 + n]);
+            #[cfg(not(target_arch = "wasm32"))]
+            let cf = self.gpu.read::<u32>(&r, 0, 2 * n)?;
+            #[cfg(target_arch = "wasm32")]
+            let cf = self.gpu.read_async::<u32>(&r, 0, 2 * n).await?;
+            for (i, p) in cf.chunks_exact(2).enumerate() {
+                sink(row0 + i, p[0], p[1])?;
             }
             row0 += n;
         }

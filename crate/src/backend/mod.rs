@@ -86,6 +86,21 @@ pub trait Backend {
     /// [`crate::model::block_on`].
     #[allow(async_fn_in_trait)] // engines are used by generic code only, never as `dyn` or across threads
     async fn freqs(&mut self, logits: &Self::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()>;
+
+    /// For every row `i` of `logits`, the coder's range of `symbols[i]` in that row's
+    /// frequency table — `(cum, freq)` = ([`crate::coder::cum_freq`]) — handed to
+    /// `sink(i, cum, freq)` in order: what compression needs, where the next symbol is known.
+    /// The default reads whole tables through [`Backend::freqs`]; an engine whose readback is
+    /// costly (a GPU: 196 KB per table) computes the ranges where the tables are.
+    #[allow(async_fn_in_trait)]
+    async fn ranges(&mut self, logits: &Self::Buf, symbols: &[u32], sink: &mut dyn FnMut(usize, u32, u32) -> Result<()>) -> Result<()> {
+        self.freqs(logits, &mut |i, table| {
+            let s = *symbols.get(i).ok_or_else(|| crate::error::Error::InvalidArgument(format!("no symbol for row {i}")))?;
+            let (c, f) = crate::coder::cum_freq(table, s).ok_or_else(|| crate::error::Error::InvalidArgument(format!("token {s} outside the vocabulary")))?;
+            sink(i, c, f)
+        })
+        .await
+    }
 }
 
 /// The bounds of [`Backend::kv_shift`] on an engine of `slots` sequences of `cache_len`
