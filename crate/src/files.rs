@@ -268,8 +268,10 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// The most chunks decoded in lock-step.
-const DECODE_SLOTS: usize = 4;
+/// The most chunks decoded in lock-step. Each slot's KV cache is ~47 MB at window 2048: with
+/// 4 slots the CLI peaked at 393 MB decoding 4 long chunks (scripts/memory.sh), too close to
+/// the 400 MB goal once a large file's compressed bytes are added; 3 slots leave room.
+const DECODE_SLOTS: usize = 3;
 
 /// A progress bar on a terminal (nothing when piped or `-q`): bytes, rate and ETA, or —
 /// while the length is unknown (`len` 0: compressing stdin) — bytes and rate only.
