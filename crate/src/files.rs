@@ -76,6 +76,8 @@ impl Engine {
         let pack = lmz::fetch::default_pack_path(model_flag);
         let model = lmz::fetch::load(&pack)?;
         let codec = Codec::new(&model)?;
+        drop(model);
+        release_freed_memory();
         Ok(Engine { pack, codec, backend: None })
     }
 
@@ -90,9 +92,23 @@ impl Engine {
                 return Err(Error::InvalidArgument(format!("the model pack {} changed while lmz ran", self.pack.display())));
             }
             self.backend = Some(ModelEngine::open(kind, &model, slots, window)?);
+            drop(model);
+            release_freed_memory();
         }
         let b = self.backend.as_mut().ok_or_else(|| Error::InvalidArgument("no engine".into()))?;
         Ok((&self.codec, b))
+    }
+}
+
+/// Returns freed heap memory to the system. The model pack (~99 MB) is freed once the engine
+/// has its own copy of the weights, but glibc keeps freed heap pages resident (its mmap
+/// threshold grows after the first large free), which cost ~99 MB of peak RSS in every run
+/// (scripts/memory.sh). Elsewhere a no-op.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -268,10 +284,9 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// The most chunks decoded in lock-step. Each slot's KV cache is ~47 MB at window 2048: with
-/// 4 slots the CLI peaked at 393 MB decoding 4 long chunks (scripts/memory.sh), too close to
-/// the 400 MB goal once a large file's compressed bytes are added; 3 slots leave room.
-const DECODE_SLOTS: usize = 3;
+/// The most chunks decoded in lock-step. Each slot's KV cache is ~47 MB at window 2048: 4
+/// slots decoding 4 long chunks peak at ~295 MB (scripts/memory.sh; the goal is 400 MB).
+const DECODE_SLOTS: usize = 4;
 
 /// A progress bar on a terminal (nothing when piped or `-q`): bytes, rate and ETA, or —
 /// while the length is unknown (`len` 0: compressing stdin) — bytes and rate only.
