@@ -281,3 +281,29 @@ fn inputs_longer_than_a_segment_stream_through() {
     assert!(out.stdout == body, "round trip");
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn a_failure_in_a_later_chunk_leaves_no_file() {
+    // Several chunks: the first ones are written out (to the temporary file) before a
+    // damaged last chunk is found; the temporary file is then removed and no output appears
+    // (to stdout the earlier bytes are out; the exit status says the output is wrong).
+    let d = tmpdir("late");
+    let pack = tiny_pack_file(&d);
+    let body = b"the thin theme in an anthem, then the end.\n".repeat(20);
+    std::fs::write(d.join("t.txt"), &body).unwrap();
+    assert!(run_in(&d, &pack, &["-k", "--use-model", "force", "--chunk-tokens", "40", "t.txt"]).status.success());
+    let mut file = std::fs::read(d.join("t.txt.lmz")).unwrap();
+    let info = lmz::container::info(&file).unwrap();
+    assert!(info.chunks.len() >= 3, "{:?}", info.chunks);
+    let n = file.len();
+    file[n - 3] ^= 0x10;
+    std::fs::write(d.join("bad.txt.lmz"), &file).unwrap();
+    let out = run_in(&d, &pack, &["-d", "bad.txt.lmz"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LMZ_FORMAT_"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!d.join("bad.txt").exists() && d.join("bad.txt.lmz").exists());
+    assert_eq!(run_in(&d, &pack, &["-dc", "bad.txt.lmz"]).status.code(), Some(1));
+    let left: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&d).ok();
+}
