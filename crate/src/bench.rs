@@ -73,11 +73,11 @@ pub enum Mode {
 }
 
 pub fn run(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, threads: Option<usize>, backend: crate::engine::BackendKind) -> Result<()> {
+    crate::engine::on_threads(threads, || run_on_pool(model_flag, files, mode, backend))?
+}
+
+fn run_on_pool(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, backend: crate::engine::BackendKind) -> Result<()> {
     let with_lmz = mode != Mode::Classic;
-    if let Some(n) = threads.filter(|&n| n > 0) {
-        // Only fails if the global pool was already built, which nothing else does.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
-    }
     let engine = if with_lmz {
         let model = lmz::fetch::load(&lmz::fetch::default_pack_path(model_flag))?;
         let codec = lmz::container::Codec::new(&model)?;

@@ -11,6 +11,20 @@ use lmz::backend::cpu::CpuBackend;
 use lmz::backend::gpu::{Gpu, GpuBackend, GpuOptions};
 use lmz::{Error, Model, Result};
 
+/// Runs `f` on a worker of a pool of `threads` threads (default: one per core), so that the
+/// CPU engine's parallel loops start inside the pool: the worker that splits a loop keeps
+/// one part and the others steal the rest. Called from outside a pool, every loop would be
+/// handed over whole while the calling thread sleeps until it is done — a sleep and wake-up
+/// per loop, hundreds per decoded token (`--threads 1` decoded no faster than 1.4× slower
+/// than two threads; BENCHMARKS.md, session 6).
+pub fn on_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
+    if threads == Some(0) {
+        return Err(Error::InvalidArgument("--threads must be at least 1".into()));
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.unwrap_or(0)).build().map_err(|e| Error::InvalidArgument(format!("cannot start {} threads: {e}", threads.unwrap_or(0))))?;
+    Ok(pool.install(f))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
     /// The integer CPU engine.

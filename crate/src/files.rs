@@ -120,13 +120,10 @@ enum Dest {
 
 /// Runs the file mode; the exit code says whether every file succeeded.
 pub fn run(model_flag: Option<&Path>, a: IoArgs) -> Result<ExitCode> {
-    if let Some(n) = a.threads {
-        if n == 0 {
-            return Err(Error::InvalidArgument("--threads must be at least 1".into()));
-        }
-        // Only fails if the global pool was already built, which nothing else does.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
-    }
+    crate::engine::on_threads(a.threads, || run_files(model_flag, &a))?
+}
+
+fn run_files(model_flag: Option<&Path>, a: &IoArgs) -> Result<ExitCode> {
     let inputs: Vec<PathBuf> = if a.files.is_empty() { vec![PathBuf::from("-")] } else { a.files.clone() };
     if a.output.is_some() && inputs.len() != 1 {
         eprintln!("lmz: -o/--output takes exactly one input file");
@@ -135,7 +132,7 @@ pub fn run(model_flag: Option<&Path>, a: IoArgs) -> Result<ExitCode> {
     let mut engine: Option<Engine> = None;
     let mut ok = true;
     for input in &inputs {
-        if let Err(e) = one(model_flag, &a, input, &mut engine) {
+        if let Err(e) = one(model_flag, a, input, &mut engine) {
             eprintln!("lmz: {}: error [{}]: {e}", display(input), e.code());
             ok = false;
         }

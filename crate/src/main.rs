@@ -157,15 +157,12 @@ enum ModelCmd {
 }
 
 fn eval(model_flag: Option<&std::path::Path>, a: EvalArgs) -> lmz::Result<()> {
+    engine::on_threads(a.threads, || eval_on_pool(model_flag, &a))?
+}
+
+fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Result<()> {
     use lmz::eval::{score, windows, Policy};
     use std::time::Instant;
-    if let Some(n) = a.threads {
-        if n == 0 {
-            return Err(lmz::Error::InvalidArgument("--threads must be at least 1".into()));
-        }
-        // Only fails if the global pool was already built, which nothing else does.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
-    }
     let threads = rayon::current_num_threads();
     let text = std::fs::read(&a.file).map_err(|e| lmz::Error::io(&a.file, e))?;
     let path = fetch::default_pack_path(model_flag);

@@ -135,9 +135,7 @@ pub async fn forward_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, b
         // --- attention ---
         let z = b.rmsnorm(&x, Norm::Attn(l));
         let a = b.quantize(&z, fr.attn_norm[l]);
-        let mut q = b.matmul(Mat::Q(l), &a, cpu::QK_FRAC);
-        let mut k = b.matmul(Mat::K(l), &a, cpu::QK_FRAC);
-        let v = b.matmul(Mat::V(l), &a, cpu::V_FRAC);
+        let [mut q, mut k, v] = b.matmuls([(Mat::Q(l), cpu::QK_FRAC), (Mat::K(l), cpu::QK_FRAC), (Mat::V(l), cpu::V_FRAC)], &a);
         b.rope(&mut q, cfg.n_heads, pos);
         b.rope(&mut k, cfg.n_kv_heads, pos);
         let att = b.attention(l, &q, &k, &v, slot, pos);
@@ -147,8 +145,7 @@ pub async fn forward_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, b
         // --- feed-forward ---
         let z = b.rmsnorm(&x, Norm::Ffn(l));
         let a = b.quantize(&z, fr.ffn_norm[l]);
-        let gate = b.matmul(Mat::Gate(l), &a, cpu::FFN_FRAC);
-        let up = b.matmul(Mat::Up(l), &a, cpu::FFN_FRAC);
+        let [gate, up] = b.matmuls([(Mat::Gate(l), cpu::FFN_FRAC), (Mat::Up(l), cpu::FFN_FRAC)], &a);
         let h = b.silu_mul(&gate, &up);
         let a = b.quantize(&h, cpu::FFN_FRAC);
         let down = b.matmul(Mat::Down(l), &a, cpu::RESID_FRAC);

@@ -13,7 +13,7 @@
 //! CPU time (the thread's CPU clock natively, `process.cpuUsage()` in Node) is what the shared
 //! development machines let one compare: wall time moves 2× with other jobs' load.
 
-use super::{attention_head_with, matmul_q4_with, matmul_q8_with, quantize, CpuBackend, CpuQ4, CpuQ8, Isa, KvCache};
+use super::{attention_tile_with, matmul_q4_with, AttnScratch, ROW_TILE, matmul_q8_with, quantize, CpuBackend, CpuQ4, CpuQ8, Isa, KvCache};
 use crate::pack::{Config, Model, Q4Matrix, Q8Matrix};
 use crate::tiny::Rng;
 #[cfg(target_arch = "wasm32")]
@@ -141,18 +141,25 @@ fn bench_kernels() {
     let exp = crate::tables::exp2_table(8, 15);
     let n = 1024;
     let cache = KvCache { k: (0..n * 192).map(|_| (r.below(1023) as i32 - 511) as i16).collect(), k_exp: (0..n * 3).map(|_| r.below(8) as i32).collect(), v: (0..n * 192).map(|_| (r.next_u64() as i16) >> 4).collect() };
-    let q: Vec<i32> = (0..576).map(|_| (r.next_u64() as i32) >> 16).collect();
-    say!("{}: attention, one row of 9 heads over {n} positions, 1 thread, best of 5 in CPU time", host::WHERE);
+    let q: Vec<i32> = (0..576 * ROW_TILE).map(|_| (r.next_u64() as i32) >> 16).collect();
+    say!("{}: attention over {n} positions, 1 thread, best of 5 in CPU time (µs per row of 9 heads)", host::WHERE);
     for isa in Isa::available() {
-        let (mut out, mut sc, mut pr) = (vec![0; 64], Vec::new(), Vec::new());
-        let s = one_thread(|| best(5, || {
-            for _ in 0..16 {
-                for h in 0..9 {
-                    attention_head_with(isa, &q[h * 64..(h + 1) * 64], h, &cache, 0, n - 1, &cfg, &exp, &mut out, &mut sc, &mut pr);
+        let mut s = AttnScratch::default();
+        let mut out = vec![0; 576 * ROW_TILE];
+        // A decoded token: tiles of (row, `split` heads); a prefill batch: ROW_TILE rows, every head.
+        for (what, rows, split) in [("1 row, tiles of 1 head", 1, 1), ("1 row, tiles of 3 heads", 1, 3), ("4 rows, 9 heads", ROW_TILE, 9)] {
+            let pos: Vec<u32> = (0..rows).map(|i| (n - rows + i) as u32).collect();
+            let secs = one_thread(|| best(5, || {
+                for _ in 0..16 {
+                    for h in (0..9).step_by(split) {
+                        let w = if rows == 1 { split * 64 } else { 576 * rows };
+                        let lo = if rows == 1 { h * 64 } else { 0 };
+                        attention_tile_with(isa, &q[lo..lo + w], h..h + split, &pos, &cache, 0, &cfg, &exp, &mut out[..w], &mut s);
+                    }
                 }
-            }
-        }));
-        say!("{:>9}: {:6.2} GMAC/s ({:.1} µs per row)", format!("{isa:?}"), (16 * 2 * 9 * 64 * n) as f64 / s / 1e9, s / 16.0 * 1e6);
+            }));
+            say!("{:>9} {what:24}: {:6.2} GMAC/s ({:.1} µs per row)", format!("{isa:?}"), (16 * rows * 2 * 9 * 64 * n) as f64 / secs / 1e9, secs / (16 * rows) as f64 * 1e6);
+        }
     }
 }
 

@@ -16,7 +16,7 @@
 //!   baseline (SSE2, NEON, SIMD128); runs where neither of the above does.
 //!
 //! Attention (`head_scores`, `head_values`): the AVX2 and SIMD128 versions of the two loops of
-//! [`super::attention_head`], with the portable loops as the fallback.
+//! [`super::attention_tile_with`], with the portable loops as the fallback.
 
 use super::{CpuQ4, CpuQ8, QAct, GROUP};
 use crate::wide::round_shift_sat_i64;
@@ -135,7 +135,7 @@ fn finish(acc: &[i64; GROUP], e: &[i8], exp: i32, frac_out: i32, o: &mut [i32], 
 }
 
 /// Attention scores of one head over `n = scores.len()` keys as in
-/// [`super::attention_head`]: `t_j = round_shift_sat(q·k_j, shift0 − k_exp_j)`; returns the
+/// [`super::attention_tile_with`]: `t_j = round_shift_sat(q·k_j, shift0 − k_exp_j)`; returns the
 /// maximum. `isa` must run here.
 #[allow(clippy::too_many_arguments)]
 pub fn head_scores(isa: Isa, qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
@@ -153,8 +153,10 @@ pub fn head_scores(isa: Isa, qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n
     }
 }
 
-/// `out = Σ_j pn_j·v_j` over keys with `pn_j = floor((p_j·2^15 + sum/2) / sum)`, as in
-/// [`super::attention_head`] (`sum` = Σ p ≥ 2^15, each p ≤ 2^15). `isa` must run here.
+/// `out += Σ_j pn_j·v_j` over keys with `pn_j = floor((p_j·2^15 + sum/2) / sum)`, as in
+/// [`super::attention_tile_with`] (`sum` = Σ p ≥ 2^15, each p ≤ 2^15). It adds, so the keys of one
+/// query can come in blocks (every partial sum of the whole stays below 2^31: the bits do not
+/// depend on the blocks). `isa` must run here.
 pub fn head_values(isa: Isa, p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
     assert!(isa.runs(), "{isa:?} does not run on this machine");
     assert!(v.len() >= p.len() * kvd && off + out.len() <= kvd && sum >= 1 << 15);
@@ -166,6 +168,20 @@ pub fn head_values(isa: Isa, p: &[u32], v: &[i16], kvd: usize, off: usize, sum: 
         // SAFETY: bounds asserted just above.
         Isa::Simd128 if out.len() == 64 => unsafe { wasm::head_values(p, v, kvd, off, sum, out) },
         _ => portable::head_values(p, v, kvd, off, sum, out),
+    }
+}
+
+/// `p_j = exp_q15[d & 255] >> (d >> 8)` with `d = tmax − t_j` (0 when `d ≥ 2^12`), as in
+/// [`super::attention_tile_with`]; returns `Σ p` (< 2^31 for ≤ 2^16 keys). `exp_q15` has 256
+/// entries ≤ 2^15; every `t_j ≤ tmax`. `isa` must run here.
+pub fn head_probs(isa: Isa, scores: &[i32], tmax: i32, exp_q15: &[u32], probs: &mut [u32]) -> u32 {
+    assert!(isa.runs(), "{isa:?} does not run on this machine");
+    assert!(exp_q15.len() == 256 && probs.len() == scores.len() && exp_q15.iter().all(|&e| e <= 1 << 15));
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 is present; the table has 256 entries (the gather's indices are < 256).
+        Isa::Avx2 => unsafe { x86::head_probs(scores, tmax, exp_q15, probs) },
+        _ => portable::head_probs(scores, tmax, exp_q15, probs),
     }
 }
 
@@ -288,12 +304,23 @@ mod portable {
         tmax
     }
 
+    /// See [`super::head_probs`].
+    pub fn head_probs(scores: &[i32], tmax: i32, exp_q15: &[u32], probs: &mut [u32]) -> u32 {
+        let mut sum = 0u32;
+        for (p, &t) in probs.iter_mut().zip(scores) {
+            let d = tmax.wrapping_sub(t) as u32; // exact: t ≤ tmax
+            let k = d >> 8;
+            *p = if k >= 16 { 0 } else { exp_q15[(d & 255) as usize] >> k };
+            sum += *p;
+        }
+        sum
+    }
+
     /// See [`super::head_values`]: every partial sum of `Σ pn·v` is bounded by
     /// `Σ pn · 2^15 ≤ (2^15 + ctx/2)·2^15 < 2^31`.
     pub fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
         let hd = out.len();
         let inv = recip(sum);
-        out.iter_mut().for_each(|o| *o = 0);
         for (j, &pj) in p.iter().enumerate() {
             if pj == 0 {
                 continue;
@@ -477,7 +504,7 @@ mod wasm {
     /// bounded by `Σ pn · 2^15 < 2^31`, so the sums are exact in any order.
     pub unsafe fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
         let inv = recip(sum);
-        let mut acc = [i32x4_splat(0); 16];
+        let mut acc: [v128; 16] = std::array::from_fn(|c| load(out.as_ptr().add(4 * c)));
         let vp = v.as_ptr().add(off);
         let n = p.len();
         let mut j = 0;
@@ -549,7 +576,9 @@ mod x86 {
     }
 
     /// Tokens `t0..t0+N` of Q4 group `g` (see [`super::group_q4`]).
-    /// `T = d·(S − 8X) + m·X`, |T| < 2^29; `T·a` < 2^42 in i64 lanes.
+    /// `T = d·(S − 8X) + m·X`, |T| < 2^29; `T·a` < 2^42 in i64 lanes. Per block, each 32-byte
+    /// load of nibbles is split into its two steps and used by every token at once, so the
+    /// registers hold N i16 partial dots and 2N accumulators (no spill up to N = 4).
     #[target_feature(enable = "avx2")]
     pub unsafe fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
         let (cols, nb) = (w.cols, w.cols / 32);
@@ -557,24 +586,25 @@ mod x86 {
         let ones = _mm256_set1_epi16(1);
         let mut acc_e = [_mm256_setzero_si256(); N];
         let mut acc_o = [_mm256_setzero_si256(); N];
+        let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
         for b in 0..nb {
             let wp = w.w.as_ptr().add((g * nb + b) * 128);
-            let mut wv = [_mm256_setzero_si256(); 8];
+            let mut s16 = [_mm256_setzero_si256(); N];
             for p in 0..4 {
                 let raw = _mm256_loadu_si256(wp.add(32 * p) as *const __m256i);
-                wv[2 * p] = _mm256_and_si256(raw, m4);
-                wv[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                let lo = _mm256_and_si256(raw, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                for k in 0..N {
+                    let q = qp[k].add(32 * b + 8 * p);
+                    let d = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(q)), _mm256_maddubs_epi16(hi, bcast4(q.add(4))));
+                    s16[k] = _mm256_add_epi16(s16[k], d);
+                }
             }
             let dv = _mm256_cvtepi16_epi32(_mm_loadu_si128(w.d.as_ptr().add((g * nb + b) * 8) as *const __m128i));
             let mv = _mm256_cvtepi16_epi32(_mm_loadu_si128(w.m.as_ptr().add((g * nb + b) * 8) as *const __m128i));
             for k in 0..N {
                 let t = t0 + k;
-                let q = x.q.as_ptr().add(t * cols + 32 * b);
-                let mut s16 = _mm256_maddubs_epi16(wv[0], bcast4(q));
-                for (st, wk) in wv.iter().enumerate().skip(1) {
-                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(*wk, bcast4(q.add(4 * st))));
-                }
-                let s = _mm256_madd_epi16(s16, ones); // Σ nib·q per row, |·| ≤ 15·127·32
+                let s = _mm256_madd_epi16(s16[k], ones); // Σ nib·q per row, |·| ≤ 15·127·32
                 let xs = _mm256_set1_epi32(*x.sum.get_unchecked(t * nb + b));
                 let av = _mm256_set1_epi32(*x.a.get_unchecked(t * nb + b) as i32);
                 let s1 = _mm256_sub_epi32(s, _mm256_slli_epi32::<3>(xs)); // S' = S − 8X
@@ -596,18 +626,23 @@ mod x86 {
         let ones = _mm256_set1_epi16(1);
         let mut acc_e = [_mm256_setzero_si256(); N];
         let mut acc_o = [_mm256_setzero_si256(); N];
+        let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
         for b in 0..nb {
             let wp = w.q.as_ptr().add((g * nb + b) * 256);
-            let wv: [__m256i; 8] = std::array::from_fn(|k| _mm256_loadu_si256(wp.add(32 * k) as *const __m256i));
+            // Each weight step is loaded once and used by every token (N i32 partial dots).
+            let mut sk = [_mm256_setzero_si256(); N];
+            for st in 0..8 {
+                let wk = _mm256_loadu_si256(wp.add(32 * st) as *const __m256i);
+                let wa = _mm256_abs_epi8(wk);
+                for k in 0..N {
+                    let p = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(bcast4(qp[k].add(32 * b + 4 * st)), wk));
+                    sk[k] = _mm256_add_epi32(sk[k], _mm256_madd_epi16(p, ones));
+                }
+            }
             let dv = _mm256_cvtepi16_epi32(_mm_loadu_si128(w.d.as_ptr().add((g * nb + b) * 8) as *const __m128i));
             for k in 0..N {
                 let t = t0 + k;
-                let q = x.q.as_ptr().add(t * cols + 32 * b);
-                let mut s = _mm256_setzero_si256();
-                for (st, wk) in wv.iter().enumerate() {
-                    let p = _mm256_maddubs_epi16(_mm256_abs_epi8(*wk), _mm256_sign_epi8(bcast4(q.add(4 * st)), *wk));
-                    s = _mm256_add_epi32(s, _mm256_madd_epi16(p, ones));
-                }
+                let s = sk[k];
                 let av = _mm256_set1_epi32(*x.a.get_unchecked(t * nb + b) as i32);
                 let tv = _mm256_mullo_epi32(dv, s);
                 acc_e[k] = _mm256_add_epi64(acc_e[k], _mm256_mul_epi32(tv, av));
@@ -667,49 +702,99 @@ mod x86 {
         tmax
     }
 
-    /// See [`super::head_values`]. Keys in pairs: `madd` of the interleaved values of two keys
-    /// with the pair `(pn_j, pn_j+1)` (each ≤ 32767; a `pn` of 2^15 is split as 32767 + 1 in a
-    /// second pass). Products ≤ 2·32767·2^15 < 2^31, and every partial sum of `Σ pn·v` is
-    /// bounded by `Σ pn · 2^15 ≤ (2^15 + ctx/2)·2^15 < 2^31`, so the sums are exact in any order.
+    /// See [`super::head_probs`]: eight keys per step, the table read by a gather; a shift
+    /// by `d >> 8 ≥ 16` leaves 0 of an entry ≤ 2^15 (and `srlv` gives 0 for counts ≥ 32).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn head_probs(scores: &[i32], tmax: i32, exp_q15: &[u32], probs: &mut [u32]) -> u32 {
+        let n = scores.len();
+        let (tm, m255) = (_mm256_set1_epi32(tmax), _mm256_set1_epi32(255));
+        let mut vsum = _mm256_setzero_si256();
+        let mut j = 0;
+        while j + 8 <= n {
+            let d = _mm256_sub_epi32(tm, _mm256_loadu_si256(scores.as_ptr().add(j) as *const __m256i));
+            let e = _mm256_i32gather_epi32::<4>(exp_q15.as_ptr() as *const i32, _mm256_and_si256(d, m255));
+            let p = _mm256_srlv_epi32(e, _mm256_srli_epi32::<8>(d));
+            _mm256_storeu_si256(probs.as_mut_ptr().add(j) as *mut __m256i, p);
+            vsum = _mm256_add_epi32(vsum, p);
+            j += 8;
+        }
+        let mut l = [0u32; 8];
+        _mm256_storeu_si256(l.as_mut_ptr() as *mut __m256i, vsum);
+        l.iter().sum::<u32>() + super::portable::head_probs(&scores[j..], tmax, exp_q15, &mut probs[j..])
+    }
+
+    /// `pn = floor((p·2^15 + sum/2) · inv / 2^64)` in eight lanes (`inv = ceil(2^64/sum)`, as
+    /// [`super::p_norm`]; `p = 0` gives 0): with `inv = ih·2^32 + il`, `num·inv / 2^64 =
+    /// (num·ih + (num·il >> 32)) >> 32` exactly (num·ih < 2^48, num·il < 2^63).
+    #[inline(always)]
+    unsafe fn p_norm8(p: __m256i, half: __m256i, ih: __m256i, il: __m256i) -> __m256i {
+        let num = _mm256_add_epi32(_mm256_slli_epi32::<15>(p), half);
+        let q = |x: __m256i| _mm256_srli_epi64::<32>(_mm256_add_epi64(_mm256_mul_epu32(x, ih), _mm256_srli_epi64::<32>(_mm256_mul_epu32(x, il))));
+        let (qe, qo) = (q(num), q(_mm256_srli_epi64::<32>(num)));
+        _mm256_or_si256(qe, _mm256_slli_epi64::<32>(qo))
+    }
+
+    /// See [`super::head_values`]. The normalised probabilities are made eight at a time
+    /// first ([`p_norm8`]), as 16-bit pairs `(pn_j, pn_j+1)`; then keys go in pairs: `madd` of
+    /// the interleaved values of two keys with their pair (each ≤ 32767; a `pn` of 2^15 is
+    /// split as 32767 + 1 in a second pass). Products ≤ 2·32767·2^15 < 2^31, and every
+    /// partial sum of `Σ pn·v` is bounded by `Σ pn · 2^15 ≤ (2^15 + ctx/2)·2^15 < 2^31`, so
+    /// the sums are exact in any order.
     #[target_feature(enable = "avx2")]
     pub unsafe fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
-        // pn = floor(num / sum), num = p·2^15 + sum/2 < 2^31, as floor(num · inv / 2^64) with
-        // inv = ceil(2^64 / sum): exact (see `attention_head`).
         let inv = super::recip(sum);
-        let pn = |pj: u32| if pj == 0 { 0 } else { (((((pj << 15) + sum / 2) as u64) as u128 * inv as u128) >> 64) as u32 };
+        let (ih, il, half) = (_mm256_set1_epi64x((inv >> 32) as i64), _mm256_set1_epi64x(inv as u32 as i64), _mm256_set1_epi32((sum / 2) as i32));
         let mut lo = [_mm256_setzero_si256(); 4];
         let mut hi = [_mm256_setzero_si256(); 4];
         let vp = v.as_ptr().add(off);
         let n = p.len();
-        let mut j = 0;
-        while j < n {
-            let (a, b) = (pn(p[j]), if j + 1 < n { pn(p[j + 1]) } else { 0 });
-            if a == 0 && b == 0 {
-                j += 2;
-                continue;
+        // 16 keys at a time: their pn as 8 pairs, then the pairs that are not (0, 0).
+        let mut pn = [0u32; 16];
+        let mut j0 = 0;
+        while j0 < n {
+            let m = (n - j0).min(16);
+            if m == 16 {
+                for h in 0..2 {
+                    let x = p_norm8(_mm256_loadu_si256(p.as_ptr().add(j0 + 8 * h) as *const __m256i), half, ih, il);
+                    _mm256_storeu_si256(pn.as_mut_ptr().add(8 * h) as *mut __m256i, x);
+                }
+            } else {
+                pn = [0; 16];
+                for (o, &pj) in pn.iter_mut().zip(&p[j0..]) {
+                    *o = super::p_norm(pj, sum, inv);
+                }
             }
-            let ra = vp.add(j * kvd);
-            let rb = if j + 1 < n { vp.add((j + 1) * kvd) } else { ra };
-            let (ca, cb) = ((a >> 15) as i32, (b >> 15) as i32); // 1 where pn = 2^15
-            for (wa, wb) in [((a as i32 - ca), (b as i32 - cb)), (ca, cb)] {
-                if wa == 0 && wb == 0 {
+            for i in (0..m).step_by(2) {
+                let (a, b) = (pn[i], pn[i + 1]); // pn[m] is 0 past the end
+                if a == 0 && b == 0 {
                     continue;
                 }
-                let w = _mm256_set1_epi32((wb << 16) | (wa & 0xFFFF));
-                for c in 0..4 {
-                    let va = _mm256_loadu_si256(ra.add(16 * c) as *const __m256i);
-                    let vb = _mm256_loadu_si256(rb.add(16 * c) as *const __m256i);
-                    lo[c] = _mm256_add_epi32(lo[c], _mm256_madd_epi16(_mm256_unpacklo_epi16(va, vb), w));
-                    hi[c] = _mm256_add_epi32(hi[c], _mm256_madd_epi16(_mm256_unpackhi_epi16(va, vb), w));
+                let j = j0 + i;
+                let ra = vp.add(j * kvd);
+                let rb = if j + 1 < n { vp.add((j + 1) * kvd) } else { ra };
+                let (ca, cb) = ((a >> 15) as i32, (b >> 15) as i32); // 1 where pn = 2^15
+                for (wa, wb) in [((a as i32 - ca), (b as i32 - cb)), (ca, cb)] {
+                    if wa == 0 && wb == 0 {
+                        continue;
+                    }
+                    let w = _mm256_set1_epi32((wb << 16) | (wa & 0xFFFF));
+                    for c in 0..4 {
+                        let va = _mm256_loadu_si256(ra.add(16 * c) as *const __m256i);
+                        let vb = _mm256_loadu_si256(rb.add(16 * c) as *const __m256i);
+                        lo[c] = _mm256_add_epi32(lo[c], _mm256_madd_epi16(_mm256_unpacklo_epi16(va, vb), w));
+                        hi[c] = _mm256_add_epi32(hi[c], _mm256_madd_epi16(_mm256_unpackhi_epi16(va, vb), w));
+                    }
                 }
             }
-            j += 2;
+            j0 += 16;
         }
         // unpacklo/hi work per 128-bit half: lo[c] holds elements 16c+0..4 and 16c+8..12,
         // hi[c] 16c+4..8 and 16c+12..16.
         for c in 0..4 {
-            _mm256_storeu_si256(out.as_mut_ptr().add(16 * c) as *mut __m256i, _mm256_permute2x128_si256::<0x20>(lo[c], hi[c]));
-            _mm256_storeu_si256(out.as_mut_ptr().add(16 * c + 8) as *mut __m256i, _mm256_permute2x128_si256::<0x31>(lo[c], hi[c]));
+            let o = out.as_mut_ptr().add(16 * c) as *mut __m256i;
+            let (o0, o1) = (_mm256_loadu_si256(o), _mm256_loadu_si256(o.add(1)));
+            _mm256_storeu_si256(o, _mm256_add_epi32(o0, _mm256_permute2x128_si256::<0x20>(lo[c], hi[c])));
+            _mm256_storeu_si256(o.add(1), _mm256_add_epi32(o1, _mm256_permute2x128_si256::<0x31>(lo[c], hi[c])));
         }
     }
 }
@@ -892,10 +977,25 @@ mod tests {
                 let mut p: Vec<u32> = (0..n).map(|_| if extreme { 1 << 15 } else { [0, 1, r.below(1 << 15) as u32, 1 << 15][r.below(4) as usize] }).collect();
                 p[n / 2] = 1 << 15;
                 let sum = p.iter().sum::<u32>();
-                let mut want = vec![0; 64];
+                // The probabilities of these scores, every implementation against the portable one.
+                let table = crate::tables::exp2_table(8, 15);
+                for shift0 in [12, 4, -9] {
+                    let mut sc = vec![0; n];
+                    let tmax = head_scores(Isa::Portable, &qi, &k, &k_exp, kvd, n_kv, kvh, shift0, &mut sc);
+                    let mut pw = vec![0; n];
+                    let sw = head_probs(Isa::Portable, &sc, tmax, &table, &mut pw);
+                    for isa in Isa::available() {
+                        let mut pg = vec![9; n];
+                        assert_eq!(head_probs(isa, &sc, tmax, &table, &mut pg), sw, "{isa:?}");
+                        assert_eq!(pg, pw, "{isa:?} n {n}");
+                    }
+                }
+                // They add to `out`: start from something other than zeros.
+                let start: Vec<i32> = (0..64).map(|i| i * 7 - 200).collect();
+                let mut want = start.clone();
                 head_values(Isa::Portable, &p, &v, kvd, kvh * 64, sum, &mut want);
                 for isa in Isa::available() {
-                    let mut got = vec![7; 64];
+                    let mut got = start.clone();
                     head_values(isa, &p, &v, kvd, kvh * 64, sum, &mut got);
                     assert_eq!(got, want, "{isa:?} n {n}");
                 }

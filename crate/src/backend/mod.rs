@@ -58,6 +58,11 @@ pub trait Backend {
     fn quantize(&mut self, z: &Self::Buf, frac: i32) -> Self::Q;
     /// `a · Wᵀ` with output in Q`frac_out`.
     fn matmul(&mut self, w: Mat, a: &Self::Q, frac_out: i32) -> Self::Buf;
+    /// [`Backend::matmul`] of several matrices on the same input (`(matrix, frac_out)`), the
+    /// outputs in order: the CPU runs them as one parallel loop. Same bits as one by one.
+    fn matmuls<const N: usize>(&mut self, ws: [(Mat, i32); N], a: &Self::Q) -> [Self::Buf; N] {
+        ws.map(|(w, f)| self.matmul(w, a, f))
+    }
     /// Tied output projection, logits in Q10 log2 units.
     fn logits(&mut self, a: &Self::Q) -> Self::Buf;
     /// Rotates `heads` heads of `x` in place; row `r` is at position `pos[r]`.
