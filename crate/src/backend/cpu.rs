@@ -821,6 +821,112 @@ pub fn attention_tile_with(isa: Isa, q: &[i32], heads: std::ops::Range<usize>, p
     }
 }
 
+/// One part of [`attention_split_with`]: key head `kvh` of row `r`, keys `keys`.
+struct KeyPart {
+    r: usize,
+    kvh: usize,
+    keys: std::ops::Range<usize>,
+    /// Per head of the group: the re-quantised query, its score shift, the part's maximum,
+    /// the part's `Σ p`; scores then probabilities `[heads, keys]`; output `[heads, head_dim]`.
+    qi: Vec<i16>,
+    shift: Vec<i32>,
+    tmax: Vec<i32>,
+    sum: Vec<u32>,
+    scores: Vec<i32>,
+    probs: Vec<u32>,
+    out: Vec<i32>,
+}
+
+/// Attention of a few rows (decoding) with the same bits as [`attention_row`]: each (row,
+/// key head) is cut into `parts` ranges of keys that run in parallel, so one token keeps
+/// every core busy while each block of keys and values is read once for the key head's
+/// whole group of heads (decoding is bound by memory: the cache is read once per token).
+/// Three steps: scores and each part's maximum (parallel); the probabilities with the
+/// row's maximum and their sums (serial, cheap); `Σ pn·v` over each part with the whole sum
+/// (parallel), the parts' outputs added — the sums are exact, so the cut does not change
+/// the bits. Row `r` of `q` (`[rows, n_heads·head_dim]`) is at `pos[r]` of the sequence at
+/// cache row `base[r]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], cache: &KvCache, cfg: &Config, exp_q15: &[u32], parts: usize) -> Vec<i32> {
+    let (hd, nh, nkv) = (cfg.head_dim, cfg.n_heads, cfg.n_kv_heads);
+    let (kvd, group, width) = (nkv * hd, nh / nkv, nh * hd);
+    let mut work: Vec<KeyPart> = Vec::new();
+    for (r, &p) in pos.iter().enumerate() {
+        let n = p as usize + 1;
+        let per = n.div_ceil(parts.max(1)).max(KEY_BLOCK);
+        for kvh in 0..nkv {
+            for lo in (0..n).step_by(per) {
+                let keys = lo..(lo + per).min(n);
+                let m = keys.len();
+                work.push(KeyPart { r, kvh, keys, qi: vec![0; group * hd], shift: vec![0; group], tmax: vec![i32::MIN; group], sum: vec![0; group], scores: vec![0; group * m], probs: vec![0; group * m], out: vec![0; group * hd] });
+            }
+        }
+    }
+    let scores = |w: &mut KeyPart| {
+        let b = base[w.r];
+        let (k, k_exp) = (&cache.k[(b + w.keys.start) * kvd..(b + w.keys.end) * kvd], &cache.k_exp[(b + w.keys.start) * nkv..(b + w.keys.end) * nkv]);
+        let m = w.keys.len();
+        for i in 0..group {
+            let h = w.kvh * group + i;
+            let mut qs = [0i32; 256];
+            for (o, &x) in qs[..hd].iter_mut().zip(&q[w.r * width + h * hd..w.r * width + (h + 1) * hd]) {
+                *o = mul_shift(x, Q_SCALE_Q16, 16);
+            }
+            w.shift[i] = 12 - quantize_qk(&qs[..hd], &mut w.qi[i * hd..(i + 1) * hd]);
+            for b0 in (0..m).step_by(KEY_BLOCK) {
+                let b1 = (b0 + KEY_BLOCK).min(m);
+                let t = simd::head_scores(isa, &w.qi[i * hd..(i + 1) * hd], &k[b0 * kvd..b1 * kvd], &k_exp[b0 * nkv..b1 * nkv], kvd, nkv, w.kvh, w.shift[i], &mut w.scores[i * m + b0..i * m + b1]);
+                w.tmax[i] = w.tmax[i].max(t);
+            }
+        }
+    };
+    #[cfg(feature = "parallel")]
+    work.par_iter_mut().for_each(scores);
+    #[cfg(not(feature = "parallel"))]
+    work.iter_mut().for_each(scores);
+    // Per (row, head): the maximum over the parts, then the probabilities and their sum.
+    let mut tmax = vec![i32::MIN; pos.len() * nh];
+    for w in &work {
+        for i in 0..group {
+            let t = &mut tmax[w.r * nh + w.kvh * group + i];
+            *t = (*t).max(w.tmax[i]);
+        }
+    }
+    let mut sum = vec![0u32; pos.len() * nh];
+    for w in &mut work {
+        let m = w.keys.len();
+        for i in 0..group {
+            let j = w.r * nh + w.kvh * group + i;
+            w.sum[i] = simd::head_probs(isa, &w.scores[i * m..(i + 1) * m], tmax[j], exp_q15, &mut w.probs[i * m..(i + 1) * m]);
+            sum[j] += w.sum[i];
+        }
+    }
+    let values = |w: &mut KeyPart| {
+        let b = base[w.r];
+        let v = &cache.v[(b + w.keys.start) * kvd..(b + w.keys.end) * kvd];
+        let m = w.keys.len();
+        for i in 0..group {
+            let total = sum[w.r * nh + w.kvh * group + i];
+            for b0 in (0..m).step_by(KEY_BLOCK) {
+                let b1 = (b0 + KEY_BLOCK).min(m);
+                simd::head_values(isa, &w.probs[i * m + b0..i * m + b1], &v[b0 * kvd..b1 * kvd], kvd, w.kvh * hd, total, &mut w.out[i * hd..(i + 1) * hd]);
+            }
+        }
+    };
+    #[cfg(feature = "parallel")]
+    work.par_iter_mut().for_each(values);
+    #[cfg(not(feature = "parallel"))]
+    work.iter_mut().for_each(values);
+    let mut out = vec![0i32; pos.len() * width];
+    for w in &work {
+        let o = &mut out[w.r * width + w.kvh * group * hd..w.r * width + (w.kvh + 1) * group * hd];
+        for (a, &b) in o.iter_mut().zip(&w.out) {
+            *a += b;
+        }
+    }
+    out
+}
+
 // --- the engine ---
 
 /// The most sequences one engine's cache holds.
@@ -1037,11 +1143,17 @@ impl Backend for CpuBackend {
         let cache = &self.cache[layer];
         let exp = &self.tables.att_exp;
         let (hd, nh) = (cfg.head_dim, cfg.n_heads);
-        let mut out = vec![0i32; q.data.len()];
         #[cfg(feature = "parallel")]
         let threads = rayon::current_num_threads();
         #[cfg(not(feature = "parallel"))]
         let threads = 1;
+        if slot.len() * cfg.n_kv_heads < 2 * threads && threads > 1 {
+            // Fewer (row, key head) pairs than a couple per thread: cut the keys instead.
+            let base: Vec<usize> = slot.iter().map(|&s| s as usize * cl).collect();
+            let parts = (2 * threads).div_ceil(slot.len() * cfg.n_kv_heads);
+            return CpuBuf { width: q.width, data: attention_split_with(Isa::best(), &q.data, &base, pos, cache, cfg, exp, parts) };
+        }
+        let mut out = vec![0i32; q.data.len()];
         let tiles = attention_tiles(slot, nh, nh / cfg.n_kv_heads, threads);
         // Each tile's queries and outputs are one contiguous range, in order.
         let mut parts = Vec::with_capacity(tiles.len());
@@ -1376,6 +1488,34 @@ mod tests {
                             assert_eq!(got, want, "{isa:?} split {split} base {base} pos {pos:?} extreme {extreme}");
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Decoding attention with the keys cut into parts gives the oracle's bits: rows of
+    /// different sequences and lengths (one key, a part boundary inside a key block, the
+    /// model's 8192), 1 to 5 parts, every [`Isa`] that runs here.
+    #[test]
+    fn attention_split_equals_the_oracle() {
+        let mut r = Rng(37);
+        let exp = crate::tables::exp2_table(8, 15);
+        let cfg = Config { name: String::new(), n_layers: 1, dim: 576, hidden: 64, n_heads: 9, n_kv_heads: 3, head_dim: 64, vocab: 2, ctx: 8192, rope_base: 1e4, bos: 0, eos: 0, doc_start: 0, norm_eps_q24: 0 };
+        let (kvd, rows) = (192, 8192 + 300);
+        let cache = KvCache {
+            k: (0..rows * kvd).map(|_| (r.below(1023) as i32 - 511) as i16).collect(),
+            k_exp: (0..rows * 3).map(|_| r.below(22) as i32).collect(),
+            v: (0..rows * kvd).map(|_| r.next_u64() as i16).collect(),
+        };
+        for (base, pos) in [(vec![0], vec![0u32]), (vec![300], vec![8191]), (vec![7, 0], vec![300, 2]), (vec![0, 8192, 9], vec![1000, 99, 129])] {
+            let q: Vec<i32> = (0..pos.len() * 576).map(|i| if i % 577 == 0 { i32::MAX } else { (r.next_u64() as i32) >> r.below(24) }).collect();
+            let mut want = vec![0; q.len()];
+            for (i, &p) in pos.iter().enumerate() {
+                attention_row(&q[i * 576..(i + 1) * 576], &cache, base[i], p as usize, &cfg, &exp, &mut want[i * 576..(i + 1) * 576], &mut Vec::new());
+            }
+            for isa in Isa::available() {
+                for parts in 1..=5 {
+                    assert_eq!(attention_split_with(isa, &q, &base, &pos, &cache, &cfg, &exp, parts), want, "{isa:?} parts {parts} pos {pos:?}");
                 }
             }
         }
