@@ -730,6 +730,16 @@ pub fn attention_row(q: &[i32], cache: &KvCache, base: usize, pos: usize, cfg: &
     }
 }
 
+/// One head of a query row (Q10) pre-scaled by log2(e)/8 and re-quantised into `qi` (as
+/// [`attention_row`]); returns the score shift `12 − eq` for `simd::head_scores`.
+fn score_query(qh: &[i32], qi: &mut [i16]) -> i32 {
+    let mut qs = [0i32; 256];
+    for (o, &x) in qs[..qh.len()].iter_mut().zip(qh) {
+        *o = mul_shift(x, Q_SCALE_Q16, 16);
+    }
+    12 - quantize_qk(&qs[..qh.len()], qi)
+}
+
 /// Keys per block in [`attention_tile_with`]: 128 keys of one key head are 16 KB of keys
 /// (and 16 KB of values), kept in L1/L2 while every query of the tile reads them.
 pub const KEY_BLOCK: usize = 128;
@@ -784,11 +794,7 @@ pub fn attention_tile_with(isa: Isa, q: &[i32], heads: std::ops::Range<usize>, p
         s.probs.resize(nq * n_max, 0);
         for i in 0..nq {
             let (r, c) = query(i);
-            let mut qs = [0i32; 256];
-            for (o, &x) in qs[..hd].iter_mut().zip(&q[r * width + c * hd..r * width + (c + 1) * hd]) {
-                *o = mul_shift(x, Q_SCALE_Q16, 16);
-            }
-            s.shift[i] = 12 - quantize_qk(&qs[..hd], &mut s.qi[i * hd..(i + 1) * hd]);
+            s.shift[i] = score_query(&q[r * width + c * hd..r * width + (c + 1) * hd], &mut s.qi[i * hd..(i + 1) * hd]);
         }
         let len = |i: usize| pos[query(i).0] as usize + 1;
         for b0 in (0..n_max).step_by(KEY_BLOCK) {
@@ -827,13 +833,9 @@ struct KeyPart {
     kvh: usize,
     keys: std::ops::Range<usize>,
     /// Per head of the group: the re-quantised query, its score shift, the part's maximum,
-    /// the part's `Σ p`; scores then probabilities `[heads, keys]`; output `[heads, head_dim]`.
-    qi: Vec<i16>,
-    shift: Vec<i32>,
-    tmax: Vec<i32>,
-    sum: Vec<u32>,
-    scores: Vec<i32>,
-    probs: Vec<u32>,
+    /// the part's `Σ p`; scores and probabilities `[heads, keys]`.
+    s: AttnScratch,
+    /// `[heads, head_dim]`
     out: Vec<i32>,
 }
 
@@ -858,7 +860,8 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
             for lo in (0..n).step_by(per) {
                 let keys = lo..(lo + per).min(n);
                 let m = keys.len();
-                work.push(KeyPart { r, kvh, keys, qi: vec![0; group * hd], shift: vec![0; group], tmax: vec![i32::MIN; group], sum: vec![0; group], scores: vec![0; group * m], probs: vec![0; group * m], out: vec![0; group * hd] });
+                let s = AttnScratch { qi: vec![0; group * hd], shift: vec![0; group], tmax: vec![i32::MIN; group], sum: vec![0; group], scores: vec![0; group * m], probs: vec![0; group * m] };
+                work.push(KeyPart { r, kvh, keys, s, out: vec![0; group * hd] });
             }
         }
     }
@@ -868,15 +871,11 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
         let m = w.keys.len();
         for i in 0..group {
             let h = w.kvh * group + i;
-            let mut qs = [0i32; 256];
-            for (o, &x) in qs[..hd].iter_mut().zip(&q[w.r * width + h * hd..w.r * width + (h + 1) * hd]) {
-                *o = mul_shift(x, Q_SCALE_Q16, 16);
-            }
-            w.shift[i] = 12 - quantize_qk(&qs[..hd], &mut w.qi[i * hd..(i + 1) * hd]);
+            w.s.shift[i] = score_query(&q[w.r * width + h * hd..w.r * width + (h + 1) * hd], &mut w.s.qi[i * hd..(i + 1) * hd]);
             for b0 in (0..m).step_by(KEY_BLOCK) {
                 let b1 = (b0 + KEY_BLOCK).min(m);
-                let t = simd::head_scores(isa, &w.qi[i * hd..(i + 1) * hd], &k[b0 * kvd..b1 * kvd], &k_exp[b0 * nkv..b1 * nkv], kvd, nkv, w.kvh, w.shift[i], &mut w.scores[i * m + b0..i * m + b1]);
-                w.tmax[i] = w.tmax[i].max(t);
+                let t = simd::head_scores(isa, &w.s.qi[i * hd..(i + 1) * hd], &k[b0 * kvd..b1 * kvd], &k_exp[b0 * nkv..b1 * nkv], kvd, nkv, w.kvh, w.s.shift[i], &mut w.s.scores[i * m + b0..i * m + b1]);
+                w.s.tmax[i] = w.s.tmax[i].max(t);
             }
         }
     };
@@ -889,7 +888,7 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
     for w in &work {
         for i in 0..group {
             let t = &mut tmax[w.r * nh + w.kvh * group + i];
-            *t = (*t).max(w.tmax[i]);
+            *t = (*t).max(w.s.tmax[i]);
         }
     }
     let mut sum = vec![0u32; pos.len() * nh];
@@ -897,8 +896,8 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
         let m = w.keys.len();
         for i in 0..group {
             let j = w.r * nh + w.kvh * group + i;
-            w.sum[i] = simd::head_probs(isa, &w.scores[i * m..(i + 1) * m], tmax[j], exp_q15, &mut w.probs[i * m..(i + 1) * m]);
-            sum[j] += w.sum[i];
+            w.s.sum[i] = simd::head_probs(isa, &w.s.scores[i * m..(i + 1) * m], tmax[j], exp_q15, &mut w.s.probs[i * m..(i + 1) * m]);
+            sum[j] += w.s.sum[i];
         }
     }
     let values = |w: &mut KeyPart| {
@@ -909,7 +908,7 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
             let total = sum[w.r * nh + w.kvh * group + i];
             for b0 in (0..m).step_by(KEY_BLOCK) {
                 let b1 = (b0 + KEY_BLOCK).min(m);
-                simd::head_values(isa, &w.probs[i * m + b0..i * m + b1], &v[b0 * kvd..b1 * kvd], kvd, w.kvh * hd, total, &mut w.out[i * hd..(i + 1) * hd]);
+                simd::head_values(isa, &w.s.probs[i * m + b0..i * m + b1], &v[b0 * kvd..b1 * kvd], kvd, w.kvh * hd, total, &mut w.out[i * hd..(i + 1) * hd]);
             }
         }
     };

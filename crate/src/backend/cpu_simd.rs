@@ -203,6 +203,17 @@ fn p_norm(p: u32, sum: u32, inv: u64) -> u32 {
     }
 }
 
+/// The packed 16-bit weight pairs `(pn_j, pn_j+1)` of the SIMD `head_values` passes: each
+/// ≤ 32767, a `pn` of 2^15 split as 32767 + 1 into the second pass; a word of 0 has nothing
+/// to add.
+#[inline(always)]
+#[allow(dead_code)] // not on targets without a SIMD head_values
+fn pair_words(a: u32, b: u32) -> [i32; 2] {
+    let (ca, cb) = ((a >> 15) as i32, (b >> 15) as i32); // 1 where pn = 2^15
+    let pack = |wa: i32, wb: i32| (wb << 16) | (wa & 0xFFFF);
+    [pack(a as i32 - ca, b as i32 - cb), pack(ca, cb)]
+}
+
 // --- portable ---
 
 mod portable {
@@ -516,12 +527,11 @@ mod wasm {
             }
             let ra = vp.add(j * kvd);
             let rb = if j + 1 < n { vp.add((j + 1) * kvd) } else { ra };
-            let (ca, cb) = ((a >> 15) as i32, (b >> 15) as i32); // 1 where pn = 2^15
-            for (wa, wb) in [((a as i32 - ca), (b as i32 - cb)), (ca, cb)] {
-                if wa == 0 && wb == 0 {
+            for w in super::pair_words(a, b) {
+                if w == 0 {
                     continue;
                 }
-                let w = i32x4_splat((wb << 16) | (wa & 0xFFFF));
+                let w = i32x4_splat(w);
                 for c in 0..8 {
                     let (va, vb) = (load(ra.add(8 * c)), load(rb.add(8 * c)));
                     // (a0 b0 a1 b1 a2 b2 a3 b3), (a4 b4 … a7 b7)
@@ -772,12 +782,11 @@ mod x86 {
                 let j = j0 + i;
                 let ra = vp.add(j * kvd);
                 let rb = if j + 1 < n { vp.add((j + 1) * kvd) } else { ra };
-                let (ca, cb) = ((a >> 15) as i32, (b >> 15) as i32); // 1 where pn = 2^15
-                for (wa, wb) in [((a as i32 - ca), (b as i32 - cb)), (ca, cb)] {
-                    if wa == 0 && wb == 0 {
+                for w in super::pair_words(a, b) {
+                    if w == 0 {
                         continue;
                     }
-                    let w = _mm256_set1_epi32((wb << 16) | (wa & 0xFFFF));
+                    let w = _mm256_set1_epi32(w);
                     for c in 0..4 {
                         let va = _mm256_loadu_si256(ra.add(16 * c) as *const __m256i);
                         let vb = _mm256_loadu_si256(rb.add(16 * c) as *const __m256i);
