@@ -233,11 +233,7 @@ fn by_groups<const N: usize>(rows: [usize; N], tokens: usize, group: usize, f: i
     if tokens == 1 {
         return tr;
     }
-    let mut i = 0;
-    tr.map(|t| {
-        i += 1;
-        transpose(&t, rows[i - 1], tokens)
-    })
+    std::array::from_fn(|i| transpose(&tr[i], rows[i], tokens))
 }
 
 /// `[rows, tokens]` → `[tokens, rows]`, in blocks of 16 tokens (a 64-byte read per row), in
@@ -832,8 +828,8 @@ struct KeyPart {
     r: usize,
     kvh: usize,
     keys: std::ops::Range<usize>,
-    /// Per head of the group: the re-quantised query, its score shift, the part's maximum,
-    /// the part's `Σ p`; scores and probabilities `[heads, keys]`.
+    /// Per head of the group: the re-quantised query, its score shift, the part's maximum;
+    /// scores and probabilities `[heads, keys]` (the sums are kept per row, not per part).
     s: AttnScratch,
     /// `[heads, head_dim]`
     out: Vec<i32>,
@@ -860,7 +856,7 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
             for lo in (0..n).step_by(per) {
                 let keys = lo..(lo + per).min(n);
                 let m = keys.len();
-                let s = AttnScratch { qi: vec![0; group * hd], shift: vec![0; group], tmax: vec![i32::MIN; group], sum: vec![0; group], scores: vec![0; group * m], probs: vec![0; group * m] };
+                let s = AttnScratch { qi: vec![0; group * hd], shift: vec![0; group], tmax: vec![i32::MIN; group], sum: Vec::new(), scores: vec![0; group * m], probs: vec![0; group * m] };
                 work.push(KeyPart { r, kvh, keys, s, out: vec![0; group * hd] });
             }
         }
@@ -896,8 +892,7 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
         let m = w.keys.len();
         for i in 0..group {
             let j = w.r * nh + w.kvh * group + i;
-            w.s.sum[i] = simd::head_probs(isa, &w.s.scores[i * m..(i + 1) * m], tmax[j], exp_q15, &mut w.s.probs[i * m..(i + 1) * m]);
-            sum[j] += w.s.sum[i];
+            sum[j] += simd::head_probs(isa, &w.s.scores[i * m..(i + 1) * m], tmax[j], exp_q15, &mut w.s.probs[i * m..(i + 1) * m]);
         }
     }
     let values = |w: &mut KeyPart| {
@@ -1102,11 +1097,8 @@ impl Backend for CpuBackend {
 
     fn matmuls<const N: usize>(&mut self, ws: [(Mat, i32); N], a: &QAct) -> [CpuBuf; N] {
         let mats = ws.map(|(m, f)| (self.q4(m), f));
-        let mut i = 0;
-        matmuls_q4_with(Isa::best(), mats, a).map(|data| {
-            i += 1;
-            CpuBuf { width: mats[i - 1].0.rows, data }
-        })
+        let mut outs = matmuls_q4_with(Isa::best(), mats, a);
+        std::array::from_fn(|i| CpuBuf { width: mats[i].0.rows, data: std::mem::take(&mut outs[i]) })
     }
 
     fn logits(&mut self, a: &QAct) -> CpuBuf {
