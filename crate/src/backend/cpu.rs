@@ -236,16 +236,22 @@ fn by_groups<const N: usize>(rows: [usize; N], tokens: usize, group: usize, f: i
     std::array::from_fn(|i| transpose(&tr[i], rows[i], tokens))
 }
 
-/// `[rows, tokens]` → `[tokens, rows]`, in blocks of 16 tokens (a 64-byte read per row), in
-/// parallel when enabled.
+/// `[rows, tokens]` → `[tokens, rows]`, in blocks of 16 tokens, in parallel when enabled.
+/// Each block goes by tiles of 16 rows × 16 tokens, so every output row gets a whole 64-byte
+/// line at a time: writing row by row instead sent 16 stores 4 · rows bytes apart, which all
+/// fall in the same L1 set when `rows` is a multiple of 1024 (the vocabulary: 5 % of
+/// compression went to that).
 fn transpose(tr: &[i32], rows: usize, tokens: usize) -> Vec<i32> {
     let mut out = vec![0i32; rows * tokens];
     let block = |(i, o): (usize, &mut [i32])| {
         let t0 = 16 * i;
         let n = o.len() / rows;
-        for r in 0..rows {
-            for (t, &x) in tr[r * tokens + t0..r * tokens + t0 + n].iter().enumerate() {
-                o[t * rows + r] = x;
+        for r0 in (0..rows).step_by(16) {
+            let r1 = (r0 + 16).min(rows);
+            for t in 0..n {
+                for (r, x) in (r0..r1).zip(&mut o[t * rows + r0..t * rows + r1]) {
+                    *x = tr[r * tokens + t0 + t];
+                }
             }
         }
     };

@@ -589,11 +589,16 @@ mod x86 {
     /// `T = d·(S − 8X) + m·X`, |T| < 2^29; `T·a` < 2^42 in i64 lanes. Per block, each 32-byte
     /// load of nibbles is split into its two steps and used by every token at once, so the
     /// registers hold N i16 partial dots and 2N accumulators (no spill up to N = 4).
+    ///
+    /// `T` takes two `madd`s and no 32-bit multiply: `T = d·S + (m·X − 8d·X)`, the first the
+    /// i16 pair sums of row r (lanes `2r`, `2r+1`, each ≤ 4·2·15·127 = 30,480) times
+    /// `(d_r, d_r)`, |·| ≤ 2·8191·30,480 < 2^31; the second `(m_r, d_r)` times `(X, −8X)`
+    /// (|8X| ≤ 32,512 fits i16), |·| ≤ 8191·(4064 + 32,512) < 2^31. Their i32 sum wraps
+    /// exactly to T since |T| < 2^31.
     #[target_feature(enable = "avx2")]
     pub unsafe fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
         let (cols, nb) = (w.cols, w.cols / 32);
         let m4 = _mm256_set1_epi8(15);
-        let ones = _mm256_set1_epi16(1);
         let mut acc_e = [_mm256_setzero_si256(); N];
         let mut acc_o = [_mm256_setzero_si256(); N];
         let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
@@ -606,19 +611,21 @@ mod x86 {
                 let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
                 for k in 0..N {
                     let q = qp[k].add(32 * b + 8 * p);
-                    let d = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(q)), _mm256_maddubs_epi16(hi, bcast4(q.add(4))));
-                    s16[k] = _mm256_add_epi16(s16[k], d);
+                    let pair = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(q)), _mm256_maddubs_epi16(hi, bcast4(q.add(4))));
+                    s16[k] = _mm256_add_epi16(s16[k], pair);
                 }
             }
-            let dv = _mm256_cvtepi16_epi32(_mm_loadu_si128(w.d.as_ptr().add((g * nb + b) * 8) as *const __m128i));
-            let mv = _mm256_cvtepi16_epi32(_mm_loadu_si128(w.m.as_ptr().add((g * nb + b) * 8) as *const __m128i));
+            let d = _mm_loadu_si128(w.d.as_ptr().add((g * nb + b) * 8) as *const __m128i);
+            let m = _mm_loadu_si128(w.m.as_ptr().add((g * nb + b) * 8) as *const __m128i);
+            let dd = _mm256_set_m128i(_mm_unpackhi_epi16(d, d), _mm_unpacklo_epi16(d, d)); // (d_r, d_r)
+            let md = _mm256_set_m128i(_mm_unpackhi_epi16(m, d), _mm_unpacklo_epi16(m, d)); // (m_r, d_r)
             for k in 0..N {
                 let t = t0 + k;
-                let s = _mm256_madd_epi16(s16[k], ones); // Σ nib·q per row, |·| ≤ 15·127·32
-                let xs = _mm256_set1_epi32(*x.sum.get_unchecked(t * nb + b));
+                // (X, −8X) as the halves of one i32 (`madd` reads each half as i16).
+                let xs = *x.sum.get_unchecked(t * nb + b);
+                let xp = _mm256_set1_epi32(((xs.wrapping_mul(-8) as u32) << 16 | (xs as u32 & 0xffff)) as i32);
                 let av = _mm256_set1_epi32(*x.a.get_unchecked(t * nb + b) as i32);
-                let s1 = _mm256_sub_epi32(s, _mm256_slli_epi32::<3>(xs)); // S' = S − 8X
-                let tv = _mm256_add_epi32(_mm256_mullo_epi32(dv, s1), _mm256_mullo_epi32(mv, xs));
+                let tv = _mm256_add_epi32(_mm256_madd_epi16(s16[k], dd), _mm256_madd_epi16(md, xp));
                 acc_e[k] = _mm256_add_epi64(acc_e[k], _mm256_mul_epi32(tv, av));
                 acc_o[k] = _mm256_add_epi64(acc_o[k], _mm256_mul_epi32(_mm256_srli_epi64::<32>(tv), av));
             }
@@ -629,32 +636,32 @@ mod x86 {
     }
 
     /// Tokens `t0..t0+N` of Q8 group `g`: `maddubs` of |w| with the activations carrying w's
-    /// sign (pairs ≤ 2·128·127 < 2^15), one `madd` per step; `T = d·S`, |T| < 2^30.
+    /// sign (pairs ≤ 2·128·127 < 2^15), one `madd` per step by `(d_r, d_r)`, which makes `T =
+    /// d·S` without a 32-bit multiply: a step's lane is ≤ 2047·2·32,512 < 2^27, eight < 2^30.
     #[target_feature(enable = "avx2")]
     pub unsafe fn group_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
         let (cols, nb) = (w.cols, w.cols / 32);
-        let ones = _mm256_set1_epi16(1);
         let mut acc_e = [_mm256_setzero_si256(); N];
         let mut acc_o = [_mm256_setzero_si256(); N];
         let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
         for b in 0..nb {
             let wp = w.q.as_ptr().add((g * nb + b) * 256);
-            // Each weight step is loaded once and used by every token (N i32 partial dots).
-            let mut sk = [_mm256_setzero_si256(); N];
+            let d = _mm_loadu_si128(w.d.as_ptr().add((g * nb + b) * 8) as *const __m128i);
+            let dd = _mm256_set_m128i(_mm_unpackhi_epi16(d, d), _mm_unpacklo_epi16(d, d)); // (d_r, d_r)
+            // Each weight step is loaded once and used by every token (N i32 partial T).
+            let mut tk = [_mm256_setzero_si256(); N];
             for st in 0..8 {
                 let wk = _mm256_loadu_si256(wp.add(32 * st) as *const __m256i);
                 let wa = _mm256_abs_epi8(wk);
                 for k in 0..N {
                     let p = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(bcast4(qp[k].add(32 * b + 4 * st)), wk));
-                    sk[k] = _mm256_add_epi32(sk[k], _mm256_madd_epi16(p, ones));
+                    tk[k] = _mm256_add_epi32(tk[k], _mm256_madd_epi16(p, dd));
                 }
             }
-            let dv = _mm256_cvtepi16_epi32(_mm_loadu_si128(w.d.as_ptr().add((g * nb + b) * 8) as *const __m128i));
             for k in 0..N {
                 let t = t0 + k;
-                let s = sk[k];
                 let av = _mm256_set1_epi32(*x.a.get_unchecked(t * nb + b) as i32);
-                let tv = _mm256_mullo_epi32(dv, s);
+                let tv = tk[k];
                 acc_e[k] = _mm256_add_epi64(acc_e[k], _mm256_mul_epi32(tv, av));
                 acc_o[k] = _mm256_add_epi64(acc_o[k], _mm256_mul_epi32(_mm256_srli_epi64::<32>(tv), av));
             }
