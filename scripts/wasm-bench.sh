@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
+# Where scripts/test.sh keeps its own wasm-bindgen-test-runner when none is on PATH.
+export PATH="$PATH:$HOME/.cache/lmz/tools/bin"
 args=(--lib bench_ -- --include-ignored --nocapture)
 show='(native|wasm32|tokens|Portable|Avx2|Simd128)'
 echo "== native ($(uname -m), $(nproc) cores)"

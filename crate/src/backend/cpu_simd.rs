@@ -6,7 +6,7 @@
 //! [`super::dot_q8`]: per block the exact block dot `S` of each row, the block term `T`
 //! (|T| < 2^30), the exact sum `Σ T_b·a_b` in 64 bits, then one rounding shift — so the bits
 //! are identical (tested below on random and extreme inputs, on every [`Isa`] this machine
-//! runs, and on wasm32 under Node). Up to four tokens share each weight load (`N` = 1–4).
+//! runs, and on wasm32 under Node). Up to four tokens (two on SIMD128) share each weight load (`N` = 1–4).
 //!
 //! - [`Isa::Avx2`] (x86-64, detected at run time): `maddubs`/`madd` on 32-byte weight steps.
 //! - [`Isa::Simd128`] (wasm32 built with `+simd128`, `.cargo/config.toml`): weights widened
@@ -77,6 +77,22 @@ macro_rules! by_fours {
     }};
 }
 
+/// As `by_fours`, in runs of 2 (then 1): for SIMD128, whose 4-token kernels keep more
+/// vectors live than V8 has registers (x86-64: 16) and run slower per token than runs of 2.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+macro_rules! by_twos {
+    ($x:expr, |$t:ident| $kernel:ident::<N>($($arg:expr),*)) => {{
+        let mut $t = 0;
+        while $t + 2 <= $x.tokens {
+            $kernel::<2>($($arg),*);
+            $t += 2;
+        }
+        if $t < $x.tokens {
+            $kernel::<1>($($arg),*);
+        }
+    }};
+}
+
 fn check_q4(w: &CpuQ4, g: usize, x: &QAct, o: &[i32]) {
     let nb = w.cols / 32;
     assert!(w.cols.is_multiple_of(32) && x.width == w.cols && w.w.len() >= (g + 1) * nb * 128 && w.d.len() >= (g + 1) * nb * GROUP && w.m.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
@@ -100,7 +116,7 @@ pub fn group_q4(isa: Isa, w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut 
         Isa::Avx2 => unsafe { by_fours!(x, |t| avx2_q4::<N>(w, g, x, frac_out, o, t)) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: the shapes are checked by `check_q4` (the loads stay inside them).
-        Isa::Simd128 => unsafe { by_fours!(x, |t| simd128_q4::<N>(w, g, x, frac_out, o, t)) },
+        Isa::Simd128 => unsafe { by_twos!(x, |t| simd128_q4::<N>(w, g, x, frac_out, o, t)) },
         _ => by_fours!(x, |t| portable_q4::<N>(w, g, x, frac_out, o, t)),
     }
 }
@@ -115,7 +131,7 @@ pub fn group_q8(isa: Isa, w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut 
         Isa::Avx2 => unsafe { by_fours!(x, |t| avx2_q8::<N>(w, g, x, frac_out, o, t)) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: as in `group_q4`.
-        Isa::Simd128 => unsafe { by_fours!(x, |t| simd128_q8::<N>(w, g, x, frac_out, o, t)) },
+        Isa::Simd128 => unsafe { by_twos!(x, |t| simd128_q8::<N>(w, g, x, frac_out, o, t)) },
         _ => by_fours!(x, |t| portable_q8::<N>(w, g, x, frac_out, o, t)),
     }
 }
