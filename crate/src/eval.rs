@@ -18,6 +18,7 @@
 //! context they saw then (as in any sliding-window cache). The start token's entry at
 //! position 0 is never moved: it is the attention sink every window keeps.
 
+use crate::adapt::{Adapt, RATE};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::{block_on, forward_seq_to_async, Fracs, Readout};
@@ -67,33 +68,43 @@ pub struct Policy {
     pub start: u32,
     /// How a later window gets its context.
     pub kv: KvMode,
+    /// Whether the model's tables are reweighted by an adaptive bias learned from the
+    /// chunk's text so far ([`crate::adapt`], at [`crate::adapt::RATE`]).
+    pub adapt: bool,
 }
 
 impl Policy {
-    /// What this version writes: [`Policy::shift_for`].
+    /// What this version writes: [`Policy::adaptive_for`].
     pub fn default_for(cfg: &Config) -> Policy {
-        Policy::shift_for(cfg)
+        Policy::adaptive_for(cfg)
     }
 
-    /// The policy a compact tag names for `kv` (docs/FORMAT.md, "Compact form").
-    pub fn for_tag(cfg: &Config, kv: KvMode) -> Policy {
+    /// The policy a compact tag names (docs/FORMAT.md, "Compact form"): `0xFA`
+    /// [`Policy::recompute_for`], `0xFB` [`Policy::shift_for`], `0xFC`
+    /// [`Policy::adaptive_for`]. The fourth combination has no tag (the full form only).
+    pub fn for_tag(cfg: &Config, kv: KvMode, adapt: bool) -> Policy {
         match kv {
-            KvMode::Recompute => Policy::recompute_for(cfg),
-            KvMode::Shift => Policy::shift_for(cfg),
+            KvMode::Recompute => Policy { adapt, ..Policy::recompute_for(cfg) },
+            KvMode::Shift => Policy { adapt, ..Policy::shift_for(cfg) },
         }
     }
 
+    /// Compact tag `0xFC`: [`Policy::shift_for`] with the adaptive bias.
+    pub fn adaptive_for(cfg: &Config) -> Policy {
+        Policy { adapt: true, ..Policy::shift_for(cfg) }
+    }
+
     /// Compact tag `0xFB`: windows of [`SHIFT_WINDOW`], stride [`SHIFT_STRIDE`], the context
-    /// kept in the KV cache.
+    /// kept in the KV cache, the model's tables as they are.
     pub fn shift_for(cfg: &Config) -> Policy {
         let window = SHIFT_WINDOW.min(cfg.ctx);
-        Policy { window, stride: SHIFT_STRIDE.min(window / 2).max(1), start: cfg.doc_start, kv: KvMode::Shift }
+        Policy { window, stride: SHIFT_STRIDE.min(window / 2).max(1), start: cfg.doc_start, kv: KvMode::Shift, adapt: false }
     }
 
     /// The first format's policy (compact tag `0xFA`): windows of 2048, stride 1024,
     /// the context recomputed.
     pub fn recompute_for(cfg: &Config) -> Policy {
-        Policy { window: 2048.min(cfg.ctx), stride: 1024.min(cfg.ctx / 2).max(1), start: cfg.doc_start, kv: KvMode::Recompute }
+        Policy { window: 2048.min(cfg.ctx), stride: 1024.min(cfg.ctx / 2).max(1), start: cfg.doc_start, kv: KvMode::Recompute, adapt: false }
     }
 
     pub fn validate(&self, cfg: &Config) -> Result<()> {
@@ -108,7 +119,7 @@ impl Policy {
 
     pub fn describe(&self) -> String {
         format!(
-            "windows of {} positions (start token {} + up to {} text tokens), stride {}: each scored token sees ≥ {} tokens of context, {}; no BOS added to the text",
+            "windows of {} positions (start token {} + up to {} text tokens), stride {}: each scored token sees ≥ {} tokens of context, {}; no BOS added to the text{}",
             self.window,
             self.start,
             self.window - 1,
@@ -117,7 +128,8 @@ impl Policy {
             match self.kv {
                 KvMode::Recompute => "recomputed for each window",
                 KvMode::Shift => "kept in the KV cache across windows (shifted, re-rotated)",
-            }
+            },
+            if self.adapt { "; the model's tables reweighted by an adaptive bias" } else { "" }
         )
     }
 }
@@ -203,6 +215,9 @@ enum Scored<'a> {
 
 async fn score_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, out: &mut Scored<'_>, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<()> {
     policy.validate(cfg)?;
+    // The adaptive bias needs each whole table (and learns from it): the ranges are then
+    // read from the adapted tables here, not by the engine.
+    let mut adapt = policy.adapt.then(|| (Adapt::new(cfg.vocab, RATE), vec![0u32; cfg.vocab]));
     let mut prev: Option<Window> = None;
     for w in windows(tokens.len(), policy) {
         // What runs, from which position, and where its scored rows start.
@@ -222,11 +237,26 @@ async fn score_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens:
         };
         // Row i of the logits predicts tokens[w.score_start + i].
         let at = w.score_start;
-        let readout = match out {
-            Scored::Tables(sink) => Readout::Tables(&mut |i, f| sink(at + i, f)),
-            Scored::Ranges(sink) => Readout::Ranges(&tokens[at..w.end], &mut |i, c, f| sink(at + i, c, f)),
-        };
-        forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, readout).await?;
+        match (&mut *out, &mut adapt) {
+            (Scored::Tables(sink), None) => forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, Readout::Tables(&mut |i, f| sink(at + i, f))).await?,
+            (Scored::Ranges(sink), None) => forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, Readout::Ranges(&tokens[at..w.end], &mut |i, c, f| sink(at + i, c, f))).await?,
+            (out, Some((ad, q))) => {
+                let mut adapted = |i: usize, f: &[u32]| -> Result<()> {
+                    let t = tokens[at + i];
+                    ad.apply(f, q);
+                    match out {
+                        Scored::Tables(sink) => sink(at + i, q)?,
+                        Scored::Ranges(sink) => {
+                            let (c, fr) = crate::coder::cum_freq(q, t).ok_or_else(|| Error::InvalidArgument(format!("token {t} outside the vocabulary")))?;
+                            sink(at + i, c, fr)?
+                        }
+                    }
+                    ad.learn(q, t);
+                    Ok(())
+                };
+                forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, Readout::Tables(&mut adapted)).await?
+            }
+        }
         progress(w.end, tokens.len())?;
         prev = Some(w);
     }
@@ -246,7 +276,7 @@ mod tests {
 
     #[test]
     fn windows_cover_every_token_once_with_enough_context() {
-        let p = Policy { window: 8, stride: 3, start: 1, kv: KvMode::Recompute };
+        let p = Policy { window: 8, stride: 3, start: 1, kv: KvMode::Recompute, adapt: false };
         for n in 0..40 {
             let ws = windows(n, &p);
             let mut next = 0;

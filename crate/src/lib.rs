@@ -8,6 +8,7 @@
 //! The library core has no file system, threads (unless the `parallel` feature is on) or
 //! clocks, so it builds for `wasm32-unknown-unknown` unchanged.
 
+pub mod adapt;
 pub mod backend;
 pub mod coder;
 pub mod container;

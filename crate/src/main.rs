@@ -126,7 +126,8 @@ enum Cmd {
 struct EvalArgs {
     /// The file to score.
     file: PathBuf,
-    /// Score with the float reference (burn, f32) instead of the integer engine.
+    /// Score with the float reference (burn, f32) instead of the integer engine (the model
+    /// alone: no adaptive bias).
     #[arg(long)]
     reference: bool,
     /// Print one JSON object instead of text.
@@ -148,6 +149,13 @@ struct EvalArgs {
     /// Engine for the integer model.
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
+    /// Score the model's own tables, without the format's adaptive bias.
+    #[arg(long)]
+    no_adapt: bool,
+    /// Also score with the adaptive bias at these learning rates (nats per token,
+    /// comma-separated, e.g. 0.1,0.2; needs --no-adapt): one line each, from the same run.
+    #[arg(long, value_delimiter = ',')]
+    adapt: Vec<f64>,
 }
 
 #[derive(Subcommand)]
@@ -171,8 +179,9 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
     let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
     let mut policy = Policy::default_for(&cfg);
     if let Some(kv) = &a.kv {
-        policy = Policy::for_tag(&cfg, kv.parse().map_err(lmz::Error::InvalidArgument)?);
+        policy = Policy::for_tag(&cfg, kv.parse().map_err(lmz::Error::InvalidArgument)?, policy.adapt);
     }
+    policy.adapt &= !a.no_adapt;
     if let Some(w) = a.window {
         policy.window = w;
     }
@@ -185,6 +194,18 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
     let t0 = Instant::now();
     let mut bits = 0f64;
     let engine: String;
+    let mut adapts = Vec::new();
+    for &r in &a.adapt {
+        if !(r > 0.0 && r <= 4.0) {
+            return Err(lmz::Error::InvalidArgument(format!("--adapt {r}: a learning rate is in (0, 4] nats per token")));
+        }
+        adapts.push((lmz::adapt::Adapt::new(cfg.vocab, (r / std::f64::consts::LN_2 * (1u64 << lmz::adapt::BIAS_FRAC) as f64).round() as u32), 0f64));
+    }
+    if !adapts.is_empty() && (a.reference || policy.adapt) {
+        return Err(lmz::Error::InvalidArgument("--adapt rates are measured on the integer engine's own tables: add --no-adapt (and drop --reference)".into()));
+    }
+    // The float reference scores the model alone.
+    policy.adapt &= !a.reference;
     if a.reference {
         if policy.kv != lmz::eval::KvMode::Recompute {
             return Err(lmz::Error::InvalidArgument("the float reference scores windows from scratch: add --kv recompute".into()));
@@ -194,8 +215,14 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
         let mut backend = engine::Engine::open(a.backend, &model, 1, policy.window)?;
         engine = format!("integer, {}", backend.describe());
         let fr = lmz::model::Fracs::new(&model.weights);
+        let mut q = vec![0u32; cfg.vocab];
         engine::with_engine!(&mut backend, b => score(b, &cfg, &fr, &tokens, &policy, &mut |i, f| {
             bits += lmz::freq::bits(f, tokens[i]);
+            for (ad, abits) in adapts.iter_mut() {
+                ad.apply(f, &mut q);
+                *abits += lmz::freq::bits(&q, tokens[i]);
+                ad.learn(&q, tokens[i]);
+            }
             Ok(())
         }, &mut |done, _| bar.set_position(done as u64)))?;
     }
@@ -214,12 +241,13 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
             "bpb": bpb,
             "engine": engine,
             "threads": threads,
-            "policy": { "window": policy.window, "stride": policy.stride, "start_token": policy.start, "kv": policy.kv.name(), "description": policy.describe() },
+            "policy": { "window": policy.window, "stride": policy.stride, "start_token": policy.start, "kv": policy.kv.name(), "adapt": policy.adapt, "description": policy.describe() },
             "positions_run": positions,
             "seconds": secs,
             "tokens_per_second": n as f64 / secs,
             "bytes_per_second": text.len() as f64 / secs,
             "model": { "path": path.display().to_string(), "fingerprint": lmz::pack::hex(&model.fingerprint) },
+            "adapt": a.adapt.iter().zip(&adapts).map(|(r, (_, ab))| serde_json::json!({ "rate": r, "bits": ab, "bpb": if text.is_empty() { 0.0 } else { ab / text.len() as f64 } })).collect::<Vec<_>>(),
         });
         println!("{j}");
     } else {
@@ -231,6 +259,10 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
         println!("bits/token:  {:.4}", if n > 0 { bits / n as f64 } else { 0.0 });
         println!("bpb:         {bpb:.4} (ideal code length {:.0} bytes)", bits / 8.0);
         println!("time:        {secs:.1} s, {:.1} tokens/s, {:.0} bytes/s", n as f64 / secs, text.len() as f64 / secs);
+        for (r, (_, ab)) in a.adapt.iter().zip(&adapts) {
+            let abpb = if text.is_empty() { 0.0 } else { ab / text.len() as f64 };
+            println!("adapt {r:<6} bpb {abpb:.4} ({:+.2} %, ideal code length {:.0} bytes)", if bits > 0.0 { 100.0 * (ab / bits - 1.0) } else { 0.0 }, ab / 8.0);
+        }
     }
     Ok(())
 }
@@ -329,9 +361,11 @@ fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
         Form::Full => println!("model:       {}", lmz::pack::hex(&i.fingerprint)),
         Form::Compact => println!("model:       {}… (first {} bytes of the fingerprint)", lmz::pack::hex(&i.fingerprint), i.fingerprint.len()),
     }
-    let kv = match i.kv {
-        lmz::eval::KvMode::Shift => "context kept in the KV cache",
-        lmz::eval::KvMode::Recompute => "context recomputed",
+    let kv = match (i.kv, i.adapt) {
+        (lmz::eval::KvMode::Shift, false) => "context kept in the KV cache",
+        (lmz::eval::KvMode::Recompute, false) => "context recomputed",
+        (lmz::eval::KvMode::Shift, true) => "context kept in the KV cache, adaptive bias",
+        (lmz::eval::KvMode::Recompute, true) => "context recomputed, adaptive bias",
     };
     match i.window_stride {
         _ if !i.chunks.iter().any(|c| c.method == lmz::container::Method::Model) => println!("policy:      none (no model-coded chunk)"),

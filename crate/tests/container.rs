@@ -98,19 +98,20 @@ fn round_trips() {
     }
 }
 
-/// Both context policies: the default keeps the context in the KV cache (full-form flag 1,
-/// compact tag 0xFB); files of the first format's policy (flag 0, tag 0xFA) still decode;
-/// on a text shorter than a window the two code the same bytes, on a longer one they differ.
+/// Both context policies: the context kept in the KV cache (full-form flag 1, compact tag
+/// 0xFB); files of the first format's policy (flag 0, tag 0xFA) still decode; on a text
+/// shorter than a window the two code the same bytes, on a longer one they differ.
 #[test]
 fn kv_shift_and_recompute_policies() {
-    use lmz::container::{FLAG_KV_SHIFT, TAG_MODEL, TAG_MODEL_SHIFT};
+    use lmz::container::{FLAG_KV_SHIFT, TAG_MODEL, TAG_MODEL_ADAPT, TAG_MODEL_SHIFT};
     use lmz::eval::{KvMode, Policy};
     let cfg = tiny().model.config();
     let recompute = Options { policy: Some(Policy::recompute_for(cfg)), ..forced() };
+    let shifted = Options { policy: Some(Policy::shift_for(cfg)), ..forced() };
     let data = text(1500); // ~1000 tokens: many windows of 128
     for compact in [false, true] {
         let opts = |o: Options| Options { chunk_tokens: usize::MAX, compact, ..o };
-        let shift = compress(&data, &opts(forced()));
+        let shift = compress(&data, &opts(shifted.clone()));
         let old = compress(&data, &opts(recompute.clone()));
         assert_eq!(info(&shift).unwrap().kv, KvMode::Shift);
         assert_eq!(info(&old).unwrap().kv, KvMode::Recompute);
@@ -124,7 +125,7 @@ fn kv_shift_and_recompute_policies() {
         assert_eq!(decompress(&old).unwrap(), data);
         // Under one window the policies agree.
         let short = text(60);
-        let (a, b) = (compress(&short, &opts(forced())), compress(&short, &opts(recompute.clone())));
+        let (a, b) = (compress(&short, &opts(shifted.clone())), compress(&short, &opts(recompute.clone())));
         let p = info(&a).unwrap().chunks[0].stored_len as usize;
         assert_eq!(a.len(), b.len());
         assert_eq!(a[a.len() - p..], b[b.len() - p..]);
@@ -135,14 +136,54 @@ fn kv_shift_and_recompute_policies() {
     assert_eq!(info(&f).unwrap().form, Form::Full);
     assert_eq!(info(&f).unwrap().window_stride, Some((128, 17)));
     assert_eq!(decompress(&f).unwrap(), data);
-    // Raw streams of either tag decode.
+    // Raw streams of every tag decode (the default's is 0xFC).
     let raw = tiny().codec.compress_raw(&mut backend(), &data, ModelUse::Force, &mut |_, _| {}).unwrap();
+    assert_eq!(raw[0], TAG_MODEL_ADAPT);
+    assert_eq!(tiny().codec.decompress_raw(&mut backend(), &raw, data.len() as u64, &mut |_, _| {}).unwrap(), data);
+    let sh = compress(&data, &Options { chunk_tokens: usize::MAX, ..shifted });
+    let mut raw = vec![sh[0]];
+    raw.extend_from_slice(&sh[1 + 2 + 2..]); // tag, [fingerprint, length varint (2 bytes)], check, payload
     assert_eq!(raw[0], TAG_MODEL_SHIFT);
     assert_eq!(tiny().codec.decompress_raw(&mut backend(), &raw, data.len() as u64, &mut |_, _| {}).unwrap(), data);
     let old = compress(&data, &Options { chunk_tokens: usize::MAX, ..recompute });
     let mut old_raw = vec![old[0]];
     old_raw.extend_from_slice(&old[1 + 2 + 2..]); // tag, [fingerprint, length varint (2 bytes)], check, payload
     assert_eq!(tiny().codec.decompress_raw(&mut backend(), &old_raw, data.len() as u64, &mut |_, _| {}).unwrap(), data);
+}
+
+/// The default policy adds the adaptive bias (full-form flag 2, compact tag 0xFC): on a
+/// repetitive text it makes smaller files than the model alone; they decode, in lock-step
+/// slots too; recomputed context with the bias has no tag and takes the full form.
+#[test]
+fn adaptive_bias_policy() {
+    use lmz::container::{FLAG_ADAPT, FLAG_KV_SHIFT, TAG_MODEL_ADAPT};
+    use lmz::eval::Policy;
+    let cfg = tiny().model.config();
+    let data = text(1500);
+    let plain = Options { policy: Some(Policy::shift_for(cfg)), ..forced() };
+    for compact in [false, true] {
+        let opts = |o: Options| Options { chunk_tokens: usize::MAX, compact, ..o };
+        let (a, p) = (compress(&data, &opts(forced())), compress(&data, &opts(plain.clone())));
+        assert!(info(&a).unwrap().adapt && !info(&p).unwrap().adapt);
+        if compact {
+            assert_eq!(a[0], TAG_MODEL_ADAPT);
+        } else {
+            assert_eq!(a[5], FLAG_KV_SHIFT | FLAG_ADAPT);
+        }
+        // The tiny model is random and often confidently wrong (a bias of at most 8 octaves
+        // cannot undo all of it), so the gain is small here; on real text: BENCHMARKS.md.
+        assert!(a.len() < p.len(), "adaptive {} bytes, the model alone {}", a.len(), p.len());
+        assert_eq!(decompress(&a).unwrap(), data);
+    }
+    let many = compress(&data, &multi(97));
+    assert!(info(&many).unwrap().adapt);
+    for slots in [1, 2, 4] {
+        assert_eq!(decompress_slots(&many, slots).unwrap(), data, "{slots} slots");
+    }
+    let ra = Options { policy: Some(Policy { adapt: true, ..Policy::recompute_for(cfg) }), chunk_tokens: usize::MAX, ..forced() };
+    let f = compress(&data, &ra);
+    assert_eq!((info(&f).unwrap().form, f[5]), (Form::Full, FLAG_ADAPT));
+    assert_eq!(decompress(&f).unwrap(), data);
 }
 
 #[test]
@@ -195,7 +236,7 @@ fn compact_forms_cost_few_bytes_over_the_coder() {
     let t = tiny();
     let note = text(200);
     let raw = t.codec.compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {}).unwrap();
-    assert_eq!(raw[0], lmz::container::TAG_MODEL_SHIFT);
+    assert_eq!(raw[0], lmz::container::TAG_MODEL_ADAPT);
     let coder_bytes = raw.len() - 3;
     assert_eq!(t.codec.decompress_raw(&mut backend(), &raw, note.len() as u64, &mut |_, _| {}).unwrap(), note);
     let file = compress(&note, &forced());
@@ -242,7 +283,7 @@ fn raw_streams_become_compact_files() {
     assert_eq!(lmz::container::raw_to_compact(fp, &[], 0).unwrap_err().code(), "LMZ_FORMAT_TRUNCATED");
     assert_eq!(lmz::container::raw_to_compact(fp, &[0xFA, 1], 0).unwrap_err().code(), "LMZ_FORMAT_TRUNCATED");
     assert_eq!(lmz::container::raw_to_compact(fp, &[0x41, 1, 2], 0).unwrap_err().code(), "LMZ_FORMAT_BAD_MAGIC");
-    assert_eq!(lmz::container::raw_to_compact(fp, &[0xFC, 1, 2], 0).unwrap_err().code(), "LMZ_FORMAT_UNSUPPORTED_VERSION");
+    assert_eq!(lmz::container::raw_to_compact(fp, &[0xFD, 1, 2], 0).unwrap_err().code(), "LMZ_FORMAT_UNSUPPORTED_VERSION");
 }
 
 #[test]
@@ -329,18 +370,18 @@ fn hostile_headers() {
     assert_eq!(code(b""), "LMZ_FORMAT_TRUNCATED");
     assert_eq!(code(b"hello world"), "LMZ_FORMAT_BAD_MAGIC");
     assert_eq!(code(&[0x89, b'L', b'M']), "LMZ_FORMAT_BAD_MAGIC");
-    assert_eq!(code(&[0xFC, 1, 2, 3]), "LMZ_FORMAT_UNSUPPORTED_VERSION");
+    assert_eq!(code(&[0xFD, 1, 2, 3]), "LMZ_FORMAT_UNSUPPORTED_VERSION");
     let mut v2 = file.clone();
     v2[4] = 2;
     assert_eq!(code(&v2), "LMZ_FORMAT_UNSUPPORTED_VERSION");
-    // A flag this version does not know (bit 1), with a valid header checksum.
+    // A flag this version does not know (bit 2), with a valid header checksum.
     let table_end = file.len() - info(&file).unwrap().chunks.iter().map(|c| c.stored_len as usize).sum::<usize>() - 4;
     let mut f2 = file.clone();
-    f2[5] |= 2;
+    f2[5] |= 4;
     let crc = crc32(&f2[..table_end]);
     f2[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(code(&f2), "LMZ_FORMAT_UNSUPPORTED_VERSION");
-    f2[5] &= !2;
+    f2[5] &= !4;
     let crc = crc32(&f2[..table_end]);
     f2[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(decompress(&f2).unwrap(), data);

@@ -205,9 +205,9 @@ async function decompressBytes(bytes, name, signal) {
   $('bar').value = 1;
 }
 
-/** An lmz file starts with 89 4C 4D 5A or a compact tag F8–FB; text never does. */
+/** An lmz file starts with 89 4C 4D 5A or a compact tag F8–FC; text never does. */
 function looksLikeLmz(b) {
-  return (b[0] === 0x89 && b[1] === 0x4c && b[2] === 0x4d && b[3] === 0x5a) || (b[0] >= 0xf8 && b[0] <= 0xfb);
+  return (b[0] === 0x89 && b[1] === 0x4c && b[2] === 0x4d && b[3] === 0x5a) || (b[0] >= 0xf8 && b[0] <= 0xfc);
 }
 
 async function openFile(f) {
