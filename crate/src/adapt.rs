@@ -30,9 +30,9 @@ use crate::tables::{exp2_table, OUT_EXP_BITS, OUT_P_FRAC};
 pub const BIAS_FRAC: u32 = 24;
 /// The bias stays within ±8 octaves (a factor of 256 either way).
 pub const BIAS_LIMIT: i32 = 8 << BIAS_FRAC;
-/// The learning rate of the format: η in Q24 log2 units per token, 0.2 nats (chosen by
-/// measurement: BENCHMARKS.md, "Online models on top of the LM").
-pub const RATE: u32 = 4_839_907;
+/// The learning rate of the format: η in Q24 log2 units per token, `round(0.2 / ln 2 · 2^24)`
+/// (0.2 nats; chosen by measurement: BENCHMARKS.md, "Online models on top of the LM").
+pub const RATE: u32 = 4_840_881;
 
 /// The adaptive bias of one sequence (one per chunk: it starts at zero with every chunk).
 #[derive(Clone)]

@@ -78,6 +78,8 @@ export interface Info {
   /** The context policy (full form); `undefined` means the model's default. */
   window?: number;
   stride?: number;
+  /** Whether the model's tables are reweighted by the adaptive bias learned from the text. */
+  adapt: boolean;
   /** Bits per byte of the original, every header byte included. */
   bpb: number;
   chunks: ChunkInfo[];

@@ -89,6 +89,8 @@ struct InfoJs {
     checksum: u32,
     window: Option<u32>,
     stride: Option<u32>,
+    /// Whether the model's tables are reweighted by the adaptive bias (docs/FORMAT.md).
+    adapt: bool,
     bpb: f64,
     chunks: Vec<ChunkJs>,
 }
@@ -119,6 +121,7 @@ pub fn info(file: &[u8]) -> Result<JsValue, JsValue> {
         checksum: i.checksum,
         window: i.window_stride.map(|w| w.0),
         stride: i.window_stride.map(|w| w.1),
+        adapt: i.adapt,
         bpb: i.bpb(),
         chunks: i
             .chunks
