@@ -39,6 +39,20 @@ fn eval_json_on_a_tiny_model() {
     let again = lmz().args(["eval", "--json", "--window", "64", "--stride", "32", "--model"]).arg(&pack).arg(&text).output().unwrap();
     let j2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(j["bits"], j2["bits"]);
+    // The default policy scores with the adaptive bias; --no-adapt scores the model alone,
+    // and --adapt rates (in the same run) measure the bias on top of it: the format's rate
+    // (0.2) gives exactly the default's bits.
+    assert_eq!(j["policy"]["adapt"], true);
+    let out = lmz().args(["eval", "--json", "--window", "64", "--stride", "32", "--no-adapt", "--adapt", "0.2,0.5", "--model"]).arg(&pack).arg(&text).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let alone: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(alone["policy"]["adapt"], false);
+    assert_ne!(alone["bits"], j["bits"]);
+    assert_eq!(alone["adapt"][0]["bits"], j["bits"]);
+    assert_eq!(alone["adapt"].as_array().unwrap().len(), 2);
+    let out = lmz().args(["eval", "--adapt", "0.2", "--model"]).arg(&pack).arg(&text).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "--adapt without --no-adapt is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-adapt"));
     std::fs::remove_dir_all(&d).ok();
 }
 
@@ -103,6 +117,20 @@ fn compress_and_decompress_files_like_gzip() {
     let out = lmz().current_dir(&d).args(["info", "--backend", "cpu", "a.txt.lmz"]).output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && s.contains("engine:      CPU, ") && s.contains("(--backend cpu)"), "{s}");
+    // Model-coded, the default has the adaptive bias (tag 0xFC); --no-adapt codes with the
+    // model's tables alone (tag 0xFB); -d reads which from the file.
+    std::fs::write(d.join("b.txt"), &body).unwrap();
+    for (flag, tag, says) in [(None, lmz::container::TAG_MODEL_ADAPT, true), (Some("--no-adapt"), lmz::container::TAG_MODEL_SHIFT, false)] {
+        let mut args = vec!["-k", "-f", "--use-model", "force", "b.txt"];
+        args.extend(flag);
+        let out = run_in(&d, &pack, &args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(d.join("b.txt.lmz")).unwrap()[0], tag);
+        let out = lmz().current_dir(&d).args(["info", "b.txt.lmz"]).output().unwrap();
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(s.contains("adaptive bias"), says, "{s}");
+        assert_eq!(run_in(&d, &pack, &["-dc", "b.txt.lmz"]).stdout, body);
+    }
     // -d restores it and removes the .lmz.
     let out = run_in(&d, &pack, &["-d", "a.txt.lmz"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
