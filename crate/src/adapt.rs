@@ -73,17 +73,31 @@ impl Adapt {
             q.copy_from_slice(f);
             return;
         }
-        let max = self.max;
+        let Adapt { bias, max, exp, w, .. } = self;
+        let max = *max;
+        // Per part: Σ w and the first largest w (index, value); combined in order below, so
+        // the result does not depend on how the parts were scheduled.
+        let parts = each_part(w, |at, w| {
+            let mut sum = 0u64;
+            let mut top = (at, 0u64);
+            for (i, ((w, &fv), &b)) in w.iter_mut().zip(&f[at..]).zip(&bias[at..]).enumerate() {
+                // b ≥ −LIMIT and max ≤ LIMIT: d < 2^28, a shift of at most 16.
+                let d = max.wrapping_sub(b) as u32;
+                let m = exp[((d >> (BIAS_FRAC - OUT_EXP_BITS)) & 1023) as usize] >> (d >> BIAS_FRAC).min(31);
+                *w = fv.saturating_sub(1) as u64 * m as u64;
+                sum += *w;
+                if *w > top.1 {
+                    top = (at + i, *w);
+                }
+            }
+            (sum, top)
+        });
         let mut sum = 0u64;
         let mut top = (0usize, 0u64);
-        for (i, ((w, &fv), &b)) in self.w.iter_mut().zip(f).zip(&self.bias).enumerate() {
-            // b ≥ −LIMIT and max ≤ LIMIT: d < 2^28, n ≤ 16.
-            let d = max.wrapping_sub(b) as u32;
-            let m = self.exp[((d >> (BIAS_FRAC - OUT_EXP_BITS)) & 1023) as usize] >> (d >> BIAS_FRAC).min(31);
-            *w = fv.saturating_sub(1) as u64 * m as u64;
-            sum += *w;
-            if *w > top.1 {
-                top = (i, *w);
+        for (s, t) in parts {
+            sum += s;
+            if t.1 > top.1 {
+                top = t;
             }
         }
         if sum == 0 {
@@ -93,12 +107,18 @@ impl Adapt {
         }
         let budget = (1u64 << FREQ_BITS) - f.len() as u64;
         let r = ((budget as u128) << 64) / sum as u128;
-        let mut total = 0u32;
-        for (qv, &w) in q.iter_mut().zip(&self.w) {
-            // w·R ≤ budget·2^64: the shifted product is ≤ budget.
-            *qv = 1 + ((w as u128 * r) >> 64) as u32;
-            total += *qv;
-        }
+        let w = &self.w;
+        let total: u32 = each_part(q, |at, q| {
+            let mut total = 0u32;
+            for (qv, &w) in q.iter_mut().zip(&w[at..]) {
+                // w·R ≤ budget·2^64: the shifted product is ≤ budget.
+                *qv = 1 + ((w as u128 * r) >> 64) as u32;
+                total += *qv;
+            }
+            total
+        })
+        .into_iter()
+        .sum();
         q[top.0] += (1u32 << FREQ_BITS) - total;
     }
 
@@ -106,19 +126,41 @@ impl Adapt {
     pub fn learn(&mut self, q: &[u32], symbol: u32) {
         debug_assert_eq!(q.len(), self.bias.len());
         let rate = self.rate as u64;
-        let mut max = i32::MIN;
-        for (b, &qv) in self.bias.iter_mut().zip(q) {
-            // η·q < 2^28·2^24; the step is ≤ η.
-            let step = ((rate * qv as u64) >> FREQ_BITS) as i32;
-            *b = (*b - step).max(-BIAS_LIMIT);
-            max = max.max(*b);
-        }
+        let mut max = each_part(&mut self.bias, |at, b| {
+            let mut max = i32::MIN;
+            for (b, &qv) in b.iter_mut().zip(&q[at..]) {
+                // η·q < 2^28·2^24; the step is ≤ η.
+                let step = ((rate * qv as u64) >> FREQ_BITS) as i32;
+                *b = (*b - step).max(-BIAS_LIMIT);
+                max = max.max(*b);
+            }
+            max
+        })
+        .into_iter()
+        .fold(i32::MIN, i32::max);
         if let Some(b) = self.bias.get_mut(symbol as usize) {
             *b = (*b + self.rate as i32).min(BIAS_LIMIT);
             max = max.max(*b);
         }
         self.max = max;
         self.flat = false;
+    }
+}
+
+/// Symbols per part of [`each_part`].
+const PART: usize = 8192;
+
+/// `f(start, part)` on each part of [`PART`] elements of `out`, in parallel when enabled;
+/// the results in order.
+fn each_part<A: Send, T: Send>(out: &mut [A], f: impl Fn(usize, &mut [A]) -> T + Sync + Send) -> Vec<T> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(PART).enumerate().map(|(k, o)| f(k * PART, o)).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        out.chunks_mut(PART).enumerate().map(|(k, o)| f(k * PART, o)).collect()
     }
 }
 
@@ -216,6 +258,40 @@ mod tests {
         // The others keep their order.
         assert!(q[3] > q[4] && f[3] > f[4]);
     }
+
+    /// 40 steps over a 49,152-symbol vocabulary: every adapted table, hashed. Pins the
+    /// format's arithmetic (docs/FORMAT.md, "The adaptive bias"), and the same on any number
+    /// of threads.
+    fn run(threads: usize) -> String {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut seed = 12345u64;
+            let mut a = Adapt::new(49152, RATE);
+            let mut q = vec![0; 49152];
+            let mut all = Vec::new();
+            for _ in 0..40 {
+                let logits: Vec<i32> = (0..49152).map(|_| (rng(&mut seed) % 20000) as i32).collect();
+                let f = table(&logits);
+                a.apply(&f, &mut q);
+                check(&q);
+                all.extend(q.iter().flat_map(|x| x.to_le_bytes()));
+                // Mostly a few favourite symbols, as text is.
+                let s = if rng(&mut seed) % 4 == 0 { rng(&mut seed) % 49152 } else { rng(&mut seed) % 8 * 1000 };
+                a.learn(&q, s as u32);
+            }
+            crate::pack::hex(&crate::pack::sha256(&all))
+        })
+    }
+
+    #[test]
+    #[cfg(feature = "parallel")]
+    fn golden_and_the_same_on_any_thread_count() {
+        let one = run(1);
+        assert_eq!(one, GOLDEN_ADAPT_SHA256, "the adaptive bias's tables changed: a format change");
+        assert_eq!(run(3), one);
+    }
+
+    const GOLDEN_ADAPT_SHA256: &str = "6b9d5d0ccb2d85f3c6d84a68c93ac80f3b28fcf3558f762f97f59ba3bbd5e7ee";
 
     #[test]
     fn learning_lowers_the_code_length_of_a_skewed_source() {
