@@ -167,19 +167,7 @@ fn each_part<A: Send, T: Send>(out: &mut [A], f: impl Fn(usize, &mut [A]) -> T +
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::freq::{freq_table, FREQ_TOTAL};
-
-    fn table(logits: &[i32]) -> Vec<u32> {
-        let e = exp2_table(OUT_EXP_BITS, OUT_P_FRAC);
-        let mut f = vec![0; logits.len()];
-        freq_table(logits, &e, &mut f);
-        f
-    }
-
-    fn check(q: &[u32]) {
-        assert!(q.iter().all(|&x| x >= 1));
-        assert_eq!(q.iter().map(|&x| x as u64).sum::<u64>(), FREQ_TOTAL as u64);
-    }
+    use crate::freq::tests::{check, table};
 
     /// A little deterministic generator (xorshift).
     fn rng(seed: &mut u64) -> u64 {

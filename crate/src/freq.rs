@@ -66,18 +66,20 @@ pub fn bits(freq: &[u32], symbol: u32) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::tables::{exp2_table, OUT_EXP_BITS, OUT_P_FRAC};
 
-    fn table(logits: &[i32]) -> Vec<u32> {
+    /// The table of `logits` (also used by `adapt`'s tests).
+    pub(crate) fn table(logits: &[i32]) -> Vec<u32> {
         let e = exp2_table(OUT_EXP_BITS, OUT_P_FRAC);
         let mut f = vec![0; logits.len()];
         freq_table(logits, &e, &mut f);
         f
     }
 
-    fn check(f: &[u32]) {
+    /// A valid table: every entry ≥ 1, the sum exactly 2^24.
+    pub(crate) fn check(f: &[u32]) {
         assert!(f.iter().all(|&x| x >= 1));
         assert_eq!(f.iter().map(|&x| x as u64).sum::<u64>(), FREQ_TOTAL as u64);
     }
