@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn a_repeated_token_gets_cheaper_and_the_others_stay_in_proportion() {
-        let f = table(&(0..1000).map(|i| if i == 3 { 8 << 10 } else { (i * 37 % 1000) as i32 }).collect::<Vec<_>>());
+        let f = table(&(0..1000).map(|i| if i == 3 { 8 << 10 } else { i * 37 % 1000 }).collect::<Vec<_>>());
         let mut a = Adapt::new(f.len(), RATE);
         let mut q = vec![0; f.len()];
         let mut last = f[500];
@@ -264,7 +264,7 @@ mod tests {
                 check(&q);
                 all.extend(q.iter().flat_map(|x| x.to_le_bytes()));
                 // Mostly a few favourite symbols, as text is.
-                let s = if rng(&mut seed) % 4 == 0 { rng(&mut seed) % 49152 } else { rng(&mut seed) % 8 * 1000 };
+                let s = if rng(&mut seed).is_multiple_of(4) { rng(&mut seed) % 49152 } else { rng(&mut seed) % 8 * 1000 };
                 a.learn(&q, s as u32);
             }
             crate::pack::hex(&crate::pack::sha256(&all))
