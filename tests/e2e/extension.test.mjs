@@ -290,8 +290,9 @@ describe('the notes extension in Chromium', { concurrency: 1 }, () => {
     await closeOffscreen(); // the document now open has armed the default (60 s)
     try {
       // A note; the document opens for it, loads the model and compresses, taking longer than
-      // IDLE: sample the documents until the note is stored.
-      const FIRST = 'The offscreen document must stay while this note is being compressed.';
+      // IDLE: sample the documents until the note is stored. A few KB of text, so that the job
+      // outlasts IDLE on a fast machine too (a one-line note took 1.4 s on CI's).
+      const FIRST = Array.from({ length: 48 }, (_, i) => `Line ${i}: the offscreen document must stay while this note is being compressed.`).join('\n');
       await app.write(page, FIRST);
       const seen = [];
       const t0 = Date.now();

@@ -1,0 +1,55 @@
+//! Dumps, per token, what the coder sees under the format's default (the LM plus the integer
+//! adaptive bias of `adapt.rs`), to design the next online model offline (issue 9).
+//!
+//! `cargo run --release --example dump_adapted -- FILE OUT.tsv [TOKENS]`
+//!
+//! One line per token: its id, the adapted table's frequency of it (of 2^24), the table's
+//! entropy in bits, its most likely token and that token's frequency. With these, any model
+//! mixed linearly with the table (`(1−λ)·q + λ·p`) can be replayed exactly: the mixture's
+//! probability of the coded token needs only the two models' probabilities of it.
+
+use lmz::adapt::{Adapt, RATE};
+use lmz::backend::cpu::CpuBackend;
+use lmz::eval::{score, Policy};
+use lmz::model::Fracs;
+use std::io::Write;
+
+fn main() -> lmz::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (file, out) = match (args.get(1), args.get(2)) {
+        (Some(f), Some(o)) => (f, o),
+        _ => return Err(lmz::Error::InvalidArgument("usage: dump_adapted FILE OUT.tsv [TOKENS]".into())),
+    };
+    let text = std::fs::read(file).map_err(|e| lmz::Error::io(file, e))?;
+    let model = lmz::fetch::load(&lmz::fetch::default_pack_path(None))?;
+    let cfg = model.config().clone();
+    let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
+    let mut tokens = tok.encode(&text);
+    if let Some(n) = args.get(3).and_then(|s| s.parse().ok()) {
+        tokens.truncate(n);
+    }
+    let fr = Fracs::new(&model.weights);
+    let policy = Policy::default_for(&cfg);
+    let mut b = CpuBackend::new(&model, policy.window)?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| lmz::Error::io(out, e))?);
+    let toks = tokens.clone();
+    let mut adapt = Adapt::new(cfg.vocab, RATE);
+    let mut q = vec![0u32; cfg.vocab];
+    let (mut lm_bits, mut ad_bits) = (0f64, 0f64);
+    score(&mut b, &cfg, &fr, &tokens, &policy, &mut |i, f| {
+        let t = toks[i] as usize;
+        adapt.apply(f, &mut q);
+        let z = (1u64 << 24) as f64;
+        lm_bits -= (f[t] as f64 / z).log2();
+        ad_bits -= (q[t] as f64 / z).log2();
+        let h: f64 = q.iter().map(|&x| x as f64 / z).filter(|&p| p > 0.0).map(|p| -p * p.log2()).sum();
+        let (top, &qt) = q.iter().enumerate().max_by_key(|&(v, &x)| (x, std::cmp::Reverse(v))).unwrap_or((0, &0));
+        writeln!(w, "{t}\t{}\t{h:.4}\t{top}\t{qt}", q[t]).map_err(|e| lmz::Error::io("dump", e))?;
+        adapt.learn(&q, t as u32);
+        Ok(())
+    }, &mut |d, n| eprint!("\r{d}/{n}"))?;
+    eprintln!();
+    let n = tokens.len().max(1) as f64;
+    eprintln!("LM alone {:.4}, with the adaptive bias {:.4} bits/token over {} tokens", lm_bits / n, ad_bits / n, tokens.len());
+    Ok(())
+}
