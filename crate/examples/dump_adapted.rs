@@ -8,7 +8,6 @@
 //! mixed linearly with the table (`(1−λ)·q + λ·p`) can be replayed exactly: the mixture's
 //! probability of the coded token needs only the two models' probabilities of it.
 
-use lmz::adapt::{Adapt, RATE};
 use lmz::backend::cpu::CpuBackend;
 use lmz::eval::{score, Policy};
 use lmz::model::Fracs;
@@ -33,23 +32,19 @@ fn main() -> lmz::Result<()> {
     let mut b = CpuBackend::new(&model, policy.window)?;
     let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| lmz::Error::io(out, e))?);
     let toks = tokens.clone();
-    let mut adapt = Adapt::new(cfg.vocab, RATE);
-    let mut q = vec![0u32; cfg.vocab];
-    let (mut lm_bits, mut ad_bits) = (0f64, 0f64);
-    score(&mut b, &cfg, &fr, &tokens, &policy, &mut |i, f| {
+    assert!(policy.adapt, "the default policy adapts: `score` hands out the adapted tables");
+    let mut bits = 0f64;
+    score(&mut b, &cfg, &fr, &tokens, &policy, &mut |i, q| {
         let t = toks[i] as usize;
-        adapt.apply(f, &mut q);
         let z = (1u64 << 24) as f64;
-        lm_bits -= (f[t] as f64 / z).log2();
-        ad_bits -= (q[t] as f64 / z).log2();
+        bits -= (q[t] as f64 / z).log2();
         let h: f64 = q.iter().map(|&x| x as f64 / z).filter(|&p| p > 0.0).map(|p| -p * p.log2()).sum();
         let (top, &qt) = q.iter().enumerate().max_by_key(|&(v, &x)| (x, std::cmp::Reverse(v))).unwrap_or((0, &0));
         writeln!(w, "{t}\t{}\t{h:.4}\t{top}\t{qt}", q[t]).map_err(|e| lmz::Error::io("dump", e))?;
-        adapt.learn(&q, t as u32);
         Ok(())
     }, &mut |d, n| eprint!("\r{d}/{n}"))?;
     eprintln!();
     let n = tokens.len().max(1) as f64;
-    eprintln!("LM alone {:.4}, with the adaptive bias {:.4} bits/token over {} tokens", lm_bits / n, ad_bits / n, tokens.len());
+    eprintln!("the coder's tables: {:.4} bits/token over {} tokens", bits / n, tokens.len());
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! `cargo run --release --example dump_tables -- FILE OUT.tsv [TOKENS]`
 //!
-//! Scores FILE's first TOKENS tokens (default all) under the default policy and writes one
+//! Scores FILE's first TOKENS tokens (default all) under the default policy without the
+//! adaptive bias (`Policy::shift_for`) and writes one
 //! line per token: its id, the LM's frequency of it (of 2^24), for each temperature in
 //! `TEMPS` the code length of the token under `freq^(1/T)` renormalised, then for every
 //! match order k = 1..=MAX_ORDER the token that followed the most recent earlier occurrence
@@ -40,7 +41,8 @@ fn main() -> lmz::Result<()> {
         tokens.truncate(n);
     }
     let fr = Fracs::new(&model.weights);
-    let policy = Policy::default_for(&cfg);
+    // The model's own tables (no adaptive bias): the models below are measured against them.
+    let policy = Policy::shift_for(&cfg);
     let mut b = CpuBackend::new(&model, policy.window)?;
     // Most recent end position of each k-gram (hash of the k tokens ending at i, exclusive).
     let mut last: Vec<HashMap<u64, usize>> = vec![HashMap::new(); MAX_ORDER + 1];
