@@ -3,7 +3,8 @@
 //!
 //! Every round trip is checked byte for byte; speeds are input bytes per second of wall
 //! time. Machines are shared and noisy: compare ratios of times within one run. `--speed`
-//! reports lmz alone in tokens/s, the unit of llama.cpp's prompt evaluation.
+//! reports lmz alone in tokens/s, the unit of llama.cpp's prompt evaluation; `--ablation`
+//! what each part of lmz contributes to the ratio.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -70,6 +71,8 @@ pub enum Mode {
     Classic,
     /// lmz only, in tokens/s (`--speed`).
     Speed,
+    /// lmz's parts, one row each (`--ablation`).
+    Ablation,
 }
 
 pub fn run(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, threads: Option<usize>, backend: crate::engine::BackendKind) -> Result<()> {
@@ -78,11 +81,11 @@ pub fn run(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, threads: Op
 
 fn run_on_pool(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, backend: crate::engine::BackendKind) -> Result<()> {
     let with_lmz = mode != Mode::Classic;
-    let engine = if with_lmz {
-        let model = lmz::fetch::load(&lmz::fetch::default_pack_path(model_flag))?;
-        let codec = lmz::container::Codec::new(&model)?;
+    let model = if with_lmz { Some(lmz::fetch::load(&lmz::fetch::default_pack_path(model_flag))?) } else { None };
+    let engine = if let Some(model) = &model {
+        let codec = lmz::container::Codec::new(model)?;
         // Four sequence slots: the chunks of a file decode in lock-step, as with `lmz -d`.
-        let backend = crate::engine::Engine::open(backend, &model, 4, codec.default_policy().window)?;
+        let backend = crate::engine::Engine::open(backend, model, 4, codec.default_policy().window)?;
         eprintln!("lmz engine: {}", backend.describe());
         Some((codec, backend))
     } else {
@@ -92,6 +95,9 @@ fn run_on_pool(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, backend
     if mode == Mode::Speed {
         println!("| file | bytes | tokens | engine | bpb | compress tok/s | compress B/s | decompress tok/s | decompress B/s |");
         println!("|---|---|---|---|---|---|---|---|---|");
+    } else if mode == Mode::Ablation {
+        println!("| file | bytes | tokens | lmz | bpb | vs the row above |");
+        println!("|---|---|---|---|---|---|");
     } else {
         println!("| file | bytes | compressor | size | bpb | compress B/s | decompress B/s |");
         println!("|---|---|---|---|---|---|---|");
@@ -103,6 +109,10 @@ fn run_on_pool(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, backend
             let bpb = if data.is_empty() { 0.0 } else { 8.0 * size as f64 / data.len() as f64 };
             println!("| {name} | {} | {what} | {size} | {bpb:.3} | {:.0} | {:.0} |", data.len(), data.len() as f64 / tc, data.len() as f64 / td);
         };
+        if let (Some((codec, backend)), Some(model), Mode::Ablation) = (engine.as_mut(), &model, mode) {
+            ablation(model, &name, &data, codec, backend)?;
+            continue;
+        }
         if let Some((codec, backend)) = engine.as_mut() {
             let opts = lmz::container::Options::default();
             let label = match backend {
@@ -136,8 +146,49 @@ fn run_on_pool(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, backend
     }
     println!();
     match mode {
+        Mode::Ablation => println!("threads: {}; bpb of the first two rows: ideal code length of the whole text as one sequence (windows of {}, the context kept in the KV cache); the last: the .lmz file's size", rayon::current_num_threads(), lmz::eval::SHIFT_WINDOW),
         Mode::Speed => println!("threads: {}; tokens (of the model's tokenizer) and input bytes per second of wall time, model load excluded", rayon::current_num_threads()),
         _ => println!("threads: {}; speeds are input bytes per second of wall time", rayon::current_num_threads()),
+    }
+    Ok(())
+}
+
+/// One file's ablation rows: the model's tables alone, with the format's adaptive bias
+/// (both from one model run over the whole text), then the real file (chunks, container),
+/// checked by a round trip.
+fn ablation(model: &lmz::pack::Model, name: &str, data: &[u8], codec: &lmz::container::Codec, backend: &mut crate::engine::Engine) -> Result<()> {
+    use lmz::eval::{score, Policy};
+    let cfg = model.config().clone();
+    let fr = lmz::model::Fracs::new(&model.weights);
+    let tokens = codec.tokenizer().encode(data);
+    let policy = Policy::shift_for(&cfg);
+    let mut adapt = lmz::adapt::Adapt::new(cfg.vocab, lmz::adapt::RATE);
+    let mut q = vec![0u32; cfg.vocab];
+    let (mut lm, mut biased) = (0f64, 0f64);
+    let bar = crate::progress_bar(tokens.len() as u64, "scoring");
+    crate::engine::with_engine!(&mut *backend, b => score(b, &cfg, &fr, &tokens, &policy, &mut |i, f| {
+        lm += lmz::freq::bits(f, tokens[i]);
+        adapt.apply(f, &mut q);
+        biased += lmz::freq::bits(&q, tokens[i]);
+        adapt.learn(&q, tokens[i]);
+        Ok(())
+    }, &mut |done, _| bar.set_position(done as u64)))?;
+    bar.finish_and_clear();
+    let z = crate::engine::with_engine!(&mut *backend, b => codec.compress(b, data, &lmz::container::Options::default(), &mut |_, _| {}))?;
+    let back = crate::engine::with_engine!(&mut *backend, b => codec.decompress(b, &z, &mut |_, _| {}))?;
+    if back != data {
+        return Err(Error::FormatCorrupt(format!("{name}: lmz did not round-trip")));
+    }
+    let bpb = |bits: f64| if data.is_empty() { 0.0 } else { bits / data.len() as f64 };
+    let stored = 8.0 * z.len() as f64;
+    let mut prev: Option<f64> = None;
+    for (what, bits) in [("the LM alone (ideal)", lm), ("+ adaptive bias (ideal)", biased), ("the .lmz file (chunks, container)", stored)] {
+        let delta = match prev {
+            Some(p) if p > 0.0 => format!("{:+.2} %", 100.0 * (bits / p - 1.0)),
+            _ => "—".into(),
+        };
+        println!("| {name} | {} | {} | {what} | {:.4} | {delta} |", data.len(), tokens.len(), bpb(bits));
+        prev = Some(bits);
     }
     Ok(())
 }

@@ -103,8 +103,13 @@ enum Cmd {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Only the classic compressors (the model is slow: ~200 bytes/s on 2 cores).
-        #[arg(long, conflicts_with = "speed")]
+        #[arg(long, conflicts_with_all = ["speed", "ablation"])]
         no_lmz: bool,
+        /// What each part of lmz contributes, per file (one model run plus one compression):
+        /// the LM alone, with the adaptive bias (both as ideal code lengths of the whole text
+        /// as one sequence), and the file as stored (chunks, container).
+        #[arg(long, conflicts_with = "speed")]
+        ablation: bool,
         /// Only lmz, in tokens per second (and bytes/s) of compress and decompress, the unit
         /// to compare with llama.cpp's prompt evaluation (scripts/speed.py runs both).
         #[arg(long)]
@@ -329,7 +334,18 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
             }
             return Ok(status);
         }
-        Some(Cmd::Bench { files, no_lmz, speed, threads, backend }) => bench::run(cli.model.as_deref(), &files, if speed { bench::Mode::Speed } else if no_lmz { bench::Mode::Classic } else { bench::Mode::All }, threads, backend)?,
+        Some(Cmd::Bench { files, no_lmz, speed, ablation, threads, backend }) => {
+            let mode = if speed {
+                bench::Mode::Speed
+            } else if ablation {
+                bench::Mode::Ablation
+            } else if no_lmz {
+                bench::Mode::Classic
+            } else {
+                bench::Mode::All
+            };
+            bench::run(cli.model.as_deref(), &files, mode, threads, backend)?
+        }
         None => return files::run(cli.model.as_deref(), cli.io),
     }
     Ok(ExitCode::SUCCESS)

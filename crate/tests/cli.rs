@@ -246,6 +246,33 @@ fn bench_prints_one_table() {
     std::fs::remove_dir_all(&d).ok();
 }
 
+/// `bench --ablation`: the LM alone and with the adaptive bias are what `eval` measures
+/// (`--no-adapt --adapt 0.2`, the format's rate), the last row is the real file's size.
+#[test]
+fn bench_ablation_rows_agree_with_eval_and_the_file() {
+    let d = tmpdir("ablation");
+    let pack = tiny_pack_file(&d);
+    let text = b"the thin theme in an anthem, then the end.\n".repeat(9);
+    std::fs::write(d.join("t.txt"), &text).unwrap();
+    let out = run_in(&d, &pack, &["bench", "--ablation", "t.txt"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<String>> = s.lines().filter(|l| l.starts_with("| t.txt |")).map(|l| l.split('|').map(|c| c.trim().to_string()).collect()).collect();
+    assert_eq!(rows.len(), 3, "{s}");
+    let bpb = |r: &Vec<String>| r[5].parse::<f64>().unwrap();
+    let out = run_in(&d, &pack, &["eval", "--json", "--no-adapt", "--adapt", "0.2", "t.txt"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(format!("{:.4}", j["bpb"].as_f64().unwrap()), rows[0][5], "{s}");
+    assert_eq!(format!("{:.4}", j["adapt"][0]["bpb"].as_f64().unwrap()), rows[1][5], "{s}");
+    let out = run_in(&d, &pack, &["-c", "t.txt"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(format!("{:.4}", 8.0 * out.stdout.len() as f64 / text.len() as f64), rows[2][5], "{s}");
+    assert!(rows[1][6].ends_with('%') && bpb(&rows[1]) > 0.0, "{s}");
+    assert!(!s.contains("gzip"), "{s}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
 /// A file named like a subcommand is compressed when `--` comes before it; an interrupted run
 /// exits 130 and leaves no temporary file (SIGINT while the model runs).
 #[test]

@@ -9,6 +9,9 @@
 //! runs, and on wasm32 under Node). Up to four tokens (two on SIMD128) share each weight load (`N` = 1–4).
 //!
 //! - [`Isa::Avx2`] (x86-64, detected at run time): `maddubs`/`madd` on 32-byte weight steps.
+//! - [`Isa::AvxVnni`] (x86-64 with AVX-VNNI, detected at run time): as AVX2, with each
+//!   step's `maddubs` + adds fused into one `vpdpbusd` (u8 × i8, four products into an i32
+//!   lane), so a block's dot sums in i32 and is scaled once per block. Attention as AVX2.
 //! - [`Isa::Simd128`] (wasm32 built with `+simd128`, `.cargo/config.toml`): weights widened
 //!   to i16 once per block and shared by the tokens, `i32x4.dot_i16x8_s` against the token's
 //!   4 activations splatted, `i64x2.extmul_*_i32x4_s` for `Σ T·a`.
@@ -30,6 +33,9 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2, when the CPU has it (run-time detection).
     Avx2,
+    /// x86-64 AVX2 with AVX-VNNI (`vpdpbusd` on 256-bit vectors: Alder Lake, Sapphire
+    /// Rapids, Zen 5 and later), when the CPU has both (run-time detection).
+    AvxVnni,
     /// wasm32 SIMD128, when the module was built with it (compile time; every evergreen
     /// browser and Node ≥ 16.4 run it).
     Simd128,
@@ -42,6 +48,8 @@ impl Isa {
             Isa::Portable => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("avxvnni"),
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => true,
             #[allow(unreachable_patterns)]
@@ -51,12 +59,12 @@ impl Isa {
 
     /// The fastest one that runs here: what the engine uses.
     pub fn best() -> Isa {
-        [Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.runs()).unwrap_or(Isa::Portable)
+        [Isa::AvxVnni, Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.runs()).unwrap_or(Isa::Portable)
     }
 
     /// Every one that runs here (parity tests and benchmarks compare them).
     pub fn available() -> Vec<Isa> {
-        [Isa::Portable, Isa::Avx2, Isa::Simd128].into_iter().filter(|i| i.runs()).collect()
+        [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Simd128].into_iter().filter(|i| i.runs()).collect()
     }
 }
 
@@ -114,6 +122,9 @@ pub fn group_q4(isa: Isa, w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut 
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is present (`runs`, asserted above); the shapes are checked by `check_q4`.
         Isa::Avx2 => unsafe { by_fours!(x, |t| avx2_q4::<N>(w, g, x, frac_out, o, t)) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and AVX-VNNI are present (`runs`); the shapes are checked by `check_q4`.
+        Isa::AvxVnni => unsafe { by_fours!(x, |t| vnni_q4::<N>(w, g, x, frac_out, o, t)) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: the shapes are checked by `check_q4` (the loads stay inside them).
         Isa::Simd128 => unsafe { by_twos!(x, |t| simd128_q4::<N>(w, g, x, frac_out, o, t)) },
@@ -129,6 +140,9 @@ pub fn group_q8(isa: Isa, w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut 
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `group_q4`.
         Isa::Avx2 => unsafe { by_fours!(x, |t| avx2_q8::<N>(w, g, x, frac_out, o, t)) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `group_q4`.
+        Isa::AvxVnni => unsafe { by_fours!(x, |t| vnni_q8::<N>(w, g, x, frac_out, o, t)) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: as in `group_q4`.
         Isa::Simd128 => unsafe { by_twos!(x, |t| simd128_q8::<N>(w, g, x, frac_out, o, t)) },
@@ -137,7 +151,7 @@ pub fn group_q8(isa: Isa, w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut 
 }
 
 #[cfg(target_arch = "x86_64")]
-use x86::{group_q4 as avx2_q4, group_q8 as avx2_q8};
+use x86::{group_q4 as avx2_q4, group_q8 as avx2_q8, vnni_q4, vnni_q8};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use wasm::{group_q4 as simd128_q4, group_q8 as simd128_q8};
 use portable::{group_q4 as portable_q4, group_q8 as portable_q8};
@@ -161,7 +175,7 @@ pub fn head_scores(isa: Isa, qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is present; bounds asserted just above.
-        Isa::Avx2 if hd == 64 && shift0 <= 12 => unsafe { x86::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
+        Isa::Avx2 | Isa::AvxVnni if hd == 64 && shift0 <= 12 => unsafe { x86::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: bounds asserted just above.
         Isa::Simd128 if hd == 64 => unsafe { wasm::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
@@ -179,7 +193,7 @@ pub fn head_values(isa: Isa, p: &[u32], v: &[i16], kvd: usize, off: usize, sum: 
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is present; bounds asserted just above.
-        Isa::Avx2 if out.len() == 64 => unsafe { x86::head_values(p, v, kvd, off, sum, out) },
+        Isa::Avx2 | Isa::AvxVnni if out.len() == 64 => unsafe { x86::head_values(p, v, kvd, off, sum, out) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: bounds asserted just above.
         Isa::Simd128 if out.len() == 64 => unsafe { wasm::head_values(p, v, kvd, off, sum, out) },
@@ -196,7 +210,7 @@ pub fn head_probs(isa: Isa, scores: &[i32], tmax: i32, exp_q15: &[u32], probs: &
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is present; the table has 256 entries (the gather's indices are < 256).
-        Isa::Avx2 => unsafe { x86::head_probs(scores, tmax, exp_q15, probs) },
+        Isa::Avx2 | Isa::AvxVnni => unsafe { x86::head_probs(scores, tmax, exp_q15, probs) },
         _ => portable::head_probs(scores, tmax, exp_q15, probs),
     }
 }
@@ -581,6 +595,20 @@ mod x86 {
         _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
     }
 
+    /// Asks for the weights `PREFETCH` bytes ahead of `p` (a block of `len` bytes, 64-byte
+    /// lines): decoding one token streams every weight from memory once, and the hardware
+    /// prefetcher alone leaves the kernel waiting on it. A hint: it changes no result, and
+    /// an address past the end of the weights is harmless (prefetches do not fault).
+    #[inline(always)]
+    unsafe fn prefetch_ahead<T>(p: *const T, len: usize) {
+        const PREFETCH: usize = 2048;
+        let mut o = 0;
+        while o < len {
+            _mm_prefetch::<_MM_HINT_T0>((p as *const i8).wrapping_add(PREFETCH + o));
+            o += 64;
+        }
+    }
+
     /// Four activations (bytes) broadcast to every lane.
     #[inline(always)]
     unsafe fn bcast4(q: *const i8) -> __m256i {
@@ -620,6 +648,7 @@ mod x86 {
         let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
         for b in 0..nb {
             let wp = w.w.as_ptr().add((g * nb + b) * 128);
+            prefetch_ahead(wp, 128);
             let mut s16 = [_mm256_setzero_si256(); N];
             for p in 0..4 {
                 let raw = _mm256_loadu_si256(wp.add(32 * p) as *const __m256i);
@@ -662,6 +691,7 @@ mod x86 {
         let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
         for b in 0..nb {
             let wp = w.q.as_ptr().add((g * nb + b) * 256);
+            prefetch_ahead(wp, 256);
             let d = _mm_loadu_si128(w.d.as_ptr().add((g * nb + b) * 8) as *const __m128i);
             let dd = _mm256_set_m128i(_mm_unpackhi_epi16(d, d), _mm_unpacklo_epi16(d, d)); // (d_r, d_r)
             // Each weight step is loaded once and used by every token (N i32 partial T).
@@ -678,6 +708,85 @@ mod x86 {
                 let t = t0 + k;
                 let av = _mm256_set1_epi32(*x.a.get_unchecked(t * nb + b) as i32);
                 let tv = tk[k];
+                acc_e[k] = _mm256_add_epi64(acc_e[k], _mm256_mul_epi32(tv, av));
+                acc_o[k] = _mm256_add_epi64(acc_o[k], _mm256_mul_epi32(_mm256_srli_epi64::<32>(tv), av));
+            }
+        }
+        for k in 0..N {
+            finish(acc_e[k], acc_o[k], &w.e[g * 8..g * 8 + 8], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
+    /// Tokens `t0..t0+N` of Q4 group `g` with AVX-VNNI: per block and token, eight
+    /// `vpdpbusd` (nibbles as u8 × activations as i8) give each row's exact block dot `S` in
+    /// an i32 lane (|S| ≤ 32·15·127 < 2^16), then `T = d·S + (m·X − 8d·X)`: `d·S` one
+    /// `mullo` (|·| < 2^13·2^16 = 2^29), the rest the `madd` of [`group_q4`]; the i32 sum
+    /// wraps exactly to T (|T| < 2^31). `Σ T·a` as there.
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub unsafe fn vnni_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        let (cols, nb) = (w.cols, w.cols / 32);
+        let m4 = _mm256_set1_epi8(15);
+        let mut acc_e = [_mm256_setzero_si256(); N];
+        let mut acc_o = [_mm256_setzero_si256(); N];
+        let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
+        for b in 0..nb {
+            let wp = w.w.as_ptr().add((g * nb + b) * 128);
+            prefetch_ahead(wp, 128);
+            let mut s32 = [_mm256_setzero_si256(); N];
+            for p in 0..4 {
+                let raw = _mm256_loadu_si256(wp.add(32 * p) as *const __m256i);
+                let lo = _mm256_and_si256(raw, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                for k in 0..N {
+                    let q = qp[k].add(32 * b + 8 * p);
+                    s32[k] = _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(s32[k], lo, bcast4(q)), hi, bcast4(q.add(4)));
+                }
+            }
+            let d = _mm_loadu_si128(w.d.as_ptr().add((g * nb + b) * 8) as *const __m128i);
+            let m = _mm_loadu_si128(w.m.as_ptr().add((g * nb + b) * 8) as *const __m128i);
+            let d32 = _mm256_cvtepi16_epi32(d);
+            let md = _mm256_set_m128i(_mm_unpackhi_epi16(m, d), _mm_unpacklo_epi16(m, d)); // (m_r, d_r)
+            for k in 0..N {
+                let t = t0 + k;
+                let xs = *x.sum.get_unchecked(t * nb + b);
+                let xp = _mm256_set1_epi32(((xs.wrapping_mul(-8) as u32) << 16 | (xs as u32 & 0xffff)) as i32);
+                let av = _mm256_set1_epi32(*x.a.get_unchecked(t * nb + b) as i32);
+                let tv = _mm256_add_epi32(_mm256_mullo_epi32(s32[k], d32), _mm256_madd_epi16(md, xp));
+                acc_e[k] = _mm256_add_epi64(acc_e[k], _mm256_mul_epi32(tv, av));
+                acc_o[k] = _mm256_add_epi64(acc_o[k], _mm256_mul_epi32(_mm256_srli_epi64::<32>(tv), av));
+            }
+        }
+        for k in 0..N {
+            finish(acc_e[k], acc_o[k], &w.e[g * 8..g * 8 + 8], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
+    /// Tokens `t0..t0+N` of Q8 group `g` with AVX-VNNI: one `vpdpbusd` per step of |w| (u8,
+    /// ≤ 128) with the activations carrying w's sign (|q| ≤ 127), so each row's block dot
+    /// `S` sums exactly in an i32 lane (|S| ≤ 32·128·127 < 2^19), then `T = d·S` by one `mullo`
+    /// per block (|T| ≤ 2047·2^19 < 2^30).
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub unsafe fn vnni_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        let (cols, nb) = (w.cols, w.cols / 32);
+        let mut acc_e = [_mm256_setzero_si256(); N];
+        let mut acc_o = [_mm256_setzero_si256(); N];
+        let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
+        for b in 0..nb {
+            let wp = w.q.as_ptr().add((g * nb + b) * 256);
+            prefetch_ahead(wp, 256);
+            let d32 = _mm256_cvtepi16_epi32(_mm_loadu_si128(w.d.as_ptr().add((g * nb + b) * 8) as *const __m128i));
+            let mut sk = [_mm256_setzero_si256(); N];
+            for st in 0..8 {
+                let wk = _mm256_loadu_si256(wp.add(32 * st) as *const __m256i);
+                let wa = _mm256_abs_epi8(wk);
+                for k in 0..N {
+                    sk[k] = _mm256_dpbusd_avx_epi32(sk[k], wa, _mm256_sign_epi8(bcast4(qp[k].add(32 * b + 4 * st)), wk));
+                }
+            }
+            for k in 0..N {
+                let t = t0 + k;
+                let av = _mm256_set1_epi32(*x.a.get_unchecked(t * nb + b) as i32);
+                let tv = _mm256_mullo_epi32(sk[k], d32);
                 acc_e[k] = _mm256_add_epi64(acc_e[k], _mm256_mul_epi32(tv, av));
                 acc_o[k] = _mm256_add_epi64(acc_o[k], _mm256_mul_epi32(_mm256_srli_epi64::<32>(tv), av));
             }
@@ -910,7 +1019,14 @@ mod tests {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         assert_eq!(Isa::best(), Isa::Simd128);
         #[cfg(target_arch = "x86_64")]
-        assert_eq!(Isa::best() == Isa::Avx2, std::arch::is_x86_feature_detected!("avx2"));
+        assert_eq!(
+            Isa::best(),
+            match (std::arch::is_x86_feature_detected!("avx2"), std::arch::is_x86_feature_detected!("avxvnni")) {
+                (true, true) => Isa::AvxVnni,
+                (true, false) => Isa::Avx2,
+                _ => Isa::Portable,
+            }
+        );
     }
 
     /// The layout keeps every weight (`CpuQ4::block` reads the pack's bytes back).
