@@ -18,7 +18,24 @@ def ensure_llama():
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "llama-cpp-python==0.3.36"])
+        # Built from source for this CPU, but without AMX: a VM that does not grant AMX tile
+        # data kills llama.cpp on its first `ldtilecfg` (general protection fault).
+        env = dict(os.environ)
+        env.setdefault("CMAKE_ARGS", cmake_args())
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "llama-cpp-python==0.3.36"], env=env)
+
+def cmake_args():
+    """ggml's x86 options for the instruction sets this CPU has (/proc/cpuinfo), AMX off."""
+    try:
+        flags = set(open("/proc/cpuinfo").read().split())
+    except OSError:
+        return ""
+    if "avx2" not in flags:
+        return ""
+    isa = {"AVX": "avx", "AVX2": "avx2", "FMA": "fma", "F16C": "f16c", "BMI2": "bmi2", "AVX_VNNI": "avx_vnni",
+           "AVX512": "avx512f", "AVX512_VBMI": "avx512vbmi", "AVX512_VNNI": "avx512_vnni", "AVX512_BF16": "avx512_bf16"}
+    on = " ".join(f"-DGGML_{k}={'ON' if v in flags else 'OFF'}" for k, v in isa.items())
+    return f"-DGGML_NATIVE=OFF {on} -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 
 def gguf_path(tmp):
     cache = os.environ.get("LMZ_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lmz")
