@@ -36,6 +36,11 @@ pub enum Isa {
     /// x86-64 AVX2 with AVX-VNNI (`vpdpbusd` on 256-bit vectors: Alder Lake, Sapphire
     /// Rapids, Zen 5 and later), when the CPU has both (run-time detection).
     AvxVnni,
+    /// x86-64 AVX-512 with VNNI (Ice Lake server, Sapphire Rapids, Zen 4 and later), when
+    /// the CPU has AVX-512 F, BW and VNNI (run-time detection): the matmuls take two 8-row
+    /// groups per 512-bit vector (`vpdpbusd` on zmm, 16 rows per block scaling), attention
+    /// 32 16-bit elements per `vpdpwssd`.
+    Avx512Vnni,
     /// wasm32 SIMD128, when the module was built with it (compile time; every evergreen
     /// browser and Node ≥ 16.4 run it).
     Simd128,
@@ -50,6 +55,13 @@ impl Isa {
             Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(target_arch = "x86_64")]
             Isa::AvxVnni => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("avxvnni"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => true,
             #[allow(unreachable_patterns)]
@@ -59,12 +71,12 @@ impl Isa {
 
     /// The fastest one that runs here: what the engine uses.
     pub fn best() -> Isa {
-        [Isa::AvxVnni, Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.runs()).unwrap_or(Isa::Portable)
+        [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.runs()).unwrap_or(Isa::Portable)
     }
 
     /// Every one that runs here (parity tests and benchmarks compare them).
     pub fn available() -> Vec<Isa> {
-        [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Simd128].into_iter().filter(|i| i.runs()).collect()
+        [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Simd128].into_iter().filter(|i| i.runs()).collect()
     }
 }
 
@@ -120,8 +132,10 @@ pub fn group_q4(isa: Isa, w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut 
     check_q4(w, g, x, o);
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 is present (`runs`, asserted above); the shapes are checked by `check_q4`.
-        Isa::Avx2 => unsafe { by_fours!(x, |t| avx2_q4::<N>(w, g, x, frac_out, o, t)) },
+        // SAFETY: AVX2 is present (`runs`, asserted above; `Avx512Vnni` requires it too); the
+        // shapes are checked by `check_q4`. (`Avx512Vnni` takes one group here only when a
+        // matrix has an odd number: see `groups_q4`.)
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { by_fours!(x, |t| avx2_q4::<N>(w, g, x, frac_out, o, t)) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and AVX-VNNI are present (`runs`); the shapes are checked by `check_q4`.
         Isa::AvxVnni => unsafe { by_fours!(x, |t| vnni_q4::<N>(w, g, x, frac_out, o, t)) },
@@ -139,7 +153,7 @@ pub fn group_q8(isa: Isa, w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut 
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `group_q4`.
-        Isa::Avx2 => unsafe { by_fours!(x, |t| avx2_q8::<N>(w, g, x, frac_out, o, t)) },
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { by_fours!(x, |t| avx2_q8::<N>(w, g, x, frac_out, o, t)) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `group_q4`.
         Isa::AvxVnni => unsafe { by_fours!(x, |t| vnni_q8::<N>(w, g, x, frac_out, o, t)) },
@@ -150,8 +164,60 @@ pub fn group_q8(isa: Isa, w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut 
     }
 }
 
+impl Isa {
+    /// Rows per call of [`groups_q4`] / [`groups_q8`] (the unit the matmuls share out among
+    /// threads): 16 where one vector holds two groups (`Avx512Vnni`), else 8.
+    pub fn unit(self) -> usize {
+        match self {
+            Isa::Avx512Vnni => 2 * GROUP,
+            _ => GROUP,
+        }
+    }
+}
+
+/// Q4: rows `8g..8g + 8n` (groups `g..g + n`, `n ≤ isa.unit() / 8`) for every token into `o`
+/// (`[8n, tokens]`): two groups at once through the 512-bit kernel where `isa` has one, else
+/// one by one through [`group_q4`].
+pub fn groups_q4(isa: Isa, w: &CpuQ4, g: usize, n: usize, x: &QAct, frac_out: i32, o: &mut [i32]) {
+    match (isa, n) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512Vnni, 2) => {
+            assert!(isa.runs(), "{isa:?} does not run on this machine");
+            check_q4(w, g + 1, x, o);
+            assert!(o.len() >= 2 * GROUP * x.tokens);
+            // SAFETY: AVX-512 F/BW/VNNI are present (`runs`); the shapes of both groups are
+            // checked by `check_q4` (of the second) and the line above.
+            unsafe { by_fours!(x, |t| vnni512_q4::<N>(w, g, x, frac_out, o, t)) }
+        }
+        _ => {
+            for (i, o) in o.chunks_mut(GROUP * x.tokens).take(n).enumerate() {
+                group_q4(isa, w, g + i, x, frac_out, o);
+            }
+        }
+    }
+}
+
+/// Q8: as [`groups_q4`].
+pub fn groups_q8(isa: Isa, w: &CpuQ8, g: usize, n: usize, x: &QAct, frac_out: i32, o: &mut [i32]) {
+    match (isa, n) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512Vnni, 2) => {
+            assert!(isa.runs(), "{isa:?} does not run on this machine");
+            check_q8(w, g + 1, x, o);
+            assert!(o.len() >= 2 * GROUP * x.tokens && x.sum.len() >= x.tokens * (w.cols / 32));
+            // SAFETY: as in `groups_q4`; the block sums read by this kernel are checked above.
+            unsafe { by_fours!(x, |t| vnni512_q8::<N>(w, g, x, frac_out, o, t)) }
+        }
+        _ => {
+            for (i, o) in o.chunks_mut(GROUP * x.tokens).take(n).enumerate() {
+                group_q8(isa, w, g + i, x, frac_out, o);
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
-use x86::{group_q4 as avx2_q4, group_q8 as avx2_q8, vnni_q4, vnni_q8};
+use x86::{group_q4 as avx2_q4, group_q8 as avx2_q8, vnni512_q4, vnni512_q8, vnni_q4, vnni_q8};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use wasm::{group_q4 as simd128_q4, group_q8 as simd128_q8};
 use portable::{group_q4 as portable_q4, group_q8 as portable_q8};
@@ -176,6 +242,9 @@ pub fn head_scores(isa: Isa, qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is present; bounds asserted just above.
         Isa::Avx2 | Isa::AvxVnni if hd == 64 && shift0 <= 12 => unsafe { x86::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F/BW/VNNI and AVX2 are present; bounds asserted just above.
+        Isa::Avx512Vnni if hd == 64 && shift0 <= 12 => unsafe { x86::head_scores512(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: bounds asserted just above.
         Isa::Simd128 if hd == 64 => unsafe { wasm::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
@@ -194,6 +263,9 @@ pub fn head_values(isa: Isa, p: &[u32], v: &[i16], kvd: usize, off: usize, sum: 
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is present; bounds asserted just above.
         Isa::Avx2 | Isa::AvxVnni if out.len() == 64 => unsafe { x86::head_values(p, v, kvd, off, sum, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F/BW/VNNI and AVX2 are present; bounds asserted just above.
+        Isa::Avx512Vnni if out.len() == 64 => unsafe { x86::head_values512(p, v, kvd, off, sum, out) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: bounds asserted just above.
         Isa::Simd128 if out.len() == 64 => unsafe { wasm::head_values(p, v, kvd, off, sum, out) },
@@ -210,7 +282,7 @@ pub fn head_probs(isa: Isa, scores: &[i32], tmax: i32, exp_q15: &[u32], probs: &
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is present; the table has 256 entries (the gather's indices are < 256).
-        Isa::Avx2 | Isa::AvxVnni => unsafe { x86::head_probs(scores, tmax, exp_q15, probs) },
+        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => unsafe { x86::head_probs(scores, tmax, exp_q15, probs) },
         _ => portable::head_probs(scores, tmax, exp_q15, probs),
     }
 }
@@ -796,14 +868,122 @@ mod x86 {
         }
     }
 
+    /// Writes the 16 rows' rounded outputs of token `t` from a two-group kernel: `acc_e`
+    /// holds rows 0, 2, …, 14 and `acc_o` rows 1, 3, …, 15 as exact i64 sums.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn finish16(acc_e: __m512i, acc_o: __m512i, e: &[i8], exp: i32, frac_out: i32, o: &mut [i32], t: usize, tokens: usize) {
+        let (mut ev, mut od) = ([0i64; 8], [0i64; 8]);
+        _mm512_storeu_si512(ev.as_mut_ptr() as *mut __m512i, acc_e);
+        _mm512_storeu_si512(od.as_mut_ptr() as *mut __m512i, acc_o);
+        for i in 0..8 {
+            o[(2 * i) * tokens + t] = round_shift_sat_i64(ev[i], e[2 * i] as i32 - exp - frac_out);
+            o[(2 * i + 1) * tokens + t] = round_shift_sat_i64(od[i], e[2 * i + 1] as i32 - exp - frac_out);
+        }
+    }
+
+    /// The 32-byte steps of groups `g` and `g + 1` at the same offset as one 512-bit vector
+    /// (group `g` in the low half: lane `r` is row `r` of the pair).
+    #[inline(always)]
+    unsafe fn pair_load(p0: *const u8, p1: *const u8) -> __m512i {
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_loadu_si256(p0 as *const __m256i)), _mm256_loadu_si256(p1 as *const __m256i))
+    }
+
+    /// Per-row block values of groups `g` and `g + 1` (8 i16 each) widened to 16 i32 lanes.
+    #[inline(always)]
+    unsafe fn pair_i16(p0: *const i16, p1: *const i16) -> __m512i {
+        _mm512_cvtepi16_epi32(_mm256_set_m128i(_mm_loadu_si128(p1 as *const __m128i), _mm_loadu_si128(p0 as *const __m128i)))
+    }
+
+    /// Tokens `t0..t0+N` of Q4 groups `g` and `g + 1` with AVX-512 VNNI: the arithmetic of
+    /// [`vnni_q4`] lane for lane, on 16 lanes (the two groups' rows) instead of 8, so each
+    /// activation broadcast, `vpdpbusd` and block scaling serves 16 rows.
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn vnni512_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        let (cols, nb) = (w.cols, w.cols / 32);
+        let m4 = _mm512_set1_epi8(15);
+        let mut acc_e = [_mm512_setzero_si512(); N];
+        let mut acc_o = [_mm512_setzero_si512(); N];
+        let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
+        for b in 0..nb {
+            let (i0, i1) = (g * nb + b, (g + 1) * nb + b);
+            let (wp0, wp1) = (w.w.as_ptr().add(i0 * 128), w.w.as_ptr().add(i1 * 128));
+            prefetch_ahead(wp0, 128);
+            prefetch_ahead(wp1, 128);
+            let mut s32 = [_mm512_setzero_si512(); N];
+            for p in 0..4 {
+                let raw = pair_load(wp0.add(32 * p), wp1.add(32 * p));
+                let lo = _mm512_and_si512(raw, m4);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), m4);
+                for k in 0..N {
+                    let q = qp[k].add(32 * b + 8 * p);
+                    let (ql, qh) = (_mm512_set1_epi32(std::ptr::read_unaligned(q as *const i32)), _mm512_set1_epi32(std::ptr::read_unaligned(q.add(4) as *const i32)));
+                    s32[k] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s32[k], lo, ql), hi, qh);
+                }
+            }
+            let d32 = pair_i16(w.d.as_ptr().add(i0 * 8), w.d.as_ptr().add(i1 * 8));
+            // (m_r, d_r) as the halves of lane r: m in the low 16 bits, d in the high.
+            let md = _mm512_or_si512(_mm512_and_si512(pair_i16(w.m.as_ptr().add(i0 * 8), w.m.as_ptr().add(i1 * 8)), _mm512_set1_epi32(0xffff)), _mm512_slli_epi32::<16>(d32));
+            for k in 0..N {
+                let t = t0 + k;
+                let xs = *x.sum.get_unchecked(t * nb + b);
+                let xp = _mm512_set1_epi32(((xs.wrapping_mul(-8) as u32) << 16 | (xs as u32 & 0xffff)) as i32);
+                let av = _mm512_set1_epi32(*x.a.get_unchecked(t * nb + b) as i32);
+                let tv = _mm512_add_epi32(_mm512_mullo_epi32(s32[k], d32), _mm512_madd_epi16(md, xp));
+                acc_e[k] = _mm512_add_epi64(acc_e[k], _mm512_mul_epi32(tv, av));
+                acc_o[k] = _mm512_add_epi64(acc_o[k], _mm512_mul_epi32(_mm512_srli_epi64::<32>(tv), av));
+            }
+        }
+        for k in 0..N {
+            finish16(acc_e[k], acc_o[k], &w.e[g * 8..g * 8 + 16], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
+    /// Tokens `t0..t0+N` of Q8 groups `g` and `g + 1` with AVX-512 VNNI. The weights go in as
+    /// unsigned bytes `w + 128` (one `xor` per weight load, shared by the tokens; AVX-512 has
+    /// no 512-bit `sign_epi8` for [`vnni_q8`]'s form), so `vpdpbusd` sums `Σ (w+128)·q` exactly
+    /// in an i32 lane (≤ 32·255·127 < 2^20), and `S = that − 128·X` with X the block's
+    /// activation sum (|X| ≤ 4064); then `T = d·S` (|T| ≤ 2047·2^19 < 2^30) as there.
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn vnni512_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        let (cols, nb) = (w.cols, w.cols / 32);
+        let bias = _mm512_set1_epi8(-128);
+        let mut acc_e = [_mm512_setzero_si512(); N];
+        let mut acc_o = [_mm512_setzero_si512(); N];
+        let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
+        for b in 0..nb {
+            let (i0, i1) = (g * nb + b, (g + 1) * nb + b);
+            let (wp0, wp1) = (w.q.as_ptr().add(i0 * 256) as *const u8, w.q.as_ptr().add(i1 * 256) as *const u8);
+            prefetch_ahead(wp0, 256);
+            prefetch_ahead(wp1, 256);
+            let d32 = pair_i16(w.d.as_ptr().add(i0 * 8), w.d.as_ptr().add(i1 * 8));
+            let mut sk = [_mm512_setzero_si512(); N];
+            for st in 0..8 {
+                let wu = _mm512_xor_si512(pair_load(wp0.add(32 * st), wp1.add(32 * st)), bias);
+                for k in 0..N {
+                    let q = _mm512_set1_epi32(std::ptr::read_unaligned(qp[k].add(32 * b + 4 * st) as *const i32));
+                    sk[k] = _mm512_dpbusd_epi32(sk[k], wu, q);
+                }
+            }
+            for k in 0..N {
+                let t = t0 + k;
+                let xs = _mm512_set1_epi32(*x.sum.get_unchecked(t * nb + b) << 7);
+                let av = _mm512_set1_epi32(*x.a.get_unchecked(t * nb + b) as i32);
+                let tv = _mm512_mullo_epi32(_mm512_sub_epi32(sk[k], xs), d32);
+                acc_e[k] = _mm512_add_epi64(acc_e[k], _mm512_mul_epi32(tv, av));
+                acc_o[k] = _mm512_add_epi64(acc_o[k], _mm512_mul_epi32(_mm512_srli_epi64::<32>(tv), av));
+            }
+        }
+        for k in 0..N {
+            finish16(acc_e[k], acc_o[k], &w.e[g * 8..g * 8 + 16], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
     /// See [`super::head_scores`]. Eight keys per step: four `madd`s per key, the eight
-    /// sums reduced to one vector, then the per-key rounding shift in 8 lanes: for `s > 0`
-    /// `(t + 2^(s−1)) >> s` (|t| < 2^24, s ≤ 12: no overflow), for `s ≤ 0` a left shift that
-    /// saturates when shifting back does not give `t` (also for shifts ≥ 32, where it is 0).
+    /// sums reduced to one vector, then the per-key rounding shift of [`scores_by8`].
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
-        let n = scores.len();
         let q: [__m256i; 4] = std::array::from_fn(|c| _mm256_loadu_si256(qi.as_ptr().add(16 * c) as *const __m256i));
         let kp = k.as_ptr().add(kvh * 64);
         let dot = |j: usize| {
@@ -811,12 +991,86 @@ mod x86 {
             let m = |c: usize| _mm256_madd_epi16(q[c], _mm256_loadu_si256(r.add(16 * c) as *const __m256i));
             _mm256_add_epi32(_mm256_add_epi32(m(0), m(1)), _mm256_add_epi32(m(2), m(3)))
         };
+        scores_by8(|j| hsum8(&std::array::from_fn(|i| dot(j + i))), qi, k, k_exp, kvd, n_kv, kvh, shift0, scores)
+    }
+
+    /// [`head_scores`] with AVX-512 VNNI, sixteen keys per step: a key's 64-element dot is
+    /// one `madd` and one `vpdpwssd` on 32-element vectors (i16 pairs summed into i32
+    /// lanes: partial sums of the exact dot, |·| < 2^24 as in the portable loop), the sixteen
+    /// keys' vectors reduced to one (lane i = key i) by a transpose-and-add tree, then the
+    /// rounding shift of [`scores_by8`] on 16 lanes. The last `n mod 16` keys go to
+    /// [`scores_by8`].
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn head_scores512(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+        let n = scores.len();
+        let (q0, q1) = (_mm512_loadu_si512(qi.as_ptr() as *const __m512i), _mm512_loadu_si512(qi.as_ptr().add(32) as *const __m512i));
+        let kp = k.as_ptr().add(kvh * 64);
+        let dot = |j: usize| {
+            let r = kp.add(j * kvd);
+            _mm512_dpwssd_epi32(_mm512_madd_epi16(q0, _mm512_loadu_si512(r as *const __m512i)), q1, _mm512_loadu_si512(r.add(32) as *const __m512i))
+        };
+        let (one, zero) = (_mm512_set1_epi32(1), _mm512_setzero_si512());
+        let mut vmax = _mm512_set1_epi32(i32::MIN);
+        let mut j = 0;
+        while j + 16 <= n {
+            let t = sum16(&std::array::from_fn(|i| dot(j + i)));
+            let ek: [i32; 16] = std::array::from_fn(|i| k_exp[(j + i) * n_kv + kvh]);
+            let s = _mm512_sub_epi32(_mm512_set1_epi32(shift0), _mm512_loadu_si512(ek.as_ptr() as *const __m512i));
+            let right = _mm512_srav_epi32(_mm512_add_epi32(t, _mm512_sllv_epi32(one, _mm512_sub_epi32(s, one))), s);
+            let l = _mm512_sub_epi32(zero, s);
+            let sh = _mm512_sllv_epi32(t, l);
+            let fits = _mm512_cmpeq_epi32_mask(_mm512_srav_epi32(sh, l), t);
+            let sat = _mm512_xor_si512(_mm512_set1_epi32(i32::MAX), _mm512_srai_epi32::<31>(t));
+            let left = _mm512_mask_blend_epi32(fits, sat, sh);
+            let r = _mm512_mask_blend_epi32(_mm512_cmpgt_epi32_mask(s, zero), left, right);
+            _mm512_storeu_si512(scores.as_mut_ptr().add(j) as *mut __m512i, r);
+            vmax = _mm512_max_epi32(vmax, r);
+            j += 16;
+        }
+        let head = if j > 0 { _mm512_reduce_max_epi32(vmax) } else { i32::MIN };
+        if j == n {
+            return head;
+        }
+        let j0 = j;
+        let dot8 = |j: usize| {
+            let p: [__m256i; 8] = std::array::from_fn(|i| {
+                let v = dot(j0 + j + i);
+                _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))
+            });
+            hsum8(&p)
+        };
+        let rest = scores_by8(dot8, qi, &k[j * kvd..], &k_exp[j * n_kv..], kvd, n_kv, kvh, shift0, &mut scores[j..]);
+        head.max(rest)
+    }
+
+    /// Sixteen 16-lane vectors → one, lane k = Σ p[k]: adds of unpacked pairs (32-bit, then
+    /// 64-bit), then of 128-bit lanes shuffled across pairs of vectors.
+    #[inline(always)]
+    unsafe fn sum16(p: &[__m512i; 16]) -> __m512i {
+        let a: [__m512i; 8] = std::array::from_fn(|i| _mm512_add_epi32(_mm512_unpacklo_epi32(p[2 * i], p[2 * i + 1]), _mm512_unpackhi_epi32(p[2 * i], p[2 * i + 1])));
+        let b: [__m512i; 4] = std::array::from_fn(|i| _mm512_add_epi32(_mm512_unpacklo_epi64(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_epi64(a[2 * i], a[2 * i + 1])));
+        // b[i], 128-bit lane L: keys 4i..4i+4, partial L.
+        let c: [__m512i; 2] = std::array::from_fn(|i| _mm512_add_epi32(_mm512_shuffle_i32x4::<0x88>(b[2 * i], b[2 * i + 1]), _mm512_shuffle_i32x4::<0xDD>(b[2 * i], b[2 * i + 1])));
+        // c[i]: [keys 8i..8i+4 (partials 0+1, then 2+3), keys 8i+4..8i+8 (the same)].
+        _mm512_add_epi32(_mm512_shuffle_i32x4::<0x88>(c[0], c[1]), _mm512_shuffle_i32x4::<0xDD>(c[0], c[1]))
+    }
+
+    /// The scores of [`head_scores`] from `dot8(j)`, the exact dots of keys `j..j+8` in eight
+    /// lanes: the per-key rounding shift in 8 lanes: for `s > 0` `(t + 2^(s−1)) >> s` (|t| <
+    /// 2^24, s ≤ 12: no overflow), for `s ≤ 0` a left shift that saturates when shifting back
+    /// does not give `t` (also for shifts ≥ 32, where it is 0). The last `n mod 8` keys go
+    /// one by one.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn scores_by8(dot8: impl Fn(usize) -> __m256i, qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+        let n = scores.len();
+        let kp = k.as_ptr().add(kvh * 64);
         let mut vmax = _mm256_set1_epi32(i32::MIN);
         let (one, zero) = (_mm256_set1_epi32(1), _mm256_setzero_si256());
         let mut j = 0;
         while j + 8 <= n {
-            let p: [__m256i; 8] = std::array::from_fn(|i| dot(j + i));
-            let t = hsum8(&p);
+            let t = dot8(j);
             let ek: [i32; 8] = std::array::from_fn(|i| k_exp[(j + i) * n_kv + kvh]);
             let s = _mm256_sub_epi32(_mm256_set1_epi32(shift0), _mm256_loadu_si256(ek.as_ptr() as *const __m256i));
             // s > 0: round half up.
@@ -938,6 +1192,73 @@ mod x86 {
             _mm256_storeu_si256(o.add(1), _mm256_add_epi32(o1, _mm256_permute2x128_si256::<0x31>(lo[c], hi[c])));
         }
     }
+
+    /// [`head_values`] with AVX-512 VNNI: a key's 64 values are two 32-element vectors, and a
+    /// pair of keys goes into the sums by one unpack and one `vpdpwssd` per half vector
+    /// (the same products and sums as there: exact in any order). Pairs of pairs go to two
+    /// sets of sums, so consecutive `vpdpwssd`s do not wait on each other.
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn head_values512(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
+        let inv = super::recip(sum);
+        let (ih, il, half) = (_mm256_set1_epi64x((inv >> 32) as i64), _mm256_set1_epi64x(inv as u32 as i64), _mm256_set1_epi32((sum / 2) as i32));
+        // [lo of values 0..32, hi of 0..32, lo of 32..64, hi of 32..64], twice.
+        let mut acc = [[_mm512_setzero_si512(); 4]; 2];
+        let vp = v.as_ptr().add(off);
+        let n = p.len();
+        let mut pn = [0u32; 16];
+        let pair = |acc: &mut [__m512i; 4], pn: &[u32; 16], j0: usize, i: usize| {
+            let (a, b) = (pn[i], pn[i + 1]); // 0 past the end
+            if a == 0 && b == 0 {
+                return;
+            }
+            let j = j0 + i;
+            let ra = vp.add(j * kvd);
+            let rb = if j + 1 < n { vp.add((j + 1) * kvd) } else { ra };
+            for w in super::pair_words(a, b) {
+                if w == 0 {
+                    continue;
+                }
+                let w = _mm512_set1_epi32(w);
+                for c in 0..2 {
+                    let va = _mm512_loadu_si512(ra.add(32 * c) as *const __m512i);
+                    let vb = _mm512_loadu_si512(rb.add(32 * c) as *const __m512i);
+                    acc[2 * c] = _mm512_dpwssd_epi32(acc[2 * c], _mm512_unpacklo_epi16(va, vb), w);
+                    acc[2 * c + 1] = _mm512_dpwssd_epi32(acc[2 * c + 1], _mm512_unpackhi_epi16(va, vb), w);
+                }
+            }
+        };
+        let mut j0 = 0;
+        while j0 < n {
+            let m = (n - j0).min(16);
+            if m == 16 {
+                for h in 0..2 {
+                    let x = p_norm8(_mm256_loadu_si256(p.as_ptr().add(j0 + 8 * h) as *const __m256i), half, ih, il);
+                    _mm256_storeu_si256(pn.as_mut_ptr().add(8 * h) as *mut __m256i, x);
+                }
+            } else {
+                pn = [0; 16];
+                for (o, &pj) in pn.iter_mut().zip(&p[j0..]) {
+                    *o = super::p_norm(pj, sum, inv);
+                }
+            }
+            for i in (0..m).step_by(4) {
+                let [a0, a1] = &mut acc;
+                pair(a0, &pn, j0, i);
+                pair(a1, &pn, j0, i + 2);
+            }
+            j0 += 16;
+        }
+        // unpacklo/hi work per 128-bit lane: lo holds elements 8i+0..4 of each lane i, hi 8i+4..8.
+        let lo_hi = |c: usize| (_mm512_add_epi32(acc[0][2 * c], acc[1][2 * c]), _mm512_add_epi32(acc[0][2 * c + 1], acc[1][2 * c + 1]));
+        let first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+        let second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+        for c in 0..2 {
+            let (lo, hi) = lo_hi(c);
+            let o = out.as_mut_ptr().add(32 * c) as *mut __m512i;
+            _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o), _mm512_permutex2var_epi32(lo, first, hi)));
+            _mm512_storeu_si512(o.add(1), _mm512_add_epi32(_mm512_loadu_si512(o.add(1)), _mm512_permutex2var_epi32(lo, second, hi)));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1021,9 +1342,14 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         assert_eq!(
             Isa::best(),
-            match (std::arch::is_x86_feature_detected!("avx2"), std::arch::is_x86_feature_detected!("avxvnni")) {
-                (true, true) => Isa::AvxVnni,
-                (true, false) => Isa::Avx2,
+            match (
+                std::arch::is_x86_feature_detected!("avx2"),
+                std::arch::is_x86_feature_detected!("avxvnni"),
+                std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vnni"),
+            ) {
+                (true, _, true) => Isa::Avx512Vnni,
+                (true, true, false) => Isa::AvxVnni,
+                (true, false, false) => Isa::Avx2,
                 _ => Isa::Portable,
             }
         );
@@ -1106,7 +1432,7 @@ mod tests {
     fn head_loops_agree() {
         let mut r = Rng(23);
         let (kvd, n_kv) = (192, 3);
-        for (n, extreme) in [(1, false), (3, true), (37, false), (64, true), (2049, false)] {
+        for (n, extreme) in [(1, false), (3, true), (37, false), (45, true), (64, true), (2049, false)] {
             let k: Vec<i16> = (0..n * kvd).map(|i| if extreme { [511, -511][i % 2] } else { (r.below(1023) as i32 - 511) as i16 }).collect();
             let k_exp: Vec<i32> = (0..n * n_kv).map(|i| if extreme { (i % 30) as i32 } else { r.below(22) as i32 }).collect();
             let v: Vec<i16> = (0..n * kvd).map(|i| if extreme { [i16::MAX, i16::MIN][i % 2] } else { r.next_u64() as i16 }).collect();
