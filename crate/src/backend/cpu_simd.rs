@@ -1195,8 +1195,10 @@ mod x86 {
 
     /// [`head_values`] with AVX-512 VNNI: a key's 64 values are two 32-element vectors, and a
     /// pair of keys goes into the sums by one unpack and one `vpdpwssd` per half vector
-    /// (the same products and sums as there: exact in any order). Pairs of pairs go to two
-    /// sets of sums, so consecutive `vpdpwssd`s do not wait on each other.
+    /// (the same products and sums as there: exact in any order). The 16-bit weight pairs of
+    /// 16 keys are packed in one step (`pair_words` in vectors: `min(pn, 32767)`, and the
+    /// rare `pn = 2^15` as a second word of 1); pairs go alternately to two sets of sums, so
+    /// consecutive `vpdpwssd`s do not wait on each other.
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
     pub unsafe fn head_values512(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
         let inv = super::recip(sum);
@@ -1205,46 +1207,49 @@ mod x86 {
         let mut acc = [[_mm512_setzero_si512(); 4]; 2];
         let vp = v.as_ptr().add(off);
         let n = p.len();
-        let mut pn = [0u32; 16];
-        let pair = |acc: &mut [__m512i; 4], pn: &[u32; 16], j0: usize, i: usize| {
-            let (a, b) = (pn[i], pn[i + 1]); // 0 past the end
-            if a == 0 && b == 0 {
+        let pair = |acc: &mut [__m512i; 4], w: i32, j: usize| {
+            if w == 0 {
                 return;
             }
-            let j = j0 + i;
             let ra = vp.add(j * kvd);
-            let rb = if j + 1 < n { vp.add((j + 1) * kvd) } else { ra };
-            for w in super::pair_words(a, b) {
-                if w == 0 {
-                    continue;
-                }
-                let w = _mm512_set1_epi32(w);
-                for c in 0..2 {
-                    let va = _mm512_loadu_si512(ra.add(32 * c) as *const __m512i);
-                    let vb = _mm512_loadu_si512(rb.add(32 * c) as *const __m512i);
-                    acc[2 * c] = _mm512_dpwssd_epi32(acc[2 * c], _mm512_unpacklo_epi16(va, vb), w);
-                    acc[2 * c + 1] = _mm512_dpwssd_epi32(acc[2 * c + 1], _mm512_unpackhi_epi16(va, vb), w);
-                }
+            let rb = if j + 1 < n { vp.add((j + 1) * kvd) } else { ra }; // its weight is 0
+            let w = _mm512_set1_epi32(w);
+            for c in 0..2 {
+                let va = _mm512_loadu_si512(ra.add(32 * c) as *const __m512i);
+                let vb = _mm512_loadu_si512(rb.add(32 * c) as *const __m512i);
+                acc[2 * c] = _mm512_dpwssd_epi32(acc[2 * c], _mm512_unpacklo_epi16(va, vb), w);
+                acc[2 * c + 1] = _mm512_dpwssd_epi32(acc[2 * c + 1], _mm512_unpackhi_epi16(va, vb), w);
             }
         };
+        let max15 = _mm512_set1_epi32(32767);
+        let (mut main, mut carry) = ([0i32; 8], [0i32; 8]);
         let mut j0 = 0;
         while j0 < n {
             let m = (n - j0).min(16);
-            if m == 16 {
-                for h in 0..2 {
-                    let x = p_norm8(_mm256_loadu_si256(p.as_ptr().add(j0 + 8 * h) as *const __m256i), half, ih, il);
-                    _mm256_storeu_si256(pn.as_mut_ptr().add(8 * h) as *mut __m256i, x);
-                }
+            let x = if m == 16 {
+                let lo = p_norm8(_mm256_loadu_si256(p.as_ptr().add(j0) as *const __m256i), half, ih, il);
+                let hi = p_norm8(_mm256_loadu_si256(p.as_ptr().add(j0 + 8) as *const __m256i), half, ih, il);
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
             } else {
-                pn = [0; 16];
+                let mut pn = [0u32; 16]; // 0 past the end: no weight
                 for (o, &pj) in pn.iter_mut().zip(&p[j0..]) {
                     *o = super::p_norm(pj, sum, inv);
                 }
-            }
-            for i in (0..m).step_by(4) {
+                _mm512_loadu_si512(pn.as_ptr() as *const __m512i)
+            };
+            // (pn_j, pn_j+1) as the halves of word j/2 (each ≤ 2^15, so min and >> 15 split it).
+            _mm256_storeu_si256(main.as_mut_ptr() as *mut __m256i, _mm512_cvtepi32_epi16(_mm512_min_epu32(x, max15)));
+            let big = _mm512_cmpgt_epu32_mask(x, max15);
+            for i in (0..8).step_by(2) {
                 let [a0, a1] = &mut acc;
-                pair(a0, &pn, j0, i);
-                pair(a1, &pn, j0, i + 2);
+                pair(a0, main[i], j0 + 2 * i);
+                pair(a1, main[i + 1], j0 + 2 * i + 2);
+            }
+            if big != 0 {
+                _mm256_storeu_si256(carry.as_mut_ptr() as *mut __m256i, _mm512_cvtepi32_epi16(_mm512_srli_epi32::<15>(x)));
+                for (i, &w) in carry.iter().enumerate() {
+                    pair(&mut acc[0], w, j0 + 2 * i);
+                }
             }
             j0 += 16;
         }
