@@ -127,7 +127,7 @@ pub fn quantize(z: &[i32], width: usize, frac: i32) -> QAct {
     let tokens = z.len() / width;
     let nb = width / 32;
     let mut out = QAct { tokens, width, q: vec![0; z.len()], a: vec![0; tokens * nb], sum: vec![0; tokens * nb], exp: vec![0; tokens] };
-    let row = |(((q, a), sum), (exp, z)): (((&mut [i8], &mut [u16]), &mut [i32]), (&mut i32, &[i32]))| *exp = quantize_row(z, frac, q, a, sum);
+    let row = |(((q, a), sum), (exp, z)): QuantRow| *exp = quantize_row(z, frac, q, a, sum);
     #[cfg(feature = "parallel")]
     if tokens >= PAR_ROWS {
         // Rows are independent: in parallel for a batch (serial, they were 6 % of compression).
@@ -137,6 +137,9 @@ pub fn quantize(z: &[i32], width: usize, frac: i32) -> QAct {
     out.q.chunks_mut(width).zip(out.a.chunks_mut(nb)).zip(out.sum.chunks_mut(nb)).zip(out.exp.iter_mut().zip(z.chunks(width))).for_each(row);
     out
 }
+
+/// One row of [`quantize`]: its `q`, `a`, `sum` and `exp` to fill, and its input.
+type QuantRow<'a> = (((&'a mut [i8], &'a mut [u16]), &'a mut [i32]), (&'a mut i32, &'a [i32]));
 
 /// Rows from which the row-wise steps (quantisation, norms, SiLU) of a batch go in parallel:
 /// below it (decoding) a fork costs more than the rows.
@@ -490,9 +493,9 @@ pub fn matmul_q4_with(isa: Isa, w: &CpuQ4, x: &QAct, frac_out: i32) -> Vec<i32> 
 
 /// [`matmul_q4_with`] of several matrices on the same activations, as one parallel loop.
 pub fn matmuls_q4_with<const N: usize>(isa: Isa, ws: [(&CpuQ4, i32); N], x: &QAct) -> [Vec<i32>; N] {
-    by_groups(ws.map(|(w, _)| w.rows), x.tokens, isa.unit(), |i, u, o| {
+    by_groups(ws.map(|(w, _)| w.rows), x.tokens, isa.unit(x.tokens), |i, u, o| {
         let (w, frac_out) = ws[i];
-        let (g, full) = unit_groups(isa, u, w.e.len() / GROUP);
+        let (g, full) = unit_groups(isa.unit(x.tokens), u, w.e.len() / GROUP);
         let (o, tail) = o.split_at_mut(full * GROUP * x.tokens);
         simd::groups_q4(isa, w, g, full, x, frac_out, o);
         if !tail.is_empty() {
@@ -501,11 +504,12 @@ pub fn matmuls_q4_with<const N: usize>(isa: Isa, ws: [(&CpuQ4, i32); N], x: &QAc
     })
 }
 
-/// Unit `u` of [`Isa::unit`] rows of a matrix with `groups` full groups: its first group and
-/// how many full groups it holds (the rest of the unit, if any, is the matrix's tail rows,
-/// from the tail's first: a unit is a whole number of groups and the tail is shorter than one).
-fn unit_groups(isa: Isa, u: usize, groups: usize) -> (usize, usize) {
-    let per = isa.unit() / GROUP;
+/// Unit `u` of `unit` rows ([`Isa::unit`]) of a matrix with `groups` full groups: its first
+/// group and how many full groups it holds (the rest of the unit, if any, is the matrix's tail
+/// rows, from the tail's first: a unit is a whole number of groups and the tail is shorter
+/// than one).
+fn unit_groups(unit: usize, u: usize, groups: usize) -> (usize, usize) {
+    let per = unit / GROUP;
     let g = u * per;
     (g, groups.saturating_sub(g).min(per))
 }
@@ -517,8 +521,8 @@ pub fn matmul_q8(w: &CpuQ8, x: &QAct, frac_out: i32) -> Vec<i32> {
 
 /// [`matmul_q8`] with the group kernels of `isa`.
 pub fn matmul_q8_with(isa: Isa, w: &CpuQ8, x: &QAct, frac_out: i32) -> Vec<i32> {
-    let [out] = by_groups([w.rows], x.tokens, isa.unit(), |_, u, o| {
-        let (g, full) = unit_groups(isa, u, w.e.len() / GROUP);
+    let [out] = by_groups([w.rows], x.tokens, isa.unit(x.tokens), |_, u, o| {
+        let (g, full) = unit_groups(isa.unit(x.tokens), u, w.e.len() / GROUP);
         let (o, tail) = o.split_at_mut(full * GROUP * x.tokens);
         simd::groups_q8(isa, w, g, full, x, frac_out, o);
         if !tail.is_empty() {

@@ -132,10 +132,19 @@ pub fn group_q4(isa: Isa, w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut 
     check_q4(w, g, x, o);
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 is present (`runs`, asserted above; `Avx512Vnni` requires it too); the
-        // shapes are checked by `check_q4`. (`Avx512Vnni` takes one group here only when a
-        // matrix has an odd number: see `groups_q4`.)
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe { by_fours!(x, |t| avx2_q4::<N>(w, g, x, frac_out, o, t)) },
+        // SAFETY: AVX2 is present (`runs`, asserted above); the shapes are checked by `check_q4`.
+        Isa::Avx2 => unsafe { by_fours!(x, |t| avx2_q4::<N>(w, g, x, frac_out, o, t)) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 is present (`Avx512Vnni` requires it: `runs`), AVX-VNNI is checked
+        // before its kernel runs; shapes as above. (`Avx512Vnni` takes one group at a time
+        // below `PAIR_MIN_TOKENS` tokens, or the last group of an odd number: `groups_q4`.)
+        Isa::Avx512Vnni => unsafe {
+            if Isa::AvxVnni.runs() {
+                by_fours!(x, |t| vnni_q4::<N>(w, g, x, frac_out, o, t))
+            } else {
+                by_fours!(x, |t| avx2_q4::<N>(w, g, x, frac_out, o, t))
+            }
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and AVX-VNNI are present (`runs`); the shapes are checked by `check_q4`.
         Isa::AvxVnni => unsafe { by_fours!(x, |t| vnni_q4::<N>(w, g, x, frac_out, o, t)) },
@@ -153,7 +162,16 @@ pub fn group_q8(isa: Isa, w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut 
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `group_q4`.
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe { by_fours!(x, |t| avx2_q8::<N>(w, g, x, frac_out, o, t)) },
+        Isa::Avx2 => unsafe { by_fours!(x, |t| avx2_q8::<N>(w, g, x, frac_out, o, t)) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `group_q4`.
+        Isa::Avx512Vnni => unsafe {
+            if Isa::AvxVnni.runs() {
+                by_fours!(x, |t| vnni_q8::<N>(w, g, x, frac_out, o, t))
+            } else {
+                by_fours!(x, |t| avx2_q8::<N>(w, g, x, frac_out, o, t))
+            }
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `group_q4`.
         Isa::AvxVnni => unsafe { by_fours!(x, |t| vnni_q8::<N>(w, g, x, frac_out, o, t)) },
@@ -165,17 +183,24 @@ pub fn group_q8(isa: Isa, w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut 
 }
 
 impl Isa {
-    /// Rows per call of [`groups_q4`] / [`groups_q8`] (the unit the matmuls share out among
-    /// threads): 16 where one vector holds two groups (`Avx512Vnni`), else 8.
-    pub fn unit(self) -> usize {
+    /// Rows per call of [`groups_q4`] / [`groups_q8`] for `tokens` tokens (the unit the
+    /// matmuls share out among threads): 16 where one vector holds two groups
+    /// (`Avx512Vnni`) and the call has enough tokens to be bound by arithmetic, else 8.
+    pub fn unit(self, tokens: usize) -> usize {
         match self {
-            Isa::Avx512Vnni => 2 * GROUP,
+            Isa::Avx512Vnni if tokens >= PAIR_MIN_TOKENS => 2 * GROUP,
             _ => GROUP,
         }
     }
 }
 
-/// Q4: rows `8g..8g + 8n` (groups `g..g + n`, `n ≤ isa.unit() / 8`) for every token into `o`
+/// Tokens per call from which `Avx512Vnni` takes two groups per vector. Below it a call is
+/// bound by reading the weights, and two weight streams per task over half as many tasks
+/// decoded slower: one stream (1 token) 4.4 s against 4.8 s for 3 KB (median of 5); at 4
+/// tokens (four chunks in lock-step) the pairs were faster, 11.1 s against 11.4 s.
+const PAIR_MIN_TOKENS: usize = 4;
+
+/// Q4: rows `8g..8g + 8n` (groups `g..g + n`, `n ≤ isa.unit(tokens) / 8`) for every token into `o`
 /// (`[8n, tokens]`): two groups at once through the 512-bit kernel where `isa` has one, else
 /// one by one through [`group_q4`].
 pub fn groups_q4(isa: Isa, w: &CpuQ4, g: usize, n: usize, x: &QAct, frac_out: i32, o: &mut [i32]) {
