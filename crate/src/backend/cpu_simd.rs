@@ -194,11 +194,12 @@ impl Isa {
     }
 }
 
-/// Tokens per call from which `Avx512Vnni` takes two groups per vector. Below it a call is
-/// bound by reading the weights, and two weight streams per task over half as many tasks
-/// decoded slower: one stream (1 token) 4.4 s against 4.8 s for 3 KB (median of 5); at 4
-/// tokens (four chunks in lock-step) the pairs were faster, 11.1 s against 11.4 s.
-const PAIR_MIN_TOKENS: usize = 4;
+/// Tokens per call from which `Avx512Vnni` takes two groups per vector: a prefill batch
+/// (compression, 256 or 2,048 rows), not decoding. In decoding (1–4 rows per call, one per
+/// chunk in lock-step) a call is bound by reading the weights, and the pairs were slower
+/// (alice12k, `lmz -d`, median of 3, 2 threads): one chunk of 3 KB 4.8 s against 4.4 s, two
+/// chunks 15.8 against 14.3 s, four chunks 11.1 against 9.9 s.
+const PAIR_MIN_TOKENS: usize = 16;
 
 /// Q4: rows `8g..8g + 8n` (groups `g..g + n`, `n ≤ isa.unit(tokens) / 8`) for every token into `o`
 /// (`[8n, tokens]`): two groups at once through the 512-bit kernel where `isa` has one, else
@@ -1337,11 +1338,22 @@ mod tests {
         let cw = CpuQ4::new(w);
         let isas = Isa::available();
         let got: Vec<Vec<i32>> = isas.iter().map(|&isa| matmul_q4_with(isa, &cw, x, frac_out)).collect();
+        let want = |row: usize, t: usize| dot_q4(&w.nib[row * cols / 2..(row + 1) * cols / 2], &w.d[row * nb..(row + 1) * nb], &w.m[row * nb..(row + 1) * nb], w.e[row] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], &x.sum[t * nb..(t + 1) * nb], x.exp[t], frac_out);
         for row in 0..rows {
             for t in 0..x.tokens {
-                let want = dot_q4(&w.nib[row * cols / 2..(row + 1) * cols / 2], &w.d[row * nb..(row + 1) * nb], &w.m[row * nb..(row + 1) * nb], w.e[row] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], &x.sum[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+                let want = want(row, t);
                 for (isa, g) in isas.iter().zip(&got) {
                     assert_eq!(g[t * rows + row], want, "{isa:?} row {row} token {t}");
+                }
+            }
+        }
+        // Two groups per call at any token count (the matmul takes pairs only for batches).
+        for &isa in &isas {
+            for g in (0..(rows / GROUP).saturating_sub(1)).step_by(2) {
+                let mut o = vec![0; 2 * GROUP * x.tokens];
+                groups_q4(isa, &cw, g, 2, x, frac_out, &mut o);
+                for (i, t) in (0..2 * GROUP).flat_map(|i| (0..x.tokens).map(move |t| (i, t))) {
+                    assert_eq!(o[i * x.tokens + t], want(GROUP * g + i, t), "{isa:?} pair {g} row {i} token {t}");
                 }
             }
         }
@@ -1352,11 +1364,21 @@ mod tests {
         let cw = CpuQ8::new(w);
         let isas = Isa::available();
         let got: Vec<Vec<i32>> = isas.iter().map(|&isa| matmul_q8_with(isa, &cw, x, frac_out)).collect();
+        let want = |row: usize, t: usize| dot_q8(&w.q[row * cols..(row + 1) * cols], &w.d[row * nb..(row + 1) * nb], w.e[row] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], x.exp[t], frac_out);
         for row in 0..rows {
             for t in 0..x.tokens {
-                let want = dot_q8(&w.q[row * cols..(row + 1) * cols], &w.d[row * nb..(row + 1) * nb], w.e[row] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+                let want = want(row, t);
                 for (isa, g) in isas.iter().zip(&got) {
                     assert_eq!(g[t * rows + row], want, "{isa:?} row {row} token {t}");
+                }
+            }
+        }
+        for &isa in &isas {
+            for g in (0..(rows / GROUP).saturating_sub(1)).step_by(2) {
+                let mut o = vec![0; 2 * GROUP * x.tokens];
+                groups_q8(isa, &cw, g, 2, x, frac_out, &mut o);
+                for (i, t) in (0..2 * GROUP).flat_map(|i| (0..x.tokens).map(move |t| (i, t))) {
+                    assert_eq!(o[i * x.tokens + t], want(GROUP * g + i, t), "{isa:?} pair {g} row {i} token {t}");
                 }
             }
         }
@@ -1516,7 +1538,7 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(48))]
             #[test]
-            fn q4_any_shape(seed in any::<u64>(), rows in 1usize..40, nb in 1usize..49, tokens in 1usize..10, extreme in any::<bool>(), frac in -8i32..16) {
+            fn q4_any_shape(seed in any::<u64>(), rows in 1usize..40, nb in 1usize..49, tokens in 1usize..20, extreme in any::<bool>(), frac in -8i32..16) {
                 let mut r = Rng(seed);
                 let w = q4_matrix(&mut r, rows, nb * 32, extreme);
                 let x = act(&mut r, tokens, nb * 32, extreme);
@@ -1524,7 +1546,7 @@ mod tests {
             }
 
             #[test]
-            fn q8_any_shape(seed in any::<u64>(), rows in 1usize..40, nb in 1usize..33, tokens in 1usize..10, extreme in any::<bool>(), frac in -8i32..16) {
+            fn q8_any_shape(seed in any::<u64>(), rows in 1usize..40, nb in 1usize..33, tokens in 1usize..20, extreme in any::<bool>(), frac in -8i32..16) {
                 let mut r = Rng(seed);
                 let w = q8_matrix(&mut r, rows, nb * 32, extreme);
                 let x = act(&mut r, tokens, nb * 32, extreme);
