@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
 # Where scripts/test.sh keeps its own wasm-bindgen-test-runner when none is on PATH.
 export PATH="$PATH:$HOME/.cache/lmz/tools/bin"
 args=(--lib bench_ -- --include-ignored --nocapture)
-show='(native|wasm32|tokens|Portable|Avx2|AvxVnni|Simd128)'
+show='(native|wasm32|tokens|Portable|Avx2|AvxVnni|Avx512Vnni|Simd128)'
 echo "== native ($(uname -m), $(nproc) cores)"
 cargo test --release -p lmz "${args[@]}" --test-threads 1 2>&1 | grep -E "$show" | grep -v Running
 echo "== wasm32-unknown-unknown, SIMD128, Node $(node --version)"
