@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Builds the browser side: the wasm bindings (crate/wasm) with cargo and wasm-bindgen, the npm
+# Builds the browser side: the wasm bindings (crate/wasm) with cargo and wasm-bindgen — twice:
+# SIMD128 (lmz_wasm_bg.wasm, every evergreen browser) and SIMD128 + relaxed SIMD
+# (lmz_wasm_relaxed_bg.wasm, picked at run time where the browser validates it; the same JS
+# glue, checked below; the relaxed build in its own target dir, as its rustflags differ) —, the npm
 # package (web/: tsc, then `npm pack` → out/lmz-VERSION.tgz), and the demo site (out/site/:
 # www/demo with that tarball installed as a user would, the model pack linked next to it).
 #
@@ -18,10 +21,21 @@ if [ "$have" != "$want_bindgen" ]; then
 fi
 [ -f "$pack" ] || { echo "no model pack at $pack: run \`lmz model fetch\` (scripts/run.sh does)" >&2; exit 1; }
 
-echo "== wasm bindings (cargo, wasm32-unknown-unknown, release)"
+echo "== wasm bindings (cargo, wasm32-unknown-unknown, release): SIMD128, then SIMD128 + relaxed SIMD"
 cargo build -q -p lmz-wasm --target wasm32-unknown-unknown --release
 wasm-bindgen --target web --out-dir web/src/wasm --out-name lmz_wasm \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/lmz_wasm.wasm"
+relaxed_dir="$CARGO_TARGET_DIR-relaxed-simd"
+CARGO_TARGET_DIR="$relaxed_dir" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+    cargo build -q -p lmz-wasm --target wasm32-unknown-unknown --release
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+wasm-bindgen --target web --out-dir "$tmp" --out-name lmz_wasm "$relaxed_dir/wasm32-unknown-unknown/release/lmz_wasm.wasm"
+# One glue for both modules: the loader (web/src/engine.ts) passes either one to the same init.
+# The code must be the same; comments may differ (they name internal shim numbers).
+code() { grep -v '^[[:space:]]*//' "$1"; }
+cmp -s <(code "$tmp/lmz_wasm.js") <(code web/src/wasm/lmz_wasm.js) || { echo "the relaxed-SIMD build's JS glue differs from the SIMD128 build's" >&2; exit 1; }
+cp "$tmp/lmz_wasm_bg.wasm" web/src/wasm/lmz_wasm_relaxed_bg.wasm
 
 echo "== npm package (web/)"
 mkdir -p out
@@ -41,6 +55,8 @@ mkdir -p out/site/models
 cp -r www/demo/. out/site/
 (cd out/site && npm install -s --no-audit --no-fund --offline "../lmz-$version.tgz")
 ln -sf "$pack" out/site/models/smollm2-135m.lmz.safetensors
-printf '%s  wasm (bytes): %s  gzip -9: %s\n' "$tarball" \
-    "$(stat -c %s out/site/node_modules/lmz/dist/wasm/lmz_wasm_bg.wasm)" \
-    "$(gzip -9c out/site/node_modules/lmz/dist/wasm/lmz_wasm_bg.wasm | wc -c)"
+for w in lmz_wasm_bg lmz_wasm_relaxed_bg; do
+    printf '%s  %s.wasm (bytes): %s  gzip -9: %s\n' "$tarball" "$w" \
+        "$(stat -c %s out/site/node_modules/lmz/dist/wasm/$w.wasm)" \
+        "$(gzip -9c out/site/node_modules/lmz/dist/wasm/$w.wasm | wc -c)"
+done

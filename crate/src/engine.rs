@@ -100,9 +100,9 @@ impl Engine {
     }
 
     /// What [`Engine::open`] would run for `kind`, without loading the model: "CPU, 2
-    /// thread(s)" or the GPU adapter ("GPU NVIDIA H100 … (Vulkan, DiscreteGpu, dot4I8Packed)").
+    /// thread(s), Avx512Vnni" (the CPU kernels: `Isa::best`) or the GPU adapter ("GPU NVIDIA H100 … (Vulkan, DiscreteGpu, dot4I8Packed)").
     pub fn probe(kind: BackendKind) -> Result<String> {
-        let cpu = || format!("CPU, {} thread(s)", rayon::current_num_threads());
+        let cpu = cpu_words;
         match kind {
             BackendKind::Cpu => Ok(cpu()),
             #[cfg(feature = "gpu")]
@@ -120,10 +120,10 @@ impl Engine {
         }
     }
 
-    /// For reports: "CPU, 2 thread(s)" or "GPU llvmpipe (…) (Vulkan, Cpu, dot4I8Packed)".
+    /// For reports: "CPU, 2 thread(s), Avx512Vnni" or "GPU llvmpipe (…) (Vulkan, Cpu, dot4I8Packed)".
     pub fn describe(&self) -> String {
         match self {
-            Engine::Cpu(_) => format!("CPU, {} thread(s)", rayon::current_num_threads()),
+            Engine::Cpu(_) => cpu_words(),
             #[cfg(feature = "gpu")]
             Engine::Gpu(g) => format!("GPU {}", g.describe()),
         }
@@ -146,4 +146,9 @@ impl Engine {
             Engine::Gpu(b) => b.slots(),
         }
     }
+}
+
+/// "CPU, 2 thread(s), Avx512Vnni": the threads and the kernels the CPU engine runs.
+fn cpu_words() -> String {
+    format!("CPU, {} thread(s), {:?}", rayon::current_num_threads(), lmz::backend::cpu::Isa::best())
 }

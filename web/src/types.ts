@@ -94,7 +94,9 @@ export interface TokenScores {
 export interface Compressor {
   /** The engine that actually runs. */
   readonly engine: EngineKind;
-  /** The WebGPU adapter's description, or `wasm32 CPU`. */
+  /** The WebGPU adapter's description, or `wasm32 CPU (RelaxedSimd), 1 thread` (the kernels
+   * of the wasm build this browser loaded: `RelaxedSimd` where it has relaxed SIMD, else
+   * `Simd128`). */
   readonly adapter: string;
   /** SHA-256 (hex) of the model pack: the fingerprint written into files. */
   readonly fingerprint: string;

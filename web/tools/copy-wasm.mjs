@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 
 const src = fileURLToPath(new URL('../src/wasm/', import.meta.url));
 const dst = fileURLToPath(new URL('../dist/wasm/', import.meta.url));
-for (const f of ['lmz_wasm.js', 'lmz_wasm.d.ts', 'lmz_wasm_bg.wasm']) {
+for (const f of ['lmz_wasm.js', 'lmz_wasm.d.ts', 'lmz_wasm_bg.wasm', 'lmz_wasm_relaxed_bg.wasm']) {
   if (!existsSync(src + f)) {
     console.error(`missing ${src + f}: run scripts/build-web.sh (cargo + wasm-bindgen) first`);
     process.exit(1);

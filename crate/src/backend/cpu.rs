@@ -385,6 +385,9 @@ pub struct CpuQ8 {
     pub d: Vec<i16>,
     /// `[groups·8]`
     pub e: Vec<i8>,
+    /// `[groups, blocks, 8]`: Σ of the row's 32 weights in the block (|·| ≤ 4064), for the
+    /// relaxed-SIMD kernel (which sums `w·(x + 128)`); empty in every other build.
+    pub ws: Vec<i16>,
     pub tail: Q8Matrix,
 }
 
@@ -393,7 +396,8 @@ impl CpuQ8 {
         let (c, nb, groups) = (w.cols, w.cols / 32, w.rows / GROUP);
         let from = groups * GROUP;
         let tail = Q8Matrix { rows: w.rows - from, cols: c, q: w.q[from * c..].to_vec(), d: w.d[from * nb..].to_vec(), e: w.e[from..].to_vec() };
-        let mut out = CpuQ8 { rows: w.rows, cols: c, q: vec![0; groups * GROUP * c], d: vec![0; groups * nb * GROUP], e: w.e[..from].to_vec(), tail };
+        let sums = cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd"));
+        let mut out = CpuQ8 { rows: w.rows, cols: c, q: vec![0; groups * GROUP * c], d: vec![0; groups * nb * GROUP], e: w.e[..from].to_vec(), ws: vec![0; if sums { groups * nb * GROUP } else { 0 }], tail };
         for g in 0..groups {
             for b in 0..nb {
                 for i in 0..GROUP {
@@ -402,6 +406,9 @@ impl CpuQ8 {
                         out.q[(g * nb + b) * 256 + 32 * (j / 4) + 4 * i + j % 4] = w.q[r * c + 32 * b + j];
                     }
                     out.d[(g * nb + b) * GROUP + i] = w.d[r * nb + b];
+                    if sums {
+                        out.ws[(g * nb + b) * GROUP + i] = w.q[r * c + 32 * b..r * c + 32 * b + 32].iter().map(|&v| v as i16).sum();
+                    }
                 }
             }
         }

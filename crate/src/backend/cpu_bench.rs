@@ -23,41 +23,47 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 mod host {
     use wasm_bindgen::prelude::*;
 
-    #[wasm_bindgen]
+    // Node or a browser (the relaxed-SIMD build's tests run in Chromium): Node's modules are
+    // reached through `process.getBuiltinModule` (Node ≥ 20.16), so the module imports
+    // nothing a browser cannot resolve.
+    #[wasm_bindgen(inline_js = "
+        const node = () => (typeof process !== 'undefined' && process.getBuiltinModule) ? process : null;
+        export function now_() { return performance.now(); }
+        export function where_() { return node() ? 'wasm32 (Node)' : 'wasm32 (browser)'; }
+        export function cpu_seconds_() {
+            const p = node();
+            if (!p) return performance.now() / 1e3;
+            const u = p.cpuUsage();
+            return (u.user + u.system) / 1e6;
+        }
+        export function pack_() {
+            const p = node();
+            if (!p) throw new Error('the model pack is read from ~/.cache/lmz in Node only');
+            const home = p.getBuiltinModule('os').homedir();
+            return p.getBuiltinModule('fs').readFileSync(home + '/.cache/lmz/smollm2-135m.lmz.safetensors');
+        }
+    ")]
     extern "C" {
-        #[wasm_bindgen(js_namespace = performance)]
-        fn now() -> f64;
-        type CpuUsage;
-        #[wasm_bindgen(js_namespace = process, js_name = cpuUsage)]
-        fn cpu_usage() -> CpuUsage;
-        #[wasm_bindgen(method, getter)]
-        fn user(this: &CpuUsage) -> f64;
-        #[wasm_bindgen(method, getter)]
-        fn system(this: &CpuUsage) -> f64;
-    }
-    #[wasm_bindgen(module = "fs")]
-    extern "C" {
-        #[wasm_bindgen(js_name = readFileSync)]
-        fn read_file_sync(path: &str) -> Vec<u8>;
-    }
-    #[wasm_bindgen(module = "os")]
-    extern "C" {
-        fn homedir() -> String;
+        fn now_() -> f64;
+        fn where_() -> String;
+        fn cpu_seconds_() -> f64;
+        fn pack_() -> Vec<u8>;
     }
 
     pub fn seconds() -> f64 {
-        now() / 1e3
+        now_() / 1e3
     }
     /// CPU time of the Node process (µs in `process.cpuUsage()`; it includes V8's compiler
-    /// and GC threads, so it overstates the wasm's own time a little).
+    /// and GC threads, so it overstates the wasm's own time a little); wall time in a browser.
     pub fn cpu_seconds() -> f64 {
-        let u = cpu_usage();
-        (u.user() + u.system()) / 1e6
+        cpu_seconds_()
     }
     pub fn pack() -> Vec<u8> {
-        read_file_sync(&format!("{}/.cache/lmz/smollm2-135m.lmz.safetensors", homedir()))
+        pack_()
     }
-    pub const WHERE: &str = "wasm32 (Node)";
+    pub fn place() -> String {
+        where_()
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -84,7 +90,9 @@ mod host {
         let home = std::env::var("HOME").unwrap_or_default();
         std::fs::read(format!("{home}/.cache/lmz/smollm2-135m.lmz.safetensors")).expect("the model pack (lmz model fetch)")
     }
-    pub const WHERE: &str = "native";
+    pub fn place() -> String {
+        "native".into()
+    }
 }
 
 macro_rules! say {
@@ -124,7 +132,7 @@ fn bench_kernels() {
     let w = Q4Matrix { rows, cols, nib: (0..rows * cols / 2).map(|_| r.below(256) as u8).collect(), d: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(), m: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(), e: vec![20; rows] };
     let w8 = Q8Matrix { rows: 8192, cols, q: (0..8192 * cols).map(|_| r.next_u64() as i8).collect(), d: (0..8192 * nb).map(|_| r.below(4000) as i16 - 2000).collect(), e: vec![20; 8192] };
     let (w, w8) = (CpuQ4::new(&w), CpuQ8::new(&w8));
-    say!("{}: matmul GMAC/s, 1 thread, best of 5 in CPU time (Q4 {rows}x{cols}, Q8 8192x{cols})", host::WHERE);
+    say!("{}: matmul GMAC/s, 1 thread, best of 5 in CPU time (Q4 {rows}x{cols}, Q8 8192x{cols})", host::place());
     for tokens in [1, 2, 4, 256] {
         let z: Vec<i32> = (0..tokens * cols).map(|_| (r.next_u64() as i32) >> 12).collect();
         let x = quantize(&z, cols, 10);
@@ -142,7 +150,7 @@ fn bench_kernels() {
     let n = 1024;
     let cache = KvCache { k: (0..n * 192).map(|_| (r.below(1023) as i32 - 511) as i16).collect(), k_exp: (0..n * 3).map(|_| r.below(8) as i32).collect(), v: (0..n * 192).map(|_| (r.next_u64() as i16) >> 4).collect() };
     let q: Vec<i32> = (0..576 * ROW_TILE).map(|_| (r.next_u64() as i32) >> 16).collect();
-    say!("{}: attention over {n} positions, 1 thread, best of 5 in CPU time (µs per row of 9 heads)", host::WHERE);
+    say!("{}: attention over {n} positions, 1 thread, best of 5 in CPU time (µs per row of 9 heads)", host::place());
     for isa in Isa::available() {
         let mut s = AttnScratch::default();
         let mut out = vec![0; 576 * ROW_TILE];
@@ -174,7 +182,7 @@ fn bench_forward() {
     let fr = crate::model::Fracs::new(&model.weights);
     let mut b = CpuBackend::new(&model, tokens.len()).expect("engine");
     drop(model);
-    say!("{}: model loaded and laid out in {:.1} s; {} tokens, best isa {:?}", host::WHERE, host::seconds() - t0, tokens.len(), Isa::best());
+    say!("{}: model loaded and laid out in {:.1} s; {} tokens, best isa {:?}", host::place(), host::seconds() - t0, tokens.len(), Isa::best());
     let threads: &[usize] = if cfg!(all(feature = "parallel", not(target_arch = "wasm32"))) { &[1, 2] } else { &[1] };
     for &n in threads {
         #[allow(unused_mut)]
@@ -195,6 +203,6 @@ fn bench_forward() {
         let k = tokens.len() as f64;
         // CPU time of the one thread doing the work; with 2 threads, wall time only.
         let cpu = if n == 1 { format!(", CPU {c:.2} s = {:.1} tokens per CPU-second", k / c) } else { String::new() };
-        say!("{}: {n} thread(s): {} tokens, wall {s:.2} s = {:.1} tokens/s{cpu} (tables hash {h:016x})", host::WHERE, tokens.len(), k / s);
+        say!("{}: {n} thread(s): {} tokens, wall {s:.2} s = {:.1} tokens/s{cpu} (tables hash {h:016x})", host::place(), tokens.len(), k / s);
     }
 }

@@ -14,7 +14,14 @@
 //!   lane), so a block's dot sums in i32 and is scaled once per block. Attention as AVX2.
 //! - [`Isa::Simd128`] (wasm32 built with `+simd128`, `.cargo/config.toml`): weights widened
 //!   to i16 once per block and shared by the tokens, `i32x4.dot_i16x8_s` against the token's
-//!   4 activations splatted, `i64x2.extmul_*_i32x4_s` for `Σ T·a`.
+//!   4 activations splatted, `Σ T·a` in f64 lanes (exact: integers below 2^53).
+//! - [`Isa::RelaxedSimd`] (wasm32 built with `+simd128,+relaxed-simd`: the web package's
+//!   second build, picked by feature detection): as SIMD128, with each 16-byte step's
+//!   products summed four at a time by `i32x4.relaxed_dot_i8x16_i7x16_add_s`. Relaxed SIMD
+//!   leaves its result to the engine only when the second operand has a byte ≥ 128; here it
+//!   is always a nibble (0–15): Q4 weights, or for Q8 the activations split as
+//!   `x + 128 = 16·xh + xl`, so every engine computes the same exact sums. Attention runs
+//!   the SIMD128 loops.
 //! - [`Isa::Portable`]: plain Rust on fixed-size arrays that LLVM vectorises for the target's
 //!   baseline (SSE2, NEON, SIMD128); runs where neither of the above does.
 //!
@@ -44,6 +51,10 @@ pub enum Isa {
     /// wasm32 SIMD128, when the module was built with it (compile time; every evergreen
     /// browser and Node ≥ 16.4 run it).
     Simd128,
+    /// wasm32 SIMD128 with relaxed SIMD's 8-bit dot product, when the module was built with
+    /// `+relaxed-simd` (compile time; Chromium-based browsers from 114 run it; Node 20 does not:
+    /// its experimental flag implements an older draft of the instruction).
+    RelaxedSimd,
 }
 
 impl Isa {
@@ -64,6 +75,8 @@ impl Isa {
             }
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => true,
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
+            Isa::RelaxedSimd => true,
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -71,12 +84,12 @@ impl Isa {
 
     /// The fastest one that runs here: what the engine uses.
     pub fn best() -> Isa {
-        [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.runs()).unwrap_or(Isa::Portable)
+        [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::RelaxedSimd, Isa::Simd128].into_iter().find(|i| i.runs()).unwrap_or(Isa::Portable)
     }
 
     /// Every one that runs here (parity tests and benchmarks compare them).
     pub fn available() -> Vec<Isa> {
-        [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Simd128].into_iter().filter(|i| i.runs()).collect()
+        [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Simd128, Isa::RelaxedSimd].into_iter().filter(|i| i.runs()).collect()
     }
 }
 
@@ -115,12 +128,14 @@ macro_rules! by_twos {
 
 fn check_q4(w: &CpuQ4, g: usize, x: &QAct, o: &[i32]) {
     let nb = w.cols / 32;
+    assert!(nb < 1 << 11, "wider than the kernels' exact sums allow");
     assert!(w.cols.is_multiple_of(32) && x.width == w.cols && w.w.len() >= (g + 1) * nb * 128 && w.d.len() >= (g + 1) * nb * GROUP && w.m.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
     assert!(x.q.len() >= x.tokens * x.width && x.a.len() >= x.tokens * nb && x.sum.len() >= x.tokens * nb && x.exp.len() >= x.tokens && o.len() >= GROUP * x.tokens);
 }
 
 fn check_q8(w: &CpuQ8, g: usize, x: &QAct, o: &[i32]) {
     let nb = w.cols / 32;
+    assert!(nb < 1 << 11, "wider than the kernels' exact sums allow");
     assert!(w.cols.is_multiple_of(32) && x.width == w.cols && w.q.len() >= (g + 1) * nb * 256 && w.d.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
     assert!(x.q.len() >= x.tokens * x.width && x.a.len() >= x.tokens * nb && x.exp.len() >= x.tokens && o.len() >= GROUP * x.tokens);
 }
@@ -151,6 +166,9 @@ pub fn group_q4(isa: Isa, w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut 
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: the shapes are checked by `check_q4` (the loads stay inside them).
         Isa::Simd128 => unsafe { by_twos!(x, |t| simd128_q4::<N>(w, g, x, frac_out, o, t)) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
+        // SAFETY: as for SIMD128.
+        Isa::RelaxedSimd => unsafe { by_fours!(x, |t| relaxed_q4::<N>(w, g, x, frac_out, o, t)) },
         _ => by_fours!(x, |t| portable_q4::<N>(w, g, x, frac_out, o, t)),
     }
 }
@@ -178,6 +196,12 @@ pub fn group_q8(isa: Isa, w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut 
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: as in `group_q4`.
         Isa::Simd128 => unsafe { by_twos!(x, |t| simd128_q8::<N>(w, g, x, frac_out, o, t)) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
+        // SAFETY: as for SIMD128; the weight sums this kernel reads are checked here.
+        Isa::RelaxedSimd => unsafe {
+            assert!(w.ws.len() == w.d.len());
+            by_twos!(x, |t| relaxed_q8::<N>(w, g, x, frac_out, o, t))
+        },
         _ => by_fours!(x, |t| portable_q8::<N>(w, g, x, frac_out, o, t)),
     }
 }
@@ -246,6 +270,8 @@ pub fn groups_q8(isa: Isa, w: &CpuQ8, g: usize, n: usize, x: &QAct, frac_out: i3
 use x86::{group_q4 as avx2_q4, group_q8 as avx2_q8, vnni512_q4, vnni512_q8, vnni_q4, vnni_q8};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use wasm::{group_q4 as simd128_q4, group_q8 as simd128_q8};
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
+use wasm::{relaxed_q4, relaxed_q8};
 use portable::{group_q4 as portable_q4, group_q8 as portable_q8};
 
 /// Writes the 8 rows' rounded outputs of token `t` from their exact sums.
@@ -273,7 +299,7 @@ pub fn head_scores(isa: Isa, qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n
         Isa::Avx512Vnni if hd == 64 && shift0 <= 12 => unsafe { x86::head_scores512(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: bounds asserted just above.
-        Isa::Simd128 if hd == 64 => unsafe { wasm::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
+        Isa::Simd128 | Isa::RelaxedSimd if hd == 64 => unsafe { wasm::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
         _ => portable::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores),
     }
 }
@@ -294,7 +320,7 @@ pub fn head_values(isa: Isa, p: &[u32], v: &[i16], kvd: usize, off: usize, sum: 
         Isa::Avx512Vnni if out.len() == 64 => unsafe { x86::head_values512(p, v, kvd, off, sum, out) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: bounds asserted just above.
-        Isa::Simd128 if out.len() == 64 => unsafe { wasm::head_values(p, v, kvd, off, sum, out) },
+        Isa::Simd128 | Isa::RelaxedSimd if out.len() == 64 => unsafe { wasm::head_values(p, v, kvd, off, sum, out) },
         _ => portable::head_values(p, v, kvd, off, sum, out),
     }
 }
@@ -499,16 +525,28 @@ mod wasm {
         i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(a, b), i32x4_shuffle::<1, 3, 5, 7>(a, b))
     }
 
-    /// Adds `T·a` (T: rows `4h..4h+4`) to the i64 accumulators of rows `4h, 4h+1` / `4h+2, 4h+3`.
+    /// Adds `T·a` (T: rows `4h..4h+4`) to f64 accumulators of rows `4h, 4h+1` / `4h+2, 4h+3`:
+    /// exact, as every product (|T·a| < 2^42) and every partial sum of a row (< 2^11 blocks,
+    /// `check_q4`/`check_q8`: < 2^53) is an integer an f64 holds; cheaper than i64 multiplies.
     #[inline(always)]
     fn add_ta(acc: &mut [v128; 4], h: usize, t: v128, a: v128) {
-        acc[2 * h] = i64x2_add(acc[2 * h], i64x2_extmul_low_i32x4(t, a));
-        acc[2 * h + 1] = i64x2_add(acc[2 * h + 1], i64x2_extmul_high_i32x4(t, a));
+        acc[2 * h] = madd(f64x2_convert_low_i32x4(t), a, acc[2 * h]);
+        acc[2 * h + 1] = madd(f64x2_convert_low_i32x4(i32x4_shuffle::<2, 3, 2, 3>(t, t)), a, acc[2 * h + 1]);
+    }
+
+    /// `a·b + c` on f64 lanes: one fused instruction where relaxed SIMD is on (the engine may
+    /// fuse or not; exact either way on the integers `add_ta` passes).
+    #[inline(always)]
+    fn madd(a: v128, b: v128, c: v128) -> v128 {
+        #[cfg(target_feature = "relaxed-simd")]
+        return f64x2_relaxed_madd(a, b, c);
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        return f64x2_add(f64x2_mul(a, b), c);
     }
 
     #[inline(always)]
     fn lanes(acc: &[v128; 4]) -> [i64; GROUP] {
-        let l = |v: v128| [i64x2_extract_lane::<0>(v), i64x2_extract_lane::<1>(v)];
+        let l = |v: v128| [f64x2_extract_lane::<0>(v) as i64, f64x2_extract_lane::<1>(v) as i64];
         let [a, b, c, d] = [l(acc[0]), l(acc[1]), l(acc[2]), l(acc[3])];
         [a[0], a[1], b[0], b[1], c[0], c[1], d[0], d[1]]
     }
@@ -527,7 +565,7 @@ mod wasm {
     pub unsafe fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
         let (cols, nb) = (w.cols, w.cols / 32);
         let m4 = u8x16_splat(15);
-        let mut acc = [[i64x2_splat(0); 4]; N];
+        let mut acc = [[f64x2_splat(0.0); 4]; N];
         for b in 0..nb {
             let wp = w.w.as_ptr().add((g * nb + b) * 128);
             let mut s = [[i32x4_splat(0); 4]; N];
@@ -550,7 +588,7 @@ mod wasm {
             for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
                 let t = t0 + k;
                 let xs = i32x4_splat(*x.sum.get_unchecked(t * nb + b));
-                let av = i32x4_splat(*x.a.get_unchecked(t * nb + b) as i32);
+                let av = f64x2_splat(*x.a.get_unchecked(t * nb + b) as f64);
                 for h in 0..2 {
                     let s1 = i32x4_sub(rows4(sk[2 * h], sk[2 * h + 1]), i32x4_shl(xs, 3)); // S' = S − 8X
                     let tv = i32x4_add(i32x4_mul(d[h], s1), i32x4_mul(m[h], xs));
@@ -567,7 +605,7 @@ mod wasm {
     /// (pair sums ≤ 2·128·127, block dots |S| < 2^19 in i32); `T = d·S` (|T| < 2^30).
     pub unsafe fn group_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
         let (cols, nb) = (w.cols, w.cols / 32);
-        let mut acc = [[i64x2_splat(0); 4]; N];
+        let mut acc = [[f64x2_splat(0.0); 4]; N];
         for b in 0..nb {
             let wp = w.q.as_ptr().add((g * nb + b) * 256);
             let mut s = [[i32x4_splat(0); 4]; N];
@@ -583,9 +621,103 @@ mod wasm {
             }
             let d = scales(w.d.as_ptr().add((g * nb + b) * GROUP));
             for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
-                let av = i32x4_splat(*x.a.get_unchecked((t0 + k) * nb + b) as i32);
+                let av = f64x2_splat(*x.a.get_unchecked((t0 + k) * nb + b) as f64);
                 for h in 0..2 {
                     add_ta(ak, h, i32x4_mul(d[h], rows4(sk[2 * h], sk[2 * h + 1])), av);
+                }
+            }
+        }
+        for (k, ak) in acc.iter().enumerate() {
+            finish(&lanes(ak), &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
+    /// Tokens `t0..t0+N` of Q4 group `g` with relaxed SIMD: each 16-byte half of a 32-byte
+    /// step holds 4 weights of 4 rows, so `relaxed_dot(activations, nibbles)` with the
+    /// token's 4 activations splatted adds each row's 4 products to its own lane (no
+    /// widening, no shuffles). Low and high nibbles keep separate accumulators (two chains
+    /// per row half, not one). The nibbles (0–15) are the operand the instruction needs in
+    /// 0–127 for an exact, engine-independent result; sums as in [`group_q4`].
+    #[cfg(target_feature = "relaxed-simd")]
+    pub unsafe fn relaxed_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        let (cols, nb) = (w.cols, w.cols / 32);
+        let m4 = u8x16_splat(15);
+        let mut acc = [[f64x2_splat(0.0); 4]; N];
+        for b in 0..nb {
+            let wp = w.w.as_ptr().add((g * nb + b) * 128);
+            // [rows 0–3, rows 4–7]
+            let mut s = [[i32x4_splat(0); 2]; N];
+            for p in 0..4 {
+                let r = [load(wp.add(32 * p)), load(wp.add(32 * p + 16))];
+                let nib = [v128_and(r[0], m4), v128_and(r[1], m4), u8x16_shr(r[0], 4), u8x16_shr(r[1], 4)];
+                for (k, sk) in s.iter_mut().enumerate() {
+                    let q = x.q.as_ptr().add((t0 + k) * cols + 32 * b + 8 * p);
+                    let (ql, qh) = (v128_load32_splat(q as *const u32), v128_load32_splat(q.add(4) as *const u32));
+                    sk[0] = i32x4_relaxed_dot_i8x16_i7x16_add(ql, nib[0], sk[0]);
+                    sk[1] = i32x4_relaxed_dot_i8x16_i7x16_add(ql, nib[1], sk[1]);
+                    sk[0] = i32x4_relaxed_dot_i8x16_i7x16_add(qh, nib[2], sk[0]);
+                    sk[1] = i32x4_relaxed_dot_i8x16_i7x16_add(qh, nib[3], sk[1]);
+                }
+            }
+            let d = scales(w.d.as_ptr().add((g * nb + b) * GROUP));
+            let m = scales(w.m.as_ptr().add((g * nb + b) * GROUP));
+            for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
+                let t = t0 + k;
+                let xs = i32x4_splat(*x.sum.get_unchecked(t * nb + b));
+                let av = f64x2_splat(*x.a.get_unchecked(t * nb + b) as f64);
+                for h in 0..2 {
+                    let s1 = i32x4_sub(sk[h], i32x4_shl(xs, 3)); // S' = S − 8X
+                    let tv = i32x4_add(i32x4_mul(d[h], s1), i32x4_mul(m[h], xs));
+                    add_ta(ak, h, tv, av);
+                }
+            }
+        }
+        for (k, ak) in acc.iter().enumerate() {
+            finish(&lanes(ak), &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
+    /// Tokens `t0..t0+N` of Q8 group `g` with relaxed SIMD. The 8-bit dot needs one operand
+    /// in 0–127 for an exact result; signed weights and activations are neither, so the
+    /// activations are split once per block: `x + 128 = 16·xh + xl` (nibbles), and
+    /// `S = 16·Σ w·xh + Σ w·xl − 128·Σw` (Σw per row and block from the layout, `CpuQ8::ws`;
+    /// |S| < 2^19). The weights are used as stored, nothing to unpack; `T = d·S` as in
+    /// [`group_q8`].
+    #[cfg(target_feature = "relaxed-simd")]
+    pub unsafe fn relaxed_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        let (cols, nb) = (w.cols, w.cols / 32);
+        let (m4, bias) = (u8x16_splat(15), u8x16_splat(0x80));
+        let mut acc = [[f64x2_splat(0.0); 4]; N];
+        // Per token: the block's activation nibbles, [xl 0–15, xl 16–31, xh 0–15, xh 16–31].
+        let mut xn = [[u8x16_splat(0); 4]; N];
+        for b in 0..nb {
+            let wp = w.q.as_ptr().add((g * nb + b) * 256);
+            for (k, xk) in xn.iter_mut().enumerate() {
+                let q = x.q.as_ptr().add((t0 + k) * cols + 32 * b);
+                let u = [v128_xor(load(q), bias), v128_xor(load(q.add(16)), bias)];
+                *xk = [v128_and(u[0], m4), v128_and(u[1], m4), u8x16_shr(u[0], 4), u8x16_shr(u[1], 4)];
+            }
+            // [rows 0–3 low nibbles, rows 4–7 low, rows 0–3 high, rows 4–7 high]
+            let mut s = [[i32x4_splat(0); 4]; N];
+            for st in 0..8 {
+                let r = [load(wp.add(32 * st)), load(wp.add(32 * st + 16))];
+                for (k, sk) in s.iter_mut().enumerate() {
+                    let xp = xn[k].as_ptr() as *const u8;
+                    let xl = v128_load32_splat(xp.add(16 * (st / 4) + 4 * (st % 4)) as *const u32);
+                    let xh = v128_load32_splat(xp.add(32 + 16 * (st / 4) + 4 * (st % 4)) as *const u32);
+                    sk[0] = i32x4_relaxed_dot_i8x16_i7x16_add(r[0], xl, sk[0]);
+                    sk[1] = i32x4_relaxed_dot_i8x16_i7x16_add(r[1], xl, sk[1]);
+                    sk[2] = i32x4_relaxed_dot_i8x16_i7x16_add(r[0], xh, sk[2]);
+                    sk[3] = i32x4_relaxed_dot_i8x16_i7x16_add(r[1], xh, sk[3]);
+                }
+            }
+            let d = scales(w.d.as_ptr().add((g * nb + b) * GROUP));
+            let ws = scales(w.ws.as_ptr().add((g * nb + b) * GROUP));
+            for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
+                let av = f64x2_splat(*x.a.get_unchecked((t0 + k) * nb + b) as f64);
+                for h in 0..2 {
+                    let sv = i32x4_sub(i32x4_add(i32x4_shl(sk[h + 2], 4), sk[h]), i32x4_shl(ws[h], 7));
+                    add_ta(ak, h, i32x4_mul(d[h], sv), av);
                 }
             }
         }
@@ -1389,8 +1521,10 @@ mod tests {
         let isas = Isa::available();
         assert_eq!(isas[0], Isa::Portable);
         assert!(isas.contains(&Isa::best()));
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128", not(target_feature = "relaxed-simd")))]
         assert_eq!(Isa::best(), Isa::Simd128);
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
+        assert_eq!(Isa::best(), Isa::RelaxedSimd);
         #[cfg(target_arch = "x86_64")]
         assert_eq!(
             Isa::best(),

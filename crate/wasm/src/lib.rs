@@ -355,7 +355,8 @@ impl Compressor {
         let cache_len = codec.default_policy().window;
         let (engine_impl, name) = open(&engine, &model, cache_len).await?;
         let adapter = match &engine_impl {
-            Engine::Cpu(_) => "wasm32 CPU, 1 thread".to_string(),
+            // The kernels this build runs: RelaxedSimd (the relaxed-SIMD build) or Simd128.
+            Engine::Cpu(_) => format!("wasm32 CPU ({:?}), 1 thread", lmz::backend::cpu::Isa::best()),
             Engine::Gpu(g) => g.describe(),
         };
         Ok(Compressor { inner: RefCell::new(Inner { codec, fracs, engine: engine_impl }), cancelled: Cell::new(false), engine: name, adapter })
@@ -367,7 +368,8 @@ impl Compressor {
         self.engine.clone()
     }
 
-    /// The adapter (WebGPU: its description, backend and dot4 variant) or "wasm32 CPU".
+    /// The adapter (WebGPU: its description, backend and dot4 variant) or "wasm32 CPU
+    /// (KERNELS), 1 thread" (KERNELS: `RelaxedSimd` or `Simd128`, the build the page loaded).
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> String {
         self.adapter.clone()
