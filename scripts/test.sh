@@ -70,6 +70,17 @@ cargo test --profile ci -p lmz --no-default-features --target wasm32-unknown-unk
 # Never pass by running nothing: the test that checks SIMD128 is the engine's choice must have run.
 grep -q 'isas_that_run_here ... ok' "$wasm_log" || { echo "the wasm32 CPU engine tests did not run"; exit 1; }
 
+step "CPU engine on wasm32 with relaxed SIMD in headless Chromium: RelaxedSimd kernels against the oracles (chromedriver)"
+# Node 20's relaxed SIMD is an older draft (wrong results), so the build the web package picks
+# in Chromium is tested in Chromium. Its own target dir: its rustflags differ.
+relaxed_log=$(mktemp)
+CARGO_TARGET_DIR="$CARGO_TARGET_DIR-relaxed-simd" \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+    WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}" \
+    WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/wasm/webdriver.json" WASM_BINDGEN_TEST_TIMEOUT=600 \
+    cargo test --profile ci -p lmz --no-default-features --target wasm32-unknown-unknown --lib backend::cpu 2>&1 | tee "$relaxed_log"
+grep -q 'isas_that_run_here ... ok' "$relaxed_log" || { echo "the relaxed-SIMD CPU engine tests did not run"; exit 1; }
+
 step "browser build: wasm bindings, npm package (npm pack), demo site (out/site)"
 bash scripts/build-web.sh
 

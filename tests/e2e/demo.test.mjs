@@ -47,6 +47,9 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     const { page, file } = await compressInPage('cpu', TEXT, true);
     // First use in a fresh profile: the model was downloaded once (then cached).
     assert.equal(env.modelDownloads(), 1);
+    // Chromium has relaxed SIMD: the package loaded that build (its Q4/Q8 kernels), and the
+    // bytes below are still the CLI's.
+    assert.match(await page.textContent('#engine-info'), /wasm32 CPU \(RelaxedSimd\), 1 thread/);
     files.cpu = file;
     writeFileSync(join(tmp, 'page-cpu.lmz'), file);
     const back = lmz(['-d', '-c', join(tmp, 'page-cpu.lmz')]);
@@ -148,6 +151,7 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     }, TEXT2);
     // SwiftShader is a fallback adapter: slower than wasm-CPU, so 'auto' does not take it.
     assert.equal(r.engine, 'cpu', r.adapter);
+    assert.match(r.adapter, /RelaxedSimd/);
     assert.equal(r.back, TEXT2);
     assert.ok(Buffer.from(r.file).equals(lmz(['-c'], Buffer.from(TEXT2))), 'the in-thread engine and the CLI made different files');
     assert.ok(r.fingerprint.startsWith(r.headFingerprint) && r.fingerprint.length === 64);
