@@ -551,6 +551,33 @@ mod wasm {
         [a[0], a[1], b[0], b[1], c[0], c[1], d[0], d[1]]
     }
 
+    /// Adds block `b`'s `T·a` of tokens `t0..t0+N` to their accumulators, from each token's
+    /// Q4 block dots `S` (`[rows 0–3, rows 4–7]`): `T = d·(S − 8X) + m·X`.
+    #[inline(always)]
+    unsafe fn q4_block<const N: usize>(w: &CpuQ4, g: usize, b: usize, x: &QAct, t0: usize, s: [[v128; 2]; N], acc: &mut [[v128; 4]; N]) {
+        let nb = w.cols / 32;
+        let d = scales(w.d.as_ptr().add((g * nb + b) * GROUP));
+        let m = scales(w.m.as_ptr().add((g * nb + b) * GROUP));
+        for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
+            let t = t0 + k;
+            let xs = i32x4_splat(*x.sum.get_unchecked(t * nb + b));
+            let av = f64x2_splat(*x.a.get_unchecked(t * nb + b) as f64);
+            for h in 0..2 {
+                let s1 = i32x4_sub(sk[h], i32x4_shl(xs, 3)); // S' = S − 8X
+                let tv = i32x4_add(i32x4_mul(d[h], s1), i32x4_mul(m[h], xs));
+                add_ta(ak, h, tv, av);
+            }
+        }
+    }
+
+    /// Writes the outputs of tokens `t0..t0+N` of group `g` from their accumulators.
+    #[inline(always)]
+    fn finish_group<const N: usize>(acc: &[[v128; 4]; N], e: &[i8], g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+        for (k, ak) in acc.iter().enumerate() {
+            finish(&lanes(ak), &e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        }
+    }
+
     /// Block scales `[rows 0..4]`, `[rows 4..8]` as i32 lanes.
     #[inline(always)]
     unsafe fn scales(p: *const i16) -> [v128; 2] {
@@ -583,22 +610,9 @@ mod wasm {
                     }
                 }
             }
-            let d = scales(w.d.as_ptr().add((g * nb + b) * GROUP));
-            let m = scales(w.m.as_ptr().add((g * nb + b) * GROUP));
-            for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
-                let t = t0 + k;
-                let xs = i32x4_splat(*x.sum.get_unchecked(t * nb + b));
-                let av = f64x2_splat(*x.a.get_unchecked(t * nb + b) as f64);
-                for h in 0..2 {
-                    let s1 = i32x4_sub(rows4(sk[2 * h], sk[2 * h + 1]), i32x4_shl(xs, 3)); // S' = S − 8X
-                    let tv = i32x4_add(i32x4_mul(d[h], s1), i32x4_mul(m[h], xs));
-                    add_ta(ak, h, tv, av);
-                }
-            }
+            q4_block(w, g, b, x, t0, s.map(|sk| [rows4(sk[0], sk[1]), rows4(sk[2], sk[3])]), &mut acc);
         }
-        for (k, ak) in acc.iter().enumerate() {
-            finish(&lanes(ak), &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
-        }
+        finish_group(&acc, &w.e, g, x, frac_out, o, t0);
     }
 
     /// Tokens `t0..t0+N` of Q8 group `g`: as [`group_q4`] with signed bytes widened
@@ -627,16 +641,13 @@ mod wasm {
                 }
             }
         }
-        for (k, ak) in acc.iter().enumerate() {
-            finish(&lanes(ak), &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
-        }
+        finish_group(&acc, &w.e, g, x, frac_out, o, t0);
     }
 
     /// Tokens `t0..t0+N` of Q4 group `g` with relaxed SIMD: each 16-byte half of a 32-byte
     /// step holds 4 weights of 4 rows, so `relaxed_dot(activations, nibbles)` with the
     /// token's 4 activations splatted adds each row's 4 products to its own lane (no
-    /// widening, no shuffles). Low and high nibbles keep separate accumulators (two chains
-    /// per row half, not one). The nibbles (0–15) are the operand the instruction needs in
+    /// widening, no shuffles). The nibbles (0–15) are the operand the instruction needs in
     /// 0–127 for an exact, engine-independent result; sums as in [`group_q4`].
     #[cfg(target_feature = "relaxed-simd")]
     pub unsafe fn relaxed_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
@@ -659,22 +670,9 @@ mod wasm {
                     sk[1] = i32x4_relaxed_dot_i8x16_i7x16_add(qh, nib[3], sk[1]);
                 }
             }
-            let d = scales(w.d.as_ptr().add((g * nb + b) * GROUP));
-            let m = scales(w.m.as_ptr().add((g * nb + b) * GROUP));
-            for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
-                let t = t0 + k;
-                let xs = i32x4_splat(*x.sum.get_unchecked(t * nb + b));
-                let av = f64x2_splat(*x.a.get_unchecked(t * nb + b) as f64);
-                for h in 0..2 {
-                    let s1 = i32x4_sub(sk[h], i32x4_shl(xs, 3)); // S' = S − 8X
-                    let tv = i32x4_add(i32x4_mul(d[h], s1), i32x4_mul(m[h], xs));
-                    add_ta(ak, h, tv, av);
-                }
-            }
+            q4_block(w, g, b, x, t0, s, &mut acc);
         }
-        for (k, ak) in acc.iter().enumerate() {
-            finish(&lanes(ak), &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
-        }
+        finish_group(&acc, &w.e, g, x, frac_out, o, t0);
     }
 
     /// Tokens `t0..t0+N` of Q8 group `g` with relaxed SIMD. The 8-bit dot needs one operand
@@ -721,9 +719,7 @@ mod wasm {
                 }
             }
         }
-        for (k, ak) in acc.iter().enumerate() {
-            finish(&lanes(ak), &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
-        }
+        finish_group(&acc, &w.e, g, x, frac_out, o, t0);
     }
 
     /// Sum of the four lanes of each of `v[0..4]` → `[Σv0, Σv1, Σv2, Σv3]`.
