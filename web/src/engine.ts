@@ -11,24 +11,31 @@ import type { ByteTransform, CallOptions, Compressor, EngineChoice, EngineKind, 
 
 let ready: Promise<unknown> | undefined;
 
-/** A 36-byte module whose one function uses a relaxed-SIMD instruction (i8x16.relaxed_swizzle):
- * it validates exactly where the engine has relaxed SIMD. */
-const RELAXED_SIMD_PROBE = new Uint8Array([
-  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11,
+/** A 92-byte module whose function `f` returns lane 0 of one `i32x4.relaxed_dot_i8x16_i7x16_add_s`
+ * on constants: a = (−128, 127, −3, 50, …), b = (15, 7, 127, 100, …), c = (1000, …), so
+ * −1920 + 889 − 381 + 5000 + 1000 = 4588. Validating is not enough: Node 20's
+ * `--experimental-wasm-relaxed-simd` accepts the opcode but implements an older draft (7176). */
+const RELAXED_DOT_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 127, 3, 2, 1, 0, 7, 5, 1, 1, 102, 0, 0, 10, 64, 1, 62, 0, 253, 12, 128, 127, 253, 50, 1, 2,
+  3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 253, 12, 15, 7, 127, 100, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 253, 12, 232, 3, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 253, 147, 2, 253, 27, 0, 11,
 ]);
 
-/** Whether this engine runs relaxed SIMD (Chromium-based browsers from 114; where it does not,
- * the SIMD128 build loads). */
+/** Whether this engine runs relaxed SIMD with the final semantics of the 8-bit dot product the
+ * relaxed build's kernels use (Chromium-based browsers from 114; elsewhere the SIMD128 build
+ * loads). */
 export function hasRelaxedSimd(): boolean {
   try {
-    return WebAssembly.validate(RELAXED_SIMD_PROBE);
+    if (!WebAssembly.validate(RELAXED_DOT_PROBE)) return false;
+    const f = new WebAssembly.Instance(new WebAssembly.Module(RELAXED_DOT_PROBE)).exports.f as () => number;
+    return f() === 4588;
   } catch {
     return false;
   }
 }
 
 /** Instantiates the wasm module once per thread (fetched next to this file): the relaxed-SIMD
- * build where the engine validates it (its Q4 kernels sum 8-bit products with
+ * build where the engine runs it (its kernels sum 8-bit products with
  * `i32x4.relaxed_dot_i8x16_i7x16_add_s`, ~2× the SIMD128 build's; same bits), else SIMD128.
  * Both literal `new URL(…, import.meta.url)` forms stay, so bundlers copy both files. */
 export function loadWasm(): Promise<unknown> {
