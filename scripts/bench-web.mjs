@@ -56,13 +56,16 @@ for (const backend of process.env.LMZ_BENCH_CLI_GPU === '1' ? ['cpu', 'gpu'] : [
   const path = join(tmp, `t${text.length}.txt`);
   try {
     // Coding only: `lmz bench --speed` loads the model once, then times compress and decompress.
-    const out = cli(['bench', '--speed', '--backend', backend, path]).toString();
-    const cells = out.split('\n').find((l) => l.startsWith(`| t${text.length}.txt |`))?.split('|').map((c) => c.trim());
-    if (!cells) throw new Error(`no row in lmz bench --speed's output:\n${out}`);
-    // | file | bytes | tokens | engine | bpb | compress tok/s | compress B/s | decompress tok/s | decompress B/s |
+    // Its row: | file | bytes | tokens | engine | bpb | compress tok/s | compress B/s | decompress tok/s | decompress B/s |
     // B/s from tok/s (printed with a decimal) and the bytes per token of this text.
-    const perToken = text.length / Number(cells[3]);
-    const [cB, dB] = [Number(cells[6]) * perToken, Number(cells[8]) * perToken];
+    const speed = (...extra) => {
+      const out = cli(['bench', '--speed', '--backend', backend, ...extra, path]).toString();
+      const cells = out.split('\n').find((l) => l.startsWith(`| t${text.length}.txt |`))?.split('|').map((c) => c.trim());
+      if (!cells) throw new Error(`no row in lmz bench --speed's output:\n${out}`);
+      const perToken = text.length / Number(cells[3]);
+      return { tokens: cells[3], engine: cells[4], cB: Number(cells[6]) * perToken, dB: Number(cells[8]) * perToken };
+    };
+    const { tokens, engine, cB, dB } = speed();
     // As a user runs it: one process per direction, model load included.
     let t0 = performance.now();
     const lz = cli(['--backend', backend, '-c', path]);
@@ -73,13 +76,11 @@ for (const backend of process.env.LMZ_BENCH_CLI_GPU === '1' ? ['cpu', 'gpu'] : [
     const d = (performance.now() - t0) / 1000;
     if (!back.equals(text)) throw new Error('CLI round trip differs');
     const load = (c - text.length / cB).toFixed(1);
-    rows.push(`| native CLI \`--backend ${backend}\`, coding only (\`lmz bench --speed\`) | ${text.length} | ${cB.toFixed(1)} | ${dB.toFixed(1)} | excluded | ${lz.length} | ${cells[4]}; ${cells[3]} tokens |`);
+    rows.push(`| native CLI \`--backend ${backend}\`, coding only (\`lmz bench --speed\`) | ${text.length} | ${cB.toFixed(1)} | ${dB.toFixed(1)} | excluded | ${lz.length} | ${engine}; ${tokens} tokens |`);
     if (backend === 'cpu') {
       // One thread, as the browser's CPU engine runs: the per-thread comparison.
-      const one = cli(['bench', '--speed', '--backend', 'cpu', '--threads', '1', path]).toString();
-      const c1 = one.split('\n').find((l) => l.startsWith(`| t${text.length}.txt |`))?.split('|').map((c) => c.trim());
-      if (!c1) throw new Error(`no row in lmz bench --speed --threads 1's output:\n${one}`);
-      rows.push(`| native CLI \`--backend cpu --threads 1\`, coding only | ${text.length} | ${(Number(c1[6]) * perToken).toFixed(1)} | ${(Number(c1[8]) * perToken).toFixed(1)} | excluded | ${lz.length} | ${c1[4]} |`);
+      const one = speed('--threads', '1');
+      rows.push(`| native CLI \`--backend cpu --threads 1\`, coding only | ${text.length} | ${one.cB.toFixed(1)} | ${one.dB.toFixed(1)} | excluded | ${lz.length} | ${one.engine} |`);
     }
     row(`native CLI \`--backend ${backend}\`, \`lmz -c\` / \`lmz -d\` wall time`, text.length, c, d, `≈ ${load} s (incl.)`, lz.length, 'model load included: each process loads the 99 MB pack');
   } catch (e) {

@@ -39,13 +39,13 @@ export function hasRelaxedSimd(): boolean {
  * `i32x4.relaxed_dot_i8x16_i7x16_add_s`, ~2× the SIMD128 build's; same bits), else SIMD128.
  * Both literal `new URL(…, import.meta.url)` forms stay, so bundlers copy both files. */
 export function loadWasm(): Promise<unknown> {
+  if (ready) return ready;
+  // The probe compiles a module: once per thread, not on every call.
   const url = hasRelaxedSimd() ? new URL('./wasm/lmz_wasm_relaxed_bg.wasm', import.meta.url) : new URL('./wasm/lmz_wasm_bg.wasm', import.meta.url);
-  const p =
-    ready ??
-    init({ module_or_path: url }).catch((e: unknown) => {
-      ready = undefined;
-      throw new LmzError(PackageCodes.INTERNAL, `cannot load lmz's wasm module: ${(e as Error)?.message ?? e}`);
-    });
+  const p = init({ module_or_path: url }).catch((e: unknown) => {
+    ready = undefined;
+    throw new LmzError(PackageCodes.INTERNAL, `cannot load lmz's wasm module: ${(e as Error)?.message ?? e}`);
+  });
   ready = p;
   return p;
 }

@@ -28,15 +28,15 @@ mod host {
     // nothing a browser cannot resolve.
     #[wasm_bindgen(inline_js = "
         const node = () => (typeof process !== 'undefined' && process.getBuiltinModule) ? process : null;
-        export function now_() { return performance.now(); }
-        export function where_() { return node() ? 'wasm32 (Node)' : 'wasm32 (browser)'; }
-        export function cpu_seconds_() {
+        export function seconds() { return performance.now() / 1e3; }
+        export function place() { return node() ? 'wasm32 (Node)' : 'wasm32 (browser)'; }
+        export function cpu_seconds() {
             const p = node();
             if (!p) return performance.now() / 1e3;
             const u = p.cpuUsage();
             return (u.user + u.system) / 1e6;
         }
-        export function pack_() {
+        export function pack() {
             const p = node();
             if (!p) throw new Error('the model pack is read from ~/.cache/lmz in Node only');
             const home = p.getBuiltinModule('os').homedir();
@@ -44,25 +44,15 @@ mod host {
         }
     ")]
     extern "C" {
-        fn now_() -> f64;
-        fn where_() -> String;
-        fn cpu_seconds_() -> f64;
-        fn pack_() -> Vec<u8>;
-    }
-
-    pub fn seconds() -> f64 {
-        now_() / 1e3
-    }
-    /// CPU time of the Node process (µs in `process.cpuUsage()`; it includes V8's compiler
-    /// and GC threads, so it overstates the wasm's own time a little); wall time in a browser.
-    pub fn cpu_seconds() -> f64 {
-        cpu_seconds_()
-    }
-    pub fn pack() -> Vec<u8> {
-        pack_()
-    }
-    pub fn place() -> String {
-        where_()
+        /// Wall-clock seconds (`performance.now()`).
+        pub fn seconds() -> f64;
+        /// Where this runs: "wasm32 (Node)" or "wasm32 (browser)".
+        pub fn place() -> String;
+        /// CPU time of the Node process (µs in `process.cpuUsage()`; it includes V8's compiler
+        /// and GC threads, so it overstates the wasm's own time a little); wall time in a browser.
+        pub fn cpu_seconds() -> f64;
+        /// The model pack from `~/.cache/lmz` (Node only).
+        pub fn pack() -> Vec<u8>;
     }
 }
 
