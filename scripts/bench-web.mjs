@@ -8,10 +8,11 @@
 // and `lmz -c` / `lmz -d` are timed as a user runs them (model load included). Prints a
 // Markdown table (BENCHMARKS.md), the machine's load average and the bundle sizes.
 //
-//   node scripts/bench-web.mjs [--file FILE] [--bytes N] [--webgpu-bytes M] [--engines cpu,webgpu]
+//   node scripts/bench-web.mjs [--file FILE] [--bytes N] [--webgpu-bytes M] [--engines cpu,cpu:1,webgpu]
 //   node scripts/bench-web.mjs [FILE] [BYTES]            (the older form)
 //
-// Defaults: the first 500 bytes of samples/alice-chapter1.txt, every engine; WebGPU runs
+// Defaults: the first 500 bytes of samples/alice-chapter1.txt, every engine (`cpu`: the
+// threaded build on every core, the page being cross-origin isolated; `cpu:1`: one thread); WebGPU runs
 // on the first M bytes only (default min(N, 300)): on SwiftShader (software) it codes ~7 B/s.
 // Needs: scripts/build-web.sh done (out/site), Chromium, the CLI ($LMZ_BIN, else the release
 // build in $CARGO_TARGET_DIR).
@@ -25,7 +26,7 @@ import { start, ROOT, SITE } from '../tests/e2e/browser.mjs';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
-  options: { file: { type: 'string' }, bytes: { type: 'string' }, 'webgpu-bytes': { type: 'string' }, engines: { type: 'string', default: 'cpu,webgpu' } },
+  options: { file: { type: 'string' }, bytes: { type: 'string' }, 'webgpu-bytes': { type: 'string' }, engines: { type: 'string', default: 'cpu,cpu:1,webgpu' } },
 });
 const file = opt.file ?? positionals[0] ?? join(ROOT, 'samples/alice-chapter1.txt');
 const n = Number(opt.bytes ?? positionals[1] ?? 500);
@@ -94,14 +95,15 @@ const env = await start();
 const page = await env.context.newPage();
 await page.goto(env.url);
 await page.waitForFunction(() => document.body.dataset.ready === '1');
-for (const engine of engines) {
+for (const spec of engines) {
+  const [engine, threads] = spec.split(':');
   const t = engine === 'webgpu' ? gpuText : text;
   const r = await page.evaluate(
-    async ({ engine, bytes }) => {
+    async ({ engine, threads, bytes }) => {
       const { createCompressor } = await import('lmz');
       const data = new Uint8Array(bytes);
       let t = performance.now();
-      const lz = await createCompressor({ modelUrl: 'models/smollm2-135m.lmz.safetensors', engine });
+      const lz = await createCompressor({ modelUrl: 'models/smollm2-135m.lmz.safetensors', engine, threads });
       const load = (performance.now() - t) / 1000;
       try {
         t = performance.now();
@@ -118,13 +120,13 @@ for (const engine of engines) {
         lz.dispose();
       }
     },
-    { engine, bytes: [...t] },
+    { engine, threads: threads ? Number(threads) : undefined, bytes: [...t] },
   );
   if (r.error) {
-    rows.push(`| Chromium ${engine} | ${t.length} | — | — | — | — | failed: ${r.error} |`);
+    rows.push(`| Chromium ${spec} | ${t.length} | — | — | — | — | failed: ${r.error} |`);
     continue;
   }
-  if (!r.same) throw new Error(`${engine}: the round trip in the page differs`);
+  if (!r.same) throw new Error(`${spec}: the round trip in the page differs`);
   const cliFile = cliFiles.get(t.length);
   const same = cliFile && Buffer.from(r.file).equals(cliFile) ? 'same bytes as the CLI' : 'DIFFERENT bytes from the CLI';
   const name = engine === 'cpu' ? 'wasm-CPU' : 'WebGPU';
@@ -133,7 +135,7 @@ for (const engine of engines) {
 }
 await env.close();
 
-const wasmFile = (name) => readFileSync(join(SITE, 'node_modules/lmz/dist/wasm', name));
+const wasmFile = (name) => readFileSync(join(SITE, 'node_modules/lmz/dist', name));
 const sizes = (w) => `${w.length} bytes (${gzipSync(w, { level: 9 }).length} gzip -9)`;
 const model = statSync(join(SITE, 'models/smollm2-135m.lmz.safetensors')).size;
 console.log(`text: ${file}, first ${text.length} bytes (WebGPU: first ${gpuText.length}); ${new Date().toISOString()}; ${cpus().length} cores; load average (1/5/15 min) ${loads.join(', ')}\n`);
@@ -141,4 +143,4 @@ console.log('| engine | bytes | compress B/s | decompress B/s | model load | .lm
 console.log(rows.join('\n'));
 const tgz = statSync(join(ROOT, 'out', `lmz-${JSON.parse(readFileSync(join(ROOT, 'web/package.json'))).version}.tgz`)).size;
 console.log(`\nnpm tarball: ${tgz} bytes. `);
-console.log(`wasm bundle (a browser fetches one): SIMD128 ${sizes(wasmFile('lmz_wasm_bg.wasm'))}, relaxed SIMD ${sizes(wasmFile('lmz_wasm_relaxed_bg.wasm'))}; model download: ${model} bytes (${gzipSync(readFileSync(join(SITE, 'models/smollm2-135m.lmz.safetensors')), { level: 6 }).length} with gzip -6 on the wire)`);
+console.log(`wasm bundle (a browser fetches one): SIMD128 ${sizes(wasmFile('wasm/lmz_wasm_bg.wasm'))}, relaxed SIMD ${sizes(wasmFile('wasm/lmz_wasm_relaxed_bg.wasm'))}, threaded relaxed SIMD ${sizes(wasmFile('wasm-threads/lmz_wasm_bg.wasm'))}; model download: ${model} bytes (${gzipSync(readFileSync(join(SITE, 'models/smollm2-135m.lmz.safetensors')), { level: 6 }).length} with gzip -6 on the wire)`);

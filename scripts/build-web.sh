@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Builds the browser side: the wasm bindings (crate/wasm) with cargo and wasm-bindgen — twice:
-# SIMD128 (lmz_wasm_bg.wasm, every evergreen browser) and SIMD128 + relaxed SIMD
-# (lmz_wasm_relaxed_bg.wasm, picked at run time where the browser validates it; the same JS
-# glue, checked below; the relaxed build in its own target dir, as its rustflags differ) —, the npm
-# package (web/: tsc, then `npm pack` → out/lmz-VERSION.tgz), and the demo site (out/site/:
-# www/demo with that tarball installed as a user would, the model pack linked next to it).
+# Builds the browser side: the wasm bindings (crate/wasm) with cargo and wasm-bindgen — three
+# builds: SIMD128 (lmz_wasm_bg.wasm, every evergreen browser), SIMD128 + relaxed SIMD
+# (lmz_wasm_relaxed_bg.wasm, picked at run time where the browser computes it right; the same
+# JS glue, checked below; its own target dir, as its rustflags differ) and the threaded
+# relaxed-SIMD build (wasm-threads/: shared memory, a pool of Web Workers; picked in a worker of
+# a cross-origin-isolated page) —, the npm package (web/: tsc, then `npm pack` →
+# out/lmz-VERSION.tgz), and the demo site (out/site/: www/demo with that tarball installed as a
+# user would, the model pack linked next to it).
 #
 # Needs: the wasm32-unknown-unknown target, wasm-bindgen-cli 0.2.130 on PATH (scripts/test.sh
-# installs both), Node ≥ 20 with npm, and the model pack (`lmz model fetch`).
+# installs both), rustup (the threaded build's nightly is installed here when missing), Node
+# ≥ 20 with npm, and the model pack (`lmz model fetch`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
 pack="${LMZ_MODEL:-${LMZ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lmz}/smollm2-135m.lmz.safetensors}"
 want_bindgen="$(sed -n 's/^wasm-bindgen = "=\(.*\)"$/\1/p' crate/wasm/Cargo.toml)"
+# The toolchain of the threaded build (nightly: `-Z build-std`), pinned so builds repeat.
+THREADS_TOOLCHAIN=nightly-2026-05-19
 
 have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" || true
 if [ "$have" != "$want_bindgen" ]; then
@@ -37,6 +42,28 @@ code() { grep -v '^[[:space:]]*//' "$1"; }
 cmp -s <(code "$tmp/lmz_wasm.js") <(code web/src/wasm/lmz_wasm.js) || { echo "the relaxed-SIMD build's JS glue differs from the SIMD128 build's" >&2; exit 1; }
 cp "$tmp/lmz_wasm_bg.wasm" web/src/wasm/lmz_wasm_relaxed_bg.wasm
 
+# The threaded build: relaxed SIMD plus atomics and bulk memory, so its memory is shared with a
+# pool of Web Workers (wasm-bindgen-rayon) that run the CPU kernels' parallel loops. std must
+# be rebuilt with atomics (`-Z build-std`): a pinned nightly toolchain with rust-src, installed
+# here when missing. Its own glue (initThreadPool, shared memory) in web/src/wasm-threads/.
+echo "== wasm bindings, threaded (toolchain $THREADS_TOOLCHAIN, -Z build-std): relaxed SIMD + atomics"
+rustup component list --toolchain "$THREADS_TOOLCHAIN" --installed 2>/dev/null | grep -q '^rust-src' ||
+    rustup toolchain install "$THREADS_TOOLCHAIN" --profile minimal --component rust-src
+# The linker makes the memory shared and imported (each worker instantiates the module on the
+# same memory; up to 4 GiB) and exports the thread-local storage symbols wasm-bindgen needs to
+# give every thread its own.
+threads_dir="$CARGO_TARGET_DIR-threads"
+link=""
+for a in --shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base; do
+    link="$link -C link-arg=$a"
+done
+CARGO_TARGET_DIR="$threads_dir" \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd,+atomics,+bulk-memory,+mutable-globals$link" \
+    cargo "+$THREADS_TOOLCHAIN" build -q -p lmz-wasm --no-default-features --features threads --target wasm32-unknown-unknown --release \
+    -Z build-std=panic_abort,std 2>&1 | { grep -v "unstable feature specified for \`-Ctarget-feature\`: \`atomics\`\|this feature is not stably supported\|^  *|$\|^  *= note\|^$" || true; }
+rm -rf web/src/wasm-threads
+wasm-bindgen --target web --out-dir web/src/wasm-threads --out-name lmz_wasm "$threads_dir/wasm32-unknown-unknown/release/lmz_wasm.wasm"
+
 echo "== npm package (web/)"
 mkdir -p out
 (
@@ -55,8 +82,8 @@ mkdir -p out/site/models
 cp -r www/demo/. out/site/
 (cd out/site && npm install -s --no-audit --no-fund --offline "../lmz-$version.tgz")
 ln -sf "$pack" out/site/models/smollm2-135m.lmz.safetensors
-for w in lmz_wasm_bg lmz_wasm_relaxed_bg; do
+for w in wasm/lmz_wasm_bg wasm/lmz_wasm_relaxed_bg wasm-threads/lmz_wasm_bg; do
     printf '%s  %s.wasm (bytes): %s  gzip -9: %s\n' "$tarball" "$w" \
-        "$(stat -c %s out/site/node_modules/lmz/dist/wasm/$w.wasm)" \
-        "$(gzip -9c out/site/node_modules/lmz/dist/wasm/$w.wasm | wc -c)"
+        "$(stat -c %s out/site/node_modules/lmz/dist/$w.wasm)" \
+        "$(gzip -9c out/site/node_modules/lmz/dist/$w.wasm | wc -c)"
 done

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // A tiny static file server for the demo (out/site): the right MIME types (application/wasm
 // for streaming compilation, text/javascript for module workers), symlinks followed (the
-// model pack is a link into ~/.cache/lmz), no caching headers, localhost only.
+// model pack is a link into ~/.cache/lmz), no caching headers, localhost only. Pages are
+// cross-origin isolated (COOP same-origin + COEP require-corp: everything the demo loads is
+// same-origin), which the package's threaded wasm-CPU engine needs (shared memory).
 //
-//   node scripts/serve.mjs DIR [PORT]      (PORT 0: any free port; the URL is printed)
+//   node scripts/serve.mjs DIR [PORT] [--no-isolation]   (PORT 0: any free port; the URL is printed)
 //
 // The e2e tests import `serve` to count the model downloads.
 import { createServer } from 'node:http';
@@ -24,9 +26,13 @@ const TYPES = {
   '.d.ts': 'text/plain; charset=utf-8',
 };
 
+/** The headers that make a page cross-origin isolated (`crossOriginIsolated`). */
+export const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+
 /** Serves `root` on 127.0.0.1:`port`; resolves to { server, url, hits } where `hits` counts
- * GET requests per path. */
-export function serve(root, port = 0) {
+ * GET requests per path. `isolate: false` leaves out the isolation headers (a page without
+ * `SharedArrayBuffer`: the package then runs the single-threaded build). */
+export function serve(root, port = 0, { isolate = true } = {}) {
   const base = resolve(root);
   const hits = new Map();
   const server = createServer((req, res) => {
@@ -59,6 +65,7 @@ export function serve(root, port = 0) {
       'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
       'content-length': st.size,
       'cache-control': 'no-cache',
+      ...(isolate ? ISOLATION : {}),
     });
     if (req.method === 'HEAD') res.end();
     else createReadStream(file).pipe(res);
@@ -70,7 +77,9 @@ export function serve(root, port = 0) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const [root = 'out/site', port = '8080'] = process.argv.slice(2);
-  const { url } = await serve(root, Number(port));
-  console.log(`lmz demo: ${url}  (serving ${resolve(root)}; Ctrl-C stops)`);
+  const args = process.argv.slice(2);
+  const isolate = !args.includes('--no-isolation');
+  const [root = 'out/site', port = '8080'] = args.filter((a) => a !== '--no-isolation');
+  const { url } = await serve(root, Number(port), { isolate });
+  console.log(`lmz demo: ${url}  (serving ${resolve(root)}${isolate ? ', cross-origin isolated' : ''}; Ctrl-C stops)`);
 }

@@ -28,13 +28,13 @@ export function lmz(args, input) {
   return execFileSync(lmzBin(), args, { input, maxBuffer: 1 << 28, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
-export async function start() {
+export async function start({ isolate = true } = {}) {
   if (!existsSync(join(SITE, 'index.html')) || !existsSync(join(SITE, 'node_modules/lmz/dist/index.js'))) {
     throw new Error(`no demo site at ${SITE}: run scripts/build-web.sh first`);
   }
   if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (scripts/test.sh does)`);
   mkdirSync(ARTIFACTS, { recursive: true });
-  const { server, url, hits } = await serve(SITE, 0);
+  const { server, url, hits } = await serve(SITE, 0, { isolate });
   // A fresh profile: empty Cache Storage, so the first load really downloads the model.
   const profile = mkdtempSync(join(tmpdir(), 'lmz-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {

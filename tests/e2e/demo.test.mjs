@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ARTIFACTS, downloadBytes, lmz, settle, start } from './browser.mjs';
+import { ARTIFACTS, downloadBytes, lmz, settle, SITE, start } from './browser.mjs';
+import { serve } from '../../scripts/serve.mjs';
 
 const MIN = 60_000;
 // ~150 bytes of English, not in any sample file.
@@ -17,9 +18,9 @@ let env;
 let tmp;
 const files = {}; // engine → .lmz bytes made by the page
 
-async function compressInPage(engine, text, heatmap = false) {
+async function compressInPage(engine, text, heatmap = false, url = env.url) {
   const page = await env.context.newPage();
-  await page.goto(`${env.url}?engine=${engine}&heatmap=${heatmap ? 1 : 0}`);
+  await page.goto(`${url}?engine=${engine}&heatmap=${heatmap ? 1 : 0}`);
   await page.waitForFunction(() => document.body.dataset.ready === '1');
   await page.fill('#text', text);
   await page.click('#compress');
@@ -47,9 +48,12 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     const { page, file } = await compressInPage('cpu', TEXT, true);
     // First use in a fresh profile: the model was downloaded once (then cached).
     assert.equal(env.modelDownloads(), 1);
-    // Chromium has relaxed SIMD: the package loaded that build (its Q4/Q8 kernels), and the
-    // bytes below are still the CLI's.
-    assert.match(await page.textContent('#engine-info'), /wasm32 CPU \(RelaxedSimd\), 1 thread/);
+    // Chromium has relaxed SIMD and the page is cross-origin isolated: the package loaded the
+    // threaded relaxed-SIMD build (its Q4/Q8 kernels, a Web Worker per core), and the bytes
+    // below are still the CLI's.
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    assert.ok(await page.evaluate(() => crossOriginIsolated), 'the demo server did not isolate the page');
+    assert.match(await page.textContent('#engine-info'), new RegExp(`wasm32 CPU \\(RelaxedSimd\\), ${cores} thread${cores > 1 ? 's' : ''}$`));
     files.cpu = file;
     writeFileSync(join(tmp, 'page-cpu.lmz'), file);
     const back = lmz(['-d', '-c', join(tmp, 'page-cpu.lmz')]);
@@ -151,12 +155,27 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     }, TEXT2);
     // SwiftShader is a fallback adapter: slower than wasm-CPU, so 'auto' does not take it.
     assert.equal(r.engine, 'cpu', r.adapter);
-    assert.match(r.adapter, /RelaxedSimd/);
+    // The page's main thread may not block: the single-threaded build, whatever the isolation.
+    assert.match(r.adapter, /RelaxedSimd\), 1 thread$/);
     assert.equal(r.back, TEXT2);
     assert.ok(Buffer.from(r.file).equals(lmz(['-c'], Buffer.from(TEXT2))), 'the in-thread engine and the CLI made different files');
     assert.ok(r.fingerprint.startsWith(r.headFingerprint) && r.fingerprint.length === 64);
     assert.equal(r.disposed, 'LMZ_DISPOSED');
     await page.close();
+  });
+
+  test('a page that is not cross-origin isolated runs the single-threaded build, with the same bytes', { timeout: 25 * MIN }, async () => {
+    // The same site without the COOP/COEP headers: no SharedArrayBuffer, so no shared memory.
+    const plain = await serve(SITE, 0, { isolate: false });
+    try {
+      const { page, file } = await compressInPage('cpu', TEXT2, false, plain.url);
+      assert.equal(await page.evaluate(() => crossOriginIsolated), false);
+      assert.match(await page.textContent('#engine-info'), /wasm32 CPU \(RelaxedSimd\), 1 thread$/);
+      assert.ok(file.equals(lmz(['-c'], Buffer.from(TEXT2))), 'the single-threaded build and the CLI made different files');
+      await page.close();
+    } finally {
+      plain.server.close();
+    }
   });
 
   test('cancelling a call rejects it with LMZ_CANCELLED, and the compressor goes on working', { timeout: 25 * MIN }, async () => {

@@ -1,10 +1,11 @@
-// Which of the package's two wasm modules a runtime gets (web/src/engine.ts, hasRelaxedSimd):
-// the relaxed-SIMD one only where the 8-bit dot product has its final semantics. Chromium's
-// choice is checked by demo.test.mjs (the adapter says RelaxedSimd, and the bytes are the CLI's).
+// Which of the package's three wasm modules a runtime gets (web/src/engine.ts): the relaxed-SIMD
+// ones only where the 8-bit dot product has its final semantics (hasRelaxedSimd), the threaded
+// one only in a worker of a cross-origin-isolated page (canUseThreads). Chromium's choices are
+// checked by demo.test.mjs (the adapter says RelaxedSimd and the threads, the bytes are the CLI's).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SITE } from './browser.mjs';
 
@@ -16,10 +17,19 @@ const probe = (flags) => {
 };
 const nodeMajor = Number(process.versions.node.split('.')[0]);
 
-test('the package ships both modules, and they differ', () => {
+test('the package ships the three modules, and they differ', () => {
   assert.ok(existsSync(join(dist, 'engine.js')), 'no installed package: run scripts/build-web.sh');
-  const [plain, relaxed] = ['lmz_wasm_bg.wasm', 'lmz_wasm_relaxed_bg.wasm'].map((f) => statSync(join(dist, 'wasm', f)).size);
-  assert.ok(plain > 1e6 && relaxed > 1e6 && plain !== relaxed, `${plain} / ${relaxed} bytes`);
+  const sizes = ['wasm/lmz_wasm_bg.wasm', 'wasm/lmz_wasm_relaxed_bg.wasm', 'wasm-threads/lmz_wasm_bg.wasm'].map((f) => statSync(join(dist, f)).size);
+  assert.ok(sizes.every((n) => n > 1e6) && new Set(sizes).size === 3, sizes.join(' / '));
+  // The threaded build's worker script (wasm-bindgen-rayon), which its pool loads by URL.
+  const snippets = readdirSync(join(dist, 'wasm-threads/snippets'), { recursive: true }).filter((f) => f.endsWith('workerHelpers.no-bundler.js'));
+  assert.equal(snippets.length, 1, 'the threaded build ships without its worker script');
+});
+
+test('Node, outside a cross-origin-isolated worker, never takes the threaded build', () => {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(join(dist, 'engine.js'))}).then((m) => console.log(m.canUseThreads(), m.wasmThreads(8)))`], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'false 1');
 });
 
 test("Node 20's draft relaxed SIMD (--experimental-wasm-relaxed-simd) is refused: its dot product gives other sums", { skip: nodeMajor !== 20 && `Node ${nodeMajor}: the flag and the draft are Node 20's` }, () => {

@@ -77,7 +77,7 @@ function spawn(opts: EngineOptions, onMessage: (w: Worker, m: FromWorker) => voi
         reject(e);
       } else onError(w, e);
     };
-    const init: ToWorker = { type: 'init', modelUrl: opts.modelUrl, engine: opts.engine, cache: opts.cache };
+    const init: ToWorker = { type: 'init', modelUrl: opts.modelUrl, engine: opts.engine, cache: opts.cache, threads: opts.threads };
     w.postMessage(init);
   });
 }

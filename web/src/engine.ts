@@ -2,14 +2,19 @@
 // the calling thread. The worker runs exactly this class; `createCompressor({ worker: false })`
 // hands it to the page directly.
 
-import init, { Compressor as WasmCompressor, info as wasmInfo, packFingerprint, rawToFile as wasmRawToFile } from './wasm/lmz_wasm.js';
+import type { Compressor as WasmCompressor } from './wasm/lmz_wasm.js';
 import { LmzError, PackageCodes, toLmzError } from './errors.js';
 import { readInput } from './input.js';
 import { loadModel } from './model.js';
 import { byteTransform } from './stream.js';
 import type { ByteTransform, CallOptions, Compressor, EngineChoice, EngineKind, Info, Input, Phase, Progress, TokenScores } from './types.js';
 
-let ready: Promise<unknown> | undefined;
+/** The bindings of one build: the single-threaded glue (SIMD128 and relaxed-SIMD modules share
+ * it) or the threaded one, which adds `initThreadPool`. */
+type Bindings = Pick<typeof import('./wasm/lmz_wasm.js'), 'default' | 'Compressor' | 'info' | 'packFingerprint' | 'rawToFile'> & { initThreadPool?: (n: number) => Promise<unknown> };
+
+/** The builds instantiated in this thread, by kind (at most one of each). */
+const loaded = new Map<'single' | 'threads', Promise<Bindings>>();
 
 /** A 92-byte module whose function `f` returns lane 0 of one `i32x4.relaxed_dot_i8x16_i7x16_add_s`
  * on constants: a = (−128, 127, −3, 50, …), b = (15, 7, 127, 100, …), c = (1000, …), so
@@ -34,27 +39,71 @@ export function hasRelaxedSimd(): boolean {
   }
 }
 
-/** Instantiates the wasm module once per thread (fetched next to this file): the relaxed-SIMD
- * build where the engine runs it (its kernels sum 8-bit products with
- * `i32x4.relaxed_dot_i8x16_i7x16_add_s`, ~2× the SIMD128 build's; same bits), else SIMD128.
- * Both literal `new URL(…, import.meta.url)` forms stay, so bundlers copy both files. */
-export function loadWasm(): Promise<unknown> {
-  if (ready) return ready;
-  // The probe compiles a module: once per thread, not on every call.
-  const url = hasRelaxedSimd() ? new URL('./wasm/lmz_wasm_relaxed_bg.wasm', import.meta.url) : new URL('./wasm/lmz_wasm_bg.wasm', import.meta.url);
-  const p = init({ module_or_path: url }).catch((e: unknown) => {
-    ready = undefined;
-    throw new LmzError(PackageCodes.INTERNAL, `cannot load lmz's wasm module: ${(e as Error)?.message ?? e}`);
-  });
-  ready = p;
+/** Whether this thread may run the threaded build: a Worker (its calling thread blocks while
+ * a parallel loop runs, which a page's main thread may not) of a cross-origin-isolated page
+ * (shared wasm memory needs `SharedArrayBuffer`: the page is served with
+ * `Cross-Origin-Opener-Policy: same-origin` and `Cross-Origin-Embedder-Policy: require-corp`). */
+export function canUseThreads(): boolean {
+  const g = globalThis as unknown as { crossOriginIsolated?: boolean; WorkerGlobalScope?: new () => unknown };
+  return typeof SharedArrayBuffer === 'function' && g.crossOriginIsolated === true && typeof g.WorkerGlobalScope === 'function' && globalThis instanceof g.WorkerGlobalScope;
+}
+
+/** The threads the wasm-CPU engine gets for `threads` (an option; default: one per logical
+ * core): 1 where this thread cannot run the threaded build, or where the browser lacks relaxed
+ * SIMD (the threaded build is relaxed-SIMD only: every browser with relaxed SIMD has threads). */
+export function wasmThreads(threads: number | undefined): number {
+  const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+  const n = Math.max(1, Math.min(Math.floor(threads ?? cores), 64));
+  return n > 1 && canUseThreads() && hasRelaxedSimd() ? n : 1;
+}
+
+function wasmError(e: unknown): LmzError {
+  return new LmzError(PackageCodes.INTERNAL, `cannot load lmz's wasm module: ${(e as Error)?.message ?? e}`);
+}
+
+/** Instantiates a build of the wasm module once per thread (fetched next to this file).
+ * `threads` > 1 (from [`wasmThreads`]): the threaded relaxed-SIMD build, with a pool of that
+ * many Web Workers sharing its memory. Otherwise the relaxed-SIMD build where the engine runs
+ * it (its kernels sum 8-bit products with `i32x4.relaxed_dot_i8x16_i7x16_add_s`, ~2× the
+ * SIMD128 build's; same bits), else SIMD128. The literal `import(…)` and `new URL(…,
+ * import.meta.url)` forms stay, so bundlers copy every file. */
+export function loadWasm(threads = 1): Promise<Bindings> {
+  const kind = threads > 1 ? 'threads' : 'single';
+  const have = loaded.get(kind);
+  if (have) return have;
+  const p = (async (): Promise<Bindings> => {
+    try {
+      if (kind === 'threads') {
+        // The same exports (one crate), typed apart by wasm-bindgen: its classes are nominal.
+        const m = (await import('./wasm-threads/lmz_wasm.js')) as unknown as Bindings;
+        await m.default({ module_or_path: new URL('./wasm-threads/lmz_wasm_bg.wasm', import.meta.url) });
+        await m.initThreadPool?.(threads);
+        return m;
+      }
+      const m: Bindings = await import('./wasm/lmz_wasm.js');
+      // The probe compiles a module: once per thread, not on every call.
+      const url = hasRelaxedSimd() ? new URL('./wasm/lmz_wasm_relaxed_bg.wasm', import.meta.url) : new URL('./wasm/lmz_wasm_bg.wasm', import.meta.url);
+      await m.default({ module_or_path: url });
+      return m;
+    } catch (e) {
+      loaded.delete(kind);
+      throw wasmError(e);
+    }
+  })();
+  loaded.set(kind, p);
   return p;
+}
+
+/** Any build already instantiated here (a header needs no engine), else the single one. */
+function anyWasm(): Promise<Bindings> {
+  return loaded.get('threads') ?? loadWasm(1);
 }
 
 /** A `.lmz` header, without a model. */
 export async function readInfo(data: Uint8Array): Promise<Info> {
-  await loadWasm();
+  const m = await anyWasm();
   try {
-    return wasmInfo(data) as Info;
+    return m.info(data) as Info;
   } catch (e) {
     throw toLmzError(e);
   }
@@ -62,9 +111,9 @@ export async function readInfo(data: Uint8Array): Promise<Info> {
 
 /** The standalone compact `.lmz` of a raw stream of `length` bytes; needs no model. */
 export async function readRawToFile(raw: Uint8Array, length: number): Promise<Uint8Array> {
-  await loadWasm();
+  const m = await anyWasm();
   try {
-    return wasmRawToFile(raw, length);
+    return m.rawToFile(raw, length);
   } catch (e) {
     throw toLmzError(e);
   }
@@ -93,10 +142,25 @@ async function adapterName(engineWords: string): Promise<string> {
   }
 }
 
+/** Whether `auto` will take WebGPU: a hardware adapter (not a fallback one such as
+ * SwiftShader; the engine's own test is the same). The GPU engine runs in the single-threaded
+ * build, so the pool of workers is only started for the CPU engine. */
+async function hasHardwareGpu(): Promise<boolean> {
+  try {
+    const gpu = (navigator as unknown as { gpu?: { requestAdapter(o?: object): Promise<{ info?: GpuAdapterInfoLike; isFallbackAdapter?: boolean } | null> } }).gpu;
+    const a = await gpu?.requestAdapter({ powerPreference: 'high-performance' });
+    return !!a && !(a.info?.isFallbackAdapter ?? a.isFallbackAdapter ?? false);
+  } catch {
+    return false;
+  }
+}
+
 export interface EngineOptions {
   modelUrl: string;
   engine: EngineChoice;
   cache: boolean;
+  /** Threads of the wasm-CPU engine (see `CompressorOptions.threads`). */
+  threads?: number;
   onProgress?: (p: Progress) => void;
 }
 
@@ -118,15 +182,15 @@ export class LocalEngine implements Compressor {
 
   static async create(opts: EngineOptions): Promise<LocalEngine> {
     const report = opts.onProgress ?? (() => {});
-    await loadWasm();
+    const m = await loadWasm(opts.engine === 'cpu' || (opts.engine === 'auto' && !(await hasHardwareGpu())) ? wasmThreads(opts.threads) : 1);
     if (opts.engine === 'webgpu' && !(typeof navigator !== 'undefined' && 'gpu' in navigator)) {
       throw new LmzError(PackageCodes.GPU_NO_ADAPTER, 'this browser has no WebGPU (navigator.gpu is missing); use engine: "cpu" or "auto"');
     }
-    const pack = await loadModel(opts.modelUrl, packFingerprint(), { cache: opts.cache, onProgress: report });
+    const pack = await loadModel(opts.modelUrl, m.packFingerprint(), { cache: opts.cache, onProgress: report });
     report({ phase: 'load', done: 0, total: 1 });
     let c: WasmCompressor;
     try {
-      c = await WasmCompressor.create(pack, opts.engine);
+      c = await m.Compressor.create(pack, opts.engine);
     } catch (e) {
       throw toLmzError(e);
     }

@@ -28,7 +28,10 @@ export async function createCompressor(opts: CompressorOptions = {}): Promise<Co
   }
   const base = typeof location !== 'undefined' ? location.href : import.meta.url;
   const modelUrl = new URL(opts.modelUrl ?? new URL(MODEL_FILE, import.meta.url), base).href;
-  const o = { modelUrl, engine, cache: opts.cache ?? true, onProgress: opts.onProgress };
+  if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
+    throw new LmzError(PackageCodes.INVALID_ARGUMENT, `threads ${JSON.stringify(opts.threads)}: use a whole number ≥ 1`);
+  }
+  const o = { modelUrl, engine, cache: opts.cache ?? true, threads: opts.threads, onProgress: opts.onProgress };
   return (opts.worker ?? true) ? WorkerClient.create(o) : LocalEngine.create(o);
 }
 

@@ -30,6 +30,12 @@ export interface CompressorOptions {
   worker?: boolean;
   /** Keep the model in Cache Storage (default `true`). */
   cache?: boolean;
+  /** Threads of the wasm-CPU engine (default: `navigator.hardwareConcurrency`). More than one
+   * needs the worker (`worker: true`), a cross-origin-isolated page (served with
+   * `Cross-Origin-Opener-Policy: same-origin` and `Cross-Origin-Embedder-Policy:
+   * require-corp`) and relaxed SIMD (Chromium 114+); elsewhere the engine runs on 1 thread.
+   * `adapter` says how many it got. The bytes never depend on it. */
+  threads?: number;
   /** Download, verification and model-loading progress; also the default for calls. */
   onProgress?: (p: Progress) => void;
 }

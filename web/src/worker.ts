@@ -16,7 +16,7 @@ const calls = new Map<number, AbortController>();
 scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   if (m.type === 'init') {
-    engine = LocalEngine.create({ modelUrl: m.modelUrl, engine: m.engine, cache: m.cache, onProgress: (progress) => post({ type: 'progress', id: null, progress }) });
+    engine = LocalEngine.create({ modelUrl: m.modelUrl, engine: m.engine, cache: m.cache, threads: m.threads, onProgress: (progress) => post({ type: 'progress', id: null, progress }) });
     try {
       const e = await engine;
       post({ type: 'ready', engine: e.engine, adapter: e.adapter, fingerprint: e.fingerprint });

@@ -77,6 +77,16 @@ fn div_by(num: u32, den: u32, inv: u64) -> u32 {
     }
 }
 
+/// Threads the engine's parallel loops run on: rayon's (the current pool's, else the global
+/// one's; in the threaded wasm build, the Web Workers of `initThreadPool`), 1 without the
+/// `parallel` feature.
+pub fn threads() -> usize {
+    #[cfg(feature = "parallel")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "parallel"))]
+    1
+}
+
 /// Quantises one row `z` (fixed point with `frac` fraction bits) in place into `q`, `a`,
 /// `sum`; returns the row's exponent.
 pub fn quantize_row(z: &[i32], frac: i32, q: &mut [i8], a: &mut [u16], sum: &mut [i32]) -> i32 {
@@ -1195,10 +1205,7 @@ impl Backend for CpuBackend {
         let cache = &self.cache[layer];
         let exp = &self.tables.att_exp;
         let (hd, nh) = (cfg.head_dim, cfg.n_heads);
-        #[cfg(feature = "parallel")]
-        let threads = rayon::current_num_threads();
-        #[cfg(not(feature = "parallel"))]
-        let threads = 1;
+        let threads = threads();
         if slot.len() * cfg.n_kv_heads < 2 * threads && threads > 1 {
             // Fewer (row, key head) pairs than a couple per thread: cut the keys instead.
             let base: Vec<usize> = slot.iter().map(|&s| s as usize * cl).collect();
@@ -1263,10 +1270,7 @@ impl Backend for CpuBackend {
     /// not, and one thread making them all left the others idle (4 % of compression).
     async fn freqs(&mut self, logits: &CpuBuf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
         let w = logits.width;
-        #[cfg(feature = "parallel")]
-        let per = 2 * rayon::current_num_threads();
-        #[cfg(not(feature = "parallel"))]
-        let per = 1;
+        let per = if cfg!(feature = "parallel") { 2 * threads() } else { 1 };
         let mut f = vec![0u32; per * w];
         let exp = &self.tables.out_exp;
         for (c, rows) in logits.data.chunks(per * w).enumerate() {

@@ -13,6 +13,11 @@
 //!   package's `decompressStream`), `score` on a `Compressor`, each returning a Promise, with
 //!   a progress callback `(done, total)` and `cancel()`.
 //!
+//! - `initThreadPool(n)` (the threaded build only, from wasm-bindgen-rayon): starts `n` Web
+//!   Workers that share this module's memory as rayon's global pool, which the CPU kernels'
+//!   parallel loops then run on. Once per module, in a Worker (the calling thread blocks
+//!   while a loop runs, and a page's main thread may not), before `Compressor.create`.
+//!
 //! Errors cross as JS `Error`s whose `name` and `code` are the library's stable
 //! `Error::code()` (`LMZ_FORMAT_CHECKSUM`, …), never a panic string; the bindings' own
 //! errors use codes of the same shape (listed in [`codes`]).
@@ -20,10 +25,18 @@
 //! On other targets this crate is empty.
 #![cfg(target_arch = "wasm32")]
 
-use std::cell::{Cell, RefCell};
+#[cfg(not(feature = "threads"))]
+use std::cell::RefCell;
+#[cfg(feature = "threads")]
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+#[cfg(feature = "threads")]
+use std::sync::Mutex;
 
 use js_sys::{Float64Array, Function, Uint32Array, Uint8Array};
 use lmz::backend::cpu::CpuBackend;
+#[cfg(feature = "gpu")]
 use lmz::backend::gpu::{DeviceType, Gpu, GpuBackend, GpuOptions};
 use lmz::backend::{Backend, Mat, Norm};
 use lmz::container::{self, Codec, Form, Method, Options, Progress};
@@ -32,6 +45,8 @@ use lmz::model::Fracs;
 use lmz::{Error, Model};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
 
 /// Codes of errors that the bindings raise themselves (the library's are `Error::code()`).
 pub mod codes {
@@ -146,14 +161,17 @@ pub fn info(file: &[u8]) -> Result<JsValue, JsValue> {
 #[allow(clippy::large_enum_variant)]
 enum Engine {
     Cpu(CpuBackend),
+    #[cfg(feature = "gpu")]
     Gpu(Box<GpuBackend>),
 }
 
 /// Runs `$body` with `$b` bound to the engine inside (`&mut` of its concrete type).
+#[cfg(not(feature = "threads"))]
 macro_rules! with_engine {
     ($e:expr, $b:ident => $body:expr) => {
         match $e {
             Engine::Cpu($b) => $body,
+            #[cfg(feature = "gpu")]
             Engine::Gpu($b) => {
                 let $b = &mut **$b;
                 $body
@@ -165,6 +183,7 @@ macro_rules! with_engine {
 /// A GPU error in the browser's words: the library's messages for `LMZ_GPU_NO_ADAPTER` and
 /// `LMZ_GPU_LIMITS` give CLI advice (`--backend cpu`, install a Vulkan driver); the code
 /// stays, the advice is the package's `engine` option. Other errors pass unchanged.
+#[cfg(feature = "gpu")]
 fn gpu_to_js(e: Error) -> JsValue {
     let fix = "use engine: 'cpu', or 'auto', which runs on the CPU when WebGPU cannot";
     match &e {
@@ -178,6 +197,7 @@ fn gpu_to_js(e: Error) -> JsValue {
 }
 
 /// Opens the engine `kind` names. `auto`: a hardware WebGPU adapter, else the CPU.
+#[cfg(feature = "gpu")]
 async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, String), JsValue> {
     let cpu = |m: &Model| CpuBackend::with_slots(m, SLOTS, cache_len).map(|b| (Engine::Cpu(b), "cpu".to_string())).map_err(to_js);
     match kind {
@@ -200,7 +220,56 @@ async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, St
     }
 }
 
-// --- yielding to the event loop ---
+/// Opens the engine `kind` names, in a build without the GPU engine (the threaded one: the
+/// package loads it for the CPU engine only, and `auto` is the CPU here).
+#[cfg(not(feature = "gpu"))]
+async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, String), JsValue> {
+    match kind {
+        "cpu" | "auto" => CpuBackend::with_slots(model, SLOTS, cache_len).map(|b| (Engine::Cpu(b), "cpu".to_string())).map_err(to_js),
+        "webgpu" => Err(js_error(Error::GpuNoAdapter(String::new()).code(), "this build of lmz (the threaded wasm-CPU one) has no WebGPU engine; the package loads the other build for engine: 'webgpu'")),
+        other => Err(js_error(codes::INVALID_ARGUMENT, &format!("engine {other:?}: use \"auto\", \"webgpu\" or \"cpu\""))),
+    }
+}
+
+// --- a call's control: cancel, and (threaded build) progress and chunks on their way to JS ---
+
+/// Shared by a running call and the JS side: the cancel flag `cancel()` sets; in the
+/// threaded build also the progress and decoded chunks the call leaves for the calling thread
+/// (which alone may call JS functions) to hand on, and whether the call has finished.
+#[derive(Default)]
+struct Ctl {
+    cancelled: AtomicBool,
+    #[cfg(feature = "threads")]
+    progress: Mutex<Option<(u64, u64)>>,
+    #[cfg(feature = "threads")]
+    chunks: Mutex<Vec<Vec<u8>>>,
+    #[cfg(feature = "threads")]
+    finished: AtomicBool,
+}
+
+impl Ctl {
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// `Err(Cancelled)` once `cancel()` was called: where the library checks (every progress
+    /// report and chunk) and after every forward step.
+    fn check(&self) -> lmz::Result<()> {
+        if self.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        Ok(())
+    }
+}
+
+/// Locks a mutex; a poisoned one (a panic elsewhere: a bug, and the instance is given up
+/// then) still gives its data.
+#[cfg(feature = "threads")]
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// --- yielding to the event loop (single-threaded build) ---
 
 #[wasm_bindgen]
 extern "C" {
@@ -209,38 +278,46 @@ extern "C" {
     fn set_timeout(handler: &Function, ms: i32) -> JsValue;
 }
 
-/// Resolves on a later task of the event loop, so that messages (a cancel) and rendering get
-/// their turn.
-async fn next_task() {
+/// Resolves on a later task of the event loop, after `ms` milliseconds at least, so that
+/// messages (a cancel) and rendering get their turn.
+async fn next_task(ms: i32) {
     let p = js_sys::Promise::new(&mut |resolve, _| {
-        set_timeout(&resolve, 0);
+        set_timeout(&resolve, ms);
     });
     // A promise resolved by a timer never rejects.
     let _ = wasm_bindgen_futures::JsFuture::from(p).await;
 }
 
 /// How long the engine may keep the thread before it lets the event loop run.
+#[cfg(not(feature = "threads"))]
 const YIELD_EVERY_MS: f64 = 50.0;
 
-/// An engine that lets the event loop run between forward passes, and stops with
-/// `Error::Cancelled` after one when `cancel()` was called. The wasm-CPU engine never waits by
-/// itself, so without this a worker would not see a cancel message (or a page repaint) until
-/// the whole call was done; and the library checks for cancellation only where it reports
-/// progress (every 256 decoded bytes), this after every step. Every operation is the inner
-/// engine's: the bits are the same.
-struct Yielding<'a, B> {
+/// The engine of a call, stopping with `Error::Cancelled` after a forward step once
+/// `cancel()` was called (the library itself checks only where it reports progress: every
+/// 256 decoded bytes). In the single-threaded build it also lets the event loop run between
+/// steps: the wasm-CPU engine never waits by itself, so without this a worker would not see
+/// a cancel message (or a page repaint) until the whole call was done. (The threaded build
+/// runs the call on a pool worker, and the calling thread's event loop is free.) Every
+/// operation is the inner engine's: the bits are the same.
+struct Stepping<'a, B> {
     b: &'a mut B,
+    #[cfg(not(feature = "threads"))]
     last: f64,
-    cancelled: &'a Cell<bool>,
+    ctl: &'a Ctl,
 }
 
-impl<'a, B: Backend> Yielding<'a, B> {
-    fn new(b: &'a mut B, cancelled: &'a Cell<bool>) -> Self {
-        Yielding { b, last: js_sys::Date::now(), cancelled }
+impl<'a, B: Backend> Stepping<'a, B> {
+    fn new(b: &'a mut B, ctl: &'a Ctl) -> Self {
+        Stepping {
+            b,
+            #[cfg(not(feature = "threads"))]
+            last: js_sys::Date::now(),
+            ctl,
+        }
     }
 }
 
-impl<B: Backend> Backend for Yielding<'_, B> {
+impl<B: Backend> Backend for Stepping<'_, B> {
     type Buf = B::Buf;
     type Q = B::Q;
     fn cache_len(&self) -> usize {
@@ -284,32 +361,99 @@ impl<B: Backend> Backend for Yielding<'_, B> {
     }
     async fn freqs(&mut self, logits: &B::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> lmz::Result<()>) -> lmz::Result<()> {
         self.b.freqs(logits, sink).await?;
+        #[cfg(not(feature = "threads"))]
         if js_sys::Date::now() - self.last >= YIELD_EVERY_MS {
-            next_task().await;
+            next_task(0).await;
             self.last = js_sys::Date::now();
         }
-        if self.cancelled.get() {
-            return Err(Error::Cancelled);
-        }
-        Ok(())
+        self.ctl.check()
     }
 }
 
-/// Progress to JS, and the cancel flag back: the library stops at its next report with
-/// `Error::Cancelled` (`LMZ_CANCELLED`).
-struct JsProgress<'a> {
+/// Progress of a call: straight to the JS callback (single-threaded build), or left in the
+/// `Ctl` for the calling thread (threaded build); and the cancel flag back: the library stops
+/// at its next report with `Error::Cancelled` (`LMZ_CANCELLED`).
+struct CallProgress<'a> {
+    #[cfg(not(feature = "threads"))]
     f: Option<Function>,
-    cancelled: &'a Cell<bool>,
+    ctl: &'a Ctl,
 }
 
-impl Progress for JsProgress<'_> {
+impl Progress for CallProgress<'_> {
     fn update(&mut self, done: u64, total: u64) -> lmz::Result<()> {
+        #[cfg(not(feature = "threads"))]
         report(&self.f, done, total);
-        if self.cancelled.get() {
-            return Err(Error::Cancelled);
+        #[cfg(feature = "threads")]
+        {
+            *lock(&self.ctl.progress) = Some((done, total));
         }
-        Ok(())
+        self.ctl.check()
     }
+}
+
+// --- the work of a call, on any engine and thread ---
+
+/// What a call does; its input is owned, so it can move to a pool worker.
+enum Job {
+    Compress(Vec<u8>),
+    Decompress(Vec<u8>),
+    DecompressChunks(Vec<u8>),
+    Score(Vec<u8>),
+    CompressRaw(Vec<u8>),
+    DecompressRaw(Vec<u8>, u64),
+}
+
+/// What a call gives back (plain Rust data: JS values are made on the calling thread).
+enum Out {
+    Bytes(Vec<u8>),
+    Done,
+    Scores { lengths: Vec<u32>, bits: Vec<f64> },
+}
+
+/// Runs `job` on engine `b`; `sink` takes `DecompressChunks`' chunks in file order.
+async fn run_job<B: Backend>(codec: &Codec, fracs: &Fracs, b: &mut B, job: Job, p: &mut dyn Progress, sink: &mut dyn FnMut(&[u8]) -> lmz::Result<()>) -> lmz::Result<Out> {
+    Ok(match job {
+        Job::Compress(data) => Out::Bytes(codec.compress_async(b, &data, &Options::default(), p).await?),
+        Job::Decompress(file) => Out::Bytes(codec.decompress_async(b, &file, p).await?),
+        Job::DecompressChunks(file) => {
+            codec.decompress_chunks_async(b, &file, p, sink).await?;
+            Out::Done
+        }
+        Job::CompressRaw(data) => Out::Bytes(codec.compress_raw_async(b, &data, container::ModelUse::Auto, p).await?),
+        Job::DecompressRaw(raw, len) => Out::Bytes(codec.decompress_raw_async(b, &raw, len, p).await?),
+        Job::Score(data) => {
+            let tok = codec.tokenizer();
+            let tokens = tok.encode(&data);
+            let mut lengths = Vec::with_capacity(tokens.len());
+            let mut i = 0;
+            while i < tokens.len() {
+                if Some(tokens[i]) == tok.escape_token() && i + 1 < tokens.len() && tok.decode(&tokens[i..i + 2]).len() == 1 {
+                    lengths.extend_from_slice(&[0, 1]);
+                    i += 2;
+                } else {
+                    lengths.push(tok.token_bytes(tokens[i]).len() as u32);
+                    i += 1;
+                }
+            }
+            let policy: Policy = codec.default_policy();
+            let total = (lmz::freq::FREQ_TOTAL as f64).log2();
+            let mut bits = vec![0f64; tokens.len()];
+            lmz::eval::score_async(
+                b,
+                codec.config(),
+                fracs,
+                &tokens,
+                &policy,
+                &mut |i, f| {
+                    bits[i] = total - (f[tokens[i] as usize] as f64).log2();
+                    Ok(())
+                },
+                &mut |d, t| p.update(d as u64, t as u64),
+            )
+            .await?;
+            Out::Scores { lengths, bits }
+        }
+    })
 }
 
 // --- the compressor ---
@@ -322,13 +466,20 @@ struct Inner {
 
 /// A model and an engine, ready to compress and decompress.
 ///
-/// A call holds the `RefCell` borrow across its awaits on purpose: that is what makes a
-/// second call during the first an `LMZ_BUSY` error (`try_borrow_mut`) rather than two calls
-/// interleaving on one KV cache; `cancel()` only touches the separate flag.
+/// Single-threaded build: a call holds the `RefCell` borrow across its awaits on purpose:
+/// that is what makes a second call during the first an `LMZ_BUSY` error (`try_borrow_mut`)
+/// rather than two calls interleaving on one KV cache. Threaded build: the engine sits in a
+/// mutex that the call's pool worker holds, and `busy` refuses a second call. `cancel()` only
+/// touches the separate flag.
 #[wasm_bindgen]
 pub struct Compressor {
+    #[cfg(not(feature = "threads"))]
     inner: RefCell<Inner>,
-    cancelled: Cell<bool>,
+    #[cfg(feature = "threads")]
+    inner: Arc<Mutex<Inner>>,
+    #[cfg(feature = "threads")]
+    busy: Cell<bool>,
+    ctl: Arc<Ctl>,
     engine: String,
     adapter: String,
 }
@@ -341,8 +492,117 @@ fn report(f: &Option<Function>, done: u64, total: u64) {
     }
 }
 
+/// How often (ms) the calling thread looks at a call running on the pool (threaded build).
+#[cfg(feature = "threads")]
+const POLL_MS: i32 = 4;
+
+fn busy_error() -> JsValue {
+    js_error(codes::BUSY, "this compressor is already running a call; wait for it (the package queues calls)")
+}
+
+/// Hands the call's chunk to `onChunk`; remembers what it throws (the call then stops).
+fn give_chunk(on_chunk: Option<&Function>, c: &[u8], thrown: &mut Option<JsValue>) -> lmz::Result<()> {
+    if let (Some(f), None) = (on_chunk, &thrown) {
+        if let Err(e) = f.call1(&JsValue::NULL, &Uint8Array::from(c)) {
+            *thrown = Some(e);
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(())
+}
+
+impl Compressor {
+    /// Runs `job` on the engine, in the calling thread, yielding to its event loop between
+    /// forward steps.
+    #[cfg(not(feature = "threads"))]
+    #[allow(clippy::await_holding_refcell_ref)] // deliberate: see the struct's doc
+    async fn call(&self, job: Job, progress: Option<Function>, on_chunk: Option<&Function>) -> Result<Out, JsValue> {
+        let mut guard = self.inner.try_borrow_mut().map_err(|_| busy_error())?;
+        self.ctl.cancelled.store(false, Ordering::Relaxed);
+        let Inner { codec, fracs, engine } = &mut *guard;
+        let ctl = &*self.ctl;
+        let mut p = CallProgress { f: progress, ctl };
+        let mut thrown = None;
+        let mut sink = |c: &[u8]| -> lmz::Result<()> {
+            give_chunk(on_chunk, c, &mut thrown)?;
+            ctl.check()
+        };
+        let r = with_engine!(engine, b => run_job(codec, fracs, &mut Stepping::new(b, ctl), job, &mut p, &mut sink).await);
+        match (r, thrown) {
+            (_, Some(e)) => Err(e),
+            (r, None) => r.map_err(to_js),
+        }
+    }
+
+    /// Runs `job` on a worker of the pool, where the engine's parallel loops split without
+    /// crossing threads at every step; this thread's event loop stays free and forwards the
+    /// job's progress and chunks to JS every few milliseconds.
+    #[cfg(feature = "threads")]
+    async fn call(&self, job: Job, progress: Option<Function>, on_chunk: Option<&Function>) -> Result<Out, JsValue> {
+        if self.busy.replace(true) {
+            return Err(busy_error());
+        }
+        let ctl = self.ctl.clone();
+        ctl.cancelled.store(false, Ordering::Relaxed);
+        ctl.finished.store(false, Ordering::Relaxed);
+        *lock(&ctl.progress) = None;
+        lock(&ctl.chunks).clear();
+        let result: Arc<Mutex<Option<lmz::Result<Out>>>> = Arc::default();
+        let (inner, c, out) = (self.inner.clone(), ctl.clone(), result.clone());
+        rayon::spawn(move || {
+            let mut guard = lock(&inner);
+            let Inner { codec, fracs, engine } = &mut *guard;
+            let Engine::Cpu(b) = engine;
+            let mut p = CallProgress { ctl: &c };
+            let mut sink = |chunk: &[u8]| -> lmz::Result<()> {
+                lock(&c.chunks).push(chunk.to_vec());
+                c.check()
+            };
+            // The CPU engine's futures never wait: block_on polls each once.
+            let r = pollster::block_on(run_job(codec, fracs, &mut Stepping::new(b, &c), job, &mut p, &mut sink));
+            *lock(&out) = Some(r);
+            c.finished.store(true, Ordering::Release);
+        });
+        let mut thrown = None;
+        let mut last = None;
+        loop {
+            next_task(POLL_MS).await;
+            // Read before the chunks: every chunk of a finished call is in the list by then.
+            let finished = ctl.finished.load(Ordering::Acquire);
+            let chunks = std::mem::take(&mut *lock(&ctl.chunks));
+            for chunk in &chunks {
+                if give_chunk(on_chunk, chunk, &mut thrown).is_err() {
+                    ctl.cancelled.store(true, Ordering::Relaxed);
+                }
+            }
+            let now = *lock(&ctl.progress);
+            if let (Some((done, total)), true) = (now, now != last) {
+                report(&progress, done, total);
+                last = now;
+            }
+            if finished {
+                break;
+            }
+        }
+        self.busy.set(false);
+        let r = lock(&result).take();
+        match (r, thrown) {
+            (_, Some(e)) => Err(e),
+            (Some(r), None) => r.map_err(to_js),
+            (None, None) => Err(js_error("LMZ_INTERNAL", "the pool worker finished without a result")),
+        }
+    }
+}
+
+/// The bytes of a call that makes bytes.
+fn bytes(out: Out) -> Vec<u8> {
+    match out {
+        Out::Bytes(b) => b,
+        Out::Done | Out::Scores { .. } => Vec::new(),
+    }
+}
+
 #[wasm_bindgen]
-#[allow(clippy::await_holding_refcell_ref)] // deliberate: see the struct's doc
 impl Compressor {
     /// Parses the model pack (its SHA-256 is computed again here and becomes the files'
     /// fingerprint) and opens the engine. `pack` is moved into wasm memory and freed once the
@@ -355,11 +615,27 @@ impl Compressor {
         let cache_len = codec.default_policy().window;
         let (engine_impl, name) = open(&engine, &model, cache_len).await?;
         let adapter = match &engine_impl {
-            // The kernels this build runs: RelaxedSimd (the relaxed-SIMD build) or Simd128.
-            Engine::Cpu(_) => format!("wasm32 CPU ({:?}), 1 thread", lmz::backend::cpu::Isa::best()),
+            // The kernels this build runs (RelaxedSimd: the relaxed-SIMD builds; Simd128) and
+            // its threads (the threaded build: the pool of `initThreadPool`, started before).
+            Engine::Cpu(_) => {
+                let n = lmz::backend::cpu::threads();
+                format!("wasm32 CPU ({:?}), {n} thread{}", lmz::backend::cpu::Isa::best(), if n == 1 { "" } else { "s" })
+            }
+            #[cfg(feature = "gpu")]
             Engine::Gpu(g) => g.describe(),
         };
-        Ok(Compressor { inner: RefCell::new(Inner { codec, fracs, engine: engine_impl }), cancelled: Cell::new(false), engine: name, adapter })
+        let inner = Inner { codec, fracs, engine: engine_impl };
+        Ok(Compressor {
+            #[cfg(not(feature = "threads"))]
+            inner: RefCell::new(inner),
+            #[cfg(feature = "threads")]
+            inner: Arc::new(Mutex::new(inner)),
+            #[cfg(feature = "threads")]
+            busy: Cell::new(false),
+            ctl: Arc::default(),
+            engine: name,
+            adapter,
+        })
     }
 
     /// `"webgpu"` or `"cpu"`: the engine that actually runs.
@@ -369,7 +645,8 @@ impl Compressor {
     }
 
     /// The adapter (WebGPU: its description, backend and dot4 variant) or "wasm32 CPU
-    /// (KERNELS), 1 thread" (KERNELS: `RelaxedSimd` or `Simd128`, the build the page loaded).
+    /// (KERNELS), N thread(s)" (KERNELS: `RelaxedSimd` or `Simd128`, the build the page
+    /// loaded; N: 1, or the threaded build's pool).
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> String {
         self.adapter.clone()
@@ -378,37 +655,28 @@ impl Compressor {
     /// The model fingerprint (hex) this compressor writes into files.
     #[wasm_bindgen(getter)]
     pub fn fingerprint(&self) -> String {
-        self.inner.try_borrow().map(|i| lmz::pack::hex(i.codec.fingerprint())).unwrap_or_default()
+        #[cfg(not(feature = "threads"))]
+        let inner = self.inner.try_borrow().ok();
+        #[cfg(feature = "threads")]
+        let inner = self.inner.try_lock().ok();
+        inner.map(|i| lmz::pack::hex(i.codec.fingerprint())).unwrap_or_default()
     }
 
     /// Asks the running call to stop at its next progress step; it then rejects with
     /// `LMZ_CANCELLED`.
     pub fn cancel(&self) {
-        self.cancelled.set(true);
-    }
-
-    fn begin(&self) -> Result<std::cell::RefMut<'_, Inner>, JsValue> {
-        let inner = self.inner.try_borrow_mut().map_err(|_| js_error(codes::BUSY, "this compressor is already running a call; wait for it (the package queues calls)"))?;
-        self.cancelled.set(false);
-        Ok(inner)
+        self.ctl.cancelled.store(true, Ordering::Relaxed);
     }
 
     /// Compresses `data` into a `.lmz` file. `progress(done, total)` counts input bytes.
     pub async fn compress(&self, data: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
-        let mut guard = self.begin()?;
-        let inner = &mut *guard;
-        let opts = Options::default();
-        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
-        with_engine!(&mut inner.engine, b => inner.codec.compress_async(&mut Yielding::new(b, &self.cancelled), &data, &opts, &mut p).await).map_err(to_js)
+        self.call(Job::Compress(data), progress, None).await.map(bytes)
     }
 
     /// Decompresses a `.lmz` file (made here or by the CLI). `progress(done, total)` counts
     /// output bytes.
     pub async fn decompress(&self, file: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
-        let mut guard = self.begin()?;
-        let inner = &mut *guard;
-        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
-        with_engine!(&mut inner.engine, b => inner.codec.decompress_async(&mut Yielding::new(b, &self.cancelled), &file, &mut p).await).map_err(to_js)
+        self.call(Job::Decompress(file), progress, None).await.map(bytes)
     }
 
     /// Decompresses a `.lmz` file chunk by chunk (the package's `decompressStream`):
@@ -420,25 +688,7 @@ impl Compressor {
     /// `progress(done, total)` counts output bytes.
     #[wasm_bindgen(js_name = decompressChunks)]
     pub async fn decompress_chunks(&self, file: Vec<u8>, progress: Option<Function>, on_chunk: Function) -> Result<(), JsValue> {
-        let mut guard = self.begin()?;
-        let inner = &mut *guard;
-        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
-        let mut thrown: Option<JsValue> = None;
-        let mut sink = |c: &[u8]| -> lmz::Result<()> {
-            if let Err(e) = on_chunk.call1(&JsValue::NULL, &Uint8Array::from(c)) {
-                thrown = Some(e);
-                return Err(Error::Cancelled);
-            }
-            if self.cancelled.get() {
-                return Err(Error::Cancelled);
-            }
-            Ok(())
-        };
-        let r = with_engine!(&mut inner.engine, b => inner.codec.decompress_chunks_async(&mut Yielding::new(b, &self.cancelled), &file, &mut p, &mut sink).await);
-        match (r, thrown) {
-            (_, Some(e)) => Err(e),
-            (r, None) => r.map_err(to_js),
-        }
+        self.call(Job::DecompressChunks(file), progress, Some(&on_chunk)).await.map(|_| ())
     }
 
     /// The bits the model spends on each token of `data`, for a heat map: an object
@@ -447,41 +697,10 @@ impl Compressor {
     /// spells the byte) and costs `bits[i] = log2(2^24 / freq)` under the default policy —
     /// the same tables a one-chunk `.lmz` is coded with. `progress(done, total)` counts tokens.
     pub async fn score(&self, data: Vec<u8>, progress: Option<Function>) -> Result<JsValue, JsValue> {
-        let mut guard = self.begin()?;
-        let inner = &mut *guard;
-        let tok = inner.codec.tokenizer();
-        let tokens = tok.encode(&data);
-        let mut lengths = Vec::with_capacity(tokens.len());
-        let mut i = 0;
-        while i < tokens.len() {
-            if Some(tokens[i]) == tok.escape_token() && i + 1 < tokens.len() && tok.decode(&tokens[i..i + 2]).len() == 1 {
-                lengths.extend_from_slice(&[0, 1]);
-                i += 2;
-            } else {
-                lengths.push(tok.token_bytes(tokens[i]).len() as u32);
-                i += 1;
-            }
-        }
-        let policy: Policy = inner.codec.default_policy();
-        let total = (lmz::freq::FREQ_TOTAL as f64).log2();
-        let mut bits = vec![0f64; tokens.len()];
-        let cfg = inner.codec.config().clone();
-        let fr = &inner.fracs;
-        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
-        with_engine!(&mut inner.engine, b => lmz::eval::score_async(
-            &mut Yielding::new(b, &self.cancelled),
-            &cfg,
-            fr,
-            &tokens,
-            &policy,
-            &mut |i, f| {
-                bits[i] = total - (f[tokens[i] as usize] as f64).log2();
-                Ok(())
-            },
-            &mut |d, t| p.update(d as u64, t as u64),
-        )
-        .await)
-        .map_err(to_js)?;
+        let (lengths, bits) = match self.call(Job::Score(data), progress, None).await? {
+            Out::Scores { lengths, bits } => (lengths, bits),
+            Out::Bytes(_) | Out::Done => (Vec::new(), Vec::new()),
+        };
         let out = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&out, &"lengths".into(), &Uint32Array::from(&lengths[..]));
         let _ = js_sys::Reflect::set(&out, &"bits".into(), &Float64Array::from(&bits[..]));
@@ -495,16 +714,12 @@ impl Compressor {
 /// coder's output, for an embedder that already knows the model and keeps the original
 /// length beside the stream. Kept in their own `impl` block.
 #[wasm_bindgen]
-#[allow(clippy::await_holding_refcell_ref)] // deliberate: see the struct's doc
 impl Compressor {
     /// Compresses `data` into a raw stream (one chunk, the default policy, the smallest
     /// method). `progress(done, total)` counts input bytes.
     #[wasm_bindgen(js_name = compressRaw)]
     pub async fn compress_raw(&self, data: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
-        let mut guard = self.begin()?;
-        let inner = &mut *guard;
-        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
-        with_engine!(&mut inner.engine, b => inner.codec.compress_raw_async(&mut Yielding::new(b, &self.cancelled), &data, container::ModelUse::Auto, &mut p).await).map_err(to_js)
+        self.call(Job::CompressRaw(data), progress, None).await.map(bytes)
     }
 
     /// Decodes a raw stream made by `compressRaw` from `length` bytes. `length` must be the
@@ -513,10 +728,7 @@ impl Compressor {
     #[wasm_bindgen(js_name = decompressRaw)]
     pub async fn decompress_raw(&self, raw: Vec<u8>, length: f64, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
         let len = raw_length(length)?;
-        let mut guard = self.begin()?;
-        let inner = &mut *guard;
-        let mut p = JsProgress { f: progress, cancelled: &self.cancelled };
-        with_engine!(&mut inner.engine, b => inner.codec.decompress_raw_async(&mut Yielding::new(b, &self.cancelled), &raw, len, &mut p).await).map_err(to_js)
+        self.call(Job::DecompressRaw(raw, len), progress, None).await.map(bytes)
     }
 }
 
