@@ -8,22 +8,17 @@
 # out/lmz-VERSION.tgz), and the demo site (out/site/: www/demo with that tarball installed as a
 # user would, the model pack linked next to it).
 #
-# Needs: the wasm32-unknown-unknown target, wasm-bindgen-cli 0.2.130 on PATH (scripts/test.sh
-# installs both), rustup (the threaded build's nightly is installed here when missing), Node
-# ≥ 20 with npm, and the model pack (`lmz model fetch`).
+# Needs: rustup and cargo (the wasm32 target, wasm-bindgen-cli 0.2.130 and the threaded
+# build's nightly are installed when missing: scripts/wasm-tools.sh), Node ≥ 20 with npm, and
+# the model pack (`lmz model fetch`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
 pack="${LMZ_MODEL:-${LMZ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lmz}/smollm2-135m.lmz.safetensors}"
-want_bindgen="$(sed -n 's/^wasm-bindgen = "=\(.*\)"$/\1/p' crate/wasm/Cargo.toml)"
-# The toolchain of the threaded build (nightly: `-Z build-std`), pinned so builds repeat.
-THREADS_TOOLCHAIN=nightly-2026-05-19
-
-have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" || true
-if [ "$have" != "$want_bindgen" ]; then
-    echo "wasm-bindgen $want_bindgen is needed (found: ${have:-none}); scripts/test.sh installs it" >&2
-    exit 1
-fi
+# The wasm32 target, the pinned wasm-bindgen-cli and the threaded build's nightly, installed
+# when missing.
+. scripts/wasm-tools.sh
+ensure_wasm_tools
 [ -f "$pack" ] || { echo "no model pack at $pack: run \`lmz model fetch\` (scripts/run.sh does)" >&2; exit 1; }
 
 echo "== wasm bindings (cargo, wasm32-unknown-unknown, release): SIMD128, then SIMD128 + relaxed SIMD"
@@ -44,11 +39,9 @@ cp "$tmp/lmz_wasm_bg.wasm" web/src/wasm/lmz_wasm_relaxed_bg.wasm
 
 # The threaded build: relaxed SIMD plus atomics and bulk memory, so its memory is shared with a
 # pool of Web Workers (wasm-bindgen-rayon) that run the CPU kernels' parallel loops. std must
-# be rebuilt with atomics (`-Z build-std`): a pinned nightly toolchain with rust-src, installed
-# here when missing. Its own glue (initThreadPool, shared memory) in web/src/wasm-threads/.
+# be rebuilt with atomics (`-Z build-std`): the pinned nightly toolchain with rust-src
+# (scripts/wasm-tools.sh). Its own glue (initThreadPool, shared memory) in web/src/wasm-threads/.
 echo "== wasm bindings, threaded (toolchain $THREADS_TOOLCHAIN, -Z build-std): relaxed SIMD + atomics"
-rustup component list --toolchain "$THREADS_TOOLCHAIN" --installed 2>/dev/null | grep -q '^rust-src' ||
-    rustup toolchain install "$THREADS_TOOLCHAIN" --profile minimal --component rust-src
 # The linker makes the memory shared and imported (each worker instantiates the module on the
 # same memory; up to 4 GiB) and exports the thread-local storage symbols wasm-bindgen needs to
 # give every thread its own.

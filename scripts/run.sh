@@ -2,7 +2,7 @@
 # Fetches the model, builds the CLI and round-trips a sample text through it, then builds the
 # browser side (wasm, npm package, demo) and serves the demo on localhost, printing its URL.
 #   bash scripts/run.sh [PORT]        (default 8080; Ctrl-C stops the server)
-# Needs wasm-bindgen-cli 0.2.130 for the browser build (`bash scripts/test.sh` installs it).
+# The browser build installs the Rust tools it needs when missing (scripts/wasm-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"

