@@ -64,8 +64,26 @@ const SLOTS: usize = 1;
 fn start() {
     // A panic is a bug; this turns its message into a console error instead of
     // "unreachable executed". Errors callers can act on never panic (they are `Result`s).
+    #[cfg(not(feature = "threads"))]
     console_error_panic_hook::set_once();
+    // Threaded build (this runs on every thread; the hook is the process's): a panic aborts
+    // only the pool worker it happens on, so it also raises a flag the calling thread polls,
+    // which then rejects with LMZ_INTERNAL instead of waiting forever.
+    #[cfg(feature = "threads")]
+    {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                PANICKED.store(true, Ordering::Release);
+                console_error_panic_hook::hook(info);
+            }))
+        });
+    }
 }
+
+/// Set by the panic hook (threaded build): a pool worker died in a call.
+#[cfg(feature = "threads")]
+static PANICKED: AtomicBool = AtomicBool::new(false);
 
 /// A JS `Error` with `name` = `code` = `code`.
 fn js_error(code: &str, message: &str) -> JsValue {
@@ -582,6 +600,11 @@ impl Compressor {
             }
             if finished {
                 break;
+            }
+            if PANICKED.load(Ordering::Acquire) {
+                // `busy` stays set: the engine's state is unknown (the package refuses the
+                // instance after LMZ_INTERNAL anyway).
+                return Err(js_error("LMZ_INTERNAL", "the engine panicked on a pool worker (a bug: the console has its message); this compressor cannot be used any more"));
             }
         }
         self.busy.set(false);
