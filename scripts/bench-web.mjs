@@ -143,4 +143,4 @@ console.log('| engine | bytes | compress B/s | decompress B/s | model load | .lm
 console.log(rows.join('\n'));
 const tgz = statSync(join(ROOT, 'out', `lmz-${JSON.parse(readFileSync(join(ROOT, 'web/package.json'))).version}.tgz`)).size;
 console.log(`\nnpm tarball: ${tgz} bytes. `);
-console.log(`wasm bundle (a browser fetches one): SIMD128 ${sizes(wasmFile('wasm/lmz_wasm_bg.wasm'))}, relaxed SIMD ${sizes(wasmFile('wasm/lmz_wasm_relaxed_bg.wasm'))}, threaded relaxed SIMD ${sizes(wasmFile('wasm-threads/lmz_wasm_bg.wasm'))}; model download: ${model} bytes (${gzipSync(readFileSync(join(SITE, 'models/smollm2-135m.lmz.safetensors')), { level: 6 }).length} with gzip -6 on the wire)`);
+console.log(`wasm bundle (a browser fetches one): SIMD128 ${sizes(wasmFile('wasm/lmz_wasm_bg.wasm'))}, relaxed SIMD ${sizes(wasmFile('wasm/lmz_wasm_relaxed_bg.wasm'))}, threaded relaxed SIMD ${sizes(wasmFile('wasm-threads/lmz_wasm_bg.wasm'))}, threaded SIMD128 ${sizes(wasmFile('wasm-threads/lmz_wasm_simd128_bg.wasm'))}; model download: ${model} bytes (${gzipSync(readFileSync(join(SITE, 'models/smollm2-135m.lmz.safetensors')), { level: 6 }).length} with gzip -6 on the wire)`);

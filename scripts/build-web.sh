@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds the browser side: the wasm bindings (crate/wasm) with cargo and wasm-bindgen — three
+# Builds the browser side: the wasm bindings (crate/wasm) with cargo and wasm-bindgen — four
 # builds: SIMD128 (lmz_wasm_bg.wasm, every evergreen browser), SIMD128 + relaxed SIMD
 # (lmz_wasm_relaxed_bg.wasm, picked at run time where the browser computes it right; the same
-# JS glue, checked below; its own target dir, as its rustflags differ) and the threaded
-# relaxed-SIMD build (wasm-threads/: shared memory, a pool of Web Workers; picked in a worker of
-# a cross-origin-isolated page) —, the npm package (web/: tsc, then `npm pack` →
+# JS glue, checked below; its own target dir, as its rustflags differ) and the same two
+# threaded (wasm-threads/: shared memory, a pool of Web Workers; picked in a worker of a
+# cross-origin-isolated page) —, the npm package (web/: tsc, then `npm pack` →
 # out/lmz-VERSION.tgz), and the demo site (out/site/: www/demo with that tarball installed as a
 # user would, the model pack linked next to it).
 #
@@ -37,25 +37,31 @@ code() { grep -v '^[[:space:]]*//' "$1"; }
 cmp -s <(code "$tmp/lmz_wasm.js") <(code web/src/wasm/lmz_wasm.js) || { echo "the relaxed-SIMD build's JS glue differs from the SIMD128 build's" >&2; exit 1; }
 cp "$tmp/lmz_wasm_bg.wasm" web/src/wasm/lmz_wasm_relaxed_bg.wasm
 
-# The threaded build: relaxed SIMD plus atomics and bulk memory, so its memory is shared with a
-# pool of Web Workers (wasm-bindgen-rayon) that run the CPU kernels' parallel loops. std must
-# be rebuilt with atomics (`-Z build-std`): the pinned nightly toolchain with rust-src
-# (scripts/wasm-tools.sh). Its own glue (initThreadPool, shared memory) in web/src/wasm-threads/.
-echo "== wasm bindings, threaded (toolchain $THREADS_TOOLCHAIN, -Z build-std): relaxed SIMD + atomics"
-# The linker makes the memory shared and imported (each worker instantiates the module on the
-# same memory; up to 4 GiB) and exports the thread-local storage symbols wasm-bindgen needs to
-# give every thread its own.
-threads_dir="$CARGO_TARGET_DIR-threads"
+# The threaded builds: SIMD128 (+ relaxed SIMD, or not) plus atomics and bulk memory, so their
+# memory is shared with a pool of Web Workers (wasm-bindgen-rayon) that run the CPU kernels'
+# parallel loops. std must be rebuilt with atomics (`-Z build-std`): the pinned nightly
+# toolchain with rust-src (scripts/wasm-tools.sh). Their own glue (initThreadPool, shared
+# memory) in web/src/wasm-threads/, one for both (checked as above). The linker makes the
+# memory shared and imported (each worker instantiates the module on the same memory; up to
+# 4 GiB) and exports the thread-local storage symbols wasm-bindgen needs to give every thread
+# its own.
 link=""
 for a in --shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base; do
     link="$link -C link-arg=$a"
 done
-CARGO_TARGET_DIR="$threads_dir" \
-    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd,+atomics,+bulk-memory,+mutable-globals$link" \
-    cargo "+$THREADS_TOOLCHAIN" build -q -p lmz-wasm --no-default-features --features threads --target wasm32-unknown-unknown --release \
-    -Z build-std=panic_abort,std 2>&1 | { grep -v "unstable feature specified for \`-Ctarget-feature\`: \`atomics\`\|this feature is not stably supported\|^  *|$\|^  *= note\|^$" || true; }
+threaded() { # $1: target dir, $2: SIMD features, $3: wasm-bindgen output dir
+    echo "== wasm bindings, threaded (toolchain $THREADS_TOOLCHAIN, -Z build-std): $2 + atomics"
+    CARGO_TARGET_DIR="$1" \
+        CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=$2,+atomics,+bulk-memory,+mutable-globals$link" \
+        cargo "+$THREADS_TOOLCHAIN" build -q -p lmz-wasm --no-default-features --features threads --target wasm32-unknown-unknown --release \
+        -Z build-std=panic_abort,std 2>&1 | { grep -v "unstable feature specified for \`-Ctarget-feature\`: \`atomics\`\|this feature is not stably supported\|^  *|$\|^  *= note\|^$" || true; }
+    wasm-bindgen --target web --out-dir "$3" --out-name lmz_wasm "$1/wasm32-unknown-unknown/release/lmz_wasm.wasm"
+}
 rm -rf web/src/wasm-threads
-wasm-bindgen --target web --out-dir web/src/wasm-threads --out-name lmz_wasm "$threads_dir/wasm32-unknown-unknown/release/lmz_wasm.wasm"
+threaded "$CARGO_TARGET_DIR-threads" +simd128,+relaxed-simd web/src/wasm-threads
+threaded "$CARGO_TARGET_DIR-threads-simd128" +simd128 "$tmp/threads-simd128"
+cmp -s <(code "$tmp/threads-simd128/lmz_wasm.js") <(code web/src/wasm-threads/lmz_wasm.js) || { echo "the two threaded builds' JS glue differs" >&2; exit 1; }
+cp "$tmp/threads-simd128/lmz_wasm_bg.wasm" web/src/wasm-threads/lmz_wasm_simd128_bg.wasm
 
 echo "== npm package (web/)"
 mkdir -p out
@@ -75,7 +81,7 @@ mkdir -p out/site/models
 cp -r www/demo/. out/site/
 (cd out/site && npm install -s --no-audit --no-fund --offline "../lmz-$version.tgz")
 ln -sf "$pack" out/site/models/smollm2-135m.lmz.safetensors
-for w in wasm/lmz_wasm_bg wasm/lmz_wasm_relaxed_bg wasm-threads/lmz_wasm_bg; do
+for w in wasm/lmz_wasm_bg wasm/lmz_wasm_relaxed_bg wasm-threads/lmz_wasm_bg wasm-threads/lmz_wasm_simd128_bg; do
     printf '%s  %s.wasm (bytes): %s  gzip -9: %s\n' "$tarball" "$w" \
         "$(stat -c %s out/site/node_modules/lmz/dist/$w.wasm)" \
         "$(gzip -9c out/site/node_modules/lmz/dist/$w.wasm | wc -c)"

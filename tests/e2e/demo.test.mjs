@@ -178,6 +178,58 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     }
   });
 
+  test('every wasm module the package ships makes the CLI\'s bytes, each in a worker of its own', { timeout: 25 * MIN }, async () => {
+    // The loader picks one module per browser; this runs each of them here (Chromium runs all
+    // four), so a module no browser of the test machine would pick is still checked.
+    const page = await env.context.newPage();
+    await page.goto(env.url);
+    await page.waitForFunction(() => document.body.dataset.ready === '1');
+    const modules = [
+      ['wasm', 'lmz_wasm_bg.wasm', 1],
+      ['wasm', 'lmz_wasm_relaxed_bg.wasm', 1],
+      ['wasm-threads', 'lmz_wasm_bg.wasm', 2],
+      ['wasm-threads', 'lmz_wasm_simd128_bg.wasm', 2],
+    ];
+    const want = lmz(['-c'], Buffer.from(TEXT2));
+    for (const [dir, file, threads] of modules) {
+      const r = await page.evaluate(
+        async ({ dir, file, threads, text }) => {
+          const base = new URL(`node_modules/lmz/dist/${dir}/`, location.href).href;
+          const model = new URL('models/smollm2-135m.lmz.safetensors', location.href).href;
+          const src = `
+            import init, * as m from '${base}lmz_wasm.js';
+            onmessage = async () => {
+              try {
+                await init({ module_or_path: new URL('${base}${file}') });
+                if (${threads} > 1) await m.initThreadPool(${threads});
+                const pack = new Uint8Array(await (await fetch('${model}')).arrayBuffer());
+                const c = await m.Compressor.create(pack, 'cpu');
+                const out = await c.compress(new TextEncoder().encode(${JSON.stringify(text)}));
+                postMessage({ adapter: c.adapter, file: [...out] });
+              } catch (e) {
+                postMessage({ error: String(e && e.message || e) });
+              }
+            };`;
+          const w = new Worker(URL.createObjectURL(new Blob([src], { type: 'text/javascript' })), { type: 'module' });
+          const r = await new Promise((ok) => {
+            w.onmessage = (ev) => ok(ev.data);
+            w.onerror = (ev) => ok({ error: ev.message || 'worker error' });
+            w.postMessage(null);
+          });
+          w.terminate();
+          return r;
+        },
+        { dir, file, threads, text: TEXT2 },
+      );
+      const name = `${dir}/${file}`;
+      assert.equal(r.error, undefined, `${name}: ${r.error}`);
+      const isa = file.includes('relaxed') || (dir === 'wasm-threads' && !file.includes('simd128')) ? 'RelaxedSimd' : 'Simd128';
+      assert.equal(r.adapter, `wasm32 CPU (${isa}), ${threads} thread${threads > 1 ? 's' : ''}`, name);
+      assert.ok(Buffer.from(r.file).equals(want), `${name} and the CLI made different files`);
+    }
+    await page.close();
+  });
+
   test('cancelling a call rejects it with LMZ_CANCELLED, and the compressor goes on working', { timeout: 25 * MIN }, async () => {
     const long = Buffer.from(TEXT.repeat(6)); // ~760 bytes, ~150 tokens
     const page = await env.context.newPage();

@@ -1,4 +1,4 @@
-// Which of the package's three wasm modules a runtime gets (web/src/engine.ts): the relaxed-SIMD
+// Which of the package's four wasm modules a runtime gets (web/src/engine.ts): the relaxed-SIMD
 // ones only where the 8-bit dot product has its final semantics (hasRelaxedSimd), the threaded
 // one only in a worker of a cross-origin-isolated page (canUseThreads). Chromium's choices are
 // checked by demo.test.mjs (the adapter says RelaxedSimd and the threads, the bytes are the CLI's).
@@ -17,10 +17,10 @@ const probe = (flags) => {
 };
 const nodeMajor = Number(process.versions.node.split('.')[0]);
 
-test('the package ships the three modules, and they differ', () => {
+test('the package ships the four modules, and they differ', () => {
   assert.ok(existsSync(join(dist, 'engine.js')), 'no installed package: run scripts/build-web.sh');
-  const sizes = ['wasm/lmz_wasm_bg.wasm', 'wasm/lmz_wasm_relaxed_bg.wasm', 'wasm-threads/lmz_wasm_bg.wasm'].map((f) => statSync(join(dist, f)).size);
-  assert.ok(sizes.every((n) => n > 1e6) && new Set(sizes).size === 3, sizes.join(' / '));
+  const sizes = ['wasm/lmz_wasm_bg.wasm', 'wasm/lmz_wasm_relaxed_bg.wasm', 'wasm-threads/lmz_wasm_bg.wasm', 'wasm-threads/lmz_wasm_simd128_bg.wasm'].map((f) => statSync(join(dist, f)).size);
+  assert.ok(sizes.every((n) => n > 1e6) && new Set(sizes).size === 4, sizes.join(' / '));
   // The threaded build's worker script (wasm-bindgen-rayon), which its pool loads by URL.
   const snippets = readdirSync(join(dist, 'wasm-threads/snippets'), { recursive: true }).filter((f) => f.endsWith('workerHelpers.no-bundler.js'));
   assert.equal(snippets.length, 1, 'the threaded build ships without its worker script');

@@ -49,23 +49,22 @@ export function canUseThreads(): boolean {
 }
 
 /** The threads the wasm-CPU engine gets for `threads` (an option; default: one per logical
- * core): 1 where this thread cannot run the threaded build, or where the browser lacks relaxed
- * SIMD (the threaded build is relaxed-SIMD only: every browser with relaxed SIMD has threads). */
+ * core): 1 where this thread cannot run the threaded build. */
 export function wasmThreads(threads: number | undefined): number {
   const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
   const n = Math.max(1, Math.min(Math.floor(threads ?? cores), 64));
-  return n > 1 && canUseThreads() && hasRelaxedSimd() ? n : 1;
+  return n > 1 && canUseThreads() ? n : 1;
 }
 
 function wasmError(e: unknown): LmzError {
   return new LmzError(PackageCodes.INTERNAL, `cannot load lmz's wasm module: ${(e as Error)?.message ?? e}`);
 }
 
-/** Instantiates a build of the wasm module once per thread (fetched next to this file).
- * `threads` > 1 (from [`wasmThreads`]): the threaded relaxed-SIMD build, with a pool of that
- * many Web Workers sharing its memory. Otherwise the relaxed-SIMD build where the engine runs
- * it (its kernels sum 8-bit products with `i32x4.relaxed_dot_i8x16_i7x16_add_s`, ~2× the
- * SIMD128 build's; same bits), else SIMD128. The literal `import(…)` and `new URL(…,
+/** Instantiates a build of the wasm module once per thread (fetched next to this file): the
+ * relaxed-SIMD build where the engine runs it (its kernels sum 8-bit products with
+ * `i32x4.relaxed_dot_i8x16_i7x16_add_s`, ~2× the SIMD128 build's; same bits), else SIMD128;
+ * with `threads` > 1 (from [`wasmThreads`]) the threaded one of the two, with a pool of that
+ * many Web Workers sharing its memory. The literal `import(…)` and `new URL(…,
  * import.meta.url)` forms stay, so bundlers copy every file. */
 export function loadWasm(threads = 1): Promise<Bindings> {
   const kind = threads > 1 ? 'threads' : 'single';
@@ -76,7 +75,8 @@ export function loadWasm(threads = 1): Promise<Bindings> {
       if (kind === 'threads') {
         // The same exports (one crate), typed apart by wasm-bindgen: its classes are nominal.
         const m = (await import('./wasm-threads/lmz_wasm.js')) as unknown as Bindings;
-        await m.default({ module_or_path: new URL('./wasm-threads/lmz_wasm_bg.wasm', import.meta.url) });
+        const url = hasRelaxedSimd() ? new URL('./wasm-threads/lmz_wasm_bg.wasm', import.meta.url) : new URL('./wasm-threads/lmz_wasm_simd128_bg.wasm', import.meta.url);
+        await m.default({ module_or_path: url });
         await m.initThreadPool?.(threads);
         return m;
       }

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 const need = {
   wasm: ['lmz_wasm.js', 'lmz_wasm.d.ts', 'lmz_wasm_bg.wasm', 'lmz_wasm_relaxed_bg.wasm'],
-  'wasm-threads': ['lmz_wasm.js', 'lmz_wasm.d.ts', 'lmz_wasm_bg.wasm', 'snippets'],
+  'wasm-threads': ['lmz_wasm.js', 'lmz_wasm.d.ts', 'lmz_wasm_bg.wasm', 'lmz_wasm_simd128_bg.wasm', 'snippets'],
 };
 for (const [dir, files] of Object.entries(need)) {
   const src = fileURLToPath(new URL(`../src/${dir}/`, import.meta.url));

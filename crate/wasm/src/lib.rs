@@ -576,8 +576,8 @@ impl Compressor {
                 lock(&c.chunks).push(chunk.to_vec());
                 c.check()
             };
-            // The CPU engine's futures never wait: block_on polls each once.
-            let r = pollster::block_on(run_job(codec, fracs, &mut Stepping::new(b, &c), job, &mut p, &mut sink));
+            // The CPU engine's futures never wait: the library's block_on polls once.
+            let r = lmz::model::block_on(run_job(codec, fracs, &mut Stepping::new(b, &c), job, &mut p, &mut sink));
             *lock(&out) = Some(r);
             c.finished.store(true, Ordering::Release);
         });
