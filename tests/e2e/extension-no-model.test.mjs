@@ -43,6 +43,8 @@ describe('the notes extension built without its model', { concurrency: 1 }, () =
     const zip = statSync(join(tmp, `lmz-notes-${version}-no-model.zip`)).size;
     console.log(`--no-model zip: ${zip} bytes`);
     assert.ok(zip < 5e6, `${zip} bytes`);
+    // The offscreen document is not cross-origin isolated: the threaded builds are left out.
+    assert.ok(existsSync(join(ext, 'node_modules/lmz/dist/wasm/lmz_wasm_bg.wasm')) && !existsSync(join(ext, 'node_modules/lmz/dist/wasm-threads')));
   });
 
   test('first use: the popup asks for the model URL; a note written before is kept as text', { timeout: 5 * MIN }, async () => {
