@@ -219,7 +219,19 @@ pub struct Info {
     pub chunks: Vec<ChunkInfo>,
 }
 
+/// The most chunks decoded in lock-step (the CLI and the browser alike). Each slot's KV
+/// cache is ~47 MB at window 2048: 4 slots decoding 4 long chunks peak at ~295 MB in the CLI
+/// (scripts/memory.sh; the goal is 400 MB).
+pub const DECODE_SLOTS: usize = 4;
+
 impl Info {
+    /// The sequence slots to open an engine with for this file: one per model chunk, which
+    /// then decode in lock-step (each step reads the weights once for all of them), at most
+    /// [`DECODE_SLOTS`], at least 1.
+    pub fn decode_slots(&self) -> usize {
+        self.chunks.iter().filter(|c| c.method == Method::Model).count().clamp(1, DECODE_SLOTS)
+    }
+
     /// Bits per byte of the original, every header byte included.
     pub fn bpb(&self) -> f64 {
         if self.original_len == 0 {

@@ -206,8 +206,7 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
         let window = info.window_stride.map_or(eng.codec.default_policy().window, |(w, _)| w as usize);
         // Model chunks decode in lock-step, one sequence slot each (the weights are read once
         // per step for all of them); the KV cache costs ~47 MB per slot at window 2048.
-        let model_chunks = info.chunks.iter().filter(|c| c.method == lmz::container::Method::Model).count();
-        let slots = model_chunks.clamp(1, DECODE_SLOTS);
+        let slots = info.decode_slots();
         let (codec, backend) = eng.backend(a.backend, window, slots)?;
         with_engine!(backend, b => codec.decompress_chunks(b, &data, &mut |d, t| {
             bar.set_length(t);
@@ -280,10 +279,6 @@ impl<R: Read> Read for Counted<R> {
         Ok(n)
     }
 }
-
-/// The most chunks decoded in lock-step. Each slot's KV cache is ~47 MB at window 2048: 4
-/// slots decoding 4 long chunks peak at ~295 MB (scripts/memory.sh; the goal is 400 MB).
-const DECODE_SLOTS: usize = 4;
 
 /// A progress bar on a terminal (nothing when piped or `-q`): bytes, rate and ETA, or —
 /// while the length is unknown (`len` 0: compressing stdin) — bytes and rate only.

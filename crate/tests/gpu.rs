@@ -7,6 +7,7 @@
 //! in which case each says why it is skipped.
 
 use lmz::backend::cpu::{self, CpuBackend, KvCache, QAct};
+use lmz::backend::Backend as _;
 use lmz::backend::gpu::{Gpu, GpuBackend, GpuOptions};
 use lmz::container::{Codec, ModelUse, Options};
 use lmz::eval::{score, KvMode, Policy};
@@ -494,13 +495,11 @@ fn tiny_model_cpu_equals_gpu_batched_and_stepped() {
     }
 }
 
-#[test]
-fn tiny_model_slots_and_gathered_rows() {
-    let m = tiny_model(3, TinyShape::default()).unwrap();
+/// Three sequences in lock-step: a prefill of each one's first half (wanting only some rows),
+/// then the rest one token per sequence per batch.
+fn lockstep_batches(m: &Model) -> Vec<Batch> {
     let mut r = Rng(5);
     let seqs: Vec<Vec<u32>> = (0..3).map(|i| (0..20 + 5 * i).map(|_| r.below(m.config().vocab as u64) as u32).collect()).collect();
-    // Lock-step: a prefill of each sequence's first half (wanting only some rows), then the
-    // rest one token per sequence per batch.
     let mut batches = Vec::new();
     let mut b = Batch::default();
     for (s, q) in seqs.iter().enumerate() {
@@ -516,10 +515,37 @@ fn tiny_model_slots_and_gathered_rows() {
         }
         batches.push(b);
     }
+    batches
+}
+
+#[test]
+fn tiny_model_slots_and_gathered_rows() {
+    let m = tiny_model(3, TinyShape::default()).unwrap();
+    let batches = lockstep_batches(&m);
     let mut cb = CpuBackend::with_slots(&m, 3, 32).unwrap();
     let want = tables_of(&mut cb, &m, &batches);
     let Some(mut gb) = gpu_backend(&m, 3, 32) else { return };
     assert_eq!(tables_of(&mut gb, &m, &batches), want);
+}
+
+/// The browser's CPU engine opens with one slot and re-sizes its KV cache for a file of
+/// several chunks (`set_slots`): after a first use with one slot, three slots give the tables
+/// of a fresh three-slot engine; 0 slots are refused.
+#[test]
+fn cpu_set_slots_equals_a_fresh_engine() {
+    let m = tiny_model(3, TinyShape::default()).unwrap();
+    let batches = lockstep_batches(&m);
+    let want = tables_of(&mut CpuBackend::with_slots(&m, 3, 32).unwrap(), &m, &batches);
+    let mut b = CpuBackend::with_slots(&m, 1, 32).unwrap();
+    let mut first = Batch::default();
+    first.push_seq(0, &[1, 2, 3, 4, 5], 0, 1);
+    tables_of(&mut b, &m, &[first]);
+    b.set_slots(3).unwrap();
+    assert_eq!(b.slots(), 3);
+    assert_eq!(tables_of(&mut b, &m, &batches), want);
+    assert!(b.set_slots(0).is_err());
+    b.set_slots(1).unwrap();
+    assert_eq!(b.slots(), 1);
 }
 
 fn scored<B: lmz::backend::Backend>(b: &mut B, m: &Model, toks: &[u32], p: &Policy) -> Vec<Vec<u32>> {

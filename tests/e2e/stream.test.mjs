@@ -13,7 +13,7 @@ const MIN = 60_000;
 const TEXT =
   'The ferry left at seven, late as always, and the gulls followed it out past the harbour wall. ' +
   'On deck a boy counted the containers stacked on the quay while his grandmother read the paper.';
-// ~1.1 KB, in several chunks when the CLI is told to make small ones.
+// ~1.1 KB (~250 tokens), in many chunks when the CLI is told to make small ones.
 const LONG = [
   'Every spring the river rose over the lower meadow and the village moved its sheep to the hill.',
   'The miller kept a book of the floods: the date, the height on the old stone, and who had helped.',
@@ -115,9 +115,11 @@ describe('lmz streams and inputs in Chromium', { concurrency: 1 }, () => {
   });
 
   test('decompressStream() gives back a CLI-made multi-chunk file chunk by chunk, in the worker and in thread', { timeout: 25 * MIN }, async () => {
-    const file = lmz(['-c', '--chunk-tokens', '64'], Buffer.from(LONG));
+    const file = lmz(['-c', '--chunk-tokens', '16'], Buffer.from(LONG));
     const info = JSON.parse(JSON.stringify(await page.evaluate(async (f) => (await import('lmz')).info(new Uint8Array(f)), [...file])));
-    assert.ok(info.chunks.length >= 3, `the CLI made ${info.chunks.length} chunk(s)`);
+    // More chunks than the engine decodes in lock-step (4 at a time), so they come out in
+    // several groups.
+    assert.ok(info.chunks.length >= 12, `the CLI made ${info.chunks.length} chunk(s)`);
     for (const worker of [true, false]) {
       const r = await withCompressor(
         async (lz, lmz, { file }) => {
@@ -153,7 +155,8 @@ describe('lmz streams and inputs in Chromium', { concurrency: 1 }, () => {
         info.chunks.map((c) => c.originalLength),
         `${what}: pieces do not match the chunk table`,
       );
-      assert.ok(r.chunks[0].ms < r.chunks.at(-1).ms - 500, `${what}: the first chunk came out at ${r.chunks[0].ms} ms, the last at ${r.chunks.at(-1).ms} ms: not streamed`);
+      // The first group of chunks comes out while the later ones are still decoding.
+      assert.ok(r.chunks[0].ms < 0.6 * r.chunks.at(-1).ms, `${what}: the first chunk came out at ${r.chunks[0].ms} ms, the last at ${r.chunks.at(-1).ms} ms: not streamed`);
     }
   });
 
@@ -195,7 +198,7 @@ describe('lmz streams and inputs in Chromium', { concurrency: 1 }, () => {
   });
 
   test('a cancelled stream errors with LMZ_CANCELLED and the worker stops', { timeout: 25 * MIN }, async () => {
-    const file = lmz(['-c', '--chunk-tokens', '64'], Buffer.from(LONG));
+    const file = lmz(['-c', '--chunk-tokens', '16'], Buffer.from(LONG));
     const r = await withCompressor(
       async (lz, lmz, { file, text }) => {
         const out = {};

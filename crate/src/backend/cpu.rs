@@ -1059,6 +1059,12 @@ impl CpuBuf {
     }
 }
 
+/// Zeroed KV caches of `rows` positions, one per layer.
+fn kv_caches(cfg: &Config, rows: usize) -> Vec<KvCache> {
+    let kvd = cfg.n_kv_heads * cfg.head_dim;
+    (0..cfg.n_layers).map(|_| KvCache { k: vec![0; rows * kvd], k_exp: vec![0; rows * cfg.n_kv_heads], v: vec![0; rows * kvd] }).collect()
+}
+
 /// The CPU engine: unpacked weights and a KV cache of `slots` sequences of `cache_len`
 /// positions per layer.
 pub struct CpuBackend {
@@ -1103,10 +1109,22 @@ impl CpuBackend {
                 w_down: CpuQ4::new(&l.w_down),
             })
             .collect();
-        let kvd = cfg.n_kv_heads * cfg.head_dim;
-        let rows = slots * cache_len;
-        let cache = (0..cfg.n_layers).map(|_| KvCache { k: vec![0; rows * kvd], k_exp: vec![0; rows * cfg.n_kv_heads], v: vec![0; rows * kvd] }).collect();
+        let cache = kv_caches(&cfg, slots * cache_len);
         Ok(CpuBackend { embed: CpuQ8::new(&w.embed), layers, out_norm: w.out_norm.clone(), tables: w.tables.clone(), cache, cfg, slots, cache_len })
+    }
+
+    /// Re-sizes the KV cache to `slots` sequences, emptied (between calls: what the cache held
+    /// is gone). The browser engine opens with one and takes more for a file of several
+    /// model chunks ([`crate::container::Info::decode_slots`]), then gives them back.
+    pub fn set_slots(&mut self, slots: usize) -> Result<()> {
+        if slots == 0 || slots > MAX_SLOTS {
+            return Err(Error::InvalidArgument(format!("{slots} sequence slots: must be in 1..={MAX_SLOTS}")));
+        }
+        if slots != self.slots {
+            self.cache = kv_caches(&self.cfg, slots * self.cache_len);
+            self.slots = slots;
+        }
+        Ok(())
     }
 
     fn q4(&self, m: Mat) -> &CpuQ4 {

@@ -56,8 +56,9 @@ pub mod codes {
     pub const INVALID_ARGUMENT: &str = "LMZ_INVALID_ARGUMENT";
 }
 
-/// Sequence slots of the engine (one chunk decoded at a time: texts in a page are small) and
-/// positions per slot (the default policy's window).
+/// Sequence slots the engine opens with (a call on a file of several model chunks takes up to
+/// `DECODE_SLOTS` for its duration: [`Job::slots`]); positions per slot: the default policy's
+/// window.
 const SLOTS: usize = 1;
 
 #[wasm_bindgen(start)]
@@ -421,6 +422,29 @@ enum Job {
     DecompressRaw(Vec<u8>, u64),
 }
 
+impl Job {
+    /// The KV cache slots the CPU engine takes for this call: one per model chunk of a file
+    /// to decode, which then decode in lock-step (each step reads the weights once for all
+    /// of them), at most `DECODE_SLOTS` as in the CLI; one otherwise (a header that does not
+    /// parse gets one: the call reports the error).
+    fn slots(&self) -> usize {
+        match self {
+            Job::Decompress(f) | Job::DecompressChunks(f) => container::info(f).map_or(1, |i| i.decode_slots()),
+            _ => 1,
+        }
+    }
+}
+
+/// Sizes the CPU engine's KV cache for a call (the GPU engine keeps its one slot). Between
+/// calls the engine holds one slot: a multi-chunk file's extra slots are given back after it.
+fn set_slots(engine: &mut Engine, slots: usize) -> lmz::Result<()> {
+    match engine {
+        Engine::Cpu(b) => b.set_slots(slots),
+        #[cfg(feature = "gpu")]
+        Engine::Gpu(_) => Ok(()),
+    }
+}
+
 /// What a call gives back (plain Rust data: JS values are made on the calling thread).
 enum Out {
     Bytes(Vec<u8>),
@@ -545,7 +569,11 @@ impl Compressor {
             give_chunk(on_chunk, c, &mut thrown)?;
             ctl.check()
         };
+        let slots = job.slots();
+        set_slots(engine, slots).map_err(to_js)?;
         let r = with_engine!(engine, b => run_job(codec, fracs, &mut Stepping::new(b, ctl), job, &mut p, &mut sink).await);
+        // Between calls: one slot, whatever the call gave.
+        set_slots(engine, 1).map_err(to_js)?;
         match (r, thrown) {
             (_, Some(e)) => Err(e),
             (r, None) => r.map_err(to_js),
@@ -570,6 +598,7 @@ impl Compressor {
         rayon::spawn(move || {
             let mut guard = lock(&inner);
             let Inner { codec, fracs, engine } = &mut *guard;
+            let slots = job.slots();
             let Engine::Cpu(b) = engine;
             let mut p = CallProgress { ctl: &c };
             let mut sink = |chunk: &[u8]| -> lmz::Result<()> {
@@ -577,7 +606,9 @@ impl Compressor {
                 c.check()
             };
             // The CPU engine's futures never wait: the library's block_on polls once.
-            let r = lmz::model::block_on(run_job(codec, fracs, &mut Stepping::new(b, &c), job, &mut p, &mut sink));
+            let r = b.set_slots(slots).and_then(|()| lmz::model::block_on(run_job(codec, fracs, &mut Stepping::new(b, &c), job, &mut p, &mut sink)));
+            let back = b.set_slots(1); // between calls: one slot, whatever the call gave
+            let r = r.and_then(|out| back.map(|()| out));
             *lock(&out) = Some(r);
             c.finished.store(true, Ordering::Release);
         });
