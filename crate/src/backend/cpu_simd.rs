@@ -167,6 +167,11 @@ pub fn group_q4(isa: Isa, w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o: &mut 
         // SAFETY: the shapes are checked by `check_q4` (the loads stay inside them).
         Isa::Simd128 => unsafe { by_twos!(x, |t| simd128_q4::<N>(w, g, x, frac_out, o, t)) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
+        // SAFETY: as for SIMD128. One token per call (decoding one stream): the SIMD128 kernel,
+        // which decoded 10–25 % faster in Chromium than the relaxed one (BENCHMARKS.md,
+        // session 13), though slower in cache; from 2 tokens the relaxed kernel.
+        Isa::RelaxedSimd if x.tokens == 1 => unsafe { simd128_q4::<1>(w, g, x, frac_out, o, 0) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
         // SAFETY: as for SIMD128.
         Isa::RelaxedSimd => unsafe { by_fours!(x, |t| relaxed_q4::<N>(w, g, x, frac_out, o, t)) },
         _ => by_fours!(x, |t| portable_q4::<N>(w, g, x, frac_out, o, t)),
@@ -196,6 +201,9 @@ pub fn group_q8(isa: Isa, w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o: &mut 
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: as in `group_q4`.
         Isa::Simd128 => unsafe { by_twos!(x, |t| simd128_q8::<N>(w, g, x, frac_out, o, t)) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
+        // SAFETY: as in `group_q4`; one token per call: SIMD128, as in `group_q4`.
+        Isa::RelaxedSimd if x.tokens == 1 => unsafe { simd128_q8::<1>(w, g, x, frac_out, o, 0) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
         // SAFETY: as for SIMD128; the weight sums this kernel reads are checked here.
         Isa::RelaxedSimd => unsafe {

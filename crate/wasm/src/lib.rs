@@ -437,6 +437,8 @@ impl Job {
 
 /// Sizes the CPU engine's KV cache for a call (the GPU engine keeps its one slot). Between
 /// calls the engine holds one slot: a multi-chunk file's extra slots are given back after it.
+/// (The threaded build's call sizes its CPU engine directly.)
+#[cfg(not(feature = "threads"))]
 fn set_slots(engine: &mut Engine, slots: usize) -> lmz::Result<()> {
     match engine {
         Engine::Cpu(b) => b.set_slots(slots),
