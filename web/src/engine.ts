@@ -131,14 +131,25 @@ interface GpuAdapterInfoLike {
 /** "google swiftshader (fallback adapter) (BrowserWebGpu, Cpu, dot4I8Packed)": the browser's
  * words for the adapter, then the engine's (backend, device type, dot4 variant). */
 async function adapterName(engineWords: string): Promise<string> {
+  const i = (await requestAdapter())?.info;
+  if (!i) return engineWords;
+  const name = i.description || [i.vendor, i.architecture].filter(Boolean).join(' ') || 'unnamed adapter';
+  return `${name}${i.isFallbackAdapter ? ' (fallback adapter)' : ''} ${engineWords.trim()}`;
+}
+
+/** The part of a WebGPU adapter read here (older browsers put `isFallbackAdapter` on it). */
+interface GpuAdapterLike {
+  info?: GpuAdapterInfoLike;
+  isFallbackAdapter?: boolean;
+}
+
+/** The high-performance adapter WebGPU offers, or null (no WebGPU, no adapter, an error). */
+async function requestAdapter(): Promise<GpuAdapterLike | null> {
   try {
-    const gpu = (navigator as unknown as { gpu: { requestAdapter(o?: object): Promise<{ info?: GpuAdapterInfoLike } | null> } }).gpu;
-    const i = (await gpu.requestAdapter({ powerPreference: 'high-performance' }))?.info;
-    if (!i) return engineWords;
-    const name = i.description || [i.vendor, i.architecture].filter(Boolean).join(' ') || 'unnamed adapter';
-    return `${name}${i.isFallbackAdapter ? ' (fallback adapter)' : ''} ${engineWords.trim()}`;
+    const gpu = (navigator as unknown as { gpu?: { requestAdapter(o?: object): Promise<GpuAdapterLike | null> } }).gpu;
+    return (await gpu?.requestAdapter({ powerPreference: 'high-performance' })) ?? null;
   } catch {
-    return engineWords;
+    return null;
   }
 }
 
@@ -146,13 +157,8 @@ async function adapterName(engineWords: string): Promise<string> {
  * SwiftShader; the engine's own test is the same). The GPU engine runs in the single-threaded
  * build, so the pool of workers is only started for the CPU engine. */
 async function hasHardwareGpu(): Promise<boolean> {
-  try {
-    const gpu = (navigator as unknown as { gpu?: { requestAdapter(o?: object): Promise<{ info?: GpuAdapterInfoLike; isFallbackAdapter?: boolean } | null> } }).gpu;
-    const a = await gpu?.requestAdapter({ powerPreference: 'high-performance' });
-    return !!a && !(a.info?.isFallbackAdapter ?? a.isFallbackAdapter ?? false);
-  } catch {
-    return false;
-  }
+  const a = await requestAdapter();
+  return !!a && !(a.info?.isFallbackAdapter ?? a.isFallbackAdapter ?? false);
 }
 
 export interface EngineOptions {

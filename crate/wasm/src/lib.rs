@@ -267,14 +267,10 @@ struct Ctl {
 }
 
 impl Ctl {
-    fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
-    }
-
     /// `Err(Cancelled)` once `cancel()` was called: where the library checks (every progress
     /// report and chunk) and after every forward step.
     fn check(&self) -> lmz::Result<()> {
-        if self.is_cancelled() {
+        if self.cancelled.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }
         Ok(())
@@ -437,8 +433,6 @@ impl Job {
 
 /// Sizes the CPU engine's KV cache for a call (the GPU engine keeps its one slot). Between
 /// calls the engine holds one slot: a multi-chunk file's extra slots are given back after it.
-/// (The threaded build's call sizes its CPU engine directly.)
-#[cfg(not(feature = "threads"))]
 fn set_slots(engine: &mut Engine, slots: usize) -> lmz::Result<()> {
     match engine {
         Engine::Cpu(b) => b.set_slots(slots),
@@ -601,15 +595,17 @@ impl Compressor {
             let mut guard = lock(&inner);
             let Inner { codec, fracs, engine } = &mut *guard;
             let slots = job.slots();
-            let Engine::Cpu(b) = engine;
             let mut p = CallProgress { ctl: &c };
             let mut sink = |chunk: &[u8]| -> lmz::Result<()> {
                 lock(&c.chunks).push(chunk.to_vec());
                 c.check()
             };
             // The CPU engine's futures never wait: the library's block_on polls once.
-            let r = b.set_slots(slots).and_then(|()| lmz::model::block_on(run_job(codec, fracs, &mut Stepping::new(b, &c), job, &mut p, &mut sink)));
-            let back = b.set_slots(1); // between calls: one slot, whatever the call gave
+            let r = set_slots(engine, slots).and_then(|()| {
+                let Engine::Cpu(b) = &mut *engine;
+                lmz::model::block_on(run_job(codec, fracs, &mut Stepping::new(b, &c), job, &mut p, &mut sink))
+            });
+            let back = set_slots(engine, 1); // between calls: one slot, whatever the call gave
             let r = r.and_then(|out| back.map(|()| out));
             *lock(&out) = Some(r);
             c.finished.store(true, Ordering::Release);
