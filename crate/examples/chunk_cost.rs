@@ -26,7 +26,7 @@ fn main() -> lmz::Result<()> {
     let tokens = tok.encode(&text);
     let bytes_per_token = text.len() as f64 / tokens.len() as f64;
     let fr = Fracs::new(&model.weights);
-    let policy = Policy { window: len, stride: len / 2, start: cfg.doc_start, kv: KvMode::Recompute, adapt: false };
+    let policy = Policy { window: len, stride: len / 2, start: cfg.doc_start, kv: KvMode::Recompute, adapt: false, ngram: false };
     let mut backend = CpuBackend::new(&model, len)?;
     let mut b = vec![0f64; len];
     let t0 = std::time::Instant::now();

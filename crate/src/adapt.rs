@@ -24,6 +24,7 @@
 //! - The step: `b_s += η` (then clamped), `b_v −= floor(η · q_v / 2^24)` (then clamped).
 
 use crate::freq::FREQ_BITS;
+use crate::ngram::NGram;
 use crate::tables::{exp2_table, OUT_EXP_BITS, OUT_P_FRAC};
 
 /// Fraction bits of the bias (log2 units).
@@ -144,6 +145,56 @@ impl Adapt {
         }
         self.max = max;
         self.flat = false;
+    }
+}
+
+/// The online models a policy stacks on the model's table `f`, for one sequence: the
+/// adaptive bias (`f` → `q`), then the n-gram mixer ([`crate::ngram`], `q` → `r`). Each
+/// token is coded under the last table, and both learn from it.
+#[derive(Clone)]
+pub struct Online {
+    adapt: Option<Adapt>,
+    ngram: Option<NGram>,
+    q: Vec<u32>,
+    r: Vec<u32>,
+}
+
+impl Online {
+    /// The models of a policy over `vocab` symbols; `None` when it stacks none.
+    pub fn new(vocab: usize, adapt: bool, ngram: bool) -> Option<Online> {
+        (adapt || ngram).then(|| Online {
+            adapt: adapt.then(|| Adapt::new(vocab, RATE)),
+            ngram: ngram.then(|| NGram::new(vocab)),
+            q: if adapt { vec![0; vocab] } else { Vec::new() },
+            r: if ngram { vec![0; vocab] } else { Vec::new() },
+        })
+    }
+
+    /// Codes one token: `code` gets the final table of the model's table `f` and returns the
+    /// token (encoding: the known one; decoding: the one it read); then both models learn it.
+    pub fn step(&mut self, f: &[u32], code: impl FnOnce(&[u32]) -> crate::Result<u32>) -> crate::Result<u32> {
+        let Online { adapt, ngram, q, r } = self;
+        let q: &[u32] = match adapt {
+            Some(a) => {
+                a.apply(f, q);
+                q
+            }
+            None => f,
+        };
+        let t = match ngram {
+            Some(g) => {
+                g.apply(q, r);
+                code(r)?
+            }
+            None => code(q)?,
+        };
+        if let Some(g) = ngram {
+            g.learn(q, t);
+        }
+        if let Some(a) = adapt {
+            a.learn(q, t);
+        }
+        Ok(t)
     }
 }
 

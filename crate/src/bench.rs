@@ -146,31 +146,37 @@ fn run_on_pool(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, backend
     }
     println!();
     match mode {
-        Mode::Ablation => println!("threads: {}; bpb of the first two rows: ideal code length of the whole text as one sequence (windows of {}, the context kept in the KV cache); the last: the .lmz file's size", rayon::current_num_threads(), lmz::eval::SHIFT_WINDOW),
+        Mode::Ablation => println!("threads: {}; bpb of the first three rows: ideal code length of the whole text as one sequence (windows of {}, the context kept in the KV cache); the last: the .lmz file's size", rayon::current_num_threads(), lmz::eval::SHIFT_WINDOW),
         Mode::Speed => println!("threads: {}; tokens (of the model's tokenizer) and input bytes per second of wall time, model load excluded", rayon::current_num_threads()),
         _ => println!("threads: {}; speeds are input bytes per second of wall time", rayon::current_num_threads()),
     }
     Ok(())
 }
 
-/// One file's ablation rows: the model's tables alone, with the format's adaptive bias
-/// (both from one model run over the whole text), then the real file (chunks, container),
-/// checked by a round trip.
+/// One file's ablation rows: the model's tables alone, with the format's adaptive bias, with
+/// the n-gram mixer after it (all three from one model run over the whole text), then the
+/// real file (chunks, container), checked by a round trip.
 fn ablation(model: &lmz::pack::Model, name: &str, data: &[u8], codec: &lmz::container::Codec, backend: &mut crate::engine::Engine) -> Result<()> {
     use lmz::eval::{score, Policy};
     let cfg = model.config().clone();
     let fr = lmz::model::Fracs::new(&model.weights);
     let tokens = codec.tokenizer().encode(data);
     let policy = Policy::shift_for(&cfg);
-    let mut adapt = lmz::adapt::Adapt::new(cfg.vocab, lmz::adapt::RATE);
-    let mut q = vec![0u32; cfg.vocab];
-    let (mut lm, mut biased) = (0f64, 0f64);
+    let stack = |adapt, ngram| lmz::adapt::Online::new(cfg.vocab, adapt, ngram).ok_or_else(|| Error::InvalidArgument("internal: no online model".into()));
+    let (mut biased_only, mut mixed_too) = (stack(true, false)?, stack(true, true)?);
+    let (mut lm, mut biased, mut mixed) = (0f64, 0f64, 0f64);
     let bar = crate::progress_bar(tokens.len() as u64, "scoring");
     crate::engine::with_engine!(&mut *backend, b => score(b, &cfg, &fr, &tokens, &policy, &mut |i, f| {
         lm += lmz::freq::bits(f, tokens[i]);
-        adapt.apply(f, &mut q);
-        biased += lmz::freq::bits(&q, tokens[i]);
-        adapt.learn(&q, tokens[i]);
+        let t = tokens[i];
+        biased_only.step(f, |q| {
+            biased += lmz::freq::bits(q, t);
+            Ok(t)
+        })?;
+        mixed_too.step(f, |r| {
+            mixed += lmz::freq::bits(r, t);
+            Ok(t)
+        })?;
         Ok(())
     }, &mut |done, _| bar.set_position(done as u64)))?;
     bar.finish_and_clear();
@@ -182,7 +188,7 @@ fn ablation(model: &lmz::pack::Model, name: &str, data: &[u8], codec: &lmz::cont
     let bpb = |bits: f64| if data.is_empty() { 0.0 } else { bits / data.len() as f64 };
     let stored = 8.0 * z.len() as f64;
     let mut prev: Option<f64> = None;
-    for (what, bits) in [("the LM alone (ideal)", lm), ("+ adaptive bias (ideal)", biased), ("the .lmz file (chunks, container)", stored)] {
+    for (what, bits) in [("the LM alone (ideal)", lm), ("+ adaptive bias (ideal)", biased), ("+ n-gram mixer (ideal)", mixed), ("the .lmz file (chunks, container)", stored)] {
         let delta = match prev {
             Some(p) if p > 0.0 => format!("{:+.2} %", 100.0 * (bits / p - 1.0)),
             _ => "—".into(),

@@ -12,7 +12,7 @@
 //! Pure: no file system, threads or clocks, generic over [`Backend`], so the same code runs
 //! in the CLI, in wasm and with a GPU engine.
 
-use crate::adapt::{Adapt, RATE as ADAPT_RATE};
+use crate::adapt::Online;
 use crate::backend::Backend;
 use crate::coder::{Decoder, Encoder};
 use crate::error::{Error, Result};
@@ -49,6 +49,10 @@ const FIXED_HEADER: usize = 4 + 1 + 1 + 32 + 4 + 4 + 8 + 4 + 4;
 pub const FLAG_KV_SHIFT: u8 = 1;
 /// Full-form flag: the model's tables are reweighted by the adaptive bias ([`crate::adapt`]).
 pub const FLAG_ADAPT: u8 = 2;
+/// Full-form flag: the n-gram mixer follows the adaptive bias ([`crate::ngram`]).
+pub const FLAG_NGRAM: u8 = 4;
+/// Every flag this version reads.
+const FLAGS_KNOWN: u8 = FLAG_KV_SHIFT | FLAG_ADAPT | FLAG_NGRAM;
 /// Compact-form tags (first byte of a compact file, of a raw stream): the version, the
 /// method and, for model-coded data, the context policy in one byte. 0xF8–0xFF never occur
 /// in UTF-8.
@@ -58,12 +62,14 @@ pub const TAG_ZSTD: u8 = 0xF9;
 pub const TAG_MODEL: u8 = 0xFA;
 /// Model-coded under [`Policy::shift_for`].
 pub const TAG_MODEL_SHIFT: u8 = 0xFB;
-/// Model-coded under [`Policy::adaptive_for`] (what this version writes).
+/// Model-coded under [`Policy::adaptive_for`].
 pub const TAG_MODEL_ADAPT: u8 = 0xFC;
+/// Model-coded under [`Policy::mixed_for`] (what this version writes).
+pub const TAG_MODEL_MIXED: u8 = 0xFD;
 /// The last tag this version reads.
-const TAG_LAST: u8 = TAG_MODEL_ADAPT;
+const TAG_LAST: u8 = TAG_MODEL_MIXED;
 /// Tags reserved for later compact versions (a decoder says "unsupported version").
-const TAG_RESERVED: std::ops::RangeInclusive<u8> = 0xFD..=0xFF;
+const TAG_RESERVED: std::ops::RangeInclusive<u8> = 0xFE..=0xFF;
 /// Bytes of the model fingerprint that the compact form keeps.
 pub const COMPACT_FP_BYTES: usize = 2;
 /// Chunk size (tokens) when the caller does not choose one: a text of n tokens is cut into
@@ -114,27 +120,29 @@ impl Method {
             _ => None,
         }
     }
-    /// The compact tag of a chunk coded this way under the fixed policy `(kv, adapt)` names;
-    /// `None` for a model chunk under a policy without a tag (recompute with adaptation).
-    fn tag(self, kv: KvMode, adapt: bool) -> Option<u8> {
-        match (self, kv, adapt) {
-            (Method::Stored, _, _) => Some(TAG_STORED),
-            (Method::Zstd, _, _) => Some(TAG_ZSTD),
-            (Method::Model, KvMode::Recompute, false) => Some(TAG_MODEL),
-            (Method::Model, KvMode::Shift, false) => Some(TAG_MODEL_SHIFT),
-            (Method::Model, KvMode::Shift, true) => Some(TAG_MODEL_ADAPT),
-            (Method::Model, KvMode::Recompute, true) => None,
+    /// The compact tag of a chunk coded this way under the fixed policy `(kv, adapt, ngram)`
+    /// names; `None` for a model chunk under a policy without a tag.
+    fn tag(self, kv: KvMode, adapt: bool, ngram: bool) -> Option<u8> {
+        match (self, kv, adapt, ngram) {
+            (Method::Stored, ..) => Some(TAG_STORED),
+            (Method::Zstd, ..) => Some(TAG_ZSTD),
+            (Method::Model, KvMode::Recompute, false, false) => Some(TAG_MODEL),
+            (Method::Model, KvMode::Shift, false, false) => Some(TAG_MODEL_SHIFT),
+            (Method::Model, KvMode::Shift, true, false) => Some(TAG_MODEL_ADAPT),
+            (Method::Model, KvMode::Shift, true, true) => Some(TAG_MODEL_MIXED),
+            (Method::Model, ..) => None,
         }
     }
-    /// A compact tag's method and policy `(kv, adapt)` (the policy only matters to
+    /// A compact tag's method and policy `(kv, adapt, ngram)` (the policy only matters to
     /// model-coded data; the stored and zstd tags say what this version writes).
-    fn from_tag(t: u8) -> Option<(Method, KvMode, bool)> {
+    fn from_tag(t: u8) -> Option<(Method, KvMode, bool, bool)> {
         match t {
-            TAG_STORED => Some((Method::Stored, KvMode::Shift, true)),
-            TAG_ZSTD => Some((Method::Zstd, KvMode::Shift, true)),
-            TAG_MODEL => Some((Method::Model, KvMode::Recompute, false)),
-            TAG_MODEL_SHIFT => Some((Method::Model, KvMode::Shift, false)),
-            TAG_MODEL_ADAPT => Some((Method::Model, KvMode::Shift, true)),
+            TAG_STORED => Some((Method::Stored, KvMode::Shift, true, true)),
+            TAG_ZSTD => Some((Method::Zstd, KvMode::Shift, true, true)),
+            TAG_MODEL => Some((Method::Model, KvMode::Recompute, false, false)),
+            TAG_MODEL_SHIFT => Some((Method::Model, KvMode::Shift, false, false)),
+            TAG_MODEL_ADAPT => Some((Method::Model, KvMode::Shift, true, false)),
+            TAG_MODEL_MIXED => Some((Method::Model, KvMode::Shift, true, true)),
             _ => None,
         }
     }
@@ -216,6 +224,8 @@ pub struct Info {
     /// Whether the tables are reweighted by the adaptive bias (full form: the flags;
     /// compact: the tag).
     pub adapt: bool,
+    /// Whether the n-gram mixer follows (full form: the flags; compact: the tag).
+    pub ngram: bool,
     pub chunks: Vec<ChunkInfo>,
 }
 
@@ -330,7 +340,7 @@ fn parse(file: &[u8]) -> Result<Parsed<'_>> {
         Some(&0x89) => parse_full(file),
         Some(&t) if Method::from_tag(t).is_some() => parse_compact(file),
         Some(&t) if TAG_RESERVED.contains(&t) => Err(Error::FormatVersion { version: t as u32, supported: format!("full {VERSION}, compact tags 0x{TAG_STORED:02X}–0x{TAG_LAST:02X}") }),
-        Some(_) => Err(Error::FormatBadMagic(format!("it starts with {} (an lmz file starts with 89 4C 4D 5A or a byte F8–FC)", hex(&file[..file.len().min(4)])))),
+        Some(_) => Err(Error::FormatBadMagic(format!("it starts with {} (an lmz file starts with 89 4C 4D 5A or a byte F8–FD)", hex(&file[..file.len().min(4)])))),
     }
 }
 
@@ -372,11 +382,12 @@ fn parse_full(file: &[u8]) -> Result<Parsed<'_>> {
     if crc32fast::hash(&file[..header_end]) != hcrc {
         return Err(Error::FormatCorrupt("the header checksum does not match: the header is damaged".into()));
     }
-    if flags & !(FLAG_KV_SHIFT | FLAG_ADAPT) != 0 {
-        return Err(Error::FormatVersion { version: version as u32 * 256 + flags as u32, supported: format!("{VERSION} with flags 0–{}", FLAG_KV_SHIFT | FLAG_ADAPT) });
+    if flags & !FLAGS_KNOWN != 0 {
+        return Err(Error::FormatVersion { version: version as u32 * 256 + flags as u32, supported: format!("{VERSION} with flags 0–{FLAGS_KNOWN}") });
     }
     let kv = if flags & FLAG_KV_SHIFT != 0 { KvMode::Shift } else { KvMode::Recompute };
     let adapt = flags & FLAG_ADAPT != 0;
+    let ngram = flags & FLAG_NGRAM != 0;
     if sum_orig != original_len {
         return Err(Error::FormatCorrupt(format!("the chunks add up to {sum_orig} bytes, the header says {original_len}")));
     }
@@ -392,7 +403,7 @@ fn parse_full(file: &[u8]) -> Result<Parsed<'_>> {
         // Σ stored_len = rest: every take succeeds and every length fits usize.
         payloads.push(c.take(ch.stored_len as usize, "a chunk")?);
     }
-    let info = Info { form: Form::Full, version: version as u32, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: Some((window, stride)), kv, adapt, chunks };
+    let info = Info { form: Form::Full, version: version as u32, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: Some((window, stride)), kv, adapt, ngram, chunks };
     Ok(Parsed { info, payloads })
 }
 
@@ -404,9 +415,9 @@ fn parse_compact(file: &[u8]) -> Result<Parsed<'_>> {
     let check = c.take(2, "the check")?;
     let checksum = u16::from_le_bytes([check[0], check[1]]) as u32;
     let payload = c.rest();
-    let (method, kv, adapt) = Method::from_tag(tag).ok_or_else(|| Error::FormatCorrupt(format!("tag {tag:02X}")))?;
+    let (method, kv, adapt, ngram) = Method::from_tag(tag).ok_or_else(|| Error::FormatCorrupt(format!("tag {tag:02X}")))?;
     let chunks = if original_len == 0 && payload.is_empty() { vec![] } else { vec![ChunkInfo { method, original_len, stored_len: payload.len() as u64 }] };
-    let info = Info { form: Form::Compact, version: 1, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: None, kv, adapt, chunks };
+    let info = Info { form: Form::Compact, version: 1, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: None, kv, adapt, ngram, chunks };
     Ok(Parsed { info, payloads: vec![payload] })
 }
 
@@ -417,17 +428,17 @@ pub fn info(file: &[u8]) -> Result<Info> {
 
 /// A raw stream's tag, method, policy, check and payload (docs/FORMAT.md, "Raw stream").
 #[allow(clippy::type_complexity)]
-fn split_raw(raw: &[u8]) -> Result<(u8, Method, KvMode, bool, u16, &[u8])> {
+fn split_raw(raw: &[u8]) -> Result<(u8, Method, (KvMode, bool, bool), u16, &[u8])> {
     let (&tag, rest) = raw.split_first().ok_or_else(|| Error::FormatTruncated("the raw stream is empty".into()))?;
-    let (method, kv, adapt) = match Method::from_tag(tag) {
+    let (method, kv, adapt, ngram) = match Method::from_tag(tag) {
         Some(m) => m,
         None if TAG_RESERVED.contains(&tag) => return Err(Error::FormatVersion { version: tag as u32, supported: format!("raw tags 0x{TAG_STORED:02X}–0x{TAG_LAST:02X}") }),
-        None => return Err(Error::FormatBadMagic(format!("raw stream tag {tag:02X} (expected F8–FC)"))),
+        None => return Err(Error::FormatBadMagic(format!("raw stream tag {tag:02X} (expected F8–FD)"))),
     };
     if rest.len() < 2 {
         return truncated("the check");
     }
-    Ok((tag, method, kv, adapt, u16::from_le_bytes([rest[0], rest[1]]), &rest[2..]))
+    Ok((tag, method, (kv, adapt, ngram), u16::from_le_bytes([rest[0], rest[1]]), &rest[2..]))
 }
 
 /// The standalone compact file holding a raw stream of `len` original bytes made with the
@@ -438,7 +449,7 @@ fn split_raw(raw: &[u8]) -> Result<(u8, Method, KvMode, bool, u16, &[u8])> {
 /// `len` or `fingerprint` is not detected here but on decoding (`LMZ_FORMAT_CHECKSUM` or
 /// `LMZ_FORMAT_CORRUPT`), as for the raw stream itself.
 pub fn raw_to_compact(fingerprint: &[u8; 32], raw: &[u8], len: u64) -> Result<Vec<u8>> {
-    let (tag, _, _, _, check, payload) = split_raw(raw)?;
+    let (tag, _, _, check, payload) = split_raw(raw)?;
     let mut out = Vec::with_capacity(raw.len() + COMPACT_FP_BYTES + 10);
     out.push(tag);
     out.extend_from_slice(&fingerprint[..COMPACT_FP_BYTES]);
@@ -587,7 +598,7 @@ impl Codec {
 
     /// Whether the compact form can name `p` (its tag's fixed policy).
     fn has_tag(&self, p: &Policy) -> bool {
-        *p == Policy::for_tag(&self.cfg, p.kv, p.adapt) && Method::Model.tag(p.kv, p.adapt).is_some()
+        *p == Policy::for_tag(&self.cfg, p.kv, p.adapt, p.ngram) && Method::Model.tag(p.kv, p.adapt, p.ngram).is_some()
     }
 
     fn check_backend<B: Backend>(&self, b: &B, p: &Policy) -> Result<()> {
@@ -653,7 +664,7 @@ impl Codec {
         if opts.compact && self.has_tag(&policy) && table.len() <= 1 {
             let method = table.first().map_or(Method::Stored, |c| c.method);
             // has_tag: every method has a tag under this policy.
-            let tag = method.tag(policy.kv, policy.adapt).ok_or_else(|| Error::InvalidArgument("internal: a policy without a compact tag".into()))?;
+            let tag = method.tag(policy.kv, policy.adapt, policy.ngram).ok_or_else(|| Error::InvalidArgument("internal: a policy without a compact tag".into()))?;
             let mut out = vec![tag];
             out.extend_from_slice(&self.fingerprint[..COMPACT_FP_BYTES]);
             put_varint(&mut out, len);
@@ -663,7 +674,7 @@ impl Codec {
         let mut out = Vec::with_capacity(FIXED_HEADER + 24 * table.len());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
-        out.push(if policy.kv == KvMode::Shift { FLAG_KV_SHIFT } else { 0 } | if policy.adapt { FLAG_ADAPT } else { 0 });
+        out.push(if policy.kv == KvMode::Shift { FLAG_KV_SHIFT } else { 0 } | if policy.adapt { FLAG_ADAPT } else { 0 } | if policy.ngram { FLAG_NGRAM } else { 0 });
         out.extend_from_slice(&self.fingerprint);
         // validate() bounds the window by the model's context, far below 2^32.
         out.extend_from_slice(&(policy.window as u32).to_le_bytes());
@@ -713,7 +724,7 @@ impl Codec {
         let chunk = self.encode_chunks(b, data, &opts, &policy, progress).await?.into_iter().next();
         let (method, payload) = chunk.map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
         // The default policy has a tag (a test keeps it so).
-        let tag = method.tag(policy.kv, policy.adapt).ok_or_else(|| Error::InvalidArgument("internal: the default policy has no compact tag".into()))?;
+        let tag = method.tag(policy.kv, policy.adapt, policy.ngram).ok_or_else(|| Error::InvalidArgument("internal: the default policy has no compact tag".into()))?;
         let mut out = vec![tag];
         out.extend_from_slice(&check16(&self.fingerprint, data).to_le_bytes());
         out.extend_from_slice(&payload);
@@ -727,8 +738,8 @@ impl Codec {
 
     /// [`Codec::decompress_raw`] for any engine: awaits the engine's readbacks.
     pub async fn decompress_raw_async<B: Backend>(&self, b: &mut B, raw: &[u8], len: u64, progress: &mut dyn Progress) -> Result<Vec<u8>> {
-        let (_, method, kv, adapt, check, rest) = split_raw(raw)?;
-        let policy = Policy::for_tag(&self.cfg, kv, adapt);
+        let (_, method, (kv, adapt, ngram), check, rest) = split_raw(raw)?;
+        let policy = Policy::for_tag(&self.cfg, kv, adapt, ngram);
         if method == Method::Model {
             self.check_backend(b, &policy)?;
         }
@@ -977,8 +988,8 @@ struct Stream<'a> {
     /// The position the next single-token step runs at.
     pos: usize,
     done: bool,
-    /// The adaptive bias and its table, under a policy with [`Policy::adapt`].
-    adapt: Option<(Adapt, Vec<u32>)>,
+    /// The online models of the policy ([`Policy::adapt`], [`Policy::ngram`]).
+    online: Option<Online>,
 }
 
 impl<'a> Stream<'a> {
@@ -997,7 +1008,7 @@ impl<'a> Stream<'a> {
             window: None,
             pos: 0,
             done: job.len == 0,
-            adapt: (policy.adapt && job.len > 0).then(|| (Adapt::new(vocab, ADAPT_RATE), vec![0; vocab])),
+            online: if job.len > 0 { Online::new(vocab, policy.adapt, policy.ngram) } else { None },
         }
     }
 
@@ -1037,14 +1048,10 @@ impl<'a> Stream<'a> {
 
     /// Decodes one token with `table` and spells it exactly as `Tokenizer::decode` does.
     fn take(&mut self, table: &[u32], tok: &Tokenizer) -> Result<()> {
-        let t = match &mut self.adapt {
-            Some((ad, q)) => {
-                ad.apply(table, q);
-                let t = self.dec.decode(q)?;
-                ad.learn(q, t);
-                t
-            }
-            None => self.dec.decode(table)?,
+        let dec = &mut self.dec;
+        let t = match &mut self.online {
+            Some(on) => on.step(table, |r| dec.decode(r))?,
+            None => dec.decode(table)?,
         };
         self.tokens.push(t);
         if self.tokens.len() as u64 > self.max_tokens {
@@ -1237,13 +1244,13 @@ impl Codec {
                     return Err(Error::FormatModelMismatch { wanted: format!("is {}", hex(&info.fingerprint)), have });
                 }
                 let (window, stride) = info.window_stride.unwrap_or((0, 0));
-                Ok(Policy { window: window as usize, stride: stride as usize, start: self.cfg.doc_start, kv: info.kv, adapt: info.adapt })
+                Ok(Policy { window: window as usize, stride: stride as usize, start: self.cfg.doc_start, kv: info.kv, adapt: info.adapt, ngram: info.ngram })
             }
             Form::Compact => {
                 if info.fingerprint[..] != self.fingerprint[..COMPACT_FP_BYTES] {
                     return Err(Error::FormatModelMismatch { wanted: format!("starts with {}", hex(&info.fingerprint)), have });
                 }
-                Ok(Policy::for_tag(&self.cfg, info.kv, info.adapt))
+                Ok(Policy::for_tag(&self.cfg, info.kv, info.adapt, info.ngram))
             }
         }
     }

@@ -18,7 +18,7 @@
 //! context they saw then (as in any sliding-window cache). The start token's entry at
 //! position 0 is never moved: it is the attention sink every window keeps.
 
-use crate::adapt::{Adapt, RATE};
+use crate::adapt::Online;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::{block_on, forward_seq_to_async, Fracs, Readout};
@@ -71,22 +71,31 @@ pub struct Policy {
     /// Whether the model's tables are reweighted by an adaptive bias learned from the
     /// chunk's text so far ([`crate::adapt`], at [`crate::adapt::RATE`]).
     pub adapt: bool,
+    /// Whether the n-gram mixer of the chunk's tokens so far is mixed in after the bias
+    /// ([`crate::ngram`]).
+    pub ngram: bool,
 }
 
 impl Policy {
-    /// What this version writes: [`Policy::adaptive_for`].
+    /// What this version writes: [`Policy::mixed_for`].
     pub fn default_for(cfg: &Config) -> Policy {
-        Policy::adaptive_for(cfg)
+        Policy::mixed_for(cfg)
     }
 
-    /// The policy a compact tag names (docs/FORMAT.md, "Compact form"): `0xFA`
-    /// [`Policy::recompute_for`], `0xFB` [`Policy::shift_for`], `0xFC`
-    /// [`Policy::adaptive_for`]. The fourth combination has no tag (the full form only).
-    pub fn for_tag(cfg: &Config, kv: KvMode, adapt: bool) -> Policy {
+    /// The policy of a context mode and online models, with the windows a compact tag
+    /// implies (docs/FORMAT.md, "Compact form"): `0xFA` [`Policy::recompute_for`], `0xFB`
+    /// [`Policy::shift_for`], `0xFC` [`Policy::adaptive_for`], `0xFD` [`Policy::mixed_for`].
+    /// The other combinations have no tag (the full form only).
+    pub fn for_tag(cfg: &Config, kv: KvMode, adapt: bool, ngram: bool) -> Policy {
         match kv {
-            KvMode::Recompute => Policy { adapt, ..Policy::recompute_for(cfg) },
-            KvMode::Shift => Policy { adapt, ..Policy::shift_for(cfg) },
+            KvMode::Recompute => Policy { adapt, ngram, ..Policy::recompute_for(cfg) },
+            KvMode::Shift => Policy { adapt, ngram, ..Policy::shift_for(cfg) },
         }
+    }
+
+    /// Compact tag `0xFD`: [`Policy::adaptive_for`] with the n-gram mixer.
+    pub fn mixed_for(cfg: &Config) -> Policy {
+        Policy { ngram: true, ..Policy::adaptive_for(cfg) }
     }
 
     /// Compact tag `0xFC`: [`Policy::shift_for`] with the adaptive bias.
@@ -98,13 +107,13 @@ impl Policy {
     /// kept in the KV cache, the model's tables as they are.
     pub fn shift_for(cfg: &Config) -> Policy {
         let window = SHIFT_WINDOW.min(cfg.ctx);
-        Policy { window, stride: SHIFT_STRIDE.min(window / 2).max(1), start: cfg.doc_start, kv: KvMode::Shift, adapt: false }
+        Policy { window, stride: SHIFT_STRIDE.min(window / 2).max(1), start: cfg.doc_start, kv: KvMode::Shift, adapt: false, ngram: false }
     }
 
     /// The first format's policy (compact tag `0xFA`): windows of 2048, stride 1024,
     /// the context recomputed.
     pub fn recompute_for(cfg: &Config) -> Policy {
-        Policy { window: 2048.min(cfg.ctx), stride: 1024.min(cfg.ctx / 2).max(1), start: cfg.doc_start, kv: KvMode::Recompute, adapt: false }
+        Policy { window: 2048.min(cfg.ctx), stride: 1024.min(cfg.ctx / 2).max(1), start: cfg.doc_start, kv: KvMode::Recompute, adapt: false, ngram: false }
     }
 
     pub fn validate(&self, cfg: &Config) -> Result<()> {
@@ -129,7 +138,12 @@ impl Policy {
                 KvMode::Recompute => "recomputed for each window",
                 KvMode::Shift => "kept in the KV cache across windows (shifted, re-rotated)",
             },
-            if self.adapt { "; the model's tables reweighted by an adaptive bias" } else { "" }
+            match (self.adapt, self.ngram) {
+                (false, false) => "",
+                (true, false) => "; the model's tables reweighted by an adaptive bias",
+                (false, true) => "; the model's tables mixed with an n-gram model of the chunk",
+                (true, true) => "; the model's tables reweighted by an adaptive bias and mixed with an n-gram model of the chunk",
+            }
         )
     }
 }
@@ -215,9 +229,9 @@ enum Scored<'a> {
 
 async fn score_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, out: &mut Scored<'_>, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<()> {
     policy.validate(cfg)?;
-    // The adaptive bias needs each whole table (and learns from it): the ranges are then
-    // read from the adapted tables here, not by the engine.
-    let mut adapt = policy.adapt.then(|| (Adapt::new(cfg.vocab, RATE), vec![0u32; cfg.vocab]));
+    // The online models need each whole table (and learn from it): the ranges are then read
+    // from their tables here, not by the engine.
+    let mut online = Online::new(cfg.vocab, policy.adapt, policy.ngram);
     let mut prev: Option<Window> = None;
     for w in windows(tokens.len(), policy) {
         // What runs, from which position, and where its scored rows start.
@@ -237,24 +251,25 @@ async fn score_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens:
         };
         // Row i of the logits predicts tokens[w.score_start + i].
         let at = w.score_start;
-        match (&mut *out, &mut adapt) {
+        match (&mut *out, &mut online) {
             (Scored::Tables(sink), None) => forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, Readout::Tables(&mut |i, f| sink(at + i, f))).await?,
             (Scored::Ranges(sink), None) => forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, Readout::Ranges(&tokens[at..w.end], &mut |i, c, f| sink(at + i, c, f))).await?,
-            (out, Some((ad, q))) => {
-                let mut adapted = |i: usize, f: &[u32]| -> Result<()> {
+            (out, Some(on)) => {
+                let mut mixed = |i: usize, f: &[u32]| -> Result<()> {
                     let t = tokens[at + i];
-                    ad.apply(f, q);
-                    match out {
-                        Scored::Tables(sink) => sink(at + i, q)?,
-                        Scored::Ranges(sink) => {
-                            let (c, fr) = crate::coder::cum_freq(q, t).ok_or_else(|| Error::InvalidArgument(format!("token {t} outside the vocabulary")))?;
-                            sink(at + i, c, fr)?
+                    on.step(f, |r| {
+                        match out {
+                            Scored::Tables(sink) => sink(at + i, r)?,
+                            Scored::Ranges(sink) => {
+                                let (c, fr) = crate::coder::cum_freq(r, t).ok_or_else(|| Error::InvalidArgument(format!("token {t} outside the vocabulary")))?;
+                                sink(at + i, c, fr)?
+                            }
                         }
-                    }
-                    ad.learn(q, t);
+                        Ok(t)
+                    })?;
                     Ok(())
                 };
-                forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, Readout::Tables(&mut adapted)).await?
+                forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, Readout::Tables(&mut mixed)).await?
             }
         }
         progress(w.end, tokens.len())?;
@@ -276,7 +291,7 @@ mod tests {
 
     #[test]
     fn windows_cover_every_token_once_with_enough_context() {
-        let p = Policy { window: 8, stride: 3, start: 1, kv: KvMode::Recompute, adapt: false };
+        let p = Policy { window: 8, stride: 3, start: 1, kv: KvMode::Recompute, adapt: false, ngram: false };
         for n in 0..40 {
             let ws = windows(n, &p);
             let mut next = 0;

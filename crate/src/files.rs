@@ -216,7 +216,7 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
     } else {
         let opts = Options {
             chunk_tokens: a.chunk_tokens.unwrap_or(lmz::container::DEFAULT_CHUNK_TOKENS),
-            policy: a.no_adapt.then(|| eng.codec.default_policy()).map(|p| lmz::eval::Policy { adapt: false, ..p }),
+            policy: (a.no_adapt || a.no_ngram).then(|| lmz::eval::Policy { adapt: !a.no_adapt, ngram: false, ..eng.codec.default_policy() }),
             model: match a.use_model {
                 UseModel::Auto => ModelUse::Auto,
                 UseModel::Always => ModelUse::Always,

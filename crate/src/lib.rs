@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod freq;
 pub mod gguf;
 pub mod model;
+pub mod ngram;
 pub mod pack;
 #[cfg(feature = "reference")]
 pub mod reference;

@@ -73,11 +73,16 @@ struct IoArgs {
     /// Tokens per chunk (default 16384).
     #[arg(long, value_name = "N")]
     chunk_tokens: Option<usize>,
-    /// Code with the model's tables alone, without the adaptive bias learned from the text
-    /// (~3 % larger files; faster on a GPU, which then reads back 8 bytes per token instead
-    /// of a whole table). Decompression reads the choice from the file.
+    /// Code with the model's tables alone, without the online models learned from the text
+    /// (the adaptive bias and the n-gram mixer: ~3–5 % larger files; faster on a GPU, which
+    /// then reads back 8 bytes per token instead of a whole table). Decompression reads the
+    /// choice from the file.
     #[arg(long)]
     no_adapt: bool,
+    /// Keep the adaptive bias but leave out the n-gram mixer (the previous version's format,
+    /// compact tag 0xFC; ~0.1–1.5 % larger files on text, a little faster).
+    #[arg(long, conflicts_with = "no_adapt")]
+    no_ngram: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,8 +111,9 @@ enum Cmd {
         #[arg(long, conflicts_with_all = ["speed", "ablation"])]
         no_lmz: bool,
         /// What each part of lmz contributes, per file (one model run plus one compression):
-        /// the LM alone, with the adaptive bias (both as ideal code lengths of the whole text
-        /// as one sequence), and the file as stored (chunks, container).
+        /// the LM alone, with the adaptive bias, with the n-gram mixer too (all three as ideal
+        /// code lengths of the whole text as one sequence), and the file as stored (chunks,
+        /// container).
         #[arg(long, conflicts_with = "speed")]
         ablation: bool,
         /// Only lmz, in tokens per second (and bytes/s) of compress and decompress, the unit
@@ -159,9 +165,13 @@ struct EvalArgs {
     /// Engine for the integer model.
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
-    /// Score the model's own tables, without the format's adaptive bias.
+    /// Score the model's own tables, without the format's online models (the adaptive bias
+    /// and the n-gram mixer).
     #[arg(long)]
     no_adapt: bool,
+    /// Score with the adaptive bias but without the n-gram mixer.
+    #[arg(long)]
+    no_ngram: bool,
     /// Also score with the adaptive bias at these learning rates (nats per token,
     /// comma-separated, e.g. 0.1,0.2; needs --no-adapt): one line each, from the same run.
     #[arg(long, value_delimiter = ',')]
@@ -189,9 +199,10 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
     let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
     let mut policy = Policy::default_for(&cfg);
     if let Some(kv) = &a.kv {
-        policy = Policy::for_tag(&cfg, kv.parse().map_err(lmz::Error::InvalidArgument)?, policy.adapt);
+        policy = Policy::for_tag(&cfg, kv.parse().map_err(lmz::Error::InvalidArgument)?, policy.adapt, policy.ngram);
     }
     policy.adapt &= !a.no_adapt;
+    policy.ngram &= !(a.no_adapt || a.no_ngram);
     if let Some(w) = a.window {
         policy.window = w;
     }
@@ -216,6 +227,7 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
     }
     // The float reference scores the model alone.
     policy.adapt &= !a.reference;
+    policy.ngram &= !a.reference;
     if a.reference {
         if policy.kv != lmz::eval::KvMode::Recompute {
             return Err(lmz::Error::InvalidArgument("the float reference scores windows from scratch: add --kv recompute".into()));
@@ -251,7 +263,7 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
             "bpb": bpb,
             "engine": engine,
             "threads": threads,
-            "policy": { "window": policy.window, "stride": policy.stride, "start_token": policy.start, "kv": policy.kv.name(), "adapt": policy.adapt, "description": policy.describe() },
+            "policy": { "window": policy.window, "stride": policy.stride, "start_token": policy.start, "kv": policy.kv.name(), "adapt": policy.adapt, "ngram": policy.ngram, "description": policy.describe() },
             "positions_run": positions,
             "seconds": secs,
             "tokens_per_second": n as f64 / secs,
@@ -382,12 +394,15 @@ fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
         Form::Full => println!("model:       {}", lmz::pack::hex(&i.fingerprint)),
         Form::Compact => println!("model:       {}… (first {} bytes of the fingerprint)", lmz::pack::hex(&i.fingerprint), i.fingerprint.len()),
     }
-    let kv = match (i.kv, i.adapt) {
-        (lmz::eval::KvMode::Shift, false) => "context kept in the KV cache",
-        (lmz::eval::KvMode::Recompute, false) => "context recomputed",
-        (lmz::eval::KvMode::Shift, true) => "context kept in the KV cache, adaptive bias",
-        (lmz::eval::KvMode::Recompute, true) => "context recomputed, adaptive bias",
-    };
+    let kv = format!(
+        "{}{}{}",
+        match i.kv {
+            lmz::eval::KvMode::Shift => "context kept in the KV cache",
+            lmz::eval::KvMode::Recompute => "context recomputed",
+        },
+        if i.adapt { ", adaptive bias" } else { "" },
+        if i.ngram { ", n-gram mixer" } else { "" }
+    );
     match i.window_stride {
         _ if !i.chunks.iter().any(|c| c.method == lmz::container::Method::Model) => println!("policy:      none (no model-coded chunk)"),
         Some((w, s)) => println!("policy:      window {w}, stride {s}, {kv}"),

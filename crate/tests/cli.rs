@@ -117,10 +117,12 @@ fn compress_and_decompress_files_like_gzip() {
     let out = lmz().current_dir(&d).args(["info", "--backend", "cpu", "a.txt.lmz"]).output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && s.contains("engine:      CPU, ") && s.contains("(--backend cpu)"), "{s}");
-    // Model-coded, the default has the adaptive bias (tag 0xFC); --no-adapt codes with the
-    // model's tables alone (tag 0xFB); -d reads which from the file.
+    // Model-coded, the default has the adaptive bias and the n-gram mixer (tag 0xFD);
+    // --no-ngram the bias alone (0xFC); --no-adapt codes with the model's tables alone
+    // (tag 0xFB); -d reads which from the file.
     std::fs::write(d.join("b.txt"), &body).unwrap();
-    for (flag, tag, says) in [(None, lmz::container::TAG_MODEL_ADAPT, true), (Some("--no-adapt"), lmz::container::TAG_MODEL_SHIFT, false)] {
+    use lmz::container::{TAG_MODEL_ADAPT, TAG_MODEL_MIXED, TAG_MODEL_SHIFT};
+    for (flag, tag, says) in [(None, TAG_MODEL_MIXED, ", adaptive bias, n-gram mixer"), (Some("--no-ngram"), TAG_MODEL_ADAPT, ", adaptive bias\n"), (Some("--no-adapt"), TAG_MODEL_SHIFT, "KV cache\n")] {
         let mut args = vec!["-k", "-f", "--use-model", "force", "b.txt"];
         args.extend(flag);
         let out = run_in(&d, &pack, &args);
@@ -128,7 +130,7 @@ fn compress_and_decompress_files_like_gzip() {
         assert_eq!(std::fs::read(d.join("b.txt.lmz")).unwrap()[0], tag);
         let out = lmz().current_dir(&d).args(["info", "b.txt.lmz"]).output().unwrap();
         let s = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(s.contains("adaptive bias"), says, "{s}");
+        assert!(s.contains(says), "{s}");
         assert_eq!(run_in(&d, &pack, &["-dc", "b.txt.lmz"]).stdout, body);
     }
     // -d restores it and removes the .lmz.

@@ -103,7 +103,7 @@ fn round_trips() {
 /// shorter than a window the two code the same bytes, on a longer one they differ.
 #[test]
 fn kv_shift_and_recompute_policies() {
-    use lmz::container::{FLAG_KV_SHIFT, TAG_MODEL, TAG_MODEL_ADAPT, TAG_MODEL_SHIFT};
+    use lmz::container::{FLAG_KV_SHIFT, TAG_MODEL, TAG_MODEL_MIXED, TAG_MODEL_SHIFT};
     use lmz::eval::{KvMode, Policy};
     let cfg = tiny().model.config();
     let recompute = Options { policy: Some(Policy::recompute_for(cfg)), ..forced() };
@@ -136,9 +136,9 @@ fn kv_shift_and_recompute_policies() {
     assert_eq!(info(&f).unwrap().form, Form::Full);
     assert_eq!(info(&f).unwrap().window_stride, Some((128, 17)));
     assert_eq!(decompress(&f).unwrap(), data);
-    // Raw streams of every tag decode (the default's is 0xFC).
+    // Raw streams of every tag decode (the default's is 0xFD).
     let raw = tiny().codec.compress_raw(&mut backend(), &data, ModelUse::Force, &mut |_, _| {}).unwrap();
-    assert_eq!(raw[0], TAG_MODEL_ADAPT);
+    assert_eq!(raw[0], TAG_MODEL_MIXED);
     assert_eq!(tiny().codec.decompress_raw(&mut backend(), &raw, data.len() as u64, &mut |_, _| {}).unwrap(), data);
     let sh = compress(&data, &Options { chunk_tokens: usize::MAX, ..shifted });
     let mut raw = vec![sh[0]];
@@ -151,39 +151,52 @@ fn kv_shift_and_recompute_policies() {
     assert_eq!(tiny().codec.decompress_raw(&mut backend(), &old_raw, data.len() as u64, &mut |_, _| {}).unwrap(), data);
 }
 
-/// The default policy adds the adaptive bias (full-form flag 2, compact tag 0xFC): on a
-/// repetitive text it makes smaller files than the model alone; they decode, in lock-step
-/// slots too; recomputed context with the bias has no tag and takes the full form.
+/// The online models: the default policy adds the adaptive bias (full-form flag 2) and the
+/// n-gram mixer (flag 4), compact tag 0xFD; the bias alone is tag 0xFC. On a repetitive
+/// text each makes smaller files than the one before; they decode, in lock-step slots too;
+/// a combination no tag names takes the full form.
 #[test]
-fn adaptive_bias_policy() {
-    use lmz::container::{FLAG_ADAPT, FLAG_KV_SHIFT, TAG_MODEL_ADAPT};
+fn online_model_policies() {
+    use lmz::container::{FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, TAG_MODEL_ADAPT, TAG_MODEL_MIXED};
     use lmz::eval::Policy;
     let cfg = tiny().model.config();
     let data = text(1500);
     let plain = Options { policy: Some(Policy::shift_for(cfg)), ..forced() };
+    let biased = Options { policy: Some(Policy::adaptive_for(cfg)), ..forced() };
     for compact in [false, true] {
         let opts = |o: Options| Options { chunk_tokens: usize::MAX, compact, ..o };
-        let (a, p) = (compress(&data, &opts(forced())), compress(&data, &opts(plain.clone())));
-        assert!(info(&a).unwrap().adapt && !info(&p).unwrap().adapt);
+        let (m, a, p) = (compress(&data, &opts(forced())), compress(&data, &opts(biased.clone())), compress(&data, &opts(plain.clone())));
+        let (im, ia, ip) = (info(&m).unwrap(), info(&a).unwrap(), info(&p).unwrap());
+        assert!(im.adapt && im.ngram && ia.adapt && !ia.ngram && !ip.adapt && !ip.ngram);
         if compact {
-            assert_eq!(a[0], TAG_MODEL_ADAPT);
+            assert_eq!((m[0], a[0]), (TAG_MODEL_MIXED, TAG_MODEL_ADAPT));
         } else {
-            assert_eq!(a[5], FLAG_KV_SHIFT | FLAG_ADAPT);
+            assert_eq!((m[5], a[5]), (FLAG_KV_SHIFT | FLAG_ADAPT | FLAG_NGRAM, FLAG_KV_SHIFT | FLAG_ADAPT));
         }
         // The tiny model is random and often confidently wrong (a bias of at most 8 octaves
-        // cannot undo all of it), so the gain is small here; on real text: BENCHMARKS.md.
+        // cannot undo all of it), so the bias gains little here; the text repeats its words,
+        // which the n-gram mixer learns. On real text: BENCHMARKS.md.
         assert!(a.len() < p.len(), "adaptive {} bytes, the model alone {}", a.len(), p.len());
-        assert_eq!(decompress(&a).unwrap(), data);
+        assert!(m.len() < a.len(), "mixed {} bytes, adaptive {}", m.len(), a.len());
+        for f in [&m, &a, &p] {
+            assert_eq!(decompress(f).unwrap(), data);
+        }
     }
     let many = compress(&data, &multi(97));
-    assert!(info(&many).unwrap().adapt);
+    assert!(info(&many).unwrap().ngram);
     for slots in [1, 2, 4] {
         assert_eq!(decompress_slots(&many, slots).unwrap(), data, "{slots} slots");
     }
-    let ra = Options { policy: Some(Policy { adapt: true, ..Policy::recompute_for(cfg) }), chunk_tokens: usize::MAX, ..forced() };
-    let f = compress(&data, &ra);
-    assert_eq!((info(&f).unwrap().form, f[5]), (Form::Full, FLAG_ADAPT));
-    assert_eq!(decompress(&f).unwrap(), data);
+    for (adapt, ngram, flags) in [(true, false, FLAG_ADAPT), (false, true, FLAG_NGRAM), (true, true, FLAG_ADAPT | FLAG_NGRAM)] {
+        let ra = Options { policy: Some(Policy { adapt, ngram, ..Policy::recompute_for(cfg) }), chunk_tokens: usize::MAX, ..forced() };
+        let f = compress(&data, &ra);
+        assert_eq!((info(&f).unwrap().form, f[5]), (Form::Full, flags));
+        assert_eq!(decompress(&f).unwrap(), data);
+    }
+    // The mixer without the bias, on the shifted context: no tag either.
+    let n = compress(&data, &Options { policy: Some(Policy { ngram: true, ..Policy::shift_for(cfg) }), chunk_tokens: usize::MAX, ..forced() });
+    assert_eq!((info(&n).unwrap().form, n[5]), (Form::Full, FLAG_KV_SHIFT | FLAG_NGRAM));
+    assert_eq!(decompress(&n).unwrap(), data);
 }
 
 #[test]
@@ -236,7 +249,7 @@ fn compact_forms_cost_few_bytes_over_the_coder() {
     let t = tiny();
     let note = text(200);
     let raw = t.codec.compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {}).unwrap();
-    assert_eq!(raw[0], lmz::container::TAG_MODEL_ADAPT);
+    assert_eq!(raw[0], lmz::container::TAG_MODEL_MIXED);
     let coder_bytes = raw.len() - 3;
     assert_eq!(t.codec.decompress_raw(&mut backend(), &raw, note.len() as u64, &mut |_, _| {}).unwrap(), note);
     let file = compress(&note, &forced());
@@ -283,7 +296,7 @@ fn raw_streams_become_compact_files() {
     assert_eq!(lmz::container::raw_to_compact(fp, &[], 0).unwrap_err().code(), "LMZ_FORMAT_TRUNCATED");
     assert_eq!(lmz::container::raw_to_compact(fp, &[0xFA, 1], 0).unwrap_err().code(), "LMZ_FORMAT_TRUNCATED");
     assert_eq!(lmz::container::raw_to_compact(fp, &[0x41, 1, 2], 0).unwrap_err().code(), "LMZ_FORMAT_BAD_MAGIC");
-    assert_eq!(lmz::container::raw_to_compact(fp, &[0xFD, 1, 2], 0).unwrap_err().code(), "LMZ_FORMAT_UNSUPPORTED_VERSION");
+    assert_eq!(lmz::container::raw_to_compact(fp, &[0xFE, 1, 2], 0).unwrap_err().code(), "LMZ_FORMAT_UNSUPPORTED_VERSION");
 }
 
 #[test]
@@ -370,18 +383,18 @@ fn hostile_headers() {
     assert_eq!(code(b""), "LMZ_FORMAT_TRUNCATED");
     assert_eq!(code(b"hello world"), "LMZ_FORMAT_BAD_MAGIC");
     assert_eq!(code(&[0x89, b'L', b'M']), "LMZ_FORMAT_BAD_MAGIC");
-    assert_eq!(code(&[0xFD, 1, 2, 3]), "LMZ_FORMAT_UNSUPPORTED_VERSION");
+    assert_eq!(code(&[0xFE, 1, 2, 3]), "LMZ_FORMAT_UNSUPPORTED_VERSION");
     let mut v2 = file.clone();
     v2[4] = 2;
     assert_eq!(code(&v2), "LMZ_FORMAT_UNSUPPORTED_VERSION");
-    // A flag this version does not know (bit 2), with a valid header checksum.
+    // A flag this version does not know (bit 3), with a valid header checksum.
     let table_end = file.len() - info(&file).unwrap().chunks.iter().map(|c| c.stored_len as usize).sum::<usize>() - 4;
     let mut f2 = file.clone();
-    f2[5] |= 4;
+    f2[5] |= 8;
     let crc = crc32(&f2[..table_end]);
     f2[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(code(&f2), "LMZ_FORMAT_UNSUPPORTED_VERSION");
-    f2[5] &= !4;
+    f2[5] &= !8;
     let crc = crc32(&f2[..table_end]);
     f2[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(decompress(&f2).unwrap(), data);

@@ -569,7 +569,7 @@ fn tiny_model_sliding_window_cpu_equals_gpu() {
     let mut r = Rng(9);
     let toks: Vec<u32> = (0..300).map(|_| r.below(cfg.vocab as u64) as u32).collect();
     for (window, stride) in [(40, 9), (64, 32), (33, 32)] {
-        let p = Policy { window, stride, start: cfg.doc_start, kv: KvMode::Shift, adapt: false };
+        let p = Policy { window, stride, start: cfg.doc_start, kv: KvMode::Shift, adapt: false, ngram: false };
         let mut cb = CpuBackend::new(&m, window).unwrap();
         let want = scored(&mut cb, &m, &toks, &p);
         assert_eq!(want.len(), toks.len());

@@ -86,6 +86,8 @@ export interface Info {
   stride?: number;
   /** Whether the model's tables are reweighted by the adaptive bias learned from the text. */
   adapt: boolean;
+  /** Whether the n-gram mixer of the text's repeats follows the bias. */
+  ngram: boolean;
   /** Bits per byte of the original, every header byte included. */
   bpb: number;
   chunks: ChunkInfo[];

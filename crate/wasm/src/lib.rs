@@ -125,6 +125,8 @@ struct InfoJs {
     stride: Option<u32>,
     /// Whether the model's tables are reweighted by the adaptive bias (docs/FORMAT.md).
     adapt: bool,
+    /// Whether the n-gram mixer follows the bias (docs/FORMAT.md).
+    ngram: bool,
     bpb: f64,
     chunks: Vec<ChunkJs>,
 }
@@ -156,6 +158,7 @@ pub fn info(file: &[u8]) -> Result<JsValue, JsValue> {
         window: i.window_stride.map(|w| w.0),
         stride: i.window_stride.map(|w| w.1),
         adapt: i.adapt,
+        ngram: i.ngram,
         bpb: i.bpb(),
         chunks: i
             .chunks
