@@ -245,7 +245,12 @@ impl NGram {
             r[v as usize] += add;
             total += add;
         }
-        r[best.0] += (1u32 << FREQ_BITS) - total;
+        match (1u32 << FREQ_BITS).checked_sub(total) {
+            Some(rest) => r[best.0] += rest,
+            // Never (Σ s ≤ 2^32 − A while every count sum is its context's n, which cannot
+            // saturate within the decoding-work bound); a valid table all the same.
+            None => r.copy_from_slice(q),
+        }
     }
 
     /// Learns `token`, just coded under [`NGram::apply`]'s table of `q`.
@@ -279,9 +284,12 @@ impl NGram {
                 self.nodes[n].head = self.edges.len() as u32 - 1;
                 self.nodes[n].d += 1;
             } else {
-                self.edges[e as usize].count += 1;
+                // Saturating: a count cannot reach 2^32 within the decoding-work bound, but a
+                // hostile file must never make it wrap to 0.
+                let c = &mut self.edges[e as usize].count;
+                *c = c.saturating_add(1);
             }
-            self.nodes[n].n += 1;
+            self.nodes[n].n = self.nodes[n].n.saturating_add(1);
         }
         self.last.copy_within(0..ORDERS - 1, 1);
         self.last[0] = token;

@@ -39,16 +39,22 @@ fn eval_json_on_a_tiny_model() {
     let again = lmz().args(["eval", "--json", "--window", "64", "--stride", "32", "--model"]).arg(&pack).arg(&text).output().unwrap();
     let j2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(j["bits"], j2["bits"]);
-    // The default policy scores with the adaptive bias; --no-adapt scores the model alone,
-    // and --adapt rates (in the same run) measure the bias on top of it: the format's rate
-    // (0.2) gives exactly the default's bits.
-    assert_eq!(j["policy"]["adapt"], true);
+    // The default policy scores with the adaptive bias and the n-gram mixer; --no-ngram with
+    // the bias alone; --no-adapt scores the model alone, and --adapt rates (in the same run)
+    // measure the bias on top of it: the format's rate (0.2) gives exactly --no-ngram's bits.
+    assert_eq!((&j["policy"]["adapt"], &j["policy"]["ngram"]), (&true.into(), &true.into()));
+    let out = lmz().args(["eval", "--json", "--window", "64", "--stride", "32", "--no-ngram", "--model"]).arg(&pack).arg(&text).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let biased: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&biased["policy"]["adapt"], &biased["policy"]["ngram"]), (&true.into(), &false.into()));
+    // The text is one line repeated: the mixer learns it.
+    assert!(j["bits"].as_f64() < biased["bits"].as_f64(), "{j} vs {biased}");
     let out = lmz().args(["eval", "--json", "--window", "64", "--stride", "32", "--no-adapt", "--adapt", "0.2,0.5", "--model"]).arg(&pack).arg(&text).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let alone: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(alone["policy"]["adapt"], false);
-    assert_ne!(alone["bits"], j["bits"]);
-    assert_eq!(alone["adapt"][0]["bits"], j["bits"]);
+    assert_eq!((&alone["policy"]["adapt"], &alone["policy"]["ngram"]), (&false.into(), &false.into()));
+    assert_ne!(alone["bits"], biased["bits"]);
+    assert_eq!(alone["adapt"][0]["bits"], biased["bits"]);
     assert_eq!(alone["adapt"].as_array().unwrap().len(), 2);
     let out = lmz().args(["eval", "--adapt", "0.2", "--model"]).arg(&pack).arg(&text).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "--adapt without --no-adapt is refused");
@@ -260,17 +266,26 @@ fn bench_ablation_rows_agree_with_eval_and_the_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<Vec<String>> = s.lines().filter(|l| l.starts_with("| t.txt |")).map(|l| l.split('|').map(|c| c.trim().to_string()).collect()).collect();
-    assert_eq!(rows.len(), 3, "{s}");
+    assert_eq!(rows.len(), 4, "{s}");
     let bpb = |r: &Vec<String>| r[5].parse::<f64>().unwrap();
-    let out = run_in(&d, &pack, &["eval", "--json", "--no-adapt", "--adapt", "0.2", "t.txt"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let eval = |args: &[&str]| -> serde_json::Value {
+        let out = run_in(&d, &pack, &[&["eval", "--json"], args, &["t.txt"]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let j = eval(&["--no-adapt", "--adapt", "0.2"]);
     assert_eq!(format!("{:.4}", j["bpb"].as_f64().unwrap()), rows[0][5], "{s}");
     assert_eq!(format!("{:.4}", j["adapt"][0]["bpb"].as_f64().unwrap()), rows[1][5], "{s}");
+    assert_eq!(format!("{:.4}", eval(&["--no-ngram"])["bpb"].as_f64().unwrap()), rows[1][5], "{s}");
+    let j = eval(&[]);
+    assert_eq!(j["policy"]["ngram"], true, "{j}");
+    assert_eq!(format!("{:.4}", j["bpb"].as_f64().unwrap()), rows[2][5], "{s}");
     let out = run_in(&d, &pack, &["-c", "t.txt"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(format!("{:.4}", 8.0 * out.stdout.len() as f64 / text.len() as f64), rows[2][5], "{s}");
+    assert_eq!(format!("{:.4}", 8.0 * out.stdout.len() as f64 / text.len() as f64), rows[3][5], "{s}");
     assert!(rows[1][6].ends_with('%') && bpb(&rows[1]) > 0.0, "{s}");
+    // The text repeats one line: the n-gram mixer must gain on it.
+    assert!(bpb(&rows[2]) < bpb(&rows[1]), "{s}");
     assert!(!s.contains("gzip"), "{s}");
     std::fs::remove_dir_all(&d).ok();
 }
