@@ -218,15 +218,7 @@ fn each_part<A: Send, T: Send>(out: &mut [A], f: impl Fn(usize, &mut [A]) -> T +
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::freq::tests::{check, table};
-
-    /// A little deterministic generator (xorshift).
-    fn rng(seed: &mut u64) -> u64 {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        *seed
-    }
+    use crate::freq::tests::{check, rng, table};
 
     #[test]
     fn flat_bias_is_the_identity() {

@@ -78,6 +78,14 @@ pub(crate) mod tests {
         f
     }
 
+    /// A little deterministic generator (xorshift), for the online models' tests.
+    pub(crate) fn rng(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
     /// A valid table: every entry ≥ 1, the sum exactly 2^24.
     pub(crate) fn check(f: &[u32]) {
         assert!(f.iter().all(|&x| x >= 1));

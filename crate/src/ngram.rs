@@ -300,14 +300,7 @@ impl NGram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::freq::tests::{check, table};
-
-    fn rng(seed: &mut u64) -> u64 {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        *seed
-    }
+    use crate::freq::tests::{check, rng, table};
 
     #[test]
     fn log2_is_exact_on_powers_and_close_elsewhere() {
