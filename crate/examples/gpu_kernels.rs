@@ -35,13 +35,19 @@ fn main() -> lmz::Result<()> {
         let t = Instant::now();
         let b = f(g);
         sync(g, &b)?;
-        println!("{what:<40} {:>9.1} ms", t.elapsed().as_secs_f64() * 1e3);
+        println!("{what:<48} {:>9.1} ms", t.elapsed().as_secs_f64() * 1e3);
         Ok(())
     };
-    time("matmul_q4 576×576 (q, o)", &mut g, &mut |g| g.matmul_q4(&gq, &ga576, 10))?;
-    time("matmul_q4 576×1536 (down)", &mut g, &mut |g| g.matmul_q4(&gd, &ga1536, 12))?;
     let m = n.min(64);
-    time(&format!("matmul_q8 49152×576, {m} rows (logits)"), &mut g, &mut |g| g.matmul_q8(&ge, &ga576, 10, 0, m))?;
+    // Each matmul with both kernels: one row per invocation, then the tiled one (the
+    // engine's choice from TILED_FROM rows).
+    for (from, kernel) in [(usize::MAX, "per row"), (1, "tiled")] {
+        g.set_tiled_from(from);
+        time(&format!("matmul_q4 576×576 (q, o), {kernel}"), &mut g, &mut |g| g.matmul_q4(&gq, &ga576, 10))?;
+        time(&format!("matmul_q4 576×1536 (down), {kernel}"), &mut g, &mut |g| g.matmul_q4(&gd, &ga1536, 12))?;
+        time(&format!("matmul_q8 49152×576, {m} rows, {kernel}"), &mut g, &mut |g| g.matmul_q8(&ge, &ga576, 10, 0, m))?;
+    }
+    g.set_tiled_from(lmz::backend::gpu::TILED_FROM);
     let t = lmz::pack::Tables { rope_cos: vec![0; 2048 * 32], rope_sin: vec![0; 2048 * 32], att_exp: lmz::tables::exp2_table(8, 15), out_exp: lmz::tables::exp2_table(10, 24), silu: lmz::tables::silu() };
     let gt = g.upload_tables(&t, 64);
     time("rmsnorm 576", &mut g, &mut |g| g.rmsnorm(&x, &g.upload_norm(&lmz::pack::NormWeight { g: vec![4096; 576], g_exp: 12, z_frac: 20 }), 168))?;
@@ -59,6 +65,6 @@ fn main() -> lmz::Result<()> {
     g.read_freq(&logits, &gt)?;
     let t1 = Instant::now();
     g.read_freq(&logits, &gt)?;
-    println!("{:<40} {:>9.1} ms (first {:.1} ms)", format!("freq {m} rows (incl. readback)"), t1.elapsed().as_secs_f64() * 1e3, (t1 - t0).as_secs_f64() * 1e3);
+    println!("{:<48} {:>9.1} ms (first {:.1} ms)", format!("freq {m} rows (incl. readback)"), t1.elapsed().as_secs_f64() * 1e3, (t1 - t0).as_secs_f64() * 1e3);
     Ok(())
 }

@@ -25,9 +25,9 @@
 //! n-gram mixer"):
 //! - weights, top order down: `G = 2^32`; for `k = K..1`: `W_k = ⌊G / (n_k + d_k)⌋`,
 //!   `G = ⌊G · d_k / (n_k + d_k)⌋`; then `A = G` and `s(v) = Σ_k c_k(v) · W_k` (Q32);
-//! - `λ` (Q16) from the class's code lengths `L_j` (Q16 bits): `w_j = exp2[(Δ_j >> 6) & 1023]
-//!   >> (Δ_j >> 16)` with `Δ_j = L_j − min L` (zero from a shift of 25 on), `λ = ⌊Σ w_j λ_j /
-//!   Σ w_j⌋`;
+//! - `λ` (Q16) from the class's code lengths `L_j` (Q16 bits):
+//!   `w_j = exp2[(Δ_j >> 6) & 1023] >> (Δ_j >> 16)` with `Δ_j = L_j − min L` (zero from a
+//!   shift of 25 on), `λ = ⌊Σ w_j λ_j / Σ w_j⌋`;
 //! - `r(v) = 1 + ⌊(q(v) − 1) · M / 2^32⌋ + ⌊s(v) · λ · B / 2^48⌋` with `M = 2^32 − ⌊λ · (2^32
 //!   − A) / 2^16⌋` and `B = 2^24 − vocab`; the sum is at most `2^24` and what the floors leave
 //!   goes to the first symbol of largest `q`. With `λ = 0`, `r = q` exactly;

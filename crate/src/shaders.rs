@@ -72,6 +72,8 @@ macro_rules! kernel {
 pub const QUANTIZE: Kernel = kernel!("quantize", false, "QuantizeParams", &[U, R, W, W, W]);
 pub const MATMUL_Q4: Kernel = kernel!("matmul_q4", true, "MatmulParams", &[U, R, R, R, R, R, R, W]);
 pub const MATMUL_Q8: Kernel = kernel!("matmul_q8", true, "MatmulParams", &[U, R, R, R, R, R, R, W]);
+pub const MATMUL_Q4_TILED: Kernel = kernel!("matmul_q4_tiled", true, "MatmulParams", &[U, R, R, R, R, R, R, W]);
+pub const MATMUL_Q8_TILED: Kernel = kernel!("matmul_q8_tiled", true, "MatmulParams", &[U, R, R, R, R, R, R, W]);
 pub const EMBED: Kernel = kernel!("embed", false, "EmbedParams", &[U, R, R, R, R, W]);
 pub const RMSNORM: Kernel = kernel!("rmsnorm", false, "RmsnormParams", &[U, R, R, W]);
 pub const ROPE: Kernel = kernel!("rope", false, "RopeParams", &[U, W, R, R, R]);
@@ -84,7 +86,7 @@ pub const FREQ: Kernel = kernel!("freq", false, "FreqParams", &[U, R, R, W]);
 pub const RANGES: Kernel = kernel!("ranges", false, "FreqParams", &[U, R, R, W]);
 
 /// Every kernel.
-pub const KERNELS: [Kernel; 13] = [QUANTIZE, MATMUL_Q4, MATMUL_Q8, EMBED, RMSNORM, ROPE, SILU_MUL, ADD, KV_STORE, KV_SHIFT, ATTENTION, FREQ, RANGES];
+pub const KERNELS: [Kernel; 15] = [QUANTIZE, MATMUL_Q4, MATMUL_Q8, MATMUL_Q4_TILED, MATMUL_Q8_TILED, EMBED, RMSNORM, ROPE, SILU_MUL, ADD, KV_STORE, KV_SHIFT, ATTENTION, FREQ, RANGES];
 
 /// `shaders/wide.wgsl`: Wide, mul_u32, mul_shift, div_shifted, isqrt, SplitAcc.
 pub const WIDE: &str = include_str!("../../shaders/wide.wgsl");
@@ -127,7 +129,7 @@ uniform!(
     QuantizeParams { rows: u32, width: u32, frac: i32, _pad: u32 }
 );
 uniform!(
-    /// `shaders/matmul_q4.wgsl`, `shaders/matmul_q8.wgsl`
+    /// `shaders/matmul_q4.wgsl`, `shaders/matmul_q8.wgsl` and their `_tiled` variants
     MatmulParams { rows: u32, tokens: u32, frac_out: i32, tok0: u32 }
 );
 uniform!(

@@ -48,11 +48,26 @@ pub struct TinyShape {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub ctx: usize,
+    /// Vocabulary size: the 3 specials, 256 bytes and 7 merges ([`TINY_VOCAB`]), then filler
+    /// tokens that no text produces (to give a model the real one's output layer).
+    pub vocab: usize,
 }
+
+/// The vocabulary of a tiny model without filler tokens.
+pub const TINY_VOCAB: usize = 3 + 256 + MERGES.len();
 
 impl Default for TinyShape {
     fn default() -> Self {
-        TinyShape { n_layers: 2, dim: 64, hidden: 96, n_heads: 4, n_kv_heads: 2, ctx: 128 }
+        TinyShape { n_layers: 2, dim: 64, hidden: 96, n_heads: 4, n_kv_heads: 2, ctx: 128, vocab: TINY_VOCAB }
+    }
+}
+
+impl TinyShape {
+    /// SmolLM2-135M's shapes (30 layers, dim 576, FFN 1536, 9/3 heads, vocab 49,152) with a
+    /// 2,048-position context: random weights that cost what the real model costs, for speed
+    /// checks on machines the real model cannot be brought to.
+    pub fn smollm2() -> Self {
+        TinyShape { n_layers: 30, dim: 576, hidden: 1536, n_heads: 9, n_kv_heads: 3, ctx: 2048, vocab: 49152 }
     }
 }
 
@@ -65,6 +80,9 @@ pub fn tiny_gguf(seed: u64, s: TinyShape) -> Vec<u8> {
     let mut tokens: Vec<String> = vec!["<|endoftext|>".into(), "<|im_start|>".into(), "<|im_end|>".into()];
     tokens.extend((0..=255u8).map(|b| byte_char(b).to_string()));
     tokens.extend(MERGES.iter().map(|(a, b)| format!("{a}{b}")));
+    // Fillers: "Ā" and two byte characters, distinct from every token above.
+    let fill = s.vocab.saturating_sub(tokens.len());
+    tokens.extend((0..fill).map(|i| format!("{}{}{}", byte_char(0), byte_char((i / 256) as u8), byte_char((i % 256) as u8))));
     let vocab = tokens.len();
     let mut types = vec![3i32; 3];
     types.extend(std::iter::repeat_n(1, vocab - 3));
@@ -213,7 +231,9 @@ mod tests {
         let b = tiny_pack(7, TinyShape::default()).unwrap();
         assert_eq!(a, b, "the converter must be deterministic");
         let m = Model::from_pack_bytes(&a).unwrap();
-        assert_eq!(m.config().vocab, 3 + 256 + MERGES.len());
+        assert_eq!(m.config().vocab, TINY_VOCAB);
+        let wide = Model::from_pack_bytes(&tiny_pack(7, TinyShape { vocab: 1000, ..TinyShape::default() }).unwrap()).unwrap();
+        assert_eq!(wide.config().vocab, 1000);
         assert_ne!(tiny_pack(8, TinyShape::default()).unwrap(), a);
     }
 }

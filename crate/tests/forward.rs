@@ -57,7 +57,7 @@ fn tiny_batched_equals_one_at_a_time_equals_any_chunking() {
 
 #[test]
 fn tiny_thread_count_does_not_change_bits() {
-    let m = tiny_model(2, TinyShape { n_layers: 3, dim: 96, hidden: 160, n_heads: 6, n_kv_heads: 2, ctx: 64 }).unwrap();
+    let m = tiny_model(2, TinyShape { n_layers: 3, dim: 96, hidden: 160, n_heads: 6, n_kv_heads: 2, ctx: 64, ..TinyShape::default() }).unwrap();
     let toks = tiny_tokens(60, m.config().vocab);
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| batched(&m, &toks));
     let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| batched(&m, &toks));

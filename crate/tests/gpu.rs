@@ -145,11 +145,17 @@ fn quantize() {
     }
 }
 
+/// Either matmul kernel on every batch: `tiled_from` 1 runs `matmul_q*_tiled.wgsl` even on
+/// one row, `usize::MAX` never; the engine's default switches at `gpu::TILED_FROM` rows.
+const TILED: [(usize, &str); 3] = [(usize::MAX, "one row per invocation"), (1, "tiled"), (lmz::backend::gpu::TILED_FROM, "default")];
+
 #[test]
 fn matmul_q4() {
     let mut r = Rng(12);
     for mut g in gpus_both_dot4() {
-        for (rows, cols, tokens) in [(70, 576, 1), (64, 576, 9), (130, 1536, 6), (3, 32, 5)] {
+        // Tiles of 64 rows × 16 tokens: shapes below, at and past both, and with slabs of 4
+        // blocks that do not divide the row (18 and 48 blocks, and 1).
+        for (rows, cols, tokens) in [(70, 576, 1), (64, 576, 9), (130, 1536, 6), (3, 32, 5), (64, 576, 16), (129, 576, 17), (70, 1536, 33), (3, 32, 20)] {
             for extreme in [false, true] {
                 let w = random_q4(&mut r, rows, cols, extreme);
                 let a = random_act(&mut r, tokens, cols);
@@ -157,8 +163,11 @@ fn matmul_q4() {
                 for frac_out in [8, 10, 12] {
                     let want = oracle_q4(&w, &a, frac_out);
                     assert_eq!(cpu::matmul_q4(&cpu::CpuQ4::new(&w), &a, frac_out), want); // the CPU engine agrees too
-                    let out = g.matmul_q4(&gw, &ga, frac_out);
-                    assert_eq!(g.read_buf(&out).unwrap(), want, "{rows}×{cols}, {tokens} tokens, extreme {extreme}, {:?}", g.dot4());
+                    for (from, kernel) in TILED {
+                        g.set_tiled_from(from);
+                        let out = g.matmul_q4(&gw, &ga, frac_out);
+                        assert_eq!(g.read_buf(&out).unwrap(), want, "{rows}×{cols}, {tokens} tokens, extreme {extreme}, {:?}, {kernel}", g.dot4());
+                    }
                 }
             }
         }
@@ -169,19 +178,22 @@ fn matmul_q4() {
 fn matmul_q8() {
     let mut r = Rng(13);
     for mut g in gpus_both_dot4() {
-        for (rows, cols, tokens) in [(300, 576, 1), (129, 1024, 7), (5, 64, 13)] {
+        for (rows, cols, tokens) in [(300, 576, 1), (129, 1024, 7), (5, 64, 13), (300, 576, 16), (129, 576, 35), (5, 64, 40)] {
             for extreme in [false, true] {
                 let w = random_q8(&mut r, rows, cols, extreme);
                 let a = random_act(&mut r, tokens, cols);
                 let (gw, ga) = (g.upload_q8(&w), g.upload_q(&a));
                 let want = oracle_q8(&w, &a, cpu::LOGIT_FRAC);
                 assert_eq!(cpu::matmul_q8(&cpu::CpuQ8::new(&w), &a, cpu::LOGIT_FRAC), want);
-                let out = g.matmul_q8(&gw, &ga, cpu::LOGIT_FRAC, 0, tokens);
-                assert_eq!(g.read_buf(&out).unwrap(), want, "{rows}×{cols}, {tokens} tokens, {:?}", g.dot4());
-                // A chunk of rows (what the engine does for long batches).
-                let (t0, n) = (tokens / 2, tokens - tokens / 2);
-                let out = g.matmul_q8(&gw, &ga, cpu::LOGIT_FRAC, t0, n);
-                assert_eq!(g.read_buf(&out).unwrap(), want[t0 * rows..].to_vec());
+                for (from, kernel) in TILED {
+                    g.set_tiled_from(from);
+                    let out = g.matmul_q8(&gw, &ga, cpu::LOGIT_FRAC, 0, tokens);
+                    assert_eq!(g.read_buf(&out).unwrap(), want, "{rows}×{cols}, {tokens} tokens, {:?}, {kernel}", g.dot4());
+                    // A chunk of rows (what the engine does for long batches).
+                    let (t0, n) = (tokens / 2, tokens - tokens / 2);
+                    let out = g.matmul_q8(&gw, &ga, cpu::LOGIT_FRAC, t0, n);
+                    assert_eq!(g.read_buf(&out).unwrap(), want[t0 * rows..].to_vec(), "rows {t0}.. of {tokens}, {kernel}");
+                }
             }
         }
     }
@@ -474,7 +486,7 @@ fn gpu_backend(m: &Model, slots: usize, cache_len: usize) -> Option<GpuBackend> 
 
 #[test]
 fn tiny_model_cpu_equals_gpu_batched_and_stepped() {
-    for (seed, shape) in [(1, TinyShape::default()), (2, TinyShape { n_layers: 3, dim: 96, hidden: 160, n_heads: 6, n_kv_heads: 2, ctx: 64 })] {
+    for (seed, shape) in [(1, TinyShape::default()), (2, TinyShape { n_layers: 3, dim: 96, hidden: 160, n_heads: 6, n_kv_heads: 2, ctx: 64, ..TinyShape::default() })] {
         let m = tiny_model(seed, shape).unwrap();
         let n = 60.min(m.config().ctx);
         let mut r = Rng(seed);

@@ -50,6 +50,11 @@ pub const PASSES_PER_SUBMIT: usize = 128;
 /// Workgroup size of the kernels (their `const WG`), and the matmuls' tokens per thread.
 const WG: u32 = 64;
 const TPT: u32 = 4;
+/// The tiled matmuls' tile (`TR` rows × `TT` tokens of `shaders/matmul_q*_tiled.wgsl`), and
+/// the batch from which the engine runs them instead of the one-row-per-invocation kernels.
+const TILE_ROWS: u32 = 64;
+const TILE_TOKENS: u32 = 16;
+pub const TILED_FROM: usize = 16;
 /// Workgroups per dimension (WebGPU's default `maxComputeWorkgroupsPerDimension`).
 const MAX_GROUPS: u32 = 65535;
 
@@ -267,6 +272,7 @@ pub struct Gpu {
     error: Arc<Mutex<Option<String>>>,
     scratch: Option<wgpu::Buffer>,
     chunk_bytes: usize,
+    tiled_from: usize,
 }
 
 impl Gpu {
@@ -324,7 +330,7 @@ impl Gpu {
         if dot4 == Dot4::Packed && !packed {
             return Err(Error::Gpu(format!("{}: the WGSL language feature packed_4x8_integer_dot_product is missing", info.name)));
         }
-        Ok(Gpu { device, queue, info, dot4, limits: want, kernels: HashMap::new(), pipelines: HashMap::new(), encoder: None, passes: 0, error, scratch: None, chunk_bytes: CHUNK_BYTES })
+        Ok(Gpu { device, queue, info, dot4, limits: want, kernels: HashMap::new(), pipelines: HashMap::new(), encoder: None, passes: 0, error, scratch: None, chunk_bytes: CHUNK_BYTES, tiled_from: TILED_FROM })
     }
 
     /// [`Gpu::new_async`], blocking (native only).
@@ -350,6 +356,12 @@ impl Gpu {
     /// it; the tests make it small to exercise the chunking.
     pub fn set_chunk_bytes(&mut self, bytes: usize) {
         self.chunk_bytes = bytes.max(1);
+    }
+
+    /// The batch (activation rows) from which the matmuls run their tiled kernels
+    /// (default [`TILED_FROM`]). The bits never depend on it; the tests force either kernel.
+    pub fn set_tiled_from(&mut self, rows: usize) {
+        self.tiled_from = rows.max(1);
     }
 
     /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, dot4I8Packed)".
@@ -609,7 +621,8 @@ impl Gpu {
     pub fn matmul_q4(&mut self, w: &GpuQ4, a: &GpuQ, frac_out: i32) -> GpuBuf {
         let out = GpuBuf { buf: self.buffer("matmul_q4.out", a.rows * w.rows * 4), rows: a.rows, width: w.rows, deferred_logits: None };
         let p = shaders::MatmulParams { rows: w.rows as u32, tokens: a.rows as u32, frac_out, tok0: 0 };
-        self.dispatch(&shaders::MATMUL_Q4, &[("NB", (w.cols / 32) as u32)], &p, &[&w.nib, &w.dm, &w.e, &a.q, &a.scale_sum, &a.exp, &out.buf], (groups(w.rows, WG), groups(a.rows, TPT)));
+        let (k, g) = if a.rows >= self.tiled_from { (&shaders::MATMUL_Q4_TILED, (groups(w.rows, TILE_ROWS), groups(a.rows, TILE_TOKENS))) } else { (&shaders::MATMUL_Q4, (groups(w.rows, WG), groups(a.rows, TPT))) };
+        self.dispatch(k, &[("NB", (w.cols / 32) as u32)], &p, &[&w.nib, &w.dm, &w.e, &a.q, &a.scale_sum, &a.exp, &out.buf], g);
         out
     }
 
@@ -617,7 +630,8 @@ impl Gpu {
     pub fn matmul_q8(&mut self, w: &GpuQ8, a: &GpuQ, frac_out: i32, tok0: usize, n: usize) -> GpuBuf {
         let out = GpuBuf { buf: self.buffer("matmul_q8.out", n * w.rows * 4), rows: n, width: w.rows, deferred_logits: None };
         let p = shaders::MatmulParams { rows: w.rows as u32, tokens: n as u32, frac_out, tok0: tok0 as u32 };
-        self.dispatch(&shaders::MATMUL_Q8, &[("NB", (w.cols / 32) as u32)], &p, &[&w.q, &w.d, &w.e, &a.q, &a.scale_sum, &a.exp, &out.buf], (groups(w.rows, WG), groups(n, TPT)));
+        let (k, g) = if n >= self.tiled_from { (&shaders::MATMUL_Q8_TILED, (groups(w.rows, TILE_ROWS), groups(n, TILE_TOKENS))) } else { (&shaders::MATMUL_Q8, (groups(w.rows, WG), groups(n, TPT))) };
+        self.dispatch(k, &[("NB", (w.cols / 32) as u32)], &p, &[&w.q, &w.d, &w.e, &a.q, &a.scale_sum, &a.exp, &out.buf], g);
         out
     }
 
