@@ -5,7 +5,12 @@
 //! travels with the tree):
 //!
 //! `cargo run --release --example gpu_speed -- [--window 256] [--windows 8] [--slots 1,4,16]
-//!  [--steps 16] [--threads N] [--no-cpu]`
+//!  [--steps 16] [--threads N] [--no-cpu] [--tiny]`
+//!
+//! `--tiny`: a model of 30 layers of width 64 instead: as many dispatches per pass as the real
+//! model, each next to nothing for the device, so what is left is the engine's own cost.
+//! Every measurement also reports the host thread's CPU time per forward pass (recording the
+//! dispatches, submitting, reading back): what a fast device cannot hide.
 //!
 //! Per engine, tokens per second of:
 //! - **prefill**: one sequence in windows of `--window` tokens, each window's context in the
@@ -34,10 +39,11 @@ struct Args {
     steps: usize,
     threads: Option<usize>,
     cpu: bool,
+    tiny: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { window: 256, windows: 8, slots: vec![1, 4, 16], steps: 16, threads: None, cpu: true };
+    let mut a = Args { window: 256, windows: 8, slots: vec![1, 4, 16], steps: 16, threads: None, cpu: true, tiny: false };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
@@ -52,6 +58,10 @@ fn args() -> Args {
                 a.cpu = false;
                 i -= 1;
             }
+            "--tiny" => {
+                a.tiny = true;
+                i -= 1;
+            }
             other => panic!("unknown argument {other} (see the file's header)"),
         }
         i += 2;
@@ -62,8 +72,17 @@ fn args() -> Args {
 /// What one engine produced: timings and a digest of every table and range, in order.
 #[derive(Default)]
 struct Run {
-    lines: Vec<(String, f64)>,
+    /// (what, tokens/s, host CPU µs per forward pass)
+    lines: Vec<(String, f64, f64)>,
     digest: Vec<u64>,
+}
+
+/// CPU time of the calling thread, seconds.
+fn thread_cpu() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 fn fnv(h: &mut u64, words: &[u32]) {
@@ -87,7 +106,7 @@ fn measure<B: Backend>(name: &str, m: &Model, a: &Args, make: &mut dyn FnMut(usi
     for ranges in [false, true] {
         let mut b = make(1)?;
         let mut h = 0xcbf29ce484222325u64;
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), thread_cpu());
         for (i, win) in seq.chunks(w).enumerate() {
             let mut batch = Batch::default();
             batch.push_seq(0, win, i * w, 0);
@@ -105,8 +124,8 @@ fn measure<B: Backend>(name: &str, m: &Model, a: &Args, make: &mut dyn FnMut(usi
                 })?;
             }
         }
-        let s = t.elapsed().as_secs_f64();
-        run.lines.push((format!("prefill, 1 sequence, windows of {w}, {}", if ranges { "ranges" } else { "tables" }), seq.len() as f64 / s));
+        let (s, c) = (t.elapsed().as_secs_f64(), thread_cpu() - c);
+        run.lines.push((format!("prefill, 1 sequence, windows of {w}, {}", if ranges { "ranges" } else { "tables" }), seq.len() as f64 / s, c * 1e6 / a.windows as f64));
         run.digest.push(h);
     }
     for &slots in &a.slots {
@@ -120,18 +139,18 @@ fn measure<B: Backend>(name: &str, m: &Model, a: &Args, make: &mut dyn FnMut(usi
             sym.extend_from_slice(&toks[1..]);
         }
         let mut h = 0xcbf29ce484222325u64;
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), thread_cpu());
         block_on(forward_to_async(&mut b, cfg, &fr, &batch, Readout::Ranges(&sym, &mut |_, c, f| {
             fnv(&mut h, &[c, f]);
             Ok(())
         })))?;
-        let s = t.elapsed().as_secs_f64();
-        run.lines.push((format!("batched prefill, {slots} sequences × {w}, ranges"), (slots * w) as f64 / s));
+        let (s, c) = (t.elapsed().as_secs_f64(), thread_cpu() - c);
+        run.lines.push((format!("batched prefill, {slots} sequences × {w}, ranges"), (slots * w) as f64 / s, c * 1e6));
         run.digest.push(h);
         // Decoding: `slots` sequences in lock-step from position w (the cache above holds
         // positions 0..w of each), one token each per step.
         let mut h = 0xcbf29ce484222325u64;
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), thread_cpu());
         for step in 0..a.steps {
             let mut batch = Batch::default();
             for s in 0..slots {
@@ -142,12 +161,12 @@ fn measure<B: Backend>(name: &str, m: &Model, a: &Args, make: &mut dyn FnMut(usi
                 Ok(())
             })?;
         }
-        let s = t.elapsed().as_secs_f64();
-        run.lines.push((format!("decoding, {slots} sequences in lock-step, tables"), (slots * a.steps) as f64 / s));
+        let (s, c) = (t.elapsed().as_secs_f64(), thread_cpu() - c);
+        run.lines.push((format!("decoding, {slots} sequences in lock-step, tables"), (slots * a.steps) as f64 / s, c * 1e6 / a.steps as f64));
         run.digest.push(h);
     }
-    for (what, tps) in &run.lines {
-        println!("{name:<4} {what:<56} {tps:>10.1} tokens/s");
+    for (what, tps, host) in &run.lines {
+        println!("{name:<4} {what:<56} {tps:>10.1} tokens/s  {host:>9.0} µs host CPU per pass");
     }
     Ok(run)
 }
@@ -155,10 +174,11 @@ fn measure<B: Backend>(name: &str, m: &Model, a: &Args, make: &mut dyn FnMut(usi
 fn main() -> Result<()> {
     let a = args();
     let t = Instant::now();
-    let m = tiny_model(1, TinyShape::smollm2())?;
+    let shape = if a.tiny { TinyShape { n_layers: 30, ctx: 4096, ..TinyShape::default() } } else { TinyShape::smollm2() };
+    let m = tiny_model(1, shape)?;
     let cfg = m.config().clone();
     let cache = (a.window * a.windows).max(a.window + a.steps);
-    eprintln!("model of SmolLM2-135M's shapes ({} layers, dim {}, vocab {}), random weights, made in {:.1} s", cfg.n_layers, cfg.dim, cfg.vocab, t.elapsed().as_secs_f64());
+    eprintln!("model of {} ({} layers, dim {}, vocab {}), random weights, made in {:.1} s", if a.tiny { "a tiny shape" } else { "SmolLM2-135M's shapes" }, cfg.n_layers, cfg.dim, cfg.vocab, t.elapsed().as_secs_f64());
     let mut gpu_name = String::new();
     let gpu = measure("gpu", &m, &a, &mut |slots| {
         let b = GpuBackend::with_slots(&m, slots, cache, GpuOptions::default())?;
@@ -176,7 +196,7 @@ fn main() -> Result<()> {
     eprintln!("CPU: {threads} threads, {:?}", lmz::backend::cpu::Isa::best());
     let cpu = pool.install(|| measure("cpu", &m, &a, &mut |slots| CpuBackend::with_slots(&m, slots, cache)))?;
     println!();
-    for ((what, g), (_, c)) in gpu.lines.iter().zip(&cpu.lines) {
+    for ((what, g, _), (_, c, _)) in gpu.lines.iter().zip(&cpu.lines) {
         println!("gpu/cpu {what:<56} {:>8.2}×", g / c);
     }
     if gpu.digest != cpu.digest {

@@ -14,6 +14,15 @@
 //! it is submitted when something is read back (or every [`PASSES_PER_SUBMIT`] passes). wgpu
 //! orders the passes and inserts the barriers, so the host never waits inside a forward pass.
 //!
+//! **What a pass costs the host** (a forward pass records ~340 dispatches; a fast GPU runs a
+//! decoding step's in well under a millisecond, so the host's share decides the speed): the
+//! kernels' parameters go into one uniform buffer per submit at dynamic offsets (not a buffer
+//! per dispatch); activation buffers come from a pool by size class and go back to it when
+//! their last handle drops (not an allocation per operation: wgpu's sub-allocator was 21 % of
+//! a decoding profile); bind groups are cached by their buffers, which the pool makes recur
+//! from one pass to the next; the per-row arrays that every layer uploads again (positions,
+//! cache rows) are uploaded once while they are unchanged.
+//!
 //! **Readback**: [`Gpu::read_async`] copies into a staging buffer, calls `map_async` and
 //! returns a future fed by the map callback through a one-shot channel; it never blocks, so a
 //! wasm build can await it. The blocking wrapper ([`Gpu::read`]: `device.poll(wait)` then
@@ -120,12 +129,77 @@ impl<T> Future for Receiver<T> {
     }
 }
 
+// --- the buffer pool ---
+
+/// The most bytes of free buffers the pool keeps (more are released).
+const POOL_BYTES: u64 = 64 << 20;
+/// The most cached bind groups (the cache is emptied beyond).
+const BIND_GROUPS: usize = 1024;
+
+/// Free storage buffers by size.
+#[derive(Debug, Default)]
+struct Pool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    bytes: u64,
+}
+
+/// The size a request of `bytes` is rounded up to: a multiple of 256 up to 4 KB, then of a
+/// sixteenth of its power of two (at most 1/16 more), so that batches of different lengths
+/// share buffers. The kernels bound their loops by their parameters, never by a buffer's length.
+fn size_class(bytes: usize) -> u64 {
+    let b = (bytes.max(4) as u64).next_multiple_of(4);
+    if b <= 4096 {
+        b.next_multiple_of(256)
+    } else {
+        b.next_multiple_of((1u64 << (63 - b.leading_zeros())) / 16)
+    }
+}
+
+#[derive(Debug)]
+struct Pooled {
+    buf: wgpu::Buffer,
+    /// Where it goes back when dropped; none for a buffer that is not pooled.
+    pool: std::sync::Weak<Mutex<Pool>>,
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(p) = self.pool.upgrade() {
+            let mut p = lock(&p);
+            let size = self.buf.size();
+            if p.bytes + size <= POOL_BYTES {
+                p.bytes += size;
+                p.free.entry(size).or_default().push(self.buf.clone());
+            }
+        }
+    }
+}
+
+/// A storage buffer of the engine: from the pool (back in it when the last handle drops,
+/// after which only later-recorded commands use it again: wgpu orders them after every
+/// earlier use), or a plain one.
+#[derive(Debug, Clone)]
+pub struct Buf(Arc<Pooled>);
+
+impl Buf {
+    fn plain(buf: wgpu::Buffer) -> Buf {
+        Buf(Arc::new(Pooled { buf, pool: std::sync::Weak::new() }))
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = wgpu::Buffer;
+    fn deref(&self) -> &wgpu::Buffer {
+        &self.0.buf
+    }
+}
+
 // --- typed GPU buffers ---
 
 /// An `i32` activation matrix `[rows, width]` on the GPU.
 #[derive(Debug, Clone)]
 pub struct GpuBuf {
-    buf: wgpu::Buffer,
+    buf: Buf,
     pub rows: usize,
     pub width: usize,
     /// Logits are not materialised (a 2048-row window of 49,152 logits is 400 MB): the
@@ -139,11 +213,11 @@ pub struct GpuBuf {
 #[derive(Debug, Clone)]
 pub struct GpuQ {
     /// `[rows, width/4]`, 4 × i8 per word
-    q: wgpu::Buffer,
+    q: Buf,
     /// `[rows, width/32]`, `a | sum << 16`
-    scale_sum: wgpu::Buffer,
+    scale_sum: Buf,
     /// `[rows]`
-    exp: wgpu::Buffer,
+    exp: Buf,
     pub rows: usize,
     pub width: usize,
 }
@@ -273,6 +347,15 @@ pub struct Gpu {
     scratch: Option<wgpu::Buffer>,
     chunk_bytes: usize,
     tiled_from: usize,
+    pool: Arc<Mutex<Pool>>,
+    /// The kernels' parameters of the pending encoder, each at a multiple of `uniform_align`,
+    /// written to `uniform` when it is submitted.
+    uniform: wgpu::Buffer,
+    uniform_data: Vec<u8>,
+    uniform_align: usize,
+    bind_groups: HashMap<(&'static str, Vec<wgpu::Buffer>), wgpu::BindGroup>,
+    /// The last upload of each per-row array (label → contents, buffer).
+    uploads: HashMap<&'static str, (Vec<u32>, wgpu::Buffer)>,
 }
 
 impl Gpu {
@@ -330,7 +413,29 @@ impl Gpu {
         if dot4 == Dot4::Packed && !packed {
             return Err(Error::Gpu(format!("{}: the WGSL language feature packed_4x8_integer_dot_product is missing", info.name)));
         }
-        Ok(Gpu { device, queue, info, dot4, limits: want, kernels: HashMap::new(), pipelines: HashMap::new(), encoder: None, passes: 0, error, scratch: None, chunk_bytes: CHUNK_BYTES, tiled_from: TILED_FROM })
+        let uniform_align = want.min_uniform_buffer_offset_alignment.max(16) as usize;
+        let uniform = device.create_buffer(&wgpu::BufferDescriptor { label: Some("uniforms"), size: (PASSES_PER_SUBMIT * uniform_align) as u64, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            dot4,
+            limits: want,
+            kernels: HashMap::new(),
+            pipelines: HashMap::new(),
+            encoder: None,
+            passes: 0,
+            error,
+            scratch: None,
+            chunk_bytes: CHUNK_BYTES,
+            tiled_from: TILED_FROM,
+            pool: Arc::default(),
+            uniform,
+            uniform_data: Vec::new(),
+            uniform_align,
+            bind_groups: HashMap::new(),
+            uploads: HashMap::new(),
+        })
     }
 
     /// [`Gpu::new_async`], blocking (native only).
@@ -379,13 +484,46 @@ impl Gpu {
         }
     }
 
-    fn buffer(&self, label: &str, bytes: usize) -> wgpu::Buffer {
+    /// A zeroed storage buffer of its own (what lives long: KV caches, scratch).
+    fn fresh(&self, label: &str, bytes: usize) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (bytes.max(4) as u64).next_multiple_of(4),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
+    }
+
+    /// A storage buffer of at least `bytes` from the pool, for a kernel's output (its contents
+    /// are whatever was there: every kernel writes all of its output).
+    fn buffer(&self, label: &str, bytes: usize) -> Buf {
+        let size = size_class(bytes);
+        let reused = {
+            let mut p = lock(&self.pool);
+            let b = p.free.get_mut(&size).and_then(Vec::pop);
+            if b.is_some() {
+                p.bytes -= size;
+            }
+            b
+        };
+        let buf = reused.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false })
+        });
+        Buf(Arc::new(Pooled { buf, pool: Arc::downgrade(&self.pool) }))
+    }
+
+    /// [`Gpu::upload`] of a per-row array that the layers of a pass upload again and again
+    /// (positions, cache rows): the buffer of the last upload under `label` while the contents
+    /// are the same. Such a buffer is never written after its upload.
+    fn upload_rows(&mut self, label: &'static str, data: &[u32]) -> wgpu::Buffer {
+        if let Some((d, b)) = self.uploads.get(label) {
+            if d[..] == *data {
+                return b.clone();
+            }
+        }
+        let b = self.upload(label, data);
+        self.uploads.insert(label, (data.to_vec(), b.clone()));
+        b
     }
 
     fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
@@ -405,6 +543,11 @@ impl Gpu {
 
     /// Submits what has been recorded.
     pub fn flush(&mut self) {
+        if !self.uniform_data.is_empty() {
+            // Ahead of this submit's commands, after every earlier submit's (queue order).
+            self.queue.write_buffer(&self.uniform, 0, &self.uniform_data);
+            self.uniform_data.clear();
+        }
         if let Some(e) = self.encoder.take() {
             self.queue.submit([e.finish()]);
         }
@@ -432,7 +575,8 @@ impl Gpu {
                             Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
                             Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                         },
-                        has_dynamic_offset: false,
+                        // The parameters sit at a dynamic offset in the one uniform buffer.
+                        has_dynamic_offset: *b == Binding::Uniform,
                         min_binding_size: None,
                     },
                     count: None,
@@ -462,15 +606,29 @@ impl Gpu {
     fn dispatch<P: bytemuck::Pod>(&mut self, k: &'static Kernel, overrides: &[(&'static str, u32)], params: &P, buffers: &[&wgpu::Buffer], groups: (u32, u32)) {
         debug_assert_eq!(buffers.len() + 1, k.bindings.len(), "{}", k.path);
         let pipeline = self.pipeline(k, overrides);
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(k.params), contents: bytemuck::bytes_of(params), usage: wgpu::BufferUsages::UNIFORM });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-        entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }));
-        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(k.path), layout: &self.kernels[k.name].0, entries: &entries });
+        let offset = self.uniform_data.len();
+        self.uniform_data.extend_from_slice(bytemuck::bytes_of(params));
+        self.uniform_data.resize(offset + std::mem::size_of::<P>().next_multiple_of(self.uniform_align), 0);
+        let key = (k.name, buffers.iter().map(|&b| b.clone()).collect::<Vec<_>>());
+        let bg = match self.bind_groups.get(&key) {
+            Some(bg) => bg.clone(),
+            None => {
+                let size = std::num::NonZeroU64::new(std::mem::size_of::<P>() as u64);
+                let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.uniform, offset: 0, size }) }];
+                entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }));
+                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(k.path), layout: &self.kernels[k.name].0, entries: &entries });
+                if self.bind_groups.len() >= BIND_GROUPS {
+                    self.bind_groups.clear();
+                }
+                self.bind_groups.insert(key, bg.clone());
+                bg
+            }
+        };
         {
             let enc = self.encoder();
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(k.path), timestamp_writes: None });
             pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bg, &[]);
+            pass.set_bind_group(0, &bg, &[offset as u32]);
             pass.dispatch_workgroups(groups.0, groups.1, 1);
         }
         self.passes += 1;
@@ -526,7 +684,7 @@ impl Gpu {
     // --- uploads and downloads of typed buffers ---
 
     pub fn upload_buf(&self, data: &[i32], width: usize) -> GpuBuf {
-        GpuBuf { buf: self.upload("activations", data), rows: data.len() / width.max(1), width, deferred_logits: None }
+        GpuBuf { buf: Buf::plain(self.upload("activations", data)), rows: data.len() / width.max(1), width, deferred_logits: None }
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -536,7 +694,7 @@ impl Gpu {
 
     pub fn upload_q(&self, a: &QAct) -> GpuQ {
         let meta: Vec<u32> = a.a.iter().zip(&a.sum).map(|(&m, &s)| m as u32 | ((s as u32) << 16)).collect();
-        GpuQ { q: self.upload("act.q", &words_i8(&a.q)), scale_sum: self.upload("act.scale_sum", &meta), exp: self.upload("act.exp", &a.exp), rows: a.tokens, width: a.width }
+        GpuQ { q: Buf::plain(self.upload("act.q", &words_i8(&a.q))), scale_sum: Buf::plain(self.upload("act.scale_sum", &meta)), exp: Buf::plain(self.upload("act.exp", &a.exp)), rows: a.tokens, width: a.width }
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -591,7 +749,7 @@ impl Gpu {
     /// An empty (zeroed) KV cache of `rows` positions.
     pub fn new_kv(&self, rows: usize, n_kv: usize, head_dim: usize) -> GpuKv {
         let kvd = n_kv * head_dim;
-        GpuKv { k: self.buffer("kv.k", rows * kvd * 2), kexp: self.buffer("kv.kexp", rows * n_kv * 4), v: self.buffer("kv.v", rows * kvd * 2), rows, n_kv, head_dim }
+        GpuKv { k: self.fresh("kv.k", rows * kvd * 2), kexp: self.fresh("kv.kexp", rows * n_kv * 4), v: self.fresh("kv.v", rows * kvd * 2), rows, n_kv, head_dim }
     }
 
     pub fn upload_kv(&self, c: &KvCache, n_kv: usize, head_dim: usize) -> GpuKv {
@@ -657,7 +815,7 @@ impl Gpu {
 
     /// `shaders/rope.wgsl` ↔ [`cpu::rope_row`] on every row, row `r` at position `pos[r]`.
     pub fn rope(&mut self, x: &GpuBuf, head_dim: usize, pos: &[u32], t: &GpuTables) {
-        let pos_buf = self.upload("rope.pos", pos);
+        let pos_buf = self.upload_rows("rope.pos", pos);
         let p = shaders::RopeParams { rows: x.rows as u32, width: x.width as u32, ..Default::default() };
         self.dispatch(&shaders::ROPE, &[("HEAD_DIM", head_dim as u32)], &p, &[&x.buf, &pos_buf, &t.rope_cos, &t.rope_sin], (groups(x.width / 2, WG), x.rows.max(1) as u32));
     }
@@ -680,7 +838,7 @@ impl Gpu {
 
     /// `shaders/kv_store.wgsl` ↔ [`cpu::kv_store`]: row `r` of `k`, `v` into cache row `dst[r]`.
     pub fn kv_store(&mut self, c: &GpuKv, k: &GpuBuf, v: &GpuBuf, dst: &[u32]) {
-        let dst_buf = self.upload("kv_store.dst", dst);
+        let dst_buf = self.upload_rows("kv_store.dst", dst);
         let p = shaders::KvStoreParams { rows: k.rows as u32, cache_rows: c.rows as u32, ..Default::default() };
         let ov = [("HEAD_DIM", c.head_dim as u32), ("N_KV", c.n_kv as u32)];
         self.dispatch(&shaders::KV_STORE, &ov, &p, &[&k.buf, &v.buf, &dst_buf, &c.k, &c.kexp, &c.v], (groups(c.n_kv, WG), k.rows.max(1) as u32));
@@ -712,7 +870,7 @@ impl Gpu {
         }
         let rows = q.rows;
         let info: Vec<u32> = pos.iter().zip(slot).flat_map(|(&p, &s)| [p, s]).collect();
-        let info_buf = self.upload("attention.rowinfo", &info);
+        let info_buf = self.upload_rows("attention.rowinfo", &info);
         let out = GpuBuf { buf: self.buffer("attention.out", rows * q.width * 4), rows, width: q.width, deferred_logits: None };
         // Scores of up to `chunk` rows at once: [chunk, heads, cache_len] u32 ≤ CHUNK_BYTES.
         let per_row = n_heads * cache_len * 4;
@@ -724,7 +882,7 @@ impl Gpu {
         let scratch = match &self.scratch {
             Some(s) if s.size() >= need => s.clone(),
             _ => {
-                let s = self.buffer("attention.scratch", need as usize);
+                let s = self.fresh("attention.scratch", need as usize);
                 self.scratch = Some(s.clone());
                 s
             }
@@ -741,7 +899,7 @@ impl Gpu {
     }
 
     /// `shaders/freq.wgsl` ↔ [`crate::freq::freq_table`] on every row: `[rows, vocab]` u32.
-    pub fn freq(&mut self, logits: &GpuBuf, t: &GpuTables) -> wgpu::Buffer {
+    pub fn freq(&mut self, logits: &GpuBuf, t: &GpuTables) -> Buf {
         let out = self.buffer("freq.out", logits.rows * logits.width * 4);
         let p = shaders::FreqParams { rows: logits.rows as u32, vocab: logits.width as u32, ..Default::default() };
         self.dispatch(&shaders::FREQ, &[], &p, &[&logits.buf, &t.out_exp, &out], grid(logits.rows));
@@ -751,7 +909,7 @@ impl Gpu {
     /// `shaders/ranges.wgsl` ↔ [`crate::coder::cum_freq`]: `(cum, freq)` of `symbols[r]` in
     /// row `r` of the tables `freq` (`[rows, vocab]`, made by [`Gpu::freq`]), `[rows, 2]`
     /// words. Each symbol must be below `vocab` (the kernel clamps, the engine checks).
-    pub fn ranges(&mut self, freq: &wgpu::Buffer, rows: usize, vocab: usize, symbols: &[u32]) -> wgpu::Buffer {
+    pub fn ranges(&mut self, freq: &wgpu::Buffer, rows: usize, vocab: usize, symbols: &[u32]) -> Buf {
         let sym = self.upload("ranges.symbols", symbols);
         let out = self.buffer("ranges.out", rows * 2 * 4);
         let p = shaders::FreqParams { rows: rows as u32, vocab: vocab as u32, ..Default::default() };
@@ -1033,5 +1191,22 @@ impl Backend for GpuBackend {
             row0 += n;
         }
         self.gpu.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes_cover_the_request_with_at_most_a_sixteenth_more() {
+        let mut last = 0;
+        for bytes in (0..70_000).chain([1 << 20, (1 << 20) + 1, 12_582_912, 50_331_647, 50_331_648]) {
+            let c = size_class(bytes);
+            assert!(c >= bytes.max(4) as u64 && c % 4 == 0, "{bytes} → {c}");
+            assert!(c <= 4096 || c * 16 <= bytes as u64 * 17 + 16 * 16, "{bytes} → {c}: more than 1/16 over");
+            assert!(c >= last, "classes grow with the request");
+            last = c;
+        }
     }
 }
