@@ -10,9 +10,11 @@
 //! activations 4 per word with each block's mantissa and sum in one word (`a | X << 16`);
 //! keys and values of the KV cache as `i16` pairs. Everything else is `i32`/`u32` per value.
 //!
-//! **Scheduling**: every kernel call records one compute pass into a pending command encoder;
-//! it is submitted when something is read back (or every [`PASSES_PER_SUBMIT`] passes). wgpu
-//! orders the passes and inserts the barriers, so the host never waits inside a forward pass.
+//! **Scheduling**: every kernel call records one dispatch into the open compute pass of a
+//! pending command encoder (a buffer copy ends the pass; the next dispatch opens another); the
+//! encoder is submitted when something is read back (or every [`PASSES_PER_SUBMIT`]
+//! dispatches). Each dispatch is its own usage scope, so wgpu orders them and inserts the
+//! barriers, and the host never waits inside a forward pass.
 //!
 //! **What a pass costs the host** (a forward pass records ~340 dispatches; a fast GPU runs a
 //! decoding step's in well under a millisecond, so the host's share decides the speed): the
@@ -54,7 +56,7 @@ use crate::shaders::{self, Binding, Dot4, Kernel};
 /// Read back (and keep as one buffer) at most this many bytes at once: chunks of logits and
 /// frequency tables.
 const CHUNK_BYTES: usize = 32 << 20;
-/// Submit the pending encoder after this many recorded passes.
+/// Submit the pending encoder after this many recorded dispatches.
 pub const PASSES_PER_SUBMIT: usize = 128;
 /// Workgroup size of the kernels (their `const WG`), and the matmuls' tokens per thread.
 const WG: u32 = 64;
@@ -341,7 +343,11 @@ pub struct Gpu {
     limits: wgpu::Limits,
     kernels: HashMap<&'static str, (wgpu::BindGroupLayout, wgpu::PipelineLayout, wgpu::ShaderModule)>,
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
+    /// The open compute pass of `encoder` (declared first: dropped first), which holds every
+    /// dispatch until a copy or a submit needs the encoder.
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
+    /// Dispatches recorded since the last submit.
     passes: usize,
     error: Arc<Mutex<Option<String>>>,
     scratch: Option<wgpu::Buffer>,
@@ -423,6 +429,7 @@ impl Gpu {
             limits: want,
             kernels: HashMap::new(),
             pipelines: HashMap::new(),
+            pass: None,
             encoder: None,
             passes: 0,
             error,
@@ -536,7 +543,9 @@ impl Gpu {
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytes, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST })
     }
 
+    /// The pending encoder, its compute pass ended (for copies).
     fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
         let device = &self.device;
         self.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lmz") }))
     }
@@ -548,6 +557,7 @@ impl Gpu {
             self.queue.write_buffer(&self.uniform, 0, &self.uniform_data);
             self.uniform_data.clear();
         }
+        self.pass = None;
         if let Some(e) = self.encoder.take() {
             self.queue.submit([e.finish()]);
         }
@@ -624,9 +634,13 @@ impl Gpu {
                 bg
             }
         };
-        {
-            let enc = self.encoder();
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(k.path), timestamp_writes: None });
+        // Consecutive dispatches share one compute pass: each dispatch is its own usage scope,
+        // so wgpu still puts a barrier between a write and a later read.
+        if self.pass.is_none() {
+            let pass = self.encoder().begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("lmz"), timestamp_writes: None }).forget_lifetime();
+            self.pass = Some(pass);
+        }
+        if let Some(pass) = &mut self.pass {
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bg, &[offset as u32]);
             pass.dispatch_workgroups(groups.0, groups.1, 1);
@@ -1203,7 +1217,7 @@ mod tests {
         let mut last = 0;
         for bytes in (0..70_000).chain([1 << 20, (1 << 20) + 1, 12_582_912, 50_331_647, 50_331_648]) {
             let c = size_class(bytes);
-            assert!(c >= bytes.max(4) as u64 && c % 4 == 0, "{bytes} → {c}");
+            assert!(c >= bytes.max(4) as u64 && c.is_multiple_of(4), "{bytes} → {c}");
             assert!(c <= 4096 || c * 16 <= bytes as u64 * 17 + 16 * 16, "{bytes} → {c}: more than 1/16 over");
             assert!(c >= last, "classes grow with the request");
             last = c;
