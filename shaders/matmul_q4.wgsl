@@ -1,7 +1,7 @@
 // matmul_q4.wgsl — out[t, r] = round(Σ_b (d·S'_b + m·X_b)·a_b · 2^(exp_t − e_r + frac_out)),
 // saturated to i32: a Q4_1 matrix (packed nibbles) times int8 block-quantised activations.
 // CPU twin: crate/src/backend/cpu.rs `dot_q4` (via `matmul_q4`), accumulator `SplitAcc`.
-// Composed as dot4_{packed|scalar}.wgsl + this file + wide.wgsl.
+// Composed as dot4_{packed|scalar}.wgsl + this file + matmul_common.wgsl + wide.wgsl.
 //
 // Bindings (group 0):
 //   0 uniform  p: MatmulParams     rows (outputs), tokens (of this dispatch), frac_out, tok0 (first
@@ -21,46 +21,21 @@
 // (r, g) computes row r for tokens TPT·g … TPT·g+TPT−1 (the weight block is loaded once for
 // TPT tokens). NB (blocks per row = columns / 32) is an override constant.
 //
-// Bounds: word w of a block's nibbles masked with 0x0F0F0F0F is elements 4w..4w+3 (0..15, a
-// valid non-negative i8), shifted right 4 and masked it is elements 16+4w..; so
-// S = Σ nib·q = Σ_w dot4(lo_w, q_w) + dot4(hi_w, q_{4+w}), |S| ≤ 15·127·32 < 2^16;
-// S' = S − 8X, |S'| ≤ 8·127·32 = 32512, |X| ≤ 4064, |d|,|m| ≤ 8191 ⇒ |T| < 2^29.
-// Σ T·a < 2^47 is held exactly in a SplitAcc (|hi| < 2^31 for NB ≤ 48, see wide.wgsl).
-
-struct MatmulParams {
-    rows: u32,
-    tokens: u32,
-    frac_out: i32,
-    tok0: u32,
-}
+// Bounds: q4_block (matmul_common.wgsl), |T| < 2^29; Σ T·a < 2^47 is held exactly in a
+// SplitAcc (|hi| < 2^31 for NB ≤ 48, see wide.wgsl).
 
 const WG: u32 = 64u;
 const TPT: u32 = 4u; // tokens per invocation: four named accumulators in main
 override NB: u32 = 18u;
 
-@group(0) @binding(0) var<uniform> p: MatmulParams;
+// Bindings 0 and 3–7 (and MatmulParams) are declared in matmul_common.wgsl.
 @group(0) @binding(1) var<storage, read> nib: array<u32>;
 @group(0) @binding(2) var<storage, read> dm: array<u32>;
-@group(0) @binding(3) var<storage, read> e_row: array<i32>;
-@group(0) @binding(4) var<storage, read> q: array<u32>;
-@group(0) @binding(5) var<storage, read> scale_sum: array<u32>;
-@group(0) @binding(6) var<storage, read> row_exp: array<i32>;
-@group(0) @binding(7) var<storage, read_write> out: array<i32>;
 
-// One block of one token: T = d·(S − 8X) + m·X with S = Σ nib·q (see the bounds above).
-fn block_t(w0: u32, w1: u32, w2: u32, w3: u32, d: i32, m: i32, t: u32, b: u32) -> vec2<i32> {
-    let qo = (t * NB + b) * 8u;
-    var s = dot4(w0 & 0x0F0F0F0Fu, q[qo]);
-    s += dot4(w1 & 0x0F0F0F0Fu, q[qo + 1u]);
-    s += dot4(w2 & 0x0F0F0F0Fu, q[qo + 2u]);
-    s += dot4(w3 & 0x0F0F0F0Fu, q[qo + 3u]);
-    s += dot4((w0 >> 4u) & 0x0F0F0F0Fu, q[qo + 4u]);
-    s += dot4((w1 >> 4u) & 0x0F0F0F0Fu, q[qo + 5u]);
-    s += dot4((w2 >> 4u) & 0x0F0F0F0Fu, q[qo + 6u]);
-    s += dot4((w3 >> 4u) & 0x0F0F0F0Fu, q[qo + 7u]);
-    let mw = scale_sum[t * NB + b];
-    let x = i32(mw) >> 16u;
-    return vec2<i32>(d * (s - 8 * x) + m * x, i32(mw & 0xFFFFu));
+// The 8 activation words of block b of token t.
+fn acts(t: u32, b: u32) -> array<u32, 8> {
+    let o = (t * NB + b) * 8u;
+    return array<u32, 8>(q[o], q[o + 1u], q[o + 2u], q[o + 3u], q[o + 4u], q[o + 5u], q[o + 6u], q[o + 7u]);
 }
 
 @compute @workgroup_size(WG)
@@ -84,31 +59,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc_d = SplitAcc(0, 0u, 0u);
     for (var b = 0u; b < NB; b++) {
         let wo = 4u * b * p.rows + r;
-        let w0 = nib[wo];
-        let w1 = nib[wo + p.rows];
-        let w2 = nib[wo + 2u * p.rows];
-        let w3 = nib[wo + 3u * p.rows];
+        let w = vec4<u32>(nib[wo], nib[wo + p.rows], nib[wo + 2u * p.rows], nib[wo + 3u * p.rows]);
         let dmw = dm[b * p.rows + r];
         let d = i32(dmw << 16u) >> 16u;
         let m = i32(dmw) >> 16u;
-        let xa = block_t(w0, w1, w2, w3, d, m, ta, b);
-        let xb = block_t(w0, w1, w2, w3, d, m, tb, b);
-        let xc = block_t(w0, w1, w2, w3, d, m, tc, b);
-        let xd = block_t(w0, w1, w2, w3, d, m, td, b);
+        let xa = q4_block(w, acts(ta, b), d, m, scale_sum[ta * NB + b]);
+        let xb = q4_block(w, acts(tb, b), d, m, scale_sum[tb * NB + b]);
+        let xc = q4_block(w, acts(tc, b), d, m, scale_sum[tc * NB + b]);
+        let xd = q4_block(w, acts(td, b), d, m, scale_sum[td * NB + b]);
         acc_a = split_add(acc_a, xa.x, u32(xa.y));
         acc_b = split_add(acc_b, xb.x, u32(xb.y));
         acc_c = split_add(acc_c, xc.x, u32(xc.y));
         acc_d = split_add(acc_d, xd.x, u32(xd.y));
     }
-    let er = e_row[r];
-    out[t0 * p.rows + r] = split_round_shift_sat(acc_a, er - row_exp[ta] - p.frac_out);
-    if t0 + 1u <= last {
-        out[(t0 + 1u) * p.rows + r] = split_round_shift_sat(acc_b, er - row_exp[tb] - p.frac_out);
-    }
-    if t0 + 2u <= last {
-        out[(t0 + 2u) * p.rows + r] = split_round_shift_sat(acc_c, er - row_exp[tc] - p.frac_out);
-    }
-    if t0 + 3u <= last {
-        out[(t0 + 3u) * p.rows + r] = split_round_shift_sat(acc_d, er - row_exp[td] - p.frac_out);
-    }
+    store4(acc_a, acc_b, acc_c, acc_d, r, t0, last);
 }

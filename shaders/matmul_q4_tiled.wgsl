@@ -5,7 +5,9 @@
 // rows. The engine runs it for batches of at least 16 rows and matmul_q4.wgsl for fewer
 // (decoding: 1–4 rows, where the tile would be mostly empty).
 // CPU twin: crate/src/backend/cpu.rs `dot_q4` (via `matmul_q4`), accumulator `SplitAcc`.
-// Composed as dot4_{packed|scalar}.wgsl + this file + wide.wgsl.
+// Composed as dot4_{packed|scalar}.wgsl + this file + matmul_common.wgsl + matmul_tiled.wgsl
+// + wide.wgsl (the tile's constants TR, TQ, TT, SB, WG and its activation slab are in
+// matmul_tiled.wgsl).
 //
 // Bindings (group 0): as matmul_q4.wgsl (the same buffers, the same layouts):
 //   0 uniform  p: MatmulParams     rows, tokens (of this dispatch, ≥ 1), frac_out, tok0
@@ -27,52 +29,15 @@
 // order (block 0, 1, …) into a SplitAcc: the same bits.
 // Workgroup memory: (TR·SB·5 + TT·SB·9) words = 7,424 bytes (WebGPU's default limit: 16,384).
 
-struct MatmulParams {
-    rows: u32,
-    tokens: u32,
-    frac_out: i32,
-    tok0: u32,
-}
-
-const TR: u32 = 64u; // rows per tile
-const TQ: u32 = 4u; // token quads per tile
-const TT: u32 = 16u; // tokens per tile (TQ · 4)
-const SB: u32 = 4u; // blocks per slab
-const WG: u32 = 256u; // invocations (TR · TQ)
 override NB: u32 = 18u;
 
-@group(0) @binding(0) var<uniform> p: MatmulParams;
+// Bindings 0 and 3–7 (and MatmulParams) are declared in matmul_common.wgsl.
 @group(0) @binding(1) var<storage, read> nib: array<u32>;
 @group(0) @binding(2) var<storage, read> dm: array<u32>;
-@group(0) @binding(3) var<storage, read> e_row: array<i32>;
-@group(0) @binding(4) var<storage, read> q: array<u32>;
-@group(0) @binding(5) var<storage, read> scale_sum: array<u32>;
-@group(0) @binding(6) var<storage, read> row_exp: array<i32>;
-@group(0) @binding(7) var<storage, read_write> out: array<i32>;
 
 // The slab's weights: [SB·4, TR] nibble words and [SB, TR] (d, m) words.
 var<workgroup> s_nib: array<u32, 1024>; // TR · SB · 4
 var<workgroup> s_dm: array<u32, 256>; // TR · SB
-// The slab's activations: [TT, SB·8] words and [TT, SB] (a, X) words.
-var<workgroup> s_q: array<u32, 512>; // TT · SB · 8
-var<workgroup> s_ss: array<u32, 64>; // TT · SB
-
-// One block of tile token tl: T = d·(S − 8X) + m·X (matmul_q4.wgsl), the activations from
-// the slab's block bb in workgroup memory; returns (T, a).
-fn block_t(w0: u32, w1: u32, w2: u32, w3: u32, d: i32, m: i32, tl: u32, bb: u32) -> vec2<i32> {
-    let qo = tl * SB * 8u + bb * 8u;
-    var s = dot4(w0 & 0x0F0F0F0Fu, s_q[qo]);
-    s += dot4(w1 & 0x0F0F0F0Fu, s_q[qo + 1u]);
-    s += dot4(w2 & 0x0F0F0F0Fu, s_q[qo + 2u]);
-    s += dot4(w3 & 0x0F0F0F0Fu, s_q[qo + 3u]);
-    s += dot4((w0 >> 4u) & 0x0F0F0F0Fu, s_q[qo + 4u]);
-    s += dot4((w1 >> 4u) & 0x0F0F0F0Fu, s_q[qo + 5u]);
-    s += dot4((w2 >> 4u) & 0x0F0F0F0Fu, s_q[qo + 6u]);
-    s += dot4((w3 >> 4u) & 0x0F0F0F0Fu, s_q[qo + 7u]);
-    let mw = s_ss[tl * SB + bb];
-    let x = i32(mw) >> 16u;
-    return vec2<i32>(d * (s - 8 * x) + m * x, i32(mw & 0xFFFFu));
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -106,38 +71,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
             s_dm[i] = v;
         }
-        for (var i = li; i < TT * SB * 8u; i += WG) {
-            let t = p.tok0 + min(tt0 + i / (SB * 8u), last);
-            let k = i % (SB * 8u);
-            var v = 0u;
-            if 8u * s + k < 8u * NB {
-                v = q[t * NB * 8u + 8u * s + k];
-            }
-            s_q[i] = v;
-        }
-        for (var i = li; i < TT * SB; i += WG) {
-            let t = p.tok0 + min(tt0 + i / SB, last);
-            let k = i % SB;
-            var v = 0u;
-            if s + k < NB {
-                v = scale_sum[t * NB + s + k];
-            }
-            s_ss[i] = v;
-        }
+        stage_acts(li, tt0, s, last);
         workgroupBarrier();
         for (var bb = 0u; bb < SB; bb++) {
             if s + bb < NB {
-                let w0 = s_nib[(4u * bb) * TR + rl];
-                let w1 = s_nib[(4u * bb + 1u) * TR + rl];
-                let w2 = s_nib[(4u * bb + 2u) * TR + rl];
-                let w3 = s_nib[(4u * bb + 3u) * TR + rl];
+                let o = 4u * bb * TR + rl;
+                let w = vec4<u32>(s_nib[o], s_nib[o + TR], s_nib[o + 2u * TR], s_nib[o + 3u * TR]);
                 let dmw = s_dm[bb * TR + rl];
                 let d = i32(dmw << 16u) >> 16u;
                 let m = i32(dmw) >> 16u;
-                let xa = block_t(w0, w1, w2, w3, d, m, 4u * g, bb);
-                let xb = block_t(w0, w1, w2, w3, d, m, 4u * g + 1u, bb);
-                let xc = block_t(w0, w1, w2, w3, d, m, 4u * g + 2u, bb);
-                let xd = block_t(w0, w1, w2, w3, d, m, 4u * g + 3u, bb);
+                let tl = 4u * g;
+                let xa = q4_block(w, slab_acts(tl, bb), d, m, s_ss[tl * SB + bb]);
+                let xb = q4_block(w, slab_acts(tl + 1u, bb), d, m, s_ss[(tl + 1u) * SB + bb]);
+                let xc = q4_block(w, slab_acts(tl + 2u, bb), d, m, s_ss[(tl + 2u) * SB + bb]);
+                let xd = q4_block(w, slab_acts(tl + 3u, bb), d, m, s_ss[(tl + 3u) * SB + bb]);
                 acc_a = split_add(acc_a, xa.x, u32(xa.y));
                 acc_b = split_add(acc_b, xb.x, u32(xb.y));
                 acc_c = split_add(acc_c, xc.x, u32(xc.y));
@@ -150,15 +97,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if r >= p.rows || t0 > last {
         return;
     }
-    let er = e_row[r];
-    out[t0 * p.rows + r] = split_round_shift_sat(acc_a, er - row_exp[p.tok0 + t0] - p.frac_out);
-    if t0 + 1u <= last {
-        out[(t0 + 1u) * p.rows + r] = split_round_shift_sat(acc_b, er - row_exp[p.tok0 + t0 + 1u] - p.frac_out);
-    }
-    if t0 + 2u <= last {
-        out[(t0 + 2u) * p.rows + r] = split_round_shift_sat(acc_c, er - row_exp[p.tok0 + t0 + 2u] - p.frac_out);
-    }
-    if t0 + 3u <= last {
-        out[(t0 + 3u) * p.rows + r] = split_round_shift_sat(acc_d, er - row_exp[p.tok0 + t0 + 3u] - p.frac_out);
-    }
+    store4(acc_a, acc_b, acc_c, acc_d, r, t0, last);
 }

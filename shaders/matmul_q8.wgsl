@@ -2,7 +2,7 @@
 // to i32: a Q8_0 matrix times int8 block-quantised activations — the tied output projection
 // (logits, Q10 log2 units) over the token embedding.
 // CPU twin: crate/src/backend/cpu.rs `dot_q8` (via `matmul_q8`), accumulator `SplitAcc`.
-// Composed as dot4_{packed|scalar}.wgsl + this file + wide.wgsl.
+// Composed as dot4_{packed|scalar}.wgsl + this file + matmul_common.wgsl + wide.wgsl.
 //
 // Bindings (group 0):
 //   0 uniform  p: MatmulParams     rows (outputs = vocab), tokens (of this dispatch), frac_out, tok0
@@ -21,37 +21,21 @@
 // r for TPT tokens (the weight block is loaded once for them). NB (columns / 32) is an
 // override constant.
 //
-// Bounds: |S| ≤ 127·128·32 < 2^19, |d| ≤ 2047 ⇒ |T| < 2^30; Σ T·a in a SplitAcc, |hi| < 2^31
-// for NB ≤ 32 (cpu.rs: dim ≤ 1024).
-
-struct MatmulParams {
-    rows: u32,
-    tokens: u32,
-    frac_out: i32,
-    tok0: u32,
-}
+// Bounds: q8_block (matmul_common.wgsl), |T| < 2^30; Σ T·a in a SplitAcc, |hi| < 2^31 for
+// NB ≤ 32 (cpu.rs: dim ≤ 1024).
 
 const WG: u32 = 64u;
 const TPT: u32 = 4u; // tokens per invocation: four named accumulators in main
 override NB: u32 = 18u;
 
-@group(0) @binding(0) var<uniform> p: MatmulParams;
+// Bindings 0 and 3–7 (and MatmulParams) are declared in matmul_common.wgsl.
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> d: array<i32>;
-@group(0) @binding(3) var<storage, read> e_row: array<i32>;
-@group(0) @binding(4) var<storage, read> q: array<u32>;
-@group(0) @binding(5) var<storage, read> scale_sum: array<u32>;
-@group(0) @binding(6) var<storage, read> row_exp: array<i32>;
-@group(0) @binding(7) var<storage, read_write> out: array<i32>;
 
-// One block of one token: T = d·S with S = Σ w·q; returns (T, a).
-fn block_t(wb: array<u32, 8>, db: i32, t: u32, b: u32) -> vec2<i32> {
-    let qo = (t * NB + b) * 8u;
-    var s = 0i;
-    for (var i = 0u; i < 8u; i++) {
-        s += dot4(wb[i], q[qo + i]);
-    }
-    return vec2<i32>(db * s, i32(scale_sum[t * NB + b] & 0xFFFFu));
+// The 8 activation words of block b of token t.
+fn acts(t: u32, b: u32) -> array<u32, 8> {
+    let o = (t * NB + b) * 8u;
+    return array<u32, 8>(q[o], q[o + 1u], q[o + 2u], q[o + 3u], q[o + 4u], q[o + 5u], q[o + 6u], q[o + 7u]);
 }
 
 @compute @workgroup_size(WG)
@@ -78,24 +62,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             wb[i] = w[wo + i * p.rows];
         }
         let db = d[b * p.rows + r];
-        let xa = block_t(wb, db, ta, b);
-        let xb = block_t(wb, db, tb, b);
-        let xc = block_t(wb, db, tc, b);
-        let xd = block_t(wb, db, td, b);
+        let xa = q8_block(wb, acts(ta, b), db, scale_sum[ta * NB + b]);
+        let xb = q8_block(wb, acts(tb, b), db, scale_sum[tb * NB + b]);
+        let xc = q8_block(wb, acts(tc, b), db, scale_sum[tc * NB + b]);
+        let xd = q8_block(wb, acts(td, b), db, scale_sum[td * NB + b]);
         acc_a = split_add(acc_a, xa.x, u32(xa.y));
         acc_b = split_add(acc_b, xb.x, u32(xb.y));
         acc_c = split_add(acc_c, xc.x, u32(xc.y));
         acc_d = split_add(acc_d, xd.x, u32(xd.y));
     }
-    let er = e_row[r];
-    out[t0 * p.rows + r] = split_round_shift_sat(acc_a, er - row_exp[ta] - p.frac_out);
-    if t0 + 1u <= last {
-        out[(t0 + 1u) * p.rows + r] = split_round_shift_sat(acc_b, er - row_exp[tb] - p.frac_out);
-    }
-    if t0 + 2u <= last {
-        out[(t0 + 2u) * p.rows + r] = split_round_shift_sat(acc_c, er - row_exp[tc] - p.frac_out);
-    }
-    if t0 + 3u <= last {
-        out[(t0 + 3u) * p.rows + r] = split_round_shift_sat(acc_d, er - row_exp[td] - p.frac_out);
-    }
+    store4(acc_a, acc_b, acc_c, acc_d, r, t0, last);
 }

@@ -3,11 +3,13 @@
 //!
 //! WGSL has no `#include`. Kernels that need wide arithmetic call the functions of
 //! `shaders/wide.wgsl`, which is appended to every kernel (module-scope declarations are
-//! order-independent in WGSL); the two matmuls call `dot4`, defined by `shaders/dot4_packed.wgsl`
+//! order-independent in WGSL); the matmuls call `dot4`, defined by `shaders/dot4_packed.wgsl`
 //! (the `dot4I8Packed` built-in under `requires packed_4x8_integer_dot_product;`) or by
 //! `shaders/dot4_scalar.wgsl` (the exact scalar fallback), prepended so that the `requires`
-//! directive opens the module. Composition is plain concatenation of whole files: every
-//! piece is real WGSL, and the tests validate every composed module with naga.
+//! directive opens the module, and share `shaders/matmul_common.wgsl` (the block products, the
+//! store) and, the tiled two, `shaders/matmul_tiled.wgsl` (the tile, the activation slab),
+//! appended after the kernel: libraries that use the kernel's bindings by name. Composition is
+//! plain concatenation of whole files, and the tests validate every composed module with naga.
 //!
 //! The uniform structs below are the one source of truth for each kernel's parameters: a
 //! `#[repr(C)]` Pod struct here, a struct of the same name and members in the kernel, and a
@@ -44,6 +46,8 @@ pub struct Kernel {
     pub source: &'static str,
     /// Composed with a `dot4` variant.
     pub uses_dot4: bool,
+    /// The libraries of `shaders/` appended after it (before `wide.wgsl`).
+    pub libs: &'static [&'static str],
     /// The name of its uniform struct.
     pub params: &'static str,
     /// Its bind group 0, binding by binding (the kernel's function signature): binding 0
@@ -65,15 +69,23 @@ use Binding::{Read as R, ReadWrite as W, Uniform as U};
 
 macro_rules! kernel {
     ($name:literal, $dot4:literal, $params:literal, $bindings:expr) => {
-        Kernel { name: $name, path: concat!("shaders/", $name, ".wgsl"), source: include_str!(concat!("../../shaders/", $name, ".wgsl")), uses_dot4: $dot4, params: $params, bindings: $bindings }
+        kernel!($name, $dot4, $params, $bindings, &[])
+    };
+    ($name:literal, $dot4:literal, $params:literal, $bindings:expr, $libs:expr) => {
+        Kernel { name: $name, path: concat!("shaders/", $name, ".wgsl"), source: include_str!(concat!("../../shaders/", $name, ".wgsl")), uses_dot4: $dot4, libs: $libs, params: $params, bindings: $bindings }
     };
 }
 
+/// `shaders/matmul_common.wgsl`: the block products and the store of the four matmuls.
+pub const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+/// `shaders/matmul_tiled.wgsl`: the tile and the activation slab of the tiled matmuls.
+pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
+
 pub const QUANTIZE: Kernel = kernel!("quantize", false, "QuantizeParams", &[U, R, W, W, W]);
-pub const MATMUL_Q4: Kernel = kernel!("matmul_q4", true, "MatmulParams", &[U, R, R, R, R, R, R, W]);
-pub const MATMUL_Q8: Kernel = kernel!("matmul_q8", true, "MatmulParams", &[U, R, R, R, R, R, R, W]);
-pub const MATMUL_Q4_TILED: Kernel = kernel!("matmul_q4_tiled", true, "MatmulParams", &[U, R, R, R, R, R, R, W]);
-pub const MATMUL_Q8_TILED: Kernel = kernel!("matmul_q8_tiled", true, "MatmulParams", &[U, R, R, R, R, R, R, W]);
+pub const MATMUL_Q4: Kernel = kernel!("matmul_q4", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON]);
+pub const MATMUL_Q8: Kernel = kernel!("matmul_q8", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON]);
+pub const MATMUL_Q4_TILED: Kernel = kernel!("matmul_q4_tiled", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON, MATMUL_TILED]);
+pub const MATMUL_Q8_TILED: Kernel = kernel!("matmul_q8_tiled", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON, MATMUL_TILED]);
 pub const EMBED: Kernel = kernel!("embed", false, "EmbedParams", &[U, R, R, R, R, W]);
 pub const RMSNORM: Kernel = kernel!("rmsnorm", false, "RmsnormParams", &[U, R, R, W]);
 pub const ROPE: Kernel = kernel!("rope", false, "RopeParams", &[U, W, R, R, R]);
@@ -93,7 +105,7 @@ pub const WIDE: &str = include_str!("../../shaders/wide.wgsl");
 pub const DOT4_PACKED: &str = include_str!("../../shaders/dot4_packed.wgsl");
 pub const DOT4_SCALAR: &str = include_str!("../../shaders/dot4_scalar.wgsl");
 
-/// The WGSL module of `k`: `[dot4 variant] + kernel + wide.wgsl`.
+/// The WGSL module of `k`: `[dot4 variant] + kernel + [its libraries] + wide.wgsl`.
 pub fn compose(k: &Kernel, dot4: Dot4) -> String {
     let mut s = String::new();
     if k.uses_dot4 {
@@ -105,6 +117,10 @@ pub fn compose(k: &Kernel, dot4: Dot4) -> String {
     }
     s.push_str(k.source);
     s.push('\n');
+    for lib in k.libs {
+        s.push_str(lib);
+        s.push('\n');
+    }
     s.push_str(WIDE);
     s
 }
@@ -231,7 +247,7 @@ mod tests {
         let mut files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         files.sort();
         let mut known: Vec<String> = KERNELS.iter().map(|k| format!("{}.wgsl", k.name)).collect();
-        known.extend(["wide.wgsl", "dot4_packed.wgsl", "dot4_scalar.wgsl"].map(String::from));
+        known.extend(["wide.wgsl", "dot4_packed.wgsl", "dot4_scalar.wgsl", "matmul_common.wgsl", "matmul_tiled.wgsl"].map(String::from));
         known.sort();
         assert_eq!(files, known);
         // Each opens with its comment block naming its CPU twin.
