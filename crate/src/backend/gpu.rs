@@ -616,9 +616,13 @@ impl Gpu {
     fn dispatch<P: bytemuck::Pod>(&mut self, k: &'static Kernel, overrides: &[(&'static str, u32)], params: &P, buffers: &[&wgpu::Buffer], groups: (u32, u32)) {
         debug_assert_eq!(buffers.len() + 1, k.bindings.len(), "{}", k.path);
         let pipeline = self.pipeline(k, overrides);
+        let slot = std::mem::size_of::<P>().next_multiple_of(self.uniform_align);
+        if self.uniform_data.len() + slot > self.uniform.size() as usize {
+            self.flush(); // the uniform buffer is full (only if a kernel's parameters outgrew a slot)
+        }
         let offset = self.uniform_data.len();
         self.uniform_data.extend_from_slice(bytemuck::bytes_of(params));
-        self.uniform_data.resize(offset + std::mem::size_of::<P>().next_multiple_of(self.uniform_align), 0);
+        self.uniform_data.resize(offset + slot, 0);
         let key = (k.name, buffers.iter().map(|&b| b.clone()).collect::<Vec<_>>());
         let bg = match self.bind_groups.get(&key) {
             Some(bg) => bg.clone(),
