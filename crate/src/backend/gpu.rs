@@ -16,14 +16,15 @@
 //! dispatches). Each dispatch is its own usage scope, so wgpu orders them and inserts the
 //! barriers, and the host never waits inside a forward pass.
 //!
-//! **What a pass costs the host** (a forward pass records ~340 dispatches; a fast GPU runs a
-//! decoding step's in well under a millisecond, so the host's share decides the speed): the
-//! kernels' parameters go into one uniform buffer per submit at dynamic offsets (not a buffer
-//! per dispatch); activation buffers come from a pool by size class and go back to it when
-//! their last handle drops (not an allocation per operation: wgpu's sub-allocator was 21 % of
-//! a decoding profile); bind groups are cached by their buffers, which the pool makes recur
-//! from one pass to the next; the per-row arrays that every layer uploads again (positions,
-//! cache rows) are uploaded once while they are unchanged.
+//! **What a pass costs the host** (a forward pass records ~600 dispatches, 20 per layer; a
+//! fast GPU runs a decoding step's in well under a millisecond, so the host's share decides
+//! the speed): the kernels' parameters go into one uniform buffer per submit at dynamic
+//! offsets (not a buffer per dispatch); activation buffers come from a pool by size class and
+//! go back to it when their last handle drops (not an allocation per operation: wgpu's
+//! sub-allocator was 21 % of a decoding profile); bind groups are cached by their buffers,
+//! which the pool makes recur from one pass to the next; the per-row arrays that every layer
+//! uploads again (positions, cache rows) are uploaded once while they are unchanged; and
+//! consecutive dispatches share one compute pass.
 //!
 //! **Readback**: [`Gpu::read_async`] copies into a staging buffer, calls `map_async` and
 //! returns a future fed by the map callback through a one-shot channel; it never blocks, so a
