@@ -2,7 +2,7 @@
 // KV cache; output Q23. Each row has its own position and cache slot, so one batch may hold
 // rows of several independent sequences.
 // CPU twin: crate/src/backend/cpu.rs `attention_row` (with `quantize_qk`). Composed as this
-// file + wide.wgsl.
+// file + reduce.wgsl + wide.wgsl.
 //
 // Bindings (group 0):
 //   0 uniform  p: AttentionParams    rows, row0 (first row of this dispatch), cache_len
@@ -52,37 +52,8 @@ override N_KV: u32 = 3u;
 @group(0) @binding(7) var<storage, read_write> scratch: array<u32>;
 @group(0) @binding(8) var<storage, read_write> out: array<i32>;
 
-var<workgroup> red: array<u32, WG>;
 var<workgroup> qs_sh: array<i32, MAX_HD>;
 var<workgroup> qi_sh: array<i32, MAX_HD>;
-
-fn reduce_max(lid: u32, v: u32) -> u32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s {
-            red[lid] = max(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_sum(lid: u32, v: u32) -> u32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 fn rs(x: u32, e: u32) -> u32 {
     if e == 0u {

@@ -1,7 +1,7 @@
 // quantize.wgsl — int8 activations in blocks of 32, a 12-bit mantissa per block and one
 // exponent per row: value ≈ q · a[block] · 2^row_exp[row].
 // CPU twin: crate/src/backend/cpu.rs `quantize_row` (and `act_mant`). Composed as this file
-// + wide.wgsl (for `uabs`).
+// + reduce.wgsl + wide.wgsl (for `uabs`).
 //
 // Bindings (group 0):
 //   0 uniform  p: QuantizeParams      rows, width (multiple of 32), frac (fraction bits of z)
@@ -34,8 +34,6 @@ const ACT_MANT_MAX: u32 = 4096u;
 @group(0) @binding(3) var<storage, read_write> scale_sum: array<u32>;
 @group(0) @binding(4) var<storage, read_write> row_exp: array<i32>;
 
-var<workgroup> red: array<u32, WG>;
-
 // ceil(m · 2^(7−e) / 127) (cpu.rs act_mant).
 fn act_mant(m: u32, e: u32) -> u32 {
     if e >= 7u {
@@ -59,15 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var i = lid; i < p.width; i += WG) {
         m = max(m, uabs(z[base + i]));
     }
-    red[lid] = m;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s {
-            red[lid] = max(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let m_all = red[0];
+    let m_all = reduce_max(lid, m);
     // Smallest E with every block mantissa ≤ 4096.
     var e = 0u;
     while act_mant(m_all, e) > ACT_MANT_MAX {

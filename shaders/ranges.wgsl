@@ -1,7 +1,7 @@
 // ranges.wgsl — the coder's range of a known symbol in each row's frequency table:
 // (cum, freq) = (Σ_{v < s} freq[v], freq[s]) for s = symbols[row]. What compression reads back
 // instead of the table: 8 bytes per row rather than 4·vocab.
-// CPU twin: crate/src/coder.rs `cum_freq`. Composed as this file + wide.wgsl.
+// CPU twin: crate/src/coder.rs `cum_freq`. Composed as this file + reduce.wgsl + wide.wgsl.
 //
 // Bindings (group 0):
 //   0 uniform  p: FreqParams         rows, vocab
@@ -27,8 +27,6 @@ const WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read> symbols: array<u32>;
 @group(0) @binding(3) var<storage, read_write> ranges: array<u32>;
 
-var<workgroup> red: array<u32, WG>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wid.x + 65535u * wid.y;
@@ -41,16 +39,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var v = lid; v < s; v += WG) {
         acc += freq[base + v];
     }
-    red[lid] = acc;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k >>= 1u) {
-        if lid < k {
-            red[lid] += red[lid + k];
-        }
-        workgroupBarrier();
-    }
+    let below = reduce_sum(lid, acc);
     if lid == 0u {
-        ranges[2u * row] = red[0];
+        ranges[2u * row] = below;
         ranges[2u * row + 1u] = freq[base + s];
     }
 }

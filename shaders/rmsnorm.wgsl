@@ -1,5 +1,6 @@
 // rmsnorm.wgsl — RMSNorm of Q12 rows times the gain, output with z_frac fraction bits.
-// CPU twin: crate/src/backend/cpu.rs `rmsnorm_row`. Composed as this file + wide.wgsl.
+// CPU twin: crate/src/backend/cpu.rs `rmsnorm_row`. Composed as this file + reduce.wgsl +
+// wide.wgsl.
 //
 // Bindings (group 0):
 //   0 uniform  p: RmsnormParams    rows, dim (≤ 1024), eps_q24, g_exp, z_frac
@@ -34,35 +35,6 @@ const WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read> g: array<i32>;
 @group(0) @binding(3) var<storage, read_write> z: array<i32>;
 
-var<workgroup> red: array<u32, WG>;
-
-fn reduce_max(lid: u32, v: u32) -> u32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s {
-            red[lid] = max(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_sum(lid: u32, v: u32) -> u32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

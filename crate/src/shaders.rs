@@ -8,7 +8,8 @@
 //! `shaders/dot4_scalar.wgsl` (the exact scalar fallback), prepended so that the `requires`
 //! directive opens the module, and share `shaders/matmul_common.wgsl` (the block products, the
 //! store) and, the tiled two, `shaders/matmul_tiled.wgsl` (the tile, the activation slab),
-//! appended after the kernel: libraries that use the kernel's bindings by name. Composition is
+//! appended after the kernel: libraries that use the kernel's bindings by name; the kernels
+//! that reduce a row in a workgroup share `shaders/reduce.wgsl` likewise. Composition is
 //! plain concatenation of whole files, and the tests validate every composed module with naga.
 //!
 //! The uniform structs below are the one source of truth for each kernel's parameters: a
@@ -76,26 +77,28 @@ macro_rules! kernel {
     };
 }
 
+/// `shaders/reduce.wgsl`: the workgroup max and sum of the kernels that reduce a row.
+pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 /// `shaders/matmul_common.wgsl`: the block products and the store of the four matmuls.
 pub const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
 /// `shaders/matmul_tiled.wgsl`: the tile and the activation slab of the tiled matmuls.
 pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
 
-pub const QUANTIZE: Kernel = kernel!("quantize", false, "QuantizeParams", &[U, R, W, W, W]);
+pub const QUANTIZE: Kernel = kernel!("quantize", false, "QuantizeParams", &[U, R, W, W, W], &[REDUCE]);
 pub const MATMUL_Q4: Kernel = kernel!("matmul_q4", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON]);
 pub const MATMUL_Q8: Kernel = kernel!("matmul_q8", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON]);
 pub const MATMUL_Q4_TILED: Kernel = kernel!("matmul_q4_tiled", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON, MATMUL_TILED]);
 pub const MATMUL_Q8_TILED: Kernel = kernel!("matmul_q8_tiled", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON, MATMUL_TILED]);
 pub const EMBED: Kernel = kernel!("embed", false, "EmbedParams", &[U, R, R, R, R, W]);
-pub const RMSNORM: Kernel = kernel!("rmsnorm", false, "RmsnormParams", &[U, R, R, W]);
+pub const RMSNORM: Kernel = kernel!("rmsnorm", false, "RmsnormParams", &[U, R, R, W], &[REDUCE]);
 pub const ROPE: Kernel = kernel!("rope", false, "RopeParams", &[U, W, R, R, R]);
 pub const SILU_MUL: Kernel = kernel!("silu_mul", false, "ElementwiseParams", &[U, R, R, R, W]);
 pub const ADD: Kernel = kernel!("add", false, "ElementwiseParams", &[U, W, R]);
 pub const KV_STORE: Kernel = kernel!("kv_store", false, "KvStoreParams", &[U, R, R, R, W, W, W]);
 pub const KV_SHIFT: Kernel = kernel!("kv_shift", false, "KvShiftParams", &[U, R, R, R, R, R, W, W, W]);
-pub const ATTENTION: Kernel = kernel!("attention", false, "AttentionParams", &[U, R, R, R, R, R, R, W, W]);
+pub const ATTENTION: Kernel = kernel!("attention", false, "AttentionParams", &[U, R, R, R, R, R, R, W, W], &[REDUCE]);
 pub const FREQ: Kernel = kernel!("freq", false, "FreqParams", &[U, R, R, W]);
-pub const RANGES: Kernel = kernel!("ranges", false, "FreqParams", &[U, R, R, W]);
+pub const RANGES: Kernel = kernel!("ranges", false, "FreqParams", &[U, R, R, W], &[REDUCE]);
 
 /// Every kernel.
 pub const KERNELS: [Kernel; 15] = [QUANTIZE, MATMUL_Q4, MATMUL_Q8, MATMUL_Q4_TILED, MATMUL_Q8_TILED, EMBED, RMSNORM, ROPE, SILU_MUL, ADD, KV_STORE, KV_SHIFT, ATTENTION, FREQ, RANGES];
@@ -247,7 +250,7 @@ mod tests {
         let mut files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         files.sort();
         let mut known: Vec<String> = KERNELS.iter().map(|k| format!("{}.wgsl", k.name)).collect();
-        known.extend(["wide.wgsl", "dot4_packed.wgsl", "dot4_scalar.wgsl", "matmul_common.wgsl", "matmul_tiled.wgsl"].map(String::from));
+        known.extend(["wide.wgsl", "dot4_packed.wgsl", "dot4_scalar.wgsl", "matmul_common.wgsl", "matmul_tiled.wgsl", "reduce.wgsl"].map(String::from));
         known.sort();
         assert_eq!(files, known);
         // Each opens with its comment block naming its CPU twin.
