@@ -3,40 +3,14 @@
 //! what `decompress` returns, and every error `decompress` reports is still reported — the
 //! whole-file checksum after the last chunk, the compact form's check before any output.
 
-use lmz::backend::cpu::CpuBackend;
-use lmz::container::{info, Codec, ModelUse, Options};
-use lmz::tiny::{tiny_model, Rng, TinyShape};
+use lmz::container::{info, ModelUse, Options};
 use lmz::Error;
-use std::sync::OnceLock;
 
-struct Tiny {
-    model: lmz::Model,
-    codec: Codec,
-}
-
-fn tiny() -> &'static Tiny {
-    static T: OnceLock<Tiny> = OnceLock::new();
-    T.get_or_init(|| {
-        let model = tiny_model(5, TinyShape::default()).unwrap();
-        let codec = Codec::new(&model).unwrap();
-        Tiny { model, codec }
-    })
-}
-
-fn backend() -> CpuBackend {
-    CpuBackend::new(&tiny().model, tiny().model.config().ctx).unwrap()
-}
+mod common;
+use common::{backend, tiny};
 
 fn text(n: usize) -> Vec<u8> {
-    let words = ["the", "then", "theme", "in", "an", "anthem", "thin", "and", "there", "is", "a", "note"];
-    let mut r = Rng(7);
-    let mut s = String::new();
-    while s.len() < n {
-        s.push_str(words[r.below(words.len() as u64) as usize]);
-        s.push(if r.below(9) == 0 { '\n' } else { ' ' });
-    }
-    s.truncate(n);
-    s.into_bytes()
+    common::words_text(n, 7)
 }
 
 fn compress(data: &[u8], opts: &Options) -> Vec<u8> {

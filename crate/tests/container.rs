@@ -5,36 +5,12 @@ use lmz::backend::cpu::CpuBackend;
 use lmz::container::{info, Codec, Form, Method, ModelUse, Options};
 use lmz::tiny::{tiny_model, Rng, TinyShape};
 use lmz::Error;
-use std::sync::OnceLock;
 
-struct Tiny {
-    model: lmz::Model,
-    codec: Codec,
-}
-
-fn tiny() -> &'static Tiny {
-    static T: OnceLock<Tiny> = OnceLock::new();
-    T.get_or_init(|| {
-        let model = tiny_model(5, TinyShape::default()).unwrap();
-        let codec = Codec::new(&model).unwrap();
-        Tiny { model, codec }
-    })
-}
-
-fn backend() -> CpuBackend {
-    CpuBackend::new(&tiny().model, tiny().model.config().ctx).unwrap()
-}
+mod common;
+use common::{backend, tiny};
 
 fn text(n: usize) -> Vec<u8> {
-    let words = ["the", "then", "theme", "in", "an", "anthem", "thin", "and", "there", "is", "a", "note"];
-    let mut r = Rng(3);
-    let mut s = String::new();
-    while s.len() < n {
-        s.push_str(words[r.below(words.len() as u64) as usize]);
-        s.push(if r.below(9) == 0 { '\n' } else { ' ' });
-    }
-    s.truncate(n);
-    s.into_bytes()
+    common::words_text(n, 3)
 }
 
 fn random(n: usize, seed: u64) -> Vec<u8> {
