@@ -8,29 +8,16 @@
 //! mixed linearly with the table (`(1−λ)·q + λ·p`) can be replayed exactly: the mixture's
 //! probability of the coded token needs only the two models' probabilities of it.
 
+mod common;
+
 use lmz::backend::cpu::CpuBackend;
 use lmz::eval::{score, Policy};
-use lmz::model::Fracs;
 use std::io::Write;
 
 fn main() -> lmz::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let (file, out) = match (args.get(1), args.get(2)) {
-        (Some(f), Some(o)) => (f, o),
-        _ => return Err(lmz::Error::InvalidArgument("usage: dump_adapted FILE OUT.tsv [TOKENS]".into())),
-    };
-    let text = std::fs::read(file).map_err(|e| lmz::Error::io(file, e))?;
-    let model = lmz::fetch::load(&lmz::fetch::default_pack_path(None))?;
-    let cfg = model.config().clone();
-    let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
-    let mut tokens = tok.encode(&text);
-    if let Some(n) = args.get(3).and_then(|s| s.parse().ok()) {
-        tokens.truncate(n);
-    }
-    let fr = Fracs::new(&model.weights);
+    let common::Probe { model, cfg, fr, tokens, out: mut w } = common::probe("dump_adapted")?;
     let policy = Policy::default_for(&cfg);
     let mut b = CpuBackend::new(&model, policy.window)?;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| lmz::Error::io(out, e))?);
     let toks = tokens.clone();
     assert!(policy.adapt, "the default policy adapts: `score` hands out the adapted tables");
     let mut bits = 0f64;

@@ -15,9 +15,10 @@
 //! token, for each rate in `BIAS_LRS`) and a unigram cache mixed linearly with the LM
 //! (`q = (1−λ)·p + λ·count/total` over the tokens so far, for each λ in `CACHE_MIX`).
 
+mod common;
+
 use lmz::backend::cpu::CpuBackend;
 use lmz::eval::{score, Policy};
-use lmz::model::Fracs;
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -27,26 +28,12 @@ const BIAS_LRS: [f64; 5] = [0.001, 0.003, 0.01, 0.03, 0.1];
 const CACHE_MIX: [f64; 4] = [0.005, 0.01, 0.02, 0.05];
 
 fn main() -> lmz::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let (file, out) = match (args.get(1), args.get(2)) {
-        (Some(f), Some(o)) => (f, o),
-        _ => return Err(lmz::Error::InvalidArgument("usage: dump_tables FILE OUT.tsv [TOKENS]".into())),
-    };
-    let text = std::fs::read(file).map_err(|e| lmz::Error::io(file, e))?;
-    let model = lmz::fetch::load(&lmz::fetch::default_pack_path(None))?;
-    let cfg = model.config().clone();
-    let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
-    let mut tokens = tok.encode(&text);
-    if let Some(n) = args.get(3).and_then(|s| s.parse().ok()) {
-        tokens.truncate(n);
-    }
-    let fr = Fracs::new(&model.weights);
+    let common::Probe { model, cfg, fr, tokens, out: mut w } = common::probe("dump_tables")?;
     // The model's own tables (no adaptive bias): the models below are measured against them.
     let policy = Policy::shift_for(&cfg);
     let mut b = CpuBackend::new(&model, policy.window)?;
     // Most recent end position of each k-gram (hash of the k tokens ending at i, exclusive).
     let mut last: Vec<HashMap<u64, usize>> = vec![HashMap::new(); MAX_ORDER + 1];
-    let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| lmz::Error::io(out, e))?);
     let toks = tokens.clone();
     let mut bias = vec![vec![0f64; cfg.vocab]; BIAS_LRS.len()];
     let mut bias_bits = [0f64; BIAS_LRS.len()];

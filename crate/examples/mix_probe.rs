@@ -9,9 +9,10 @@
 //! table's frequency of it, then `v:f_v` for every token v that followed the last k tokens
 //! earlier in the text, for k = 1..=ORDERS (what a sparse n-gram model can boost).
 
+mod common;
+
 use lmz::backend::cpu::CpuBackend;
 use lmz::eval::{score, Policy};
-use lmz::model::Fracs;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 
@@ -20,23 +21,9 @@ const RATES: [f64; 3] = [0.05, 0.1, 0.2];
 const DECAYS: [f64; 3] = [0.98, 0.995, 0.999];
 
 fn main() -> lmz::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let (file, out) = match (args.get(1), args.get(2)) {
-        (Some(f), Some(o)) => (f, o),
-        _ => return Err(lmz::Error::InvalidArgument("usage: mix_probe FILE OUT.tsv [TOKENS]".into())),
-    };
-    let text = std::fs::read(file).map_err(|e| lmz::Error::io(file, e))?;
-    let model = lmz::fetch::load(&lmz::fetch::default_pack_path(None))?;
-    let cfg = model.config().clone();
-    let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
-    let mut tokens = tok.encode(&text);
-    if let Some(n) = args.get(3).and_then(|s| s.parse().ok()) {
-        tokens.truncate(n);
-    }
-    let fr = Fracs::new(&model.weights);
+    let common::Probe { model, cfg, fr, tokens, out: mut w } = common::probe("mix_probe")?;
     let policy = Policy::default_for(&cfg);
     let mut b = CpuBackend::new(&model, policy.window)?;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| lmz::Error::io(out, e))?);
     let toks = tokens.clone();
     let variants: Vec<(f64, f64)> = RATES.iter().flat_map(|&r| DECAYS.iter().map(move |&d| (r, d))).collect();
     let mut bias = vec![vec![0f64; cfg.vocab]; variants.len()];

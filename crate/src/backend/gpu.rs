@@ -1059,6 +1059,15 @@ impl GpuBackend {
     pub fn gpu(&mut self) -> &mut Gpu {
         &mut self.gpu
     }
+
+    /// Rows `row0..row0 + n` of `logits`, made now from the kept activations when they are
+    /// deferred ([`GpuBuf::deferred_logits`]).
+    fn logit_rows(&mut self, logits: &GpuBuf, row0: usize, n: usize) -> GpuBuf {
+        match &logits.deferred_logits {
+            Some(a) => self.gpu.matmul_q8(&self.embed, a, cpu::LOGIT_FRAC, row0, n),
+            None => self.gpu.rows(logits, &(row0 as u32..(row0 + n) as u32).collect::<Vec<_>>()),
+        }
+    }
 }
 
 impl Backend for GpuBackend {
@@ -1161,10 +1170,7 @@ impl Backend for GpuBackend {
         let mut row0 = 0;
         while row0 < logits.rows {
             let n = chunk.min(logits.rows - row0);
-            let l = match &logits.deferred_logits {
-                Some(a) => self.gpu.matmul_q8(&self.embed, a, cpu::LOGIT_FRAC, row0, n),
-                None => self.gpu.rows(logits, &(row0 as u32..(row0 + n) as u32).collect::<Vec<_>>()),
-            };
+            let l = self.logit_rows(logits, row0, n);
             #[cfg(not(target_arch = "wasm32"))]
             let f = self.gpu.read_freq(&l, &self.tables)?;
             #[cfg(target_arch = "wasm32")]
@@ -1194,10 +1200,7 @@ impl Backend for GpuBackend {
         let mut row0 = 0;
         while row0 < logits.rows {
             let n = chunk.min(logits.rows - row0);
-            let l = match &logits.deferred_logits {
-                Some(a) => self.gpu.matmul_q8(&self.embed, a, cpu::LOGIT_FRAC, row0, n),
-                None => self.gpu.rows(logits, &(row0 as u32..(row0 + n) as u32).collect::<Vec<_>>()),
-            };
+            let l = self.logit_rows(logits, row0, n);
             let f = self.gpu.freq(&l, &self.tables);
             let r = self.gpu.ranges(&f, n, vocab, &symbols[row0..row0 + n]);
             #[cfg(not(target_arch = "wasm32"))]
