@@ -1,6 +1,6 @@
 // matmul_common.wgsl — what the four matmul kernels share (matmul_q4, matmul_q8 and their
 // tiled variants): one block's product T for either weight format, and the store of an
-// invocation's four tokens, and the bindings the four have in common (the weights, bindings 1
+// invocation's four tokens, an activation block's words, and the bindings the four have in common (the weights, bindings 1
 // and 2, are each kernel's own). A library, not a kernel: appended to each matmul after the
 // kernel (shaders.rs `compose`).
 // CPU twin: crate/src/backend/cpu.rs `dot_q4`, `dot_q8`.
@@ -18,6 +18,13 @@ struct MatmulParams {
 @group(0) @binding(5) var<storage, read> scale_sum: array<u32>;
 @group(0) @binding(6) var<storage, read> row_exp: array<i32>;
 @group(0) @binding(7) var<storage, read_write> out: array<i32>;
+
+// The 8 activation words of block b of token t, from memory (the per-row kernels; the tiled
+// ones read their slab: matmul_tiled.wgsl `slab_acts`). NB is the kernel's override.
+fn acts(t: u32, b: u32) -> array<u32, 8> {
+    let o = (t * NB + b) * 8u;
+    return array<u32, 8>(q[o], q[o + 1u], q[o + 2u], q[o + 3u], q[o + 4u], q[o + 5u], q[o + 6u], q[o + 7u]);
+}
 
 // One Q4_1 block of one token: T = d·(S − 8X) + m·X, with S = Σ nib·q over the block's
 // nibble words w (element 4k+j in the low nibble of byte j of word k, element 16+4k+j in its

@@ -32,12 +32,6 @@ override NB: u32 = 18u;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> d: array<i32>;
 
-// The 8 activation words of block b of token t.
-fn acts(t: u32, b: u32) -> array<u32, 8> {
-    let o = (t * NB + b) * 8u;
-    return array<u32, 8>(q[o], q[o + 1u], q[o + 2u], q[o + 3u], q[o + 4u], q[o + 5u], q[o + 6u], q[o + 7u]);
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x;

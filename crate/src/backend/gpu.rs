@@ -492,7 +492,7 @@ impl Gpu {
         }
     }
 
-    /// A zeroed storage buffer of its own (what lives long: KV caches, scratch).
+    /// A new zeroed storage buffer: what lives long (KV caches, scratch), and the pool's new ones.
     fn fresh(&self, label: &str, bytes: usize) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -514,9 +514,7 @@ impl Gpu {
             }
             b
         };
-        let buf = reused.unwrap_or_else(|| {
-            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false })
-        });
+        let buf = reused.unwrap_or_else(|| self.fresh(label, size as usize));
         Buf(Arc::new(Pooled { buf, pool: Arc::downgrade(&self.pool) }))
     }
 
@@ -794,11 +792,22 @@ impl Gpu {
         out
     }
 
+    /// The matmul kernel for `tokens` rows of activations against `rows` weight rows, and its
+    /// workgroups: the tiled one from [`Gpu::set_tiled_from`] rows on, else one invocation per
+    /// row and 4 tokens.
+    fn matmul_kernel(&self, per_row: &'static Kernel, tiled: &'static Kernel, rows: usize, tokens: usize) -> (&'static Kernel, (u32, u32)) {
+        if tokens >= self.tiled_from {
+            (tiled, (groups(rows, TILE_ROWS), groups(tokens, TILE_TOKENS)))
+        } else {
+            (per_row, (groups(rows, WG), groups(tokens, TPT)))
+        }
+    }
+
     /// `shaders/matmul_q4.wgsl` ↔ [`cpu::matmul_q4`].
     pub fn matmul_q4(&mut self, w: &GpuQ4, a: &GpuQ, frac_out: i32) -> GpuBuf {
         let out = GpuBuf { buf: self.buffer("matmul_q4.out", a.rows * w.rows * 4), rows: a.rows, width: w.rows, deferred_logits: None };
         let p = shaders::MatmulParams { rows: w.rows as u32, tokens: a.rows as u32, frac_out, tok0: 0 };
-        let (k, g) = if a.rows >= self.tiled_from { (&shaders::MATMUL_Q4_TILED, (groups(w.rows, TILE_ROWS), groups(a.rows, TILE_TOKENS))) } else { (&shaders::MATMUL_Q4, (groups(w.rows, WG), groups(a.rows, TPT))) };
+        let (k, g) = self.matmul_kernel(&shaders::MATMUL_Q4, &shaders::MATMUL_Q4_TILED, w.rows, a.rows);
         self.dispatch(k, &[("NB", (w.cols / 32) as u32)], &p, &[&w.nib, &w.dm, &w.e, &a.q, &a.scale_sum, &a.exp, &out.buf], g);
         out
     }
@@ -807,7 +816,7 @@ impl Gpu {
     pub fn matmul_q8(&mut self, w: &GpuQ8, a: &GpuQ, frac_out: i32, tok0: usize, n: usize) -> GpuBuf {
         let out = GpuBuf { buf: self.buffer("matmul_q8.out", n * w.rows * 4), rows: n, width: w.rows, deferred_logits: None };
         let p = shaders::MatmulParams { rows: w.rows as u32, tokens: n as u32, frac_out, tok0: tok0 as u32 };
-        let (k, g) = if n >= self.tiled_from { (&shaders::MATMUL_Q8_TILED, (groups(w.rows, TILE_ROWS), groups(n, TILE_TOKENS))) } else { (&shaders::MATMUL_Q8, (groups(w.rows, WG), groups(n, TPT))) };
+        let (k, g) = self.matmul_kernel(&shaders::MATMUL_Q8, &shaders::MATMUL_Q8_TILED, w.rows, n);
         self.dispatch(k, &[("NB", (w.cols / 32) as u32)], &p, &[&w.q, &w.d, &w.e, &a.q, &a.scale_sum, &a.exp, &out.buf], g);
         out
     }
