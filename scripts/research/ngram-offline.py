@@ -2,7 +2,7 @@
 """Replays token n-gram models mixed linearly with the coder's table, in floats (issue 9).
 
     cargo run --release --example dump_adapted -- FILE OUT.tsv
-    python3 scripts/ngram-offline.py OUT.tsv [--orders 1,2,3,4]
+    python3 scripts/research/ngram-offline.py OUT.tsv [--orders 1,2,3,4]
 
 The dump holds, per token, the adapted table's frequency of the coded token (of 2^24), the
 table's entropy and its top token. A linear mixture (1-l)*q + l*p_n of two normalised

@@ -9,7 +9,7 @@ event "next token == predicted", by an online logistic mixer (paq-style) over
 stretch(P_LM(predicted)) and stretch(hit rate of the match length), one weight set per match
 length. Floats: this measures what the idea can gain before it is written in integers.
 
-usage: scripts/mix-offline.py DUMP.tsv
+usage: scripts/research/mix-offline.py DUMP.tsv
 """
 import math
 import sys

@@ -4,8 +4,8 @@ not built (an LZP match model, an APM/SSE stage), replayed on a dump of the code
 (issue 9, session 14; BENCHMARKS.md, "The n-gram mixer").
 
     cargo run --release --example dump_adapted -- FILE OUT.tsv
-    python3 scripts/ngram-bayes-offline.py OUT.tsv '[dict(K=4, classes="full", chunk=20967)]'
-    python3 scripts/ngram-bayes-offline.py OUT.tsv apm
+    python3 scripts/research/ngram-bayes-offline.py OUT.tsv '[dict(K=4, classes="full", chunk=20967)]'
+    python3 scripts/research/ngram-bayes-offline.py OUT.tsv apm
 
 Each dict is one run of `run` below: K orders (Witten-Bell, the last escape to the dumped
 table q), the weight lambda the posterior mean of LAMS per class ("order": the longest order
