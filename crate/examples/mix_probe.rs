@@ -5,7 +5,7 @@
 //!
 //! Prints (stderr) the code length of the coder's tables and, for each setting, of a second,
 //! decaying bias on top of them (recency: `q2 ∝ q·exp(b)`, `b ← decay·b + rate·(onehot − q2)`).
-//! Writes one line per token for `scripts/ngram-offline.py --geometric`: the token, the
+//! Writes one line per token for `scripts/research/ngram-offline.py --geometric`: the token, the
 //! table's frequency of it, then `v:f_v` for every token v that followed the last k tokens
 //! earlier in the text, for k = 1..=ORDERS (what a sparse n-gram model can boost).
 
