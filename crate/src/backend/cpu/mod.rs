@@ -502,7 +502,7 @@ pub fn matmul_q4(w: &CpuQ4, x: &QAct, frac_out: i32) -> Vec<i32> {
 }
 
 /// [`matmul_q4`] with the group kernels of `isa` (which must run here: [`Isa::runs`]); the
-/// parity tests and `cpu_bench.rs` (`bench_kernels`) compare them.
+/// parity tests and `bench.rs` (`bench_kernels`) compare them.
 pub fn matmul_q4_with(isa: Isa, w: &CpuQ4, x: &QAct, frac_out: i32) -> Vec<i32> {
     let [out] = matmuls_q4_with(isa, [(w, frac_out)], x);
     out
@@ -549,11 +549,9 @@ pub fn matmul_q8_with(isa: Isa, w: &CpuQ8, x: &QAct, frac_out: i32) -> Vec<i32> 
     out
 }
 
-#[path = "cpu_simd.rs"]
 pub mod simd;
 pub use simd::Isa;
 #[cfg(test)]
-#[path = "cpu_bench.rs"]
 mod bench;
 
 // --- embedding, norm, rope, silu ---
