@@ -3,12 +3,10 @@
 //! shift.
 
 use super::fixed::{QK_INT_MAX, Q_SCALE_Q16};
+use super::par;
 use super::simd::{self, Isa};
 use crate::pack::{Config, Tables};
 use crate::wide::{self, mul_shift, Wide};
-
-#[cfg(feature = "parallel")]
-use rayon::prelude::*;
 
 /// Re-quantises a vector to |·| ≤ 511 with a power-of-two scale: returns the exponent.
 pub fn quantize_qk(x: &[i32], out: &mut [i16]) -> i32 {
@@ -296,10 +294,7 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
             }
         }
     };
-    #[cfg(feature = "parallel")]
-    work.par_iter_mut().for_each(scores);
-    #[cfg(not(feature = "parallel"))]
-    work.iter_mut().for_each(scores);
+    par::for_each_mut(&mut work, scores);
     // Per (row, head): the maximum over the parts, then the probabilities and their sum.
     let mut tmax = vec![i32::MIN; pos.len() * nh];
     for w in &work {
@@ -328,10 +323,7 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
             }
         }
     };
-    #[cfg(feature = "parallel")]
-    work.par_iter_mut().for_each(values);
-    #[cfg(not(feature = "parallel"))]
-    work.iter_mut().for_each(values);
+    par::for_each_mut(&mut work, values);
     let mut out = vec![0i32; pos.len() * width];
     for w in &work {
         let o = &mut out[w.r * width + w.kvh * group * hd..w.r * width + (w.kvh + 1) * group * hd];

@@ -3,13 +3,11 @@
 //! weight layout, in groups of rows shared out among the threads.
 
 use super::layout::{CpuQ4, CpuQ8, GROUP};
+use super::par;
 use super::quant::QAct;
 use super::simd::{self, Isa};
 use crate::pack::{Q4Matrix, Q8Matrix};
 use crate::wide;
-
-#[cfg(feature = "parallel")]
-use rayon::prelude::*;
 
 /// Exact `Σ_b T_b·a_b` in 32-bit words: `hi·2^16 + lo` with `T = hi16·2^16 + lo16` split per
 /// term (`|T| < 2^30`, `a ≤ 2^12`). `lo` gains < 2^28 per block and is folded into `hi`
@@ -109,10 +107,7 @@ fn by_groups<const N: usize>(rows: [usize; N], tokens: usize, group: usize, f: i
         for (i, t) in out.iter_mut().enumerate() {
             parts.extend(t.chunks_mut(group).enumerate().map(|(g, o)| (i, g, o)));
         }
-        #[cfg(feature = "parallel")]
-        parts.into_par_iter().for_each(|(i, g, o)| f(i, g, o));
-        #[cfg(not(feature = "parallel"))]
-        parts.into_iter().for_each(|(i, g, o)| f(i, g, o));
+        par::for_each(parts, |(i, g, o)| f(i, g, o));
         return out;
     }
     let dst = Columns(out.each_mut().map(|o| o.as_mut_ptr()));
@@ -133,13 +128,7 @@ fn by_groups<const N: usize>(rows: [usize; N], tokens: usize, group: usize, f: i
             }
         }
     };
-    #[cfg(feature = "parallel")]
-    parts.into_par_iter().for_each_init(Vec::new, unit);
-    #[cfg(not(feature = "parallel"))]
-    {
-        let mut scratch = Vec::new();
-        parts.into_iter().for_each(|p| unit(&mut scratch, p));
-    }
+    par::for_each_init(parts, Vec::new, unit);
     out
 }
 

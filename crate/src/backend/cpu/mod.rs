@@ -265,10 +265,7 @@ impl Backend for CpuBackend {
         let base = slot * self.cache_len;
         let (nkv, hd, t) = (self.cfg.n_kv_heads, self.cfg.head_dim, &self.tables);
         let shift = |c: &mut KvCache| kv_shift(c, base + src, base + dst, n, nkv, hd, t);
-        #[cfg(feature = "parallel")]
-        self.cache.par_iter_mut().for_each(shift);
-        #[cfg(not(feature = "parallel"))]
-        self.cache.iter_mut().for_each(shift);
+        par::for_each_mut(&mut self.cache, shift);
         Ok(())
     }
 
@@ -307,10 +304,7 @@ impl Backend for CpuBackend {
                 attention_tile_with(Isa::best(), &q.data[lo..lo + part.len()], t.heads.clone(), &pos[t.rows.clone()], cache, slot[r] as usize * cl, cfg, exp, part, s);
             });
         };
-        #[cfg(feature = "parallel")]
-        parts.into_par_iter().for_each(body);
-        #[cfg(not(feature = "parallel"))]
-        parts.into_iter().for_each(body);
+        par::for_each(parts, body);
         CpuBuf { width: q.width, data: out }
     }
 
@@ -351,10 +345,7 @@ impl Backend for CpuBackend {
         let exp = &self.tables.out_exp;
         for (c, rows) in logits.data.chunks(per * w).enumerate() {
             let f = &mut f[..rows.len()];
-            #[cfg(feature = "parallel")]
-            f.par_chunks_mut(w).zip(rows.par_chunks(w)).for_each(|(f, row)| crate::freq::freq_table(row, exp, f));
-            #[cfg(not(feature = "parallel"))]
-            f.chunks_mut(w).zip(rows.chunks(w)).for_each(|(f, row)| crate::freq::freq_table(row, exp, f));
+            par::for_each_chunk(f, rows, w, |f, row| crate::freq::freq_table(row, exp, f));
             for (i, table) in f.chunks(w).enumerate() {
                 sink(c * per + i, table)?;
             }
