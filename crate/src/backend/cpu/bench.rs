@@ -166,7 +166,7 @@ fn bench_kernels() {
 fn bench_forward() {
     let t0 = host::seconds();
     let model = Model::from_pack_bytes(&host::pack()).expect("the model pack");
-    let text = &include_bytes!("../../../samples/alice-chapter1.txt")[..1000];
+    let text = &include_bytes!("../../../../samples/alice-chapter1.txt")[..1000];
     let tokens = crate::tokenizer::Tokenizer::new(&model.tokenizer).expect("tokenizer").encode(text);
     let cfg = model.config().clone();
     let fr = crate::model::Fracs::new(&model.weights);
