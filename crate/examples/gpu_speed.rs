@@ -43,7 +43,15 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { window: 256, windows: 8, slots: vec![1, 4, 16], steps: 16, threads: None, cpu: true, tiny: false };
+    let mut a = Args {
+        window: 256,
+        windows: 8,
+        slots: vec![1, 4, 16],
+        steps: 16,
+        threads: None,
+        cpu: true,
+        tiny: false,
+    };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
@@ -117,11 +125,19 @@ fn measure<B: Backend>(name: &str, m: &Model, a: &Args, make: &mut dyn FnMut(usi
             batch.push_seq(0, win, i * w, 0);
             if ranges {
                 // The symbol each row codes: the next token of the sequence.
-                let sym: Vec<u32> = (0..win.len()).map(|j| seq.get(i * w + j + 1).copied().unwrap_or(0)).collect();
-                block_on(forward_to_async(&mut b, cfg, &fr, &batch, Readout::Ranges(&sym, &mut |_, c, f| {
-                    fnv(&mut h, &[c, f]);
-                    Ok(())
-                })))?;
+                let sym: Vec<u32> = (0..win.len())
+                    .map(|j| seq.get(i * w + j + 1).copied().unwrap_or(0))
+                    .collect();
+                block_on(forward_to_async(
+                    &mut b,
+                    cfg,
+                    &fr,
+                    &batch,
+                    Readout::Ranges(&sym, &mut |_, c, f| {
+                        fnv(&mut h, &[c, f]);
+                        Ok(())
+                    }),
+                ))?;
             } else {
                 forward(&mut b, cfg, &fr, &batch, &mut |_, f| {
                     fnv(&mut h, f);
@@ -130,7 +146,14 @@ fn measure<B: Backend>(name: &str, m: &Model, a: &Args, make: &mut dyn FnMut(usi
             }
         }
         let (s, c) = (t.elapsed().as_secs_f64(), thread_cpu() - c);
-        run.lines.push((format!("prefill, 1 sequence, windows of {w}, {}", if ranges { "ranges" } else { "tables" }), (a.windows * w) as f64 / s, c * 1e6 / a.windows as f64));
+        run.lines.push((
+            format!(
+                "prefill, 1 sequence, windows of {w}, {}",
+                if ranges { "ranges" } else { "tables" }
+            ),
+            (a.windows * w) as f64 / s,
+            c * 1e6 / a.windows as f64,
+        ));
         run.digest.push(h);
     }
     for &slots in &a.slots {
@@ -150,13 +173,23 @@ fn measure<B: Backend>(name: &str, m: &Model, a: &Args, make: &mut dyn FnMut(usi
             if round == 1 {
                 (t, c) = (Instant::now(), thread_cpu());
             }
-            block_on(forward_to_async(&mut b, cfg, &fr, &batch, Readout::Ranges(&sym, &mut |_, c, f| {
-                fnv(&mut h, &[c, f]);
-                Ok(())
-            })))?;
+            block_on(forward_to_async(
+                &mut b,
+                cfg,
+                &fr,
+                &batch,
+                Readout::Ranges(&sym, &mut |_, c, f| {
+                    fnv(&mut h, &[c, f]);
+                    Ok(())
+                }),
+            ))?;
         }
         let (s, c) = (t.elapsed().as_secs_f64(), thread_cpu() - c);
-        run.lines.push((format!("batched prefill, {slots} sequences × {w}, ranges"), (slots * w) as f64 / s, c * 1e6));
+        run.lines.push((
+            format!("batched prefill, {slots} sequences × {w}, ranges"),
+            (slots * w) as f64 / s,
+            c * 1e6,
+        ));
         run.digest.push(h);
         // Decoding: `slots` sequences in lock-step from position 2w (the cache above holds
         // positions 0..2w of each), one token each per step.
@@ -173,7 +206,11 @@ fn measure<B: Backend>(name: &str, m: &Model, a: &Args, make: &mut dyn FnMut(usi
             })?;
         }
         let (s, c) = (t.elapsed().as_secs_f64(), thread_cpu() - c);
-        run.lines.push((format!("decoding, {slots} sequences in lock-step, tables"), (slots * a.steps) as f64 / s, c * 1e6 / a.steps as f64));
+        run.lines.push((
+            format!("decoding, {slots} sequences in lock-step, tables"),
+            (slots * a.steps) as f64 / s,
+            c * 1e6 / a.steps as f64,
+        ));
         run.digest.push(h);
     }
     for (what, tps, host) in &run.lines {
@@ -185,11 +222,30 @@ fn measure<B: Backend>(name: &str, m: &Model, a: &Args, make: &mut dyn FnMut(usi
 fn main() -> Result<()> {
     let a = args();
     let t = Instant::now();
-    let shape = if a.tiny { TinyShape { n_layers: 30, ctx: 4096, ..TinyShape::default() } } else { TinyShape::smollm2() };
+    let shape = if a.tiny {
+        TinyShape {
+            n_layers: 30,
+            ctx: 4096,
+            ..TinyShape::default()
+        }
+    } else {
+        TinyShape::smollm2()
+    };
     let m = tiny_model(1, shape)?;
     let cfg = m.config().clone();
     let cache = (a.window * (a.windows + 1)).max(2 * a.window + a.steps);
-    eprintln!("model of {} ({} layers, dim {}, vocab {}), random weights, made in {:.1} s", if a.tiny { "a tiny shape" } else { "SmolLM2-135M's shapes" }, cfg.n_layers, cfg.dim, cfg.vocab, t.elapsed().as_secs_f64());
+    eprintln!(
+        "model of {} ({} layers, dim {}, vocab {}), random weights, made in {:.1} s",
+        if a.tiny {
+            "a tiny shape"
+        } else {
+            "SmolLM2-135M's shapes"
+        },
+        cfg.n_layers,
+        cfg.dim,
+        cfg.vocab,
+        t.elapsed().as_secs_f64()
+    );
     let mut gpu_name = String::new();
     let gpu = measure("gpu", &m, &a, &mut |slots| {
         let b = GpuBackend::with_slots(&m, slots, cache, GpuOptions::default())?;
@@ -202,8 +258,13 @@ fn main() -> Result<()> {
     if !a.cpu {
         return Ok(());
     }
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| lmz::Error::InvalidArgument(e.to_string()))?;
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| lmz::Error::InvalidArgument(e.to_string()))?;
     eprintln!("CPU: {threads} threads, {:?}", lmz::backend::cpu::Isa::best());
     let cpu = pool.install(|| measure("cpu", &m, &a, &mut |slots| CpuBackend::with_slots(&m, slots, cache)))?;
     println!();
@@ -211,9 +272,15 @@ fn main() -> Result<()> {
         println!("gpu/cpu {what:<56} {:>8.2}×", g / c);
     }
     if gpu.digest != cpu.digest {
-        eprintln!("PARITY FAILED: the GPU's tables or ranges differ from the CPU's ({:x?} against {:x?})", gpu.digest, cpu.digest);
+        eprintln!(
+            "PARITY FAILED: the GPU's tables or ranges differ from the CPU's ({:x?} against {:x?})",
+            gpu.digest, cpu.digest
+        );
         std::process::exit(1);
     }
-    println!("parity: every table and range of the GPU equals the CPU's ({} runs)", gpu.digest.len());
+    println!(
+        "parity: every table and range of the GPU equals the CPU's ({} runs)",
+        gpu.digest.len()
+    );
     Ok(())
 }

@@ -28,7 +28,10 @@ fn main() -> lmz::Result<()> {
                 let tok = r.below(v as u64) as u32;
                 on.step(&tables[i % 16], |_| Ok(tok))?;
             }
-            println!("{threads} threads: {:.1} µs per token (bias + n-gram)", t.elapsed().as_secs_f64() / n as f64 * 1e6);
+            println!(
+                "{threads} threads: {:.1} µs per token (bias + n-gram)",
+                t.elapsed().as_secs_f64() / n as f64 * 1e6
+            );
             Ok(())
         })?;
     }

@@ -22,7 +22,9 @@ const PRIMES: [&str; 6] = [
 
 fn main() -> lmz::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let file = args.get(1).ok_or_else(|| lmz::Error::InvalidArgument("usage: prime_notes TEXT [COUNT]".into()))?;
+    let file = args
+        .get(1)
+        .ok_or_else(|| lmz::Error::InvalidArgument("usage: prime_notes TEXT [COUNT]".into()))?;
     let count: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(40);
     let text = std::fs::read(file).map_err(|e| lmz::Error::io(file, e))?;
     // Paragraphs as bench-notes.mjs cuts them: blank-line separated, trimmed, ≥ 200 bytes.
@@ -73,7 +75,15 @@ fn main() -> lmz::Result<()> {
             })?;
         }
         let base = *base.get_or_insert(bits);
-        println!("{:>4} priming tokens: {:8.1} bits = {:6.1} bytes ({:+.2} %), first tokens {:.1} bits/note  {:?}", pt.len(), bits, bits / 8.0, 100.0 * (bits / base - 1.0), first / notes.len() as f64, &prime[..prime.len().min(30)]);
+        println!(
+            "{:>4} priming tokens: {:8.1} bits = {:6.1} bytes ({:+.2} %), first tokens {:.1} bits/note  {:?}",
+            pt.len(),
+            bits,
+            bits / 8.0,
+            100.0 * (bits / base - 1.0),
+            first / notes.len() as f64,
+            &prime[..prime.len().min(30)]
+        );
     }
     Ok(())
 }

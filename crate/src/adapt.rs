@@ -52,7 +52,14 @@ impl Adapt {
     /// A fresh bias over `vocab` symbols, learning at `rate` (Q24 log2 units per token, at
     /// most [`BIAS_LIMIT`]).
     pub fn new(vocab: usize, rate: u32) -> Adapt {
-        Adapt { rate: rate.min(BIAS_LIMIT as u32), bias: vec![0; vocab], max: 0, flat: true, exp: exp2_table(OUT_EXP_BITS, OUT_P_FRAC), w: vec![0; vocab] }
+        Adapt {
+            rate: rate.min(BIAS_LIMIT as u32),
+            bias: vec![0; vocab],
+            max: 0,
+            flat: true,
+            exp: exp2_table(OUT_EXP_BITS, OUT_P_FRAC),
+            w: vec![0; vocab],
+        }
     }
 
     /// Back to zero, as at the start of a chunk.
@@ -207,7 +214,10 @@ fn each_part<A: Send, T: Send>(out: &mut [A], f: impl Fn(usize, &mut [A]) -> T +
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
-        out.par_chunks_mut(PART).enumerate().map(|(k, o)| f(k * PART, o)).collect()
+        out.par_chunks_mut(PART)
+            .enumerate()
+            .map(|(k, o)| f(k * PART, o))
+            .collect()
     }
     #[cfg(not(feature = "parallel"))]
     {
@@ -244,7 +254,13 @@ mod tests {
                     .map(|i| match shape {
                         0 => 0,
                         1 => (rng(&mut seed) % 30000) as i32,
-                        2 => if i == vocab / 2 { 40 << 10 } else { 0 },
+                        2 => {
+                            if i == vocab / 2 {
+                                40 << 10
+                            } else {
+                                0
+                            }
+                        }
                         _ => -(i as i32) * 300,
                     })
                     .collect();
@@ -274,7 +290,11 @@ mod tests {
 
     #[test]
     fn a_repeated_token_gets_cheaper_and_the_others_stay_in_proportion() {
-        let f = table(&(0..1000).map(|i| if i == 3 { 8 << 10 } else { i * 37 % 1000 }).collect::<Vec<_>>());
+        let f = table(
+            &(0..1000)
+                .map(|i| if i == 3 { 8 << 10 } else { i * 37 % 1000 })
+                .collect::<Vec<_>>(),
+        );
         let mut a = Adapt::new(f.len(), RATE);
         let mut q = vec![0; f.len()];
         let mut last = f[500];
@@ -304,7 +324,11 @@ mod tests {
             check(&q);
             all.extend(q.iter().flat_map(|x| x.to_le_bytes()));
             // Mostly a few favourite symbols, as text is.
-            let s = if rng(&mut seed).is_multiple_of(4) { rng(&mut seed) % 49152 } else { rng(&mut seed) % 8 * 1000 };
+            let s = if rng(&mut seed).is_multiple_of(4) {
+                rng(&mut seed) % 49152
+            } else {
+                rng(&mut seed) % 8 * 1000
+            };
             a.learn(&q, s as u32);
         }
         crate::pack::hex(&crate::pack::sha256(&all))
@@ -312,7 +336,11 @@ mod tests {
 
     #[test]
     fn golden() {
-        assert_eq!(run(), GOLDEN_ADAPT_SHA256, "the adaptive bias's tables changed: a format change");
+        assert_eq!(
+            run(),
+            GOLDEN_ADAPT_SHA256,
+            "the adaptive bias's tables changed: a format change"
+        );
     }
 
     #[test]

@@ -12,7 +12,11 @@ use std::time::Instant;
 
 use lmz::{Error, Result};
 
-type Codec = (&'static str, fn(&[u8]) -> std::io::Result<Vec<u8>>, fn(&[u8]) -> std::io::Result<Vec<u8>>);
+type Codec = (
+    &'static str,
+    fn(&[u8]) -> std::io::Result<Vec<u8>>,
+    fn(&[u8]) -> std::io::Result<Vec<u8>>,
+);
 
 fn gzip_c(d: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
@@ -54,7 +58,12 @@ fn brotli_d(d: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(o)
 }
 
-const CLASSIC: [Codec; 4] = [("gzip -9", gzip_c, gzip_d), ("xz -9", xz_c, xz_d), ("zstd -19", zstd_c, zstd_d), ("brotli -11", brotli_c, brotli_d)];
+const CLASSIC: [Codec; 4] = [
+    ("gzip -9", gzip_c, gzip_d),
+    ("xz -9", xz_c, xz_d),
+    ("zstd -19", zstd_c, zstd_d),
+    ("brotli -11", brotli_c, brotli_d),
+];
 
 fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
     let t = Instant::now();
@@ -75,13 +84,28 @@ pub enum Mode {
     Ablation,
 }
 
-pub fn run(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, threads: Option<usize>, backend: crate::engine::BackendKind) -> Result<()> {
+pub fn run(
+    model_flag: Option<&Path>,
+    files: &[PathBuf],
+    mode: Mode,
+    threads: Option<usize>,
+    backend: crate::engine::BackendKind,
+) -> Result<()> {
     crate::engine::on_threads(threads, || run_on_pool(model_flag, files, mode, backend))?
 }
 
-fn run_on_pool(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, backend: crate::engine::BackendKind) -> Result<()> {
+fn run_on_pool(
+    model_flag: Option<&Path>,
+    files: &[PathBuf],
+    mode: Mode,
+    backend: crate::engine::BackendKind,
+) -> Result<()> {
     let with_lmz = mode != Mode::Classic;
-    let model = if with_lmz { Some(lmz::fetch::load(&lmz::fetch::default_pack_path(model_flag))?) } else { None };
+    let model = if with_lmz {
+        Some(lmz::fetch::load(&lmz::fetch::default_pack_path(model_flag))?)
+    } else {
+        None
+    };
     let engine = if let Some(model) = &model {
         let codec = lmz::container::Codec::new(model)?;
         // Four sequence slots: the chunks of a file decode in lock-step, as with `lmz -d`.
@@ -104,10 +128,21 @@ fn run_on_pool(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, backend
     }
     for f in files {
         let data = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-        let name = f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = f
+            .file_name()
+            .map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned());
         let row = |what: &str, size: usize, tc: f64, td: f64| {
-            let bpb = if data.is_empty() { 0.0 } else { 8.0 * size as f64 / data.len() as f64 };
-            println!("| {name} | {} | {what} | {size} | {bpb:.3} | {:.0} | {:.0} |", data.len(), data.len() as f64 / tc, data.len() as f64 / td);
+            let bpb = if data.is_empty() {
+                0.0
+            } else {
+                8.0 * size as f64 / data.len() as f64
+            };
+            println!(
+                "| {name} | {} | {what} | {size} | {bpb:.3} | {:.0} | {:.0} |",
+                data.len(),
+                data.len() as f64 / tc,
+                data.len() as f64 / td
+            );
         };
         if let (Some((codec, backend)), Some(model), Mode::Ablation) = (engine.as_mut(), &model, mode) {
             ablation(model, &name, &data, codec, backend)?;
@@ -120,16 +155,31 @@ fn run_on_pool(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, backend
                 #[cfg(feature = "gpu")]
                 crate::engine::Engine::Gpu(_) => "lmz (gpu)",
             };
-            let (z, tc) = timed(|| crate::engine::with_engine!(&mut *backend, b => codec.compress(b, &data, &opts, &mut |_, _| {})))?;
-            let (back, td) = timed(|| crate::engine::with_engine!(&mut *backend, b => codec.decompress(b, &z, &mut |_, _| {})))?;
+            let (z, tc) = timed(
+                || crate::engine::with_engine!(&mut *backend, b => codec.compress(b, &data, &opts, &mut |_, _| {})),
+            )?;
+            let (back, td) =
+                timed(|| crate::engine::with_engine!(&mut *backend, b => codec.decompress(b, &z, &mut |_, _| {})))?;
             if back != data {
                 return Err(Error::FormatCorrupt(format!("{name}: lmz did not round-trip")));
             }
             if mode == Mode::Speed {
                 let n = codec.tokenizer().encode(&data).len() as f64;
-                let bpb = if data.is_empty() { 0.0 } else { 8.0 * z.len() as f64 / data.len() as f64 };
+                let bpb = if data.is_empty() {
+                    0.0
+                } else {
+                    8.0 * z.len() as f64 / data.len() as f64
+                };
                 let b = data.len() as f64;
-                println!("| {name} | {} | {n} | {} | {bpb:.4} | {:.1} | {:.0} | {:.1} | {:.0} |", data.len(), backend.describe(), n / tc, b / tc, n / td, b / td);
+                println!(
+                    "| {name} | {} | {n} | {} | {bpb:.4} | {:.1} | {:.0} | {:.1} | {:.0} |",
+                    data.len(),
+                    backend.describe(),
+                    n / tc,
+                    b / tc,
+                    n / td,
+                    b / td
+                );
                 continue;
             }
             row(label, z.len(), tc, td);
@@ -156,13 +206,22 @@ fn run_on_pool(model_flag: Option<&Path>, files: &[PathBuf], mode: Mode, backend
 /// One file's ablation rows: the model's tables alone, with the format's adaptive bias, with
 /// the n-gram mixer after it (all three from one model run over the whole text), then the
 /// real file (chunks, container), checked by a round trip.
-fn ablation(model: &lmz::pack::Model, name: &str, data: &[u8], codec: &lmz::container::Codec, backend: &mut crate::engine::Engine) -> Result<()> {
+fn ablation(
+    model: &lmz::pack::Model,
+    name: &str,
+    data: &[u8],
+    codec: &lmz::container::Codec,
+    backend: &mut crate::engine::Engine,
+) -> Result<()> {
     use lmz::eval::{score, Policy};
     let cfg = model.config().clone();
     let fr = lmz::model::Fracs::new(&model.weights);
     let tokens = codec.tokenizer().encode(data);
     let policy = Policy::shift_for(&cfg);
-    let stack = |adapt, ngram| lmz::adapt::Online::new(cfg.vocab, adapt, ngram).ok_or_else(|| Error::InvalidArgument("internal: no online model".into()));
+    let stack = |adapt, ngram| {
+        lmz::adapt::Online::new(cfg.vocab, adapt, ngram)
+            .ok_or_else(|| Error::InvalidArgument("internal: no online model".into()))
+    };
     let (mut biased_only, mut mixed_too) = (stack(true, false)?, stack(true, true)?);
     let (mut lm, mut biased, mut mixed) = (0f64, 0f64, 0f64);
     let bar = crate::progress_bar(tokens.len() as u64, "scoring");
@@ -188,12 +247,22 @@ fn ablation(model: &lmz::pack::Model, name: &str, data: &[u8], codec: &lmz::cont
     let bpb = |bits: f64| if data.is_empty() { 0.0 } else { bits / data.len() as f64 };
     let stored = 8.0 * z.len() as f64;
     let mut prev: Option<f64> = None;
-    for (what, bits) in [("the LM alone (ideal)", lm), ("+ adaptive bias (ideal)", biased), ("+ n-gram mixer (ideal)", mixed), ("the .lmz file (chunks, container)", stored)] {
+    for (what, bits) in [
+        ("the LM alone (ideal)", lm),
+        ("+ adaptive bias (ideal)", biased),
+        ("+ n-gram mixer (ideal)", mixed),
+        ("the .lmz file (chunks, container)", stored),
+    ] {
         let delta = match prev {
             Some(p) if p > 0.0 => format!("{:+.2} %", 100.0 * (bits / p - 1.0)),
             _ => "—".into(),
         };
-        println!("| {name} | {} | {} | {what} | {:.4} | {delta} |", data.len(), tokens.len(), bpb(bits));
+        println!(
+            "| {name} | {} | {} | {what} | {:.4} | {delta} |",
+            data.len(),
+            tokens.len(),
+            bpb(bits)
+        );
         prev = Some(bits);
     }
     Ok(())

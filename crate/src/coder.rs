@@ -81,7 +81,14 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn new() -> Encoder {
-        Encoder { low: 0, range: TOP - 1, cache: 0, pending: 0, started: false, out: Vec::new() }
+        Encoder {
+            low: 0,
+            range: TOP - 1,
+            cache: 0,
+            pending: 0,
+            started: false,
+            out: Vec::new(),
+        }
     }
 
     /// Encodes a symbol given its cumulative frequency and frequency in a table summing to
@@ -101,9 +108,12 @@ impl Encoder {
 
     /// Encodes `symbol` under `table` (`O(symbol)` to find its cumulative frequency).
     pub fn encode_symbol(&mut self, table: &[u32], symbol: u32) -> Result<()> {
-        let (c, f) = cum_freq(table, symbol).ok_or_else(|| Error::InvalidArgument(format!("symbol {symbol} outside a table of {}", table.len())))?;
+        let (c, f) = cum_freq(table, symbol)
+            .ok_or_else(|| Error::InvalidArgument(format!("symbol {symbol} outside a table of {}", table.len())))?;
         if f == 0 || c as u64 + f as u64 > 1 << FREQ_BITS {
-            return Err(Error::InvalidArgument(format!("symbol {symbol} has frequency {f} at {c}: not a valid table")));
+            return Err(Error::InvalidArgument(format!(
+                "symbol {symbol} has frequency {f} at {c}: not a valid table"
+            )));
         }
         self.encode(c, f);
         Ok(())
@@ -175,7 +185,12 @@ pub struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     pub fn new(input: &'a [u8]) -> Decoder<'a> {
-        let mut d = Decoder { input, pos: 0, range: TOP - 1, code: 0 };
+        let mut d = Decoder {
+            input,
+            pos: 0,
+            range: TOP - 1,
+            code: 0,
+        };
         for _ in 0..INIT_BYTES {
             d.code = (d.code << 8) | d.byte() as u64;
         }
@@ -233,13 +248,18 @@ impl<'a> Decoder<'a> {
             }
             cum = next;
         }
-        Err(Error::FormatCorrupt("range-coded data points outside the frequency table".into()))
+        Err(Error::FormatCorrupt(
+            "range-coded data points outside the frequency table".into(),
+        ))
     }
 
     /// Checks that the stream ended where the encoder's would have: no input byte left unread.
     pub fn finish(self) -> Result<()> {
         if self.pos < self.input.len() {
-            return Err(Error::FormatCorrupt(format!("{} unexpected byte(s) after the end of the range-coded data", self.input.len() - self.pos)));
+            return Err(Error::FormatCorrupt(format!(
+                "{} unexpected byte(s) after the end of the range-coded data",
+                self.input.len() - self.pos
+            )));
         }
         Ok(())
     }
@@ -256,7 +276,9 @@ mod tests {
     /// A table from random logits: `spread` octaves between the likeliest and the rest.
     fn random_table(r: &mut Rng, vocab: usize, spread: u32) -> Vec<u32> {
         let exp = exp2_table(OUT_EXP_BITS, OUT_P_FRAC);
-        let logits: Vec<i32> = (0..vocab).map(|_| (r.below((spread as u64) << 10 | 1)) as i32).collect();
+        let logits: Vec<i32> = (0..vocab)
+            .map(|_| (r.below((spread as u64) << 10 | 1)) as i32)
+            .collect();
         let mut f = vec![0; vocab];
         freq_table(&logits, &exp, &mut f);
         f
@@ -327,7 +349,11 @@ mod tests {
             // The likeliest symbol many times, uniformly drawn symbols (mostly 24 bits each
             // in the peaked table), and the least likely symbol alternating with the first.
             let top = table.iter().position(|&f| f > 1 << 20).unwrap_or(0) as u32;
-            for syms in [vec![top; 3000], (0..3000).map(|_| r.below(n as u64) as u32).collect::<Vec<_>>(), (0..500).map(|i| if i % 2 == 0 { n - 1 } else { 0 }).collect()] {
+            for syms in [
+                vec![top; 3000],
+                (0..3000).map(|_| r.below(n as u64) as u32).collect::<Vec<_>>(),
+                (0..500).map(|i| if i % 2 == 0 { n - 1 } else { 0 }).collect(),
+            ] {
                 let (len, bits) = same_table(&table, &syms);
                 assert!((len as f64) <= bits / 8.0 * 1.005 + 8.0, "{len} bytes for {bits} bits");
             }
@@ -338,7 +364,10 @@ mod tests {
         let mut peaked = vec![1u32; v];
         peaked[0] = FREQ_TOTAL - (v as u32 - 1);
         let (len, bits) = same_table(&peaked, &vec![0; 100_000]);
-        assert!(len as f64 <= bits / 8.0 + 8.0 - MAX_TRIM as f64, "{len} bytes for {bits} bits");
+        assert!(
+            len as f64 <= bits / 8.0 + 8.0 - MAX_TRIM as f64,
+            "{len} bytes for {bits} bits"
+        );
     }
 
     #[test]
@@ -369,7 +398,12 @@ mod tests {
         stream(42, &mut |t, _| d.decode(t).unwrap());
         d.finish().unwrap();
         let over = bytes.len() as f64 - bits / 8.0;
-        eprintln!("{n} symbols: ideal {:.1} bytes, coded {} bytes (+{over:.2} bytes, {:.4} %)", bits / 8.0, bytes.len(), 100.0 * over / (bits / 8.0));
+        eprintln!(
+            "{n} symbols: ideal {:.1} bytes, coded {} bytes (+{over:.2} bytes, {:.4} %)",
+            bits / 8.0,
+            bytes.len(),
+            100.0 * over / (bits / 8.0)
+        );
         assert!(bytes.len() as f64 <= bits / 8.0 * 1.005 + 8.0);
         // In fact the coder is within a couple of bytes of the ideal.
         assert!(over < 3.0, "{over}");
@@ -382,7 +416,10 @@ mod tests {
         let bytes = round_trip(&tables, &[0, 1, 2, 3, 3, 2, 1, 0]);
         assert_eq!(bytes, [0x1b, 0xe4]);
         let t = vec![FREQ_TOTAL - 2, 1, 1];
-        assert_eq!(round_trip(&vec![t.clone(); 3], &[1, 0, 2]), [0xff, 0xff, 0xfe, 0xfe, 0xff, 0xfe]);
+        assert_eq!(
+            round_trip(&vec![t.clone(); 3], &[1, 0, 2]),
+            [0xff, 0xff, 0xfe, 0xfe, 0xff, 0xfe]
+        );
     }
 
     #[test]

@@ -73,11 +73,18 @@ fn le32<T: Copy + Into<i64>>(v: &[T]) -> Vec<u8> {
 fn q4_1(g: &Gguf, name: &str, rows: usize, cols: usize, out: &mut Out, dst: &str) -> Result<()> {
     let (t, data) = g.tensor(name)?;
     if t.ty != GgmlType::Q4_1 || t.dims != [cols as u64, rows as u64] {
-        return Err(Error::Gguf(format!("{name}: expected Q4_1 [{cols}, {rows}], found {:?} {:?}", t.ty, t.dims)));
+        return Err(Error::Gguf(format!(
+            "{name}: expected Q4_1 [{cols}, {rows}], found {:?} {:?}",
+            t.ty, t.dims
+        )));
     }
     let nb = cols / 32;
     let mut nib = Vec::with_capacity(rows * cols / 2);
-    let (mut d_out, mut m_out, mut e_out) = (Vec::with_capacity(rows * nb), Vec::with_capacity(rows * nb), Vec::with_capacity(rows));
+    let (mut d_out, mut m_out, mut e_out) = (
+        Vec::with_capacity(rows * nb),
+        Vec::with_capacity(rows * nb),
+        Vec::with_capacity(rows),
+    );
     for r in 0..rows {
         let row = &data[r * nb * 20..(r + 1) * nb * 20];
         // (d, m + 8d): the re-centred form keeps both scales small (see docs/MODEL.md).
@@ -105,21 +112,32 @@ fn q4_1(g: &Gguf, name: &str, rows: usize, cols: usize, out: &mut Out, dst: &str
     out.push(format!("{dst}.nib"), Dtype::U8, vec![rows, cols / 2], nib);
     out.push(format!("{dst}.d"), Dtype::I16, vec![rows, nb], le16(&d_out));
     out.push(format!("{dst}.m"), Dtype::I16, vec![rows, nb], le16(&m_out));
-    out.push(format!("{dst}.e"), Dtype::I8, vec![rows], e_out.iter().map(|&x| x as u8).collect());
+    out.push(
+        format!("{dst}.e"),
+        Dtype::I8,
+        vec![rows],
+        e_out.iter().map(|&x| x as u8).collect(),
+    );
     Ok(())
 }
 
 fn q8_0(g: &Gguf, name: &str, rows: usize, cols: usize, out: &mut Out, dst: &str) -> Result<()> {
     let (t, data) = g.tensor(name)?;
     if t.ty != GgmlType::Q8_0 || t.dims != [cols as u64, rows as u64] {
-        return Err(Error::Gguf(format!("{name}: expected Q8_0 [{cols}, {rows}], found {:?} {:?}", t.ty, t.dims)));
+        return Err(Error::Gguf(format!(
+            "{name}: expected Q8_0 [{cols}, {rows}], found {:?} {:?}",
+            t.ty, t.dims
+        )));
     }
     let nb = cols / 32;
     let mut q = Vec::with_capacity(rows * cols);
     let (mut d_out, mut e_out) = (Vec::with_capacity(rows * nb), Vec::with_capacity(rows));
     for r in 0..rows {
         let row = &data[r * nb * 34..(r + 1) * nb * 34];
-        let ds: Vec<f64> = row.chunks_exact(34).map(|b| f16_to_f64(u16::from_le_bytes([b[0], b[1]]))).collect();
+        let ds: Vec<f64> = row
+            .chunks_exact(34)
+            .map(|b| f16_to_f64(u16::from_le_bytes([b[0], b[1]])))
+            .collect();
         if ds.iter().any(|d| !d.is_finite()) {
             return Err(Error::Gguf(format!("{name}: non-finite block scale in row {r}")));
         }
@@ -132,7 +150,12 @@ fn q8_0(g: &Gguf, name: &str, rows: usize, cols: usize, out: &mut Out, dst: &str
     }
     out.push(format!("{dst}.q"), Dtype::I8, vec![rows, cols], q);
     out.push(format!("{dst}.d"), Dtype::I16, vec![rows, nb], le16(&d_out));
-    out.push(format!("{dst}.e"), Dtype::I8, vec![rows], e_out.iter().map(|&x| x as u8).collect());
+    out.push(
+        format!("{dst}.e"),
+        Dtype::I8,
+        vec![rows],
+        e_out.iter().map(|&x| x as u8).collect(),
+    );
     Ok(())
 }
 
@@ -141,7 +164,10 @@ fn norm(g: &Gguf, name: &str, dim: usize, mul: f64, out: &mut Out, dst: &str) ->
     if t.ty != GgmlType::F32 || t.dims != [dim as u64] {
         return Err(Error::Gguf(format!("{name}: expected F32 [{dim}]")));
     }
-    let v: Vec<f64> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64 * mul).collect();
+    let v: Vec<f64> = data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64 * mul)
+        .collect();
     let max = v.iter().fold(0f64, |a, x| a.max(x.abs()));
     if !max.is_finite() {
         return Err(Error::Gguf(format!("{name}: non-finite gain")));
@@ -163,11 +189,15 @@ pub fn gguf_to_pack(gguf_bytes: &[u8], source: &str) -> Result<Vec<u8>> {
     let g = Gguf::parse(gguf_bytes)?;
     let arch = g.get_str("general.architecture")?;
     if arch != "llama" {
-        return Err(Error::Gguf(format!("architecture {arch:?} is not supported (llama only)")));
+        return Err(Error::Gguf(format!(
+            "architecture {arch:?} is not supported (llama only)"
+        )));
     }
     let tok_model = g.get_str("tokenizer.ggml.model")?;
     if tok_model != "gpt2" {
-        return Err(Error::Gguf(format!("tokenizer {tok_model:?} is not supported (gpt2 byte-level BPE only)")));
+        return Err(Error::Gguf(format!(
+            "tokenizer {tok_model:?} is not supported (gpt2 byte-level BPE only)"
+        )));
     }
     let u = |k: &str| g.get_u64(k).map(|v| v as usize);
     let n_heads = u("llama.attention.head_count")?;
@@ -190,7 +220,8 @@ pub fn gguf_to_pack(gguf_bytes: &[u8], source: &str) -> Result<Vec<u8>> {
             None => g.get_u64("tokenizer.ggml.bos_token_id")? as u32,
         },
         eos: g.get_u64("tokenizer.ggml.eos_token_id")? as u32,
-        norm_eps_q24: (g.get_f32("llama.attention.layer_norm_rms_epsilon")? as f64 * (1u64 << 24) as f64).round() as u32,
+        norm_eps_q24: (g.get_f32("llama.attention.layer_norm_rms_epsilon")? as f64 * (1u64 << 24) as f64).round()
+            as u32,
     };
     pack::check_config(&config)?;
     if let Ok(rd) = g.get_u64("llama.rope.dimension_count") {
@@ -226,13 +257,35 @@ pub fn gguf_to_pack(gguf_bytes: &[u8], source: &str) -> Result<Vec<u8>> {
         return Err(Error::Gguf("untied output projection is not supported".into()));
     }
     // Logits in log2 units: fold log2(e) into the final norm's gain.
-    norm(&g, "output_norm.weight", dim, std::f64::consts::LOG2_E, &mut out, "out_norm")?;
+    norm(
+        &g,
+        "output_norm.weight",
+        dim,
+        std::f64::consts::LOG2_E,
+        &mut out,
+        "out_norm",
+    )?;
     let (cos, sin) = tables::rope(c.ctx, c.head_dim, c.rope_base);
     out.push("tab.rope_cos", Dtype::I16, vec![c.ctx, c.head_dim / 2], le16(&cos));
     out.push("tab.rope_sin", Dtype::I16, vec![c.ctx, c.head_dim / 2], le16(&sin));
-    out.push("tab.att_exp", Dtype::U32, vec![1 << tables::ATT_EXP_BITS], le32(&tables::exp2_table(tables::ATT_EXP_BITS, tables::ATT_P_FRAC)));
-    out.push("tab.out_exp", Dtype::U32, vec![1 << tables::OUT_EXP_BITS], le32(&tables::exp2_table(tables::OUT_EXP_BITS, tables::OUT_P_FRAC)));
-    out.push("tab.silu", Dtype::I32, vec![tables::SILU_ENTRIES], le32(&tables::silu()));
+    out.push(
+        "tab.att_exp",
+        Dtype::U32,
+        vec![1 << tables::ATT_EXP_BITS],
+        le32(&tables::exp2_table(tables::ATT_EXP_BITS, tables::ATT_P_FRAC)),
+    );
+    out.push(
+        "tab.out_exp",
+        Dtype::U32,
+        vec![1 << tables::OUT_EXP_BITS],
+        le32(&tables::exp2_table(tables::OUT_EXP_BITS, tables::OUT_P_FRAC)),
+    );
+    out.push(
+        "tab.silu",
+        Dtype::I32,
+        vec![tables::SILU_ENTRIES],
+        le32(&tables::silu()),
+    );
 
     let meta = PackMeta {
         format: PACK_FORMAT.into(),
@@ -246,7 +299,11 @@ pub fn gguf_to_pack(gguf_bytes: &[u8], source: &str) -> Result<Vec<u8>> {
     let views: Vec<(String, TensorView)> = out
         .tensors
         .iter()
-        .map(|(n, dt, sh, data)| TensorView::new(*dt, sh.clone(), data).map(|v| (n.clone(), v)).map_err(|e| Error::Pack(format!("{n}: {e}"))))
+        .map(|(n, dt, sh, data)| {
+            TensorView::new(*dt, sh.clone(), data)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::Pack(format!("{n}: {e}")))
+        })
         .collect::<Result<_>>()?;
     let meta_map: HashMap<String, String> = [(META_KEY.to_string(), meta_json)].into_iter().collect();
     safetensors::serialize(views, Some(meta_map)).map_err(|e| Error::Pack(e.to_string()))

@@ -21,7 +21,10 @@ pub fn on_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send)
     if threads == Some(0) {
         return Err(Error::InvalidArgument("--threads must be at least 1".into()));
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.unwrap_or(0)).build().map_err(|e| Error::InvalidArgument(format!("cannot start {} threads: {e}", threads.unwrap_or(0))))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start {} threads: {e}", threads.unwrap_or(0))))?;
     Ok(pool.install(f))
 }
 
@@ -73,7 +76,9 @@ enum AutoGpu {
 #[cfg(feature = "gpu")]
 fn auto_gpu() -> Result<AutoGpu> {
     match Gpu::new(GpuOptions::default()) {
-        Ok(g) if g.adapter_info().device_type != lmz::backend::gpu::DeviceType::Cpu => Ok(AutoGpu::Hardware(Box::new(g))),
+        Ok(g) if g.adapter_info().device_type != lmz::backend::gpu::DeviceType::Cpu => {
+            Ok(AutoGpu::Hardware(Box::new(g)))
+        }
         Ok(g) => Ok(AutoGpu::Software(g.adapter_info().name.clone())),
         Err(Error::GpuNoAdapter(_)) | Err(Error::GpuLimits { .. }) => Ok(AutoGpu::Unusable),
         Err(e) => Err(e),
@@ -86,11 +91,18 @@ impl Engine {
         match kind {
             BackendKind::Cpu => Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?)),
             #[cfg(feature = "gpu")]
-            BackendKind::Gpu => Ok(Engine::Gpu(Box::new(GpuBackend::with_slots(model, slots, cache_len, GpuOptions::default())?))),
+            BackendKind::Gpu => Ok(Engine::Gpu(Box::new(GpuBackend::with_slots(
+                model,
+                slots,
+                cache_len,
+                GpuOptions::default(),
+            )?))),
             #[cfg(feature = "gpu")]
             BackendKind::Auto => match auto_gpu()? {
                 AutoGpu::Hardware(g) => Ok(Engine::Gpu(Box::new(GpuBackend::on(*g, model, slots, cache_len)?))),
-                AutoGpu::Software(_) | AutoGpu::Unusable => Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?)),
+                AutoGpu::Software(_) | AutoGpu::Unusable => {
+                    Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?))
+                }
             },
             #[cfg(not(feature = "gpu"))]
             BackendKind::Gpu => Err(Error::GpuNoAdapter("this lmz was built without the gpu feature".into())),
@@ -150,5 +162,9 @@ impl Engine {
 
 /// "CPU, 2 thread(s), Avx512Vnni": the threads and the kernels the CPU engine runs.
 fn cpu_words() -> String {
-    format!("CPU, {} thread(s), {:?}", rayon::current_num_threads(), lmz::backend::cpu::Isa::best())
+    format!(
+        "CPU, {} thread(s), {:?}",
+        rayon::current_num_threads(),
+        lmz::backend::cpu::Isa::best()
+    )
 }

@@ -19,7 +19,11 @@ pub enum Error {
     #[error("model pack not found at {path}: run `lmz model fetch` (or pass --model PATH / set LMZ_MODEL)")]
     ModelMissing { path: String },
     #[error("hash mismatch for {what}: expected {expected}, got {actual}; the download is corrupt or not the pinned file — delete it and fetch again")]
-    HashMismatch { what: String, expected: String, actual: String },
+    HashMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
     #[error("model fetch failed: {0}")]
     Fetch(String),
 
@@ -36,7 +40,9 @@ pub enum Error {
     // --- format (.lmz files and raw streams; every input is treated as hostile) ---
     #[error("not an lmz file: {0}")]
     FormatBadMagic(String),
-    #[error("unsupported lmz format version {version}: this lmz reads version(s) {supported}; a newer lmz made this file")]
+    #[error(
+        "unsupported lmz format version {version}: this lmz reads version(s) {supported}; a newer lmz made this file"
+    )]
     FormatVersion { version: u32, supported: String },
     #[error("model mismatch: the file was made with the model pack whose fingerprint {wanted}, but the loaded pack is {have}; pass that pack with --model (see `lmz model`)")]
     FormatModelMismatch { wanted: String, have: String },
@@ -95,7 +101,10 @@ impl Error {
     }
 
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 
@@ -109,19 +118,35 @@ mod tests {
             Error::Gguf(String::new()),
             Error::Pack(String::new()),
             Error::ModelMissing { path: String::new() },
-            Error::HashMismatch { what: String::new(), expected: String::new(), actual: String::new() },
+            Error::HashMismatch {
+                what: String::new(),
+                expected: String::new(),
+                actual: String::new(),
+            },
             Error::Fetch(String::new()),
             Error::Tokenizer(String::new()),
             Error::ContextOverflow { pos: 0, ctx: 0 },
             Error::InvalidArgument(String::new()),
             Error::FormatBadMagic(String::new()),
-            Error::FormatVersion { version: 0, supported: String::new() },
-            Error::FormatModelMismatch { wanted: String::new(), have: String::new() },
+            Error::FormatVersion {
+                version: 0,
+                supported: String::new(),
+            },
+            Error::FormatModelMismatch {
+                wanted: String::new(),
+                have: String::new(),
+            },
             Error::FormatTruncated(String::new()),
-            Error::FormatChecksum { expected: String::new(), actual: String::new() },
+            Error::FormatChecksum {
+                expected: String::new(),
+                actual: String::new(),
+            },
             Error::FormatCorrupt(String::new()),
             Error::GpuNoAdapter(String::new()),
-            Error::GpuLimits { adapter: String::new(), what: String::new() },
+            Error::GpuLimits {
+                adapter: String::new(),
+                what: String::new(),
+            },
             Error::Gpu(String::new()),
             Error::Cancelled,
             Error::io("x", std::io::Error::other("x")),

@@ -88,40 +88,74 @@ impl Policy {
     /// The other combinations have no tag (the full form only).
     pub fn for_tag(cfg: &Config, kv: KvMode, adapt: bool, ngram: bool) -> Policy {
         match kv {
-            KvMode::Recompute => Policy { adapt, ngram, ..Policy::recompute_for(cfg) },
-            KvMode::Shift => Policy { adapt, ngram, ..Policy::shift_for(cfg) },
+            KvMode::Recompute => Policy {
+                adapt,
+                ngram,
+                ..Policy::recompute_for(cfg)
+            },
+            KvMode::Shift => Policy {
+                adapt,
+                ngram,
+                ..Policy::shift_for(cfg)
+            },
         }
     }
 
     /// Compact tag `0xFD`: [`Policy::adaptive_for`] with the n-gram mixer.
     pub fn mixed_for(cfg: &Config) -> Policy {
-        Policy { ngram: true, ..Policy::adaptive_for(cfg) }
+        Policy {
+            ngram: true,
+            ..Policy::adaptive_for(cfg)
+        }
     }
 
     /// Compact tag `0xFC`: [`Policy::shift_for`] with the adaptive bias.
     pub fn adaptive_for(cfg: &Config) -> Policy {
-        Policy { adapt: true, ..Policy::shift_for(cfg) }
+        Policy {
+            adapt: true,
+            ..Policy::shift_for(cfg)
+        }
     }
 
     /// Compact tag `0xFB`: windows of [`SHIFT_WINDOW`], stride [`SHIFT_STRIDE`], the context
     /// kept in the KV cache, the model's tables as they are.
     pub fn shift_for(cfg: &Config) -> Policy {
         let window = SHIFT_WINDOW.min(cfg.ctx);
-        Policy { window, stride: SHIFT_STRIDE.min(window / 2).max(1), start: cfg.doc_start, kv: KvMode::Shift, adapt: false, ngram: false }
+        Policy {
+            window,
+            stride: SHIFT_STRIDE.min(window / 2).max(1),
+            start: cfg.doc_start,
+            kv: KvMode::Shift,
+            adapt: false,
+            ngram: false,
+        }
     }
 
     /// The first format's policy (compact tag `0xFA`): windows of 2048, stride 1024,
     /// the context recomputed.
     pub fn recompute_for(cfg: &Config) -> Policy {
-        Policy { window: 2048.min(cfg.ctx), stride: 1024.min(cfg.ctx / 2).max(1), start: cfg.doc_start, kv: KvMode::Recompute, adapt: false, ngram: false }
+        Policy {
+            window: 2048.min(cfg.ctx),
+            stride: 1024.min(cfg.ctx / 2).max(1),
+            start: cfg.doc_start,
+            kv: KvMode::Recompute,
+            adapt: false,
+            ngram: false,
+        }
     }
 
     pub fn validate(&self, cfg: &Config) -> Result<()> {
         if self.window < 2 || self.window > cfg.ctx || self.stride == 0 || self.stride >= self.window {
-            return Err(Error::InvalidArgument(format!("window {} / stride {} must satisfy 0 < stride < window ≤ {}", self.window, self.stride, cfg.ctx)));
+            return Err(Error::InvalidArgument(format!(
+                "window {} / stride {} must satisfy 0 < stride < window ≤ {}",
+                self.window, self.stride, cfg.ctx
+            )));
         }
         if self.start as usize >= cfg.vocab {
-            return Err(Error::InvalidArgument(format!("start token {} is outside the vocabulary", self.start)));
+            return Err(Error::InvalidArgument(format!(
+                "start token {} is outside the vocabulary",
+                self.start
+            )));
         }
         Ok(())
     }
@@ -173,7 +207,10 @@ impl Window {
     /// left (the cache position of `tokens[self.ctx_start]`), and how many tokens it keeps
     /// (`tokens[ctx_start..score_start − 1]`, moved to positions `1..`).
     pub fn shift_from(&self, prev: &Window) -> (usize, usize) {
-        (self.ctx_start - prev.ctx_start + 1, self.score_start - 1 - self.ctx_start)
+        (
+            self.ctx_start - prev.ctx_start + 1,
+            self.score_start - 1 - self.ctx_start,
+        )
     }
 }
 
@@ -183,8 +220,16 @@ impl Window {
 /// depends only on the tokens before its scored ones, never on how long the text is: a
 /// decoder that does not know the token count repeats exactly the same windows.
 pub fn window_at(score_start: usize, n: usize, p: &Policy) -> Window {
-    let nominal = if score_start == 0 { p.window } else { score_start + p.stride };
-    Window { ctx_start: nominal.saturating_sub(p.window), score_start, end: n.min(nominal) }
+    let nominal = if score_start == 0 {
+        p.window
+    } else {
+        score_start + p.stride
+    };
+    Window {
+        ctx_start: nominal.saturating_sub(p.window),
+        score_start,
+        end: n.min(nominal),
+    }
 }
 
 /// The windows covering `n` tokens.
@@ -202,7 +247,15 @@ pub fn windows(n: usize, p: &Policy) -> Vec<Window> {
 /// Runs the model over `tokens` under `policy` and calls `sink(i, table)` with the
 /// frequency table predicting `tokens[i]`, for every i in order. `progress(done, total)`
 /// is called after each window.
-pub fn score<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
+pub fn score<B: Backend>(
+    b: &mut B,
+    cfg: &Config,
+    fr: &Fracs,
+    tokens: &[u32],
+    policy: &Policy,
+    sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<()> {
     block_on(score_async(b, cfg, fr, tokens, policy, sink, &mut |d, t| {
         progress(d, t);
         Ok(())
@@ -211,13 +264,29 @@ pub fn score<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], po
 
 /// [`score`] for any engine (see [`crate::model::forward_async`]); an error from
 /// `progress` (e.g. [`crate::Error::Cancelled`]) stops it.
-pub async fn score_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<()> {
+pub async fn score_async<B: Backend>(
+    b: &mut B,
+    cfg: &Config,
+    fr: &Fracs,
+    tokens: &[u32],
+    policy: &Policy,
+    sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>,
+    progress: &mut dyn FnMut(usize, usize) -> Result<()>,
+) -> Result<()> {
     score_to_async(b, cfg, fr, tokens, policy, &mut Scored::Tables(sink), progress).await
 }
 
 /// [`score_async`], but handing over only the coder's range of each token, `sink(i, cum,
 /// freq)` of `tokens[i]` in its table: compression's readout ([`Backend::ranges`]).
-pub async fn score_ranges_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, sink: &mut dyn FnMut(usize, u32, u32) -> Result<()>, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<()> {
+pub async fn score_ranges_async<B: Backend>(
+    b: &mut B,
+    cfg: &Config,
+    fr: &Fracs,
+    tokens: &[u32],
+    policy: &Policy,
+    sink: &mut dyn FnMut(usize, u32, u32) -> Result<()>,
+    progress: &mut dyn FnMut(usize, usize) -> Result<()>,
+) -> Result<()> {
     score_to_async(b, cfg, fr, tokens, policy, &mut Scored::Ranges(sink), progress).await
 }
 
@@ -227,7 +296,15 @@ enum Scored<'a> {
     Ranges(&'a mut dyn FnMut(usize, u32, u32) -> Result<()>),
 }
 
-async fn score_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], policy: &Policy, out: &mut Scored<'_>, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<()> {
+async fn score_to_async<B: Backend>(
+    b: &mut B,
+    cfg: &Config,
+    fr: &Fracs,
+    tokens: &[u32],
+    policy: &Policy,
+    out: &mut Scored<'_>,
+    progress: &mut dyn FnMut(usize, usize) -> Result<()>,
+) -> Result<()> {
     policy.validate(cfg)?;
     // The online models need each whole table (and learn from it): the ranges are then read
     // from their tables here, not by the engine.
@@ -252,8 +329,30 @@ async fn score_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens:
         // Row i of the logits predicts tokens[w.score_start + i].
         let at = w.score_start;
         match (&mut *out, &mut online) {
-            (Scored::Tables(sink), None) => forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, Readout::Tables(&mut |i, f| sink(at + i, f))).await?,
-            (Scored::Ranges(sink), None) => forward_seq_to_async(b, cfg, fr, run, pos0, logits_from, Readout::Ranges(&tokens[at..w.end], &mut |i, c, f| sink(at + i, c, f))).await?,
+            (Scored::Tables(sink), None) => {
+                forward_seq_to_async(
+                    b,
+                    cfg,
+                    fr,
+                    run,
+                    pos0,
+                    logits_from,
+                    Readout::Tables(&mut |i, f| sink(at + i, f)),
+                )
+                .await?
+            }
+            (Scored::Ranges(sink), None) => {
+                forward_seq_to_async(
+                    b,
+                    cfg,
+                    fr,
+                    run,
+                    pos0,
+                    logits_from,
+                    Readout::Ranges(&tokens[at..w.end], &mut |i, c, f| sink(at + i, c, f)),
+                )
+                .await?
+            }
             (out, Some(on)) => {
                 let mut mixed = |i: usize, f: &[u32]| -> Result<()> {
                     let t = tokens[at + i];
@@ -261,7 +360,9 @@ async fn score_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens:
                         match out {
                             Scored::Tables(sink) => sink(at + i, r)?,
                             Scored::Ranges(sink) => {
-                                let (c, fr) = crate::coder::cum_freq(r, t).ok_or_else(|| Error::InvalidArgument(format!("token {t} outside the vocabulary")))?;
+                                let (c, fr) = crate::coder::cum_freq(r, t).ok_or_else(|| {
+                                    Error::InvalidArgument(format!("token {t} outside the vocabulary"))
+                                })?;
                                 sink(at + i, c, fr)?
                             }
                         }
@@ -291,7 +392,14 @@ mod tests {
 
     #[test]
     fn windows_cover_every_token_once_with_enough_context() {
-        let p = Policy { window: 8, stride: 3, start: 1, kv: KvMode::Recompute, adapt: false, ngram: false };
+        let p = Policy {
+            window: 8,
+            stride: 3,
+            start: 1,
+            kv: KvMode::Recompute,
+            adapt: false,
+            ngram: false,
+        };
         for n in 0..40 {
             let ws = windows(n, &p);
             let mut next = 0;

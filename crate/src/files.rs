@@ -78,24 +78,38 @@ impl Engine {
         let codec = Codec::new(&model)?;
         drop(model);
         release_freed_memory();
-        Ok(Engine { pack, codec, backend: None })
+        Ok(Engine {
+            pack,
+            codec,
+            backend: None,
+        })
     }
 
     /// The codec and an engine with a cache of at least `window` positions in at least
     /// `slots` sequences.
     fn backend(&mut self, kind: BackendKind, window: usize, slots: usize) -> Result<(&Codec, &mut ModelEngine)> {
         let window = window.clamp(1, self.codec.config().ctx);
-        if self.backend.as_ref().is_none_or(|b| b.cache_len() < window || b.slots() < slots) {
+        if self
+            .backend
+            .as_ref()
+            .is_none_or(|b| b.cache_len() < window || b.slots() < slots)
+        {
             self.backend = None; // free the old cache first
             let model = lmz::fetch::load(&self.pack)?;
             if model.fingerprint != *self.codec.fingerprint() {
-                return Err(Error::InvalidArgument(format!("the model pack {} changed while lmz ran", self.pack.display())));
+                return Err(Error::InvalidArgument(format!(
+                    "the model pack {} changed while lmz ran",
+                    self.pack.display()
+                )));
             }
             self.backend = Some(ModelEngine::open(kind, &model, slots, window)?);
             drop(model);
             release_freed_memory();
         }
-        let b = self.backend.as_mut().ok_or_else(|| Error::InvalidArgument("no engine".into()))?;
+        let b = self
+            .backend
+            .as_mut()
+            .ok_or_else(|| Error::InvalidArgument("no engine".into()))?;
         Ok((&self.codec, b))
     }
 }
@@ -124,7 +138,11 @@ pub fn run(model_flag: Option<&Path>, a: IoArgs) -> Result<ExitCode> {
 }
 
 fn run_files(model_flag: Option<&Path>, a: &IoArgs) -> Result<ExitCode> {
-    let inputs: Vec<PathBuf> = if a.files.is_empty() { vec![PathBuf::from("-")] } else { a.files.clone() };
+    let inputs: Vec<PathBuf> = if a.files.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        a.files.clone()
+    };
     if a.output.is_some() && inputs.len() != 1 {
         eprintln!("lmz: -o/--output takes exactly one input file");
         return Ok(ExitCode::from(2));
@@ -157,41 +175,68 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
     } else if a.stdout || (stdin && a.output.is_none()) {
         Dest::Stdout
     } else if let Some(o) = &a.output {
-        Dest::File { path: o.clone(), remove_input: false }
+        Dest::File {
+            path: o.clone(),
+            remove_input: false,
+        }
     } else {
         let name = input.to_string_lossy();
         let path = if decompress {
             match name.strip_suffix(SUFFIX) {
                 Some(stem) if !stem.is_empty() && !stem.ends_with('/') => PathBuf::from(stem),
-                _ => return Err(Error::InvalidArgument(format!("unknown suffix (expected {SUFFIX}); use -c or -o to choose the output"))),
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown suffix (expected {SUFFIX}); use -c or -o to choose the output"
+                    )))
+                }
             }
         } else {
             if name.ends_with(SUFFIX) && !a.force {
-                return Err(Error::InvalidArgument(format!("already has the {SUFFIX} suffix; unchanged (use -f to compress it again)")));
+                return Err(Error::InvalidArgument(format!(
+                    "already has the {SUFFIX} suffix; unchanged (use -f to compress it again)"
+                )));
             }
             PathBuf::from(format!("{name}{SUFFIX}"))
         };
-        Dest::File { path, remove_input: !a.keep }
+        Dest::File {
+            path,
+            remove_input: !a.keep,
+        }
     };
     if let Dest::File { path, .. } = &dest {
         if path.exists() && !a.force {
-            return Err(Error::InvalidArgument(format!("{} already exists; use -f to overwrite", path.display())));
+            return Err(Error::InvalidArgument(format!(
+                "{} already exists; use -f to overwrite",
+                path.display()
+            )));
         }
     }
     if matches!(dest, Dest::Stdout) && !decompress && std::io::stdout().is_terminal() && !a.force {
-        return Err(Error::InvalidArgument("compressed data not written to a terminal (use -f to force, or -c > FILE)".into()));
+        return Err(Error::InvalidArgument(
+            "compressed data not written to a terminal (use -f to force, or -c > FILE)".into(),
+        ));
     }
-    let meta = if stdin { None } else { Some(std::fs::metadata(input).map_err(|e| Error::io(input, e))?) };
+    let meta = if stdin {
+        None
+    } else {
+        Some(std::fs::metadata(input).map_err(|e| Error::io(input, e))?)
+    };
     if meta.as_ref().is_some_and(|m| !m.is_file()) {
         return Err(Error::InvalidArgument("not a regular file".into()));
     }
     let total = meta.as_ref().map_or(0, |m| m.len());
-    let mut reader: Box<dyn Read> = if stdin { Box::new(std::io::stdin().lock()) } else { Box::new(std::fs::File::open(input).map_err(|e| Error::io(input, e))?) };
+    let mut reader: Box<dyn Read> = if stdin {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(input).map_err(|e| Error::io(input, e))?)
+    };
 
     if engine.is_none() {
         *engine = Some(Engine::load(model_flag)?);
     }
-    let Some(eng) = engine.as_mut() else { return Err(Error::InvalidArgument("no model".into())) };
+    let Some(eng) = engine.as_mut() else {
+        return Err(Error::InvalidArgument("no model".into()));
+    };
     let bar = bar(a, total, if decompress { "decompressing" } else { "compressing" });
     let t0 = Instant::now();
     let mut out = Output::open(&dest)?;
@@ -203,7 +248,9 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
         let info = lmz::container::info(&data)?;
         bar.set_length(info.original_len);
         set_style(&bar, info.original_len);
-        let window = info.window_stride.map_or(eng.codec.default_policy().window, |(w, _)| w as usize);
+        let window = info
+            .window_stride
+            .map_or(eng.codec.default_policy().window, |(w, _)| w as usize);
         // Model chunks decode in lock-step, one sequence slot each (the weights are read once
         // per step for all of them); the KV cache costs ~47 MB per slot at window 2048.
         let slots = info.decode_slots();
@@ -216,7 +263,11 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
     } else {
         let opts = Options {
             chunk_tokens: a.chunk_tokens.unwrap_or(lmz::container::DEFAULT_CHUNK_TOKENS),
-            policy: (a.no_adapt || a.no_ngram).then(|| lmz::eval::Policy { adapt: !a.no_adapt, ngram: false, ..eng.codec.default_policy() }),
+            policy: (a.no_adapt || a.no_ngram).then(|| lmz::eval::Policy {
+                adapt: !a.no_adapt,
+                ngram: false,
+                ..eng.codec.default_policy()
+            }),
             model: match a.use_model {
                 UseModel::Auto => ModelUse::Auto,
                 UseModel::Always => ModelUse::Always,
@@ -236,8 +287,12 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
             spool.write_all(p).map_err(|e| Error::io(std::env::temp_dir(), e))
         }))?;
         out.write(&head)?;
-        let mut spool = spool.into_inner().map_err(|e| Error::io(std::env::temp_dir(), e.into_error()))?;
-        spool.seek(SeekFrom::Start(0)).map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let mut spool = spool
+            .into_inner()
+            .map_err(|e| Error::io(std::env::temp_dir(), e.into_error()))?;
+        spool
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = spool.read(&mut buf).map_err(|e| Error::io(std::env::temp_dir(), e))?;
@@ -259,9 +314,21 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
     if a.verbose || (a.test && !a.quiet) {
         let (orig, comp) = if decompress { (written, read) } else { (read, written) };
         let bpb = if orig > 0 { 8.0 * comp as f64 / orig as f64 } else { 0.0 };
-        let what = if a.test { "OK".to_string() } else { format!("{orig} ↔ {comp} bytes") };
-        let engine = eng.backend.as_ref().map_or_else(|| "no model run".to_string(), |b| b.describe());
-        eprintln!("{}: {what}, {bpb:.4} bpb, {:.1} s, {:.0} bytes/s ({engine})", display(input), secs, orig as f64 / secs.max(1e-9));
+        let what = if a.test {
+            "OK".to_string()
+        } else {
+            format!("{orig} ↔ {comp} bytes")
+        };
+        let engine = eng
+            .backend
+            .as_ref()
+            .map_or_else(|| "no model run".to_string(), |b| b.describe());
+        eprintln!(
+            "{}: {what}, {bpb:.4} bpb, {:.1} s, {:.0} bytes/s ({engine})",
+            display(input),
+            secs,
+            orig as f64 / secs.max(1e-9)
+        );
     }
     Ok(())
 }
@@ -293,8 +360,16 @@ fn bar(a: &IoArgs, len: u64, what: &'static str) -> indicatif::ProgressBar {
 }
 
 fn set_style(bar: &indicatif::ProgressBar, len: u64) {
-    let template = if len == 0 { "{msg} {spinner} {bytes}, {bytes_per_sec}, {elapsed}" } else { "{msg} [{bar:30}] {bytes}/{total_bytes}, {bytes_per_sec}, ETA {eta}" };
-    bar.set_style(indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> "));
+    let template = if len == 0 {
+        "{msg} {spinner} {bytes}, {bytes_per_sec}, {elapsed}"
+    } else {
+        "{msg} [{bar:30}] {bytes}/{total_bytes}, {bytes_per_sec}, ETA {eta}"
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
 }
 
 /// Where one run's output goes, written as it is made: stdout, nowhere (`-t`), or a
@@ -304,7 +379,13 @@ fn set_style(bar: &indicatif::ProgressBar, len: u64) {
 enum Output {
     Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>, u64),
     Nowhere(u64),
-    File { file: std::io::BufWriter<std::fs::File>, tmp: Temp, path: PathBuf, crc: crc32fast::Hasher, n: u64 },
+    File {
+        file: std::io::BufWriter<std::fs::File>,
+        tmp: Temp,
+        path: PathBuf,
+        crc: crc32fast::Hasher,
+        n: u64,
+    },
 }
 
 impl Output {
@@ -317,10 +398,23 @@ impl Output {
                     Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                     _ => PathBuf::from("."),
                 };
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "out".into());
                 let tmp = dir.join(format!(".{name}.lmz.tmp{}", std::process::id()));
-                let f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
-                Output::File { file: std::io::BufWriter::new(f), tmp: Temp::new(tmp), path: path.clone(), crc: crc32fast::Hasher::new(), n: 0 }
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+                    .map_err(|e| Error::io(&tmp, e))?;
+                Output::File {
+                    file: std::io::BufWriter::new(f),
+                    tmp: Temp::new(tmp),
+                    path: path.clone(),
+                    crc: crc32fast::Hasher::new(),
+                    n: 0,
+                }
             }
         })
     }
@@ -349,13 +443,20 @@ impl Output {
                 Ok(n)
             }
             Output::Nowhere(n) => Ok(n),
-            Output::File { file, tmp, path, crc, n } => {
+            Output::File {
+                file,
+                tmp,
+                path,
+                crc,
+                n,
+            } => {
                 let tmp = &tmp.0 .0;
                 let f = file.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
                 if let Some(m) = src {
                     f.set_permissions(m.permissions()).map_err(|e| Error::io(tmp, e))?;
                     if let Ok(t) = m.modified() {
-                        f.set_times(std::fs::FileTimes::new().set_modified(t)).map_err(|e| Error::io(tmp, e))?;
+                        f.set_times(std::fs::FileTimes::new().set_modified(t))
+                            .map_err(|e| Error::io(tmp, e))?;
                     }
                 }
                 f.sync_all().map_err(|e| Error::io(tmp, e))?;
@@ -375,7 +476,10 @@ impl Output {
                 }
                 if m != n || back.finalize() != crc.finalize() {
                     let _ = std::fs::remove_file(&path);
-                    return Err(Error::io(&path, std::io::Error::other("the written file does not read back the same")));
+                    return Err(Error::io(
+                        &path,
+                        std::io::Error::other("the written file does not read back the same"),
+                    ));
                 }
                 Ok(n)
             }

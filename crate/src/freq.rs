@@ -42,7 +42,11 @@ pub fn freq_table(logits: &[i32], exp_table: &[u32], freq: &mut [u32]) {
         // l ≤ max, so the wrapping difference read as u32 is the exact non-negative distance.
         let d = max.wrapping_sub(l) as u32;
         let n = d >> crate::tables::OUT_EXP_BITS;
-        let e = if n >= 32 { 0 } else { exp_table[(d & 1023) as usize] >> n };
+        let e = if n >= 32 {
+            0
+        } else {
+            exp_table[(d & 1023) as usize] >> n
+        };
         *f = e;
         sum = sum.add(Wide { hi: 0, lo: e });
     }
@@ -99,7 +103,9 @@ pub(crate) mod tests {
             vec![0; v],
             vec![i32::MAX; v],
             vec![i32::MIN; v],
-            (0..v as i32).map(|i| if i % 2 == 0 { i32::MIN } else { i32::MAX }).collect(),
+            (0..v as i32)
+                .map(|i| if i % 2 == 0 { i32::MIN } else { i32::MAX })
+                .collect(),
             (0..v as i32).map(|i| i * 37 % 20000).collect(),
             (0..v as i32).map(|i| if i == 7 { 100 << 10 } else { 0 }).collect(),
         ] {
@@ -137,7 +143,10 @@ pub(crate) mod tests {
             let p = ((x as f64 - m) / 1024.0).exp2() / z;
             let exact = p * FREQ_TOTAL as f64;
             if fi as f64 != exact.max(1.0).round() {
-                assert!((fi as f64 - exact).abs() <= 2.0 + exact * (1e-4 + 4096.0 / FREQ_TOTAL as f64), "exact {exact} got {fi}");
+                assert!(
+                    (fi as f64 - exact).abs() <= 2.0 + exact * (1e-4 + 4096.0 / FREQ_TOTAL as f64),
+                    "exact {exact} got {fi}"
+                );
             }
         }
     }

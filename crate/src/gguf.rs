@@ -125,7 +125,11 @@ impl<'a> Cursor<'a> {
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return err(format!("truncated: need {n} bytes at offset {}, {} left", self.pos, self.remaining()));
+            return err(format!(
+                "truncated: need {n} bytes at offset {}, {} left",
+                self.pos,
+                self.remaining()
+            ));
         }
         let s = &self.b[self.pos..self.pos + n];
         self.pos += n;
@@ -148,14 +152,18 @@ impl<'a> Cursor<'a> {
         let n = self.u64()?;
         let fits = (self.remaining() / per_item.max(1)) as u64;
         if n > fits {
-            return err(format!("{what} count {n} cannot fit in the {} bytes left", self.remaining()));
+            return err(format!(
+                "{what} count {n} cannot fit in the {} bytes left",
+                self.remaining()
+            ));
         }
         Ok(n as usize)
     }
     fn string(&mut self) -> Result<String> {
         let n = self.count(1, "string length")?;
         let s = self.take(n)?;
-        String::from_utf8(s.to_vec()).map_err(|_| Error::Gguf(format!("string at offset {} is not UTF-8", self.pos - n)))
+        String::from_utf8(s.to_vec())
+            .map_err(|_| Error::Gguf(format!("string at offset {} is not UTF-8", self.pos - n)))
     }
     fn value(&mut self, ty: u32, depth: u32) -> Result<Value> {
         Ok(match ty {
@@ -200,7 +208,9 @@ impl<'a> Gguf<'a> {
         }
         let version = c.u32()?;
         if !(2..=3).contains(&version) {
-            return err(format!("unsupported GGUF version {version} (this reader knows 2 and 3)"));
+            return err(format!(
+                "unsupported GGUF version {version} (this reader knows 2 and 3)"
+            ));
         }
         // A tensor info is at least 8 (name len) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
         let n_tensors = c.count(24, "tensor")?;
@@ -216,7 +226,10 @@ impl<'a> Gguf<'a> {
             }
         }
         let alignment = match metadata.get("general.alignment") {
-            Some(v) => v.as_u64().filter(|a| a.is_power_of_two() && *a <= 1 << 16).ok_or_else(|| Error::Gguf("bad general.alignment".into()))?,
+            Some(v) => v
+                .as_u64()
+                .filter(|a| a.is_power_of_two() && *a <= 1 << 16)
+                .ok_or_else(|| Error::Gguf("bad general.alignment".into()))?,
             None => DEFAULT_ALIGNMENT,
         };
         let mut raw = Vec::with_capacity(n_tensors);
@@ -231,7 +244,8 @@ impl<'a> Gguf<'a> {
                 dims.push(c.u64()?);
             }
             let ty_raw = c.u32()?;
-            let ty = GgmlType::from_u32(ty_raw).ok_or_else(|| Error::Gguf(format!("tensor {name:?} has unsupported type {ty_raw}")))?;
+            let ty = GgmlType::from_u32(ty_raw)
+                .ok_or_else(|| Error::Gguf(format!("tensor {name:?} has unsupported type {ty_raw}")))?;
             let offset = c.u64()?;
             raw.push((name, dims, ty, offset));
         }
@@ -239,29 +253,59 @@ impl<'a> Gguf<'a> {
         let mut tensors = Vec::with_capacity(raw.len());
         for (name, dims, ty, offset) in raw {
             let (per_block, block_bytes) = ty.block();
-            let n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| Error::Gguf(format!("tensor {name:?} element count overflows")))?;
+            let n = dims
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| Error::Gguf(format!("tensor {name:?} element count overflows")))?;
             if dims[0] % per_block != 0 {
-                return err(format!("tensor {name:?}: row length {} is not a multiple of the block size {per_block}", dims[0]));
+                return err(format!(
+                    "tensor {name:?}: row length {} is not a multiple of the block size {per_block}",
+                    dims[0]
+                ));
             }
-            let len = (n / per_block).checked_mul(block_bytes).ok_or_else(|| Error::Gguf(format!("tensor {name:?} size overflows")))?;
-            let start = data_start.checked_add(offset).ok_or_else(|| Error::Gguf(format!("tensor {name:?} offset overflows")))?;
+            let len = (n / per_block)
+                .checked_mul(block_bytes)
+                .ok_or_else(|| Error::Gguf(format!("tensor {name:?} size overflows")))?;
+            let start = data_start
+                .checked_add(offset)
+                .ok_or_else(|| Error::Gguf(format!("tensor {name:?} offset overflows")))?;
             let end = start.checked_add(len).filter(|&e| e <= bytes.len() as u64);
             if end.is_none() {
-                return err(format!("tensor {name:?} data [{start}, +{len}) lies outside the file ({} bytes)", bytes.len()));
+                return err(format!(
+                    "tensor {name:?} data [{start}, +{len}) lies outside the file ({} bytes)",
+                    bytes.len()
+                ));
             }
-            tensors.push(TensorInfo { name, dims, ty, start: start as usize, len: len as usize });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ty,
+                start: start as usize,
+                len: len as usize,
+            });
         }
-        Ok(Gguf { version, metadata, tensors, bytes })
+        Ok(Gguf {
+            version,
+            metadata,
+            tensors,
+            bytes,
+        })
     }
 
     pub fn get(&self, key: &str) -> Result<&Value> {
-        self.metadata.get(key).ok_or_else(|| Error::Gguf(format!("missing metadata key {key:?}")))
+        self.metadata
+            .get(key)
+            .ok_or_else(|| Error::Gguf(format!("missing metadata key {key:?}")))
     }
     pub fn get_u64(&self, key: &str) -> Result<u64> {
-        self.get(key)?.as_u64().ok_or_else(|| Error::Gguf(format!("metadata {key:?} is not an unsigned integer")))
+        self.get(key)?
+            .as_u64()
+            .ok_or_else(|| Error::Gguf(format!("metadata {key:?} is not an unsigned integer")))
     }
     pub fn get_f32(&self, key: &str) -> Result<f32> {
-        self.get(key)?.as_f32().ok_or_else(|| Error::Gguf(format!("metadata {key:?} is not a float")))
+        self.get(key)?
+            .as_f32()
+            .ok_or_else(|| Error::Gguf(format!("metadata {key:?} is not a float")))
     }
     pub fn get_str(&self, key: &str) -> Result<&str> {
         match self.get(key)? {
@@ -295,7 +339,11 @@ impl<'a> Gguf<'a> {
     }
 
     pub fn tensor(&self, name: &str) -> Result<(&TensorInfo, &'a [u8])> {
-        let t = self.tensors.iter().find(|t| t.name == name).ok_or_else(|| Error::Gguf(format!("missing tensor {name:?}")))?;
+        let t = self
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::Gguf(format!("missing tensor {name:?}")))?;
         // In bounds: checked in `parse`.
         Ok((t, &self.bytes[t.start..t.start + t.len]))
     }
@@ -308,7 +356,10 @@ mod tests {
     /// Builds a small GGUF in memory.
     pub fn build(kv: &[(&str, u32, Vec<u8>)], tensors: &[(&str, &[u64], u32, Vec<u8>)]) -> Vec<u8> {
         let kv: Vec<_> = kv.iter().map(|(k, t, v)| (k.to_string(), *t, v.clone())).collect();
-        let tensors: Vec<_> = tensors.iter().map(|(n, d, t, v)| (n.to_string(), d.to_vec(), *t, v.clone())).collect();
+        let tensors: Vec<_> = tensors
+            .iter()
+            .map(|(n, d, t, v)| (n.to_string(), d.to_vec(), *t, v.clone()))
+            .collect();
         crate::tiny::gguf_bytes(&kv, &tensors)
     }
 
@@ -321,7 +372,10 @@ mod tests {
     #[test]
     fn parses_metadata_and_tensors() {
         let f32s: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let b = build(&[("a.name", 8, str_val("hi")), ("a.n", 4, 7u32.to_le_bytes().to_vec())], &[("t", &[4], 0, f32s.clone())]);
+        let b = build(
+            &[("a.name", 8, str_val("hi")), ("a.n", 4, 7u32.to_le_bytes().to_vec())],
+            &[("t", &[4], 0, f32s.clone())],
+        );
         let g = Gguf::parse(&b).unwrap();
         assert_eq!(g.get_str("a.name").unwrap(), "hi");
         assert_eq!(g.get_u64("a.n").unwrap(), 7);

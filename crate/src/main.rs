@@ -199,7 +199,12 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
     let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
     let mut policy = Policy::default_for(&cfg);
     if let Some(kv) = &a.kv {
-        policy = Policy::for_tag(&cfg, kv.parse().map_err(lmz::Error::InvalidArgument)?, policy.adapt, policy.ngram);
+        policy = Policy::for_tag(
+            &cfg,
+            kv.parse().map_err(lmz::Error::InvalidArgument)?,
+            policy.adapt,
+            policy.ngram,
+        );
     }
     policy.adapt &= !a.no_adapt;
     policy.ngram &= !(a.no_adapt || a.no_ngram);
@@ -218,19 +223,32 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
     let mut adapts = Vec::new();
     for &r in &a.adapt {
         if !(r > 0.0 && r <= 4.0) {
-            return Err(lmz::Error::InvalidArgument(format!("--adapt {r}: a learning rate is in (0, 4] nats per token")));
+            return Err(lmz::Error::InvalidArgument(format!(
+                "--adapt {r}: a learning rate is in (0, 4] nats per token"
+            )));
         }
-        adapts.push((lmz::adapt::Adapt::new(cfg.vocab, (r / std::f64::consts::LN_2 * (1u64 << lmz::adapt::BIAS_FRAC) as f64).round() as u32), 0f64));
+        adapts.push((
+            lmz::adapt::Adapt::new(
+                cfg.vocab,
+                (r / std::f64::consts::LN_2 * (1u64 << lmz::adapt::BIAS_FRAC) as f64).round() as u32,
+            ),
+            0f64,
+        ));
     }
     if !adapts.is_empty() && (a.reference || policy.adapt) {
-        return Err(lmz::Error::InvalidArgument("--adapt rates are measured on the integer engine's own tables: add --no-adapt (and drop --reference)".into()));
+        return Err(lmz::Error::InvalidArgument(
+            "--adapt rates are measured on the integer engine's own tables: add --no-adapt (and drop --reference)"
+                .into(),
+        ));
     }
     // The float reference scores the model alone.
     policy.adapt &= !a.reference;
     policy.ngram &= !a.reference;
     if a.reference {
         if policy.kv != lmz::eval::KvMode::Recompute {
-            return Err(lmz::Error::InvalidArgument("the float reference scores windows from scratch: add --kv recompute".into()));
+            return Err(lmz::Error::InvalidArgument(
+                "the float reference scores windows from scratch: add --kv recompute".into(),
+            ));
         }
         (engine, bits) = score_reference(&model, &tokens, &policy, &bar)?;
     } else {
@@ -252,7 +270,16 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
     let secs = t0.elapsed().as_secs_f64();
     let n = tokens.len();
     let bpb = if text.is_empty() { 0.0 } else { bits / text.len() as f64 };
-    let positions: usize = windows(n, &policy).iter().map(|w| if w.score_start > 0 && policy.kv == lmz::eval::KvMode::Shift { w.end - w.score_start } else { w.end - w.ctx_start }).sum();
+    let positions: usize = windows(n, &policy)
+        .iter()
+        .map(|w| {
+            if w.score_start > 0 && policy.kv == lmz::eval::KvMode::Shift {
+                w.end - w.score_start
+            } else {
+                w.end - w.ctx_start
+            }
+        })
+        .sum();
     if a.json {
         let j = serde_json::json!({
             "file": a.file.display().to_string(),
@@ -274,16 +301,28 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
         println!("{j}");
     } else {
         println!("file:        {} ({} bytes)", a.file.display(), text.len());
-        println!("model:       {} (fingerprint {})", cfg.name, &lmz::pack::hex(&model.fingerprint)[..16]);
+        println!(
+            "model:       {} (fingerprint {})",
+            cfg.name,
+            &lmz::pack::hex(&model.fingerprint)[..16]
+        );
         println!("engine:      {engine}");
         println!("policy:      {}", policy.describe());
         println!("tokens:      {n} ({positions} positions run)");
         println!("bits/token:  {:.4}", if n > 0 { bits / n as f64 } else { 0.0 });
         println!("bpb:         {bpb:.4} (ideal code length {:.0} bytes)", bits / 8.0);
-        println!("time:        {secs:.1} s, {:.1} tokens/s, {:.0} bytes/s", n as f64 / secs, text.len() as f64 / secs);
+        println!(
+            "time:        {secs:.1} s, {:.1} tokens/s, {:.0} bytes/s",
+            n as f64 / secs,
+            text.len() as f64 / secs
+        );
         for (r, (_, ab)) in a.adapt.iter().zip(&adapts) {
             let abpb = if text.is_empty() { 0.0 } else { ab / text.len() as f64 };
-            println!("adapt {r:<6} bpb {abpb:.4} ({:+.2} %, ideal code length {:.0} bytes)", if bits > 0.0 { 100.0 * (ab / bits - 1.0) } else { 0.0 }, ab / 8.0);
+            println!(
+                "adapt {r:<6} bpb {abpb:.4} ({:+.2} %, ideal code length {:.0} bytes)",
+                if bits > 0.0 { 100.0 * (ab / bits - 1.0) } else { 0.0 },
+                ab / 8.0
+            );
         }
     }
     Ok(())
@@ -291,13 +330,22 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
 
 fn progress_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tokens, {per_sec}, ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> "));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tokens, {per_sec}, ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     bar.set_message(what);
     bar
 }
 
 #[cfg(feature = "reference")]
-fn score_reference(model: &lmz::Model, tokens: &[u32], policy: &lmz::eval::Policy, bar: &indicatif::ProgressBar) -> lmz::Result<(String, f64)> {
+fn score_reference(
+    model: &lmz::Model,
+    tokens: &[u32],
+    policy: &lmz::eval::Policy,
+    bar: &indicatif::ProgressBar,
+) -> lmz::Result<(String, f64)> {
     let r = lmz::reference::Reference::new(model)?;
     let mut bits = 0f64;
     for w in lmz::eval::windows(tokens.len(), policy) {
@@ -313,28 +361,46 @@ fn score_reference(model: &lmz::Model, tokens: &[u32], policy: &lmz::eval::Polic
 }
 
 #[cfg(not(feature = "reference"))]
-fn score_reference(_: &lmz::Model, _: &[u32], _: &lmz::eval::Policy, _: &indicatif::ProgressBar) -> lmz::Result<(String, f64)> {
-    Err(lmz::Error::InvalidArgument("this lmz was built without the float reference: rebuild with `cargo build --release --features reference`".into()))
+fn score_reference(
+    _: &lmz::Model,
+    _: &[u32],
+    _: &lmz::eval::Policy,
+    _: &indicatif::ProgressBar,
+) -> lmz::Result<(String, f64)> {
+    Err(lmz::Error::InvalidArgument(
+        "this lmz was built without the float reference: rebuild with `cargo build --release --features reference`"
+            .into(),
+    ))
 }
 
 fn run(cli: Cli) -> lmz::Result<ExitCode> {
     match cli.cmd {
         Some(Cmd::Eval(a)) => eval(cli.model.as_deref(), a)?,
-        Some(Cmd::Model { action: Some(ModelCmd::Fetch) }) => {
-            let dest = cli.model.clone().or_else(|| std::env::var_os("LMZ_MODEL").map(PathBuf::from));
+        Some(Cmd::Model {
+            action: Some(ModelCmd::Fetch),
+        }) => {
+            let dest = cli
+                .model
+                .clone()
+                .or_else(|| std::env::var_os("LMZ_MODEL").map(PathBuf::from));
             fetch::fetch(dest.as_deref(), &mut |m| eprintln!("lmz: {m}"))?;
         }
         Some(Cmd::Model { action: None }) => {
             let path = fetch::default_pack_path(cli.model.as_deref());
             let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => lmz::Error::ModelMissing { path: path.display().to_string() },
+                std::io::ErrorKind::NotFound => lmz::Error::ModelMissing {
+                    path: path.display().to_string(),
+                },
                 _ => lmz::Error::io(&path, e),
             })?;
             let m = lmz::Model::from_pack_bytes(&bytes)?;
             println!("path:        {}", path.display());
             println!("size:        {} bytes", bytes.len());
             println!("fingerprint: {}", lmz::pack::hex(&m.fingerprint));
-            println!("model:       {} ({} layers, dim {}, vocab {}, context {})", m.meta.config.name, m.meta.config.n_layers, m.meta.config.dim, m.meta.config.vocab, m.meta.config.ctx);
+            println!(
+                "model:       {} ({} layers, dim {}, vocab {}, context {})",
+                m.meta.config.name, m.meta.config.n_layers, m.meta.config.dim, m.meta.config.vocab, m.meta.config.ctx
+            );
             println!("source:      {} (sha256 {})", m.meta.source, m.meta.source_sha256);
             println!("license:     {}", m.meta.license);
         }
@@ -342,11 +408,22 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
             let status = info_cmd(&files);
             if let Some(kind) = backend {
                 println!();
-                println!("engine:      {} (--backend {})", engine::Engine::probe(kind)?, format!("{kind:?}").to_lowercase());
+                println!(
+                    "engine:      {} (--backend {})",
+                    engine::Engine::probe(kind)?,
+                    format!("{kind:?}").to_lowercase()
+                );
             }
             return Ok(status);
         }
-        Some(Cmd::Bench { files, no_lmz, speed, ablation, threads, backend }) => {
+        Some(Cmd::Bench {
+            files,
+            no_lmz,
+            speed,
+            ablation,
+            threads,
+            backend,
+        }) => {
             let mode = if speed {
                 bench::Mode::Speed
             } else if ablation {
@@ -366,7 +443,9 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
 fn info_cmd(files: &[PathBuf]) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     for (i, f) in files.iter().enumerate() {
-        let r = std::fs::read(f).map_err(|e| lmz::Error::io(f, e)).and_then(|b| lmz::container::info(&b));
+        let r = std::fs::read(f)
+            .map_err(|e| lmz::Error::io(f, e))
+            .and_then(|b| lmz::container::info(&b));
         match r {
             Ok(info) => {
                 if i > 0 {
@@ -388,11 +467,19 @@ fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
     println!("file:        {}", f.display());
     match i.form {
         Form::Full => println!("form:        full, version {}", i.version),
-        Form::Compact => println!("form:        compact, version {} (tag {})", i.version, i.chunks.first().map_or("stored", |c| c.method.name())),
+        Form::Compact => println!(
+            "form:        compact, version {} (tag {})",
+            i.version,
+            i.chunks.first().map_or("stored", |c| c.method.name())
+        ),
     }
     match i.form {
         Form::Full => println!("model:       {}", lmz::pack::hex(&i.fingerprint)),
-        Form::Compact => println!("model:       {}… (first {} bytes of the fingerprint)", lmz::pack::hex(&i.fingerprint), i.fingerprint.len()),
+        Form::Compact => println!(
+            "model:       {}… (first {} bytes of the fingerprint)",
+            lmz::pack::hex(&i.fingerprint),
+            i.fingerprint.len()
+        ),
     }
     let kv = format!(
         "{}{}{}",
@@ -404,20 +491,59 @@ fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
         if i.ngram { ", n-gram mixer" } else { "" }
     );
     match i.window_stride {
-        _ if !i.chunks.iter().any(|c| c.method == lmz::container::Method::Model) => println!("policy:      none (no model-coded chunk)"),
+        _ if !i.chunks.iter().any(|c| c.method == lmz::container::Method::Model) => {
+            println!("policy:      none (no model-coded chunk)")
+        }
         Some((w, s)) => println!("policy:      window {w}, stride {s}, {kv}"),
-        None => println!("policy:      the compact tag's: window {}, stride {} (at most the model's context), {kv}", if i.kv == lmz::eval::KvMode::Shift { lmz::eval::SHIFT_WINDOW } else { 2048 }, if i.kv == lmz::eval::KvMode::Shift { lmz::eval::SHIFT_STRIDE } else { 1024 }),
+        None => println!(
+            "policy:      the compact tag's: window {}, stride {} (at most the model's context), {kv}",
+            if i.kv == lmz::eval::KvMode::Shift {
+                lmz::eval::SHIFT_WINDOW
+            } else {
+                2048
+            },
+            if i.kv == lmz::eval::KvMode::Shift {
+                lmz::eval::SHIFT_STRIDE
+            } else {
+                1024
+            }
+        ),
     }
     println!("original:    {} bytes", i.original_len);
-    println!("compressed:  {} bytes ({:.4} bpb, ratio {:.3})", i.compressed_len, i.bpb(), if i.compressed_len > 0 { i.original_len as f64 / i.compressed_len as f64 } else { 0.0 });
+    println!(
+        "compressed:  {} bytes ({:.4} bpb, ratio {:.3})",
+        i.compressed_len,
+        i.bpb(),
+        if i.compressed_len > 0 {
+            i.original_len as f64 / i.compressed_len as f64
+        } else {
+            0.0
+        }
+    );
     match i.form {
         Form::Full => println!("checksum:    crc32 {:08x}", i.checksum),
         Form::Compact => println!("checksum:    check16 {:04x}", i.checksum),
     }
     let count = |m: Method| i.chunks.iter().filter(|c| c.method == m).count();
-    println!("chunks:      {} ({} model, {} zstd, {} stored)", i.chunks.len(), count(Method::Model), count(Method::Zstd), count(Method::Stored));
+    println!(
+        "chunks:      {} ({} model, {} zstd, {} stored)",
+        i.chunks.len(),
+        count(Method::Model),
+        count(Method::Zstd),
+        count(Method::Stored)
+    );
     for (k, c) in i.chunks.iter().enumerate() {
-        println!("  {k:>4}  {:<6} {:>10} → {:>10} bytes  {:.4} bpb", c.method.name(), c.original_len, c.stored_len, if c.original_len > 0 { 8.0 * c.stored_len as f64 / c.original_len as f64 } else { 0.0 });
+        println!(
+            "  {k:>4}  {:<6} {:>10} → {:>10} bytes  {:.4} bpb",
+            c.method.name(),
+            c.original_len,
+            c.stored_len,
+            if c.original_len > 0 {
+                8.0 * c.stored_len as f64 / c.original_len as f64
+            } else {
+                0.0
+            }
+        );
     }
 }
 
@@ -426,7 +552,11 @@ fn main() -> ExitCode {
     files::remove_temporaries_on_interrupt();
     // gzip's habit: the same program decompresses when called `unlmz`.
     let argv0 = std::env::args_os().next().map(PathBuf::from);
-    if argv0.as_deref().and_then(|p| p.file_stem()).is_some_and(|n| n == "unlmz") {
+    if argv0
+        .as_deref()
+        .and_then(|p| p.file_stem())
+        .is_some_and(|n| n == "unlmz")
+    {
         cli.io.decompress = true;
     }
     match run(cli) {

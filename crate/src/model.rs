@@ -72,24 +72,37 @@ impl Batch {
     fn check(&self, slots: usize, cache_len: usize) -> Result<()> {
         let n = self.tokens.len();
         if self.slot.len() != n || self.pos.len() != n {
-            return Err(Error::InvalidArgument(format!("a batch of {n} tokens has {} slots and {} positions", self.slot.len(), self.pos.len())));
+            return Err(Error::InvalidArgument(format!(
+                "a batch of {n} tokens has {} slots and {} positions",
+                self.slot.len(),
+                self.pos.len()
+            )));
         }
         let mut last: Vec<Option<u32>> = vec![None; slots];
         for (&s, &p) in self.slot.iter().zip(&self.pos) {
             let s = s as usize;
             if s >= slots {
-                return Err(Error::InvalidArgument(format!("sequence slot {s} but the engine holds {slots}")));
+                return Err(Error::InvalidArgument(format!(
+                    "sequence slot {s} but the engine holds {slots}"
+                )));
             }
             if p as usize >= cache_len {
-                return Err(Error::ContextOverflow { pos: p as usize + 1, ctx: cache_len });
+                return Err(Error::ContextOverflow {
+                    pos: p as usize + 1,
+                    ctx: cache_len,
+                });
             }
             if last[s].is_some_and(|q| p <= q) {
-                return Err(Error::InvalidArgument(format!("rows of slot {s} are not in increasing positions")));
+                return Err(Error::InvalidArgument(format!(
+                    "rows of slot {s} are not in increasing positions"
+                )));
             }
             last[s] = Some(p);
         }
         if let Some(&r) = self.logits.iter().find(|&&r| r as usize >= n) {
-            return Err(Error::InvalidArgument(format!("logits wanted for row {r} of a batch of {n}")));
+            return Err(Error::InvalidArgument(format!(
+                "logits wanted for row {r} of a batch of {n}"
+            )));
         }
         Ok(())
     }
@@ -98,13 +111,25 @@ impl Batch {
 /// Runs one batch and hands the frequency table predicting the token after row
 /// `batch.logits[i]` to `sink(i, table)`, in order. Synchronous: for engines whose
 /// [`Backend::freqs`] never waits (the CPU, a native GPU); see [`forward_async`].
-pub fn forward<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+pub fn forward<B: Backend>(
+    b: &mut B,
+    cfg: &Config,
+    fr: &Fracs,
+    batch: &Batch,
+    sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>,
+) -> Result<()> {
     block_on(forward_async(b, cfg, fr, batch, sink))
 }
 
 /// [`forward`] for any engine, a browser's GPU included: awaits each readback of frequency
 /// tables instead of blocking.
-pub async fn forward_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+pub async fn forward_async<B: Backend>(
+    b: &mut B,
+    cfg: &Config,
+    fr: &Fracs,
+    batch: &Batch,
+    sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>,
+) -> Result<()> {
     forward_to_async(b, cfg, fr, batch, Readout::Tables(sink)).await
 }
 
@@ -119,11 +144,21 @@ pub enum Readout<'a> {
 }
 
 /// [`forward_async`] with the readout chosen by `out`.
-pub async fn forward_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, batch: &Batch, mut out: Readout<'_>) -> Result<()> {
+pub async fn forward_to_async<B: Backend>(
+    b: &mut B,
+    cfg: &Config,
+    fr: &Fracs,
+    batch: &Batch,
+    mut out: Readout<'_>,
+) -> Result<()> {
     batch.check(b.slots(), b.cache_len().min(cfg.ctx))?;
     if let Readout::Ranges(symbols, _) = &out {
         if symbols.len() != batch.logits.len() {
-            return Err(Error::InvalidArgument(format!("{} symbols for {} rows of logits", symbols.len(), batch.logits.len())));
+            return Err(Error::InvalidArgument(format!(
+                "{} symbols for {} rows of logits",
+                symbols.len(),
+                batch.logits.len()
+            )));
         }
     }
     if batch.is_empty() {
@@ -135,7 +170,14 @@ pub async fn forward_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, b
         // --- attention ---
         let z = b.rmsnorm(&x, Norm::Attn(l));
         let a = b.quantize(&z, fr.attn_norm[l]);
-        let [mut q, mut k, v] = b.matmuls([(Mat::Q(l), cpu::QK_FRAC), (Mat::K(l), cpu::QK_FRAC), (Mat::V(l), cpu::V_FRAC)], &a);
+        let [mut q, mut k, v] = b.matmuls(
+            [
+                (Mat::Q(l), cpu::QK_FRAC),
+                (Mat::K(l), cpu::QK_FRAC),
+                (Mat::V(l), cpu::V_FRAC),
+            ],
+            &a,
+        );
         b.rope(&mut q, cfg.n_heads, pos);
         b.rope(&mut k, cfg.n_kv_heads, pos);
         let att = b.attention(l, &q, &k, &v, slot, pos);
@@ -161,7 +203,12 @@ pub async fn forward_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, b
         let logits = b.logits(&a);
         match &mut out {
             Readout::Tables(sink) => b.freqs(&logits, &mut |i, t| sink(base + i, t)).await?,
-            Readout::Ranges(symbols, sink) => b.ranges(&logits, &symbols[base..base + rows.len()], &mut |i, c, f| sink(base + i, c, f)).await?,
+            Readout::Ranges(symbols, sink) => {
+                b.ranges(&logits, &symbols[base..base + rows.len()], &mut |i, c, f| {
+                    sink(base + i, c, f)
+                })
+                .await?
+            }
         }
         base += rows.len();
     }
@@ -174,18 +221,42 @@ pub const LOGIT_ROWS: usize = 64;
 /// One sequence (slot 0): runs `tokens` at positions `pos0..pos0+len` (the cache holding
 /// positions `0..pos0` of the same sequence) and hands the table predicting the token after
 /// each of `tokens[logits_from..]` to `sink(i, table)`, `i` counted from `logits_from`.
-pub fn forward_seq<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], pos0: usize, logits_from: usize, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+pub fn forward_seq<B: Backend>(
+    b: &mut B,
+    cfg: &Config,
+    fr: &Fracs,
+    tokens: &[u32],
+    pos0: usize,
+    logits_from: usize,
+    sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>,
+) -> Result<()> {
     block_on(forward_seq_async(b, cfg, fr, tokens, pos0, logits_from, sink))
 }
 
 /// [`forward_seq`] for any engine (see [`forward_async`]).
-pub async fn forward_seq_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], pos0: usize, logits_from: usize, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+pub async fn forward_seq_async<B: Backend>(
+    b: &mut B,
+    cfg: &Config,
+    fr: &Fracs,
+    tokens: &[u32],
+    pos0: usize,
+    logits_from: usize,
+    sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>,
+) -> Result<()> {
     forward_seq_to_async(b, cfg, fr, tokens, pos0, logits_from, Readout::Tables(sink)).await
 }
 
 /// [`forward_seq_async`] with the readout chosen by `out` (row `i` = the token after
 /// `tokens[logits_from + i]`).
-pub async fn forward_seq_to_async<B: Backend>(b: &mut B, cfg: &Config, fr: &Fracs, tokens: &[u32], pos0: usize, logits_from: usize, out: Readout<'_>) -> Result<()> {
+pub async fn forward_seq_to_async<B: Backend>(
+    b: &mut B,
+    cfg: &Config,
+    fr: &Fracs,
+    tokens: &[u32],
+    pos0: usize,
+    logits_from: usize,
+    out: Readout<'_>,
+) -> Result<()> {
     let mut batch = Batch::default();
     batch.push_seq(0, tokens, pos0, logits_from);
     forward_to_async(b, cfg, fr, &batch, out).await
@@ -201,6 +272,9 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T>
     let mut f = std::pin::pin!(f);
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(r) => r,
-        Poll::Pending => Err(Error::InvalidArgument("this engine waits for its device: drive it through the async API (forward_async, Codec::compress_async…)".into())),
+        Poll::Pending => Err(Error::InvalidArgument(
+            "this engine waits for its device: drive it through the async API (forward_async, Codec::compress_async…)"
+                .into(),
+        )),
     }
 }

@@ -280,7 +280,11 @@ impl NGram {
                 e = self.edges[e as usize].next;
             }
             if e == NONE {
-                self.edges.push(Edge { token, count: 1, next: self.nodes[n].head });
+                self.edges.push(Edge {
+                    token,
+                    count: 1,
+                    next: self.nodes[n].head,
+                });
                 self.nodes[n].head = self.edges.len() as u32 - 1;
                 self.nodes[n].d += 1;
             } else {
@@ -310,7 +314,10 @@ mod tests {
         for x in [3u32, 5, 1000, 65_535, 1 << 23 | 12345, u32::MAX] {
             let want = (x as f64).log2() * 65536.0;
             let got = log2_q16(x) as f64;
-            assert!(got <= want + 1e-6 && want - got < 2.0 + want * 1e-9, "{x}: {got} vs {want}");
+            assert!(
+                got <= want + 1e-6 && want - got < 2.0 + want * 1e-9,
+                "{x}: {got} vs {want}"
+            );
         }
     }
 
@@ -336,7 +343,13 @@ mod tests {
                     .map(|i| match shape {
                         0 => 0,
                         1 => (rng(&mut seed) % 30000) as i32,
-                        _ => if i == vocab / 2 { 40 << 10 } else { 0 },
+                        _ => {
+                            if i == vocab / 2 {
+                                40 << 10
+                            } else {
+                                0
+                            }
+                        }
                     })
                     .collect();
                 let f = table(&logits);
@@ -346,7 +359,11 @@ mod tests {
                 for step in 0..600 {
                     g.apply(&f, &mut r);
                     check(&r);
-                    let t = if step % 50 == 49 { rng(&mut seed) % vocab as u64 } else { (step % 3) as u64 % vocab as u64 };
+                    let t = if step % 50 == 49 {
+                        rng(&mut seed) % vocab as u64
+                    } else {
+                        (step % 3) as u64 % vocab as u64
+                    };
                     g.learn(&f, t as u32);
                 }
                 // The last token is predicted well above its model probability.
@@ -395,7 +412,11 @@ mod tests {
             g.apply(&f, &mut r);
             check(&r);
             all.extend(r.iter().flat_map(|x| x.to_le_bytes()));
-            let t = if rng(&mut seed).is_multiple_of(5) { rng(&mut seed) % 49152 } else { rng(&mut seed) % 6 * 1000 };
+            let t = if rng(&mut seed).is_multiple_of(5) {
+                rng(&mut seed) % 49152
+            } else {
+                rng(&mut seed) % 6 * 1000
+            };
             g.learn(&f, t as u32);
         }
         crate::pack::hex(&crate::pack::sha256(&all))
@@ -403,7 +424,11 @@ mod tests {
 
     #[test]
     fn golden() {
-        assert_eq!(run(), GOLDEN_NGRAM_SHA256, "the n-gram mixer's tables changed: a format change");
+        assert_eq!(
+            run(),
+            GOLDEN_NGRAM_SHA256,
+            "the n-gram mixer's tables changed: a format change"
+        );
     }
 
     const GOLDEN_NGRAM_SHA256: &str = "4cd922c131a43156489cad73cdf401c4fe51b86d2dc16ae773a044e60bd912a1";

@@ -178,9 +178,16 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn raw(&self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<&'a [u8]> {
-        let t = self.st.tensor(name).map_err(|_| Error::Pack(format!("missing tensor {name:?}")))?;
+        let t = self
+            .st
+            .tensor(name)
+            .map_err(|_| Error::Pack(format!("missing tensor {name:?}")))?;
         if t.dtype() != dtype || t.shape() != shape {
-            return perr(format!("tensor {name:?} is {:?}{:?}, expected {dtype:?}{shape:?}", t.dtype(), t.shape()));
+            return perr(format!(
+                "tensor {name:?} is {:?}{:?}, expected {dtype:?}{shape:?}",
+                t.dtype(),
+                t.shape()
+            ));
         }
         Ok(t.data())
     }
@@ -191,23 +198,41 @@ impl<'a> Reader<'a> {
         Ok(self.raw(name, Dtype::I8, shape)?.iter().map(|&b| b as i8).collect())
     }
     fn i16(&self, name: &str, shape: &[usize]) -> Result<Vec<i16>> {
-        Ok(self.raw(name, Dtype::I16, shape)?.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect())
+        Ok(self
+            .raw(name, Dtype::I16, shape)?
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect())
     }
     fn i32(&self, name: &str, shape: &[usize]) -> Result<Vec<i32>> {
-        Ok(self.raw(name, Dtype::I32, shape)?.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(self
+            .raw(name, Dtype::I32, shape)?
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
     fn u32(&self, name: &str, shape: &[usize]) -> Result<Vec<u32>> {
-        Ok(self.raw(name, Dtype::U32, shape)?.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(self
+            .raw(name, Dtype::U32, shape)?
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
     /// Strings stored as concatenated UTF-8 bytes plus `n+1` offsets.
     fn strings(&self, name: &str) -> Result<Vec<String>> {
-        let t = self.st.tensor(&format!("{name}.offsets")).map_err(|_| Error::Pack(format!("missing tensor {name}.offsets")))?;
+        let t = self
+            .st
+            .tensor(&format!("{name}.offsets"))
+            .map_err(|_| Error::Pack(format!("missing tensor {name}.offsets")))?;
         let n = match t.shape() {
             [n] if *n >= 1 => *n,
             _ => return perr(format!("{name}.offsets has a bad shape")),
         };
         let offs = self.u32(&format!("{name}.offsets"), &[n])?;
-        let bytes = self.st.tensor(&format!("{name}.bytes")).map_err(|_| Error::Pack(format!("missing tensor {name}.bytes")))?;
+        let bytes = self
+            .st
+            .tensor(&format!("{name}.bytes"))
+            .map_err(|_| Error::Pack(format!("missing tensor {name}.bytes")))?;
         if bytes.dtype() != Dtype::U8 {
             return perr(format!("{name}.bytes is not U8"));
         }
@@ -218,7 +243,9 @@ impl<'a> Reader<'a> {
             if s > e || e > b.len() {
                 return perr(format!("{name}: offsets out of order or out of range"));
             }
-            out.push(String::from_utf8(b[s..e].to_vec()).map_err(|_| Error::Pack(format!("{name}: entry is not UTF-8")))?);
+            out.push(
+                String::from_utf8(b[s..e].to_vec()).map_err(|_| Error::Pack(format!("{name}: entry is not UTF-8")))?,
+            );
         }
         Ok(out)
     }
@@ -240,10 +267,17 @@ impl<'a> Reader<'a> {
     fn norm(&self, name: &str, dim: usize) -> Result<NormWeight> {
         let g = self.i32(&format!("{name}.g"), &[dim])?;
         let meta = self.i32(&format!("{name}.meta"), &[2])?;
-        if g.iter().any(|v| v.unsigned_abs() >= 1 << 15) || !(0..=40).contains(&meta[0]) || !(-8..=40).contains(&meta[1]) {
+        if g.iter().any(|v| v.unsigned_abs() >= 1 << 15)
+            || !(0..=40).contains(&meta[0])
+            || !(-8..=40).contains(&meta[1])
+        {
             return perr(format!("{name}: gain or exponents out of range"));
         }
-        Ok(NormWeight { g, g_exp: meta[0], z_frac: meta[1] })
+        Ok(NormWeight {
+            g,
+            g_exp: meta[0],
+            z_frac: meta[1],
+        })
     }
 }
 
@@ -251,14 +285,22 @@ impl Model {
     /// Parses and validates a pack. `bytes` is the whole file.
     pub fn from_pack_bytes(bytes: &[u8]) -> Result<Model> {
         let fingerprint = sha256(bytes);
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| Error::Pack(format!("not a safetensors file: {e}")))?;
-        let meta_json = header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| Error::Pack("no lmz metadata (is this an lmz model pack?)".into()))?;
+        let (_, header) =
+            SafeTensors::read_metadata(bytes).map_err(|e| Error::Pack(format!("not a safetensors file: {e}")))?;
+        let meta_json = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(META_KEY))
+            .ok_or_else(|| Error::Pack("no lmz metadata (is this an lmz model pack?)".into()))?;
         let meta: PackMeta = serde_json::from_str(meta_json).map_err(|e| Error::Pack(format!("bad metadata: {e}")))?;
         if meta.format != PACK_FORMAT {
             return perr(format!("format is {:?}, not {PACK_FORMAT:?}", meta.format));
         }
         if meta.version != PACK_VERSION {
-            return perr(format!("pack version {} is not supported (this build reads version {PACK_VERSION}); re-run `lmz model fetch`", meta.version));
+            return perr(format!(
+                "pack version {} is not supported (this build reads version {PACK_VERSION}); re-run `lmz model fetch`",
+                meta.version
+            ));
         }
         let c = &meta.config;
         check_config(c)?;
@@ -268,7 +310,11 @@ impl Model {
         let tokens = r.strings("tok.tokens")?;
         let merges = r.strings("tok.merges")?;
         if tokens.len() != c.vocab {
-            return perr(format!("tokenizer has {} tokens, config says {}", tokens.len(), c.vocab));
+            return perr(format!(
+                "tokenizer has {} tokens, config says {}",
+                tokens.len(),
+                c.vocab
+            ));
         }
         let token_types = r.i32("tok.types", &[c.vocab])?;
         let embed = Q8Matrix {
@@ -304,11 +350,32 @@ impl Model {
             out_exp: r.u32("tab.out_exp", &[1 << crate::tables::OUT_EXP_BITS])?,
             silu: r.i32("tab.silu", &[crate::tables::SILU_ENTRIES])?,
         };
-        if tables.att_exp.iter().any(|&v| v > 1 << 15) || tables.out_exp.iter().any(|&v| v > 1 << 24) || tables.rope_cos.iter().chain(&tables.rope_sin).any(|v| v.unsigned_abs() > 1 << 14) {
+        if tables.att_exp.iter().any(|&v| v > 1 << 15)
+            || tables.out_exp.iter().any(|&v| v > 1 << 24)
+            || tables
+                .rope_cos
+                .iter()
+                .chain(&tables.rope_sin)
+                .any(|v| v.unsigned_abs() > 1 << 14)
+        {
             return perr("a lookup table is out of range");
         }
         let out_norm = r.norm("out_norm", dim)?;
-        Ok(Model { tokenizer: TokenizerData { tokens, merges, token_types }, weights: Weights { embed, layers, out_norm, tables }, meta, fingerprint })
+        Ok(Model {
+            tokenizer: TokenizerData {
+                tokens,
+                merges,
+                token_types,
+            },
+            weights: Weights {
+                embed,
+                layers,
+                out_norm,
+                tables,
+            },
+            meta,
+            fingerprint,
+        })
     }
 
     pub fn config(&self) -> &Config {

@@ -72,7 +72,10 @@ pub struct Reference {
 impl std::fmt::Debug for Reference {
     /// The config only: the tensors hold half a gigabyte of weights.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reference").field("cfg", &self.cfg).field("eps", &self.eps).finish_non_exhaustive()
+        f.debug_struct("Reference")
+            .field("cfg", &self.cfg)
+            .field("eps", &self.eps)
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,7 +149,9 @@ fn rope(x: Tensor<3>, rot: &Tensor<2>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tens
 /// Maps `f` over `items` on every core, biggest-first as given (burn-ndarray's elementwise
 /// ops are single-threaded; its matmuls are not, and share their pool safely).
 fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
     if workers <= 1 {
         return items.iter().map(f).collect();
     }
@@ -165,7 +170,10 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
             })
             .collect();
         // A worker only panics if `f` does; pass that panic on unchanged.
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     });
     done.sort_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, r)| r).collect()
@@ -181,7 +189,10 @@ impl Reference {
         #[allow(deprecated)] // burn 0.22 deprecates ndarray in favour of flex; the brief names ndarray.
         let device = Device::ndarray();
         let w = &model.weights;
-        let embed = Tensor::from_data(TensorData::new(dequant_q8(&w.embed), [w.embed.rows, w.embed.cols]), &device);
+        let embed = Tensor::from_data(
+            TensorData::new(dequant_q8(&w.embed), [w.embed.rows, w.embed.cols]),
+            &device,
+        );
         let blocks = w
             .layers
             .iter()
@@ -200,7 +211,14 @@ impl Reference {
         // The pack folds log2(e) into this gain (log2-unit logits); take it back out.
         let out_norm = dequant_norm(&w.out_norm, std::f64::consts::LN_2, &device);
         let eps = cfg.norm_eps_q24 as f64 / (1u64 << 24) as f64;
-        Ok(Reference { cfg, device, embed, blocks, out_norm, eps })
+        Ok(Reference {
+            cfg,
+            device,
+            embed,
+            blocks,
+            out_norm,
+            eps,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -215,7 +233,10 @@ impl Reference {
         let dev = &self.device;
 
         let ids: Vec<i64> = tokens.iter().map(|&v| v as i64).collect();
-        let mut x = self.embed.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(ids, [t]), dev)); // [T, dim]
+        let mut x = self
+            .embed
+            .clone()
+            .select(0, Tensor::<1, Int>::from_data(TensorData::new(ids, [t]), dev)); // [T, dim]
 
         // RoPE angles pos·base^(-2i/head_dim), in f64 (float reference: platform sin/cos are fine).
         let (mut cos, mut sin) = (Vec::with_capacity(t * hd), Vec::with_capacity(t * hd));
@@ -245,7 +266,10 @@ impl Reference {
             .rev()
             .map(|s| {
                 let e = (s + ATT_CHUNK).min(t);
-                let m = Tensor::<2, Bool>::tril_mask([e - s, e], s as i64, dev).repeat_dim(0, group).reshape([1, group * (e - s), e]).repeat_dim(0, nkv);
+                let m = Tensor::<2, Bool>::tril_mask([e - s, e], s as i64, dev)
+                    .repeat_dim(0, group)
+                    .reshape([1, group * (e - s), e])
+                    .repeat_dim(0, nkv);
                 (s, e, m)
             })
             .collect();
@@ -263,7 +287,10 @@ impl Reference {
             let v = v.swap_dims(0, 1); // [nkv, T, hd]
             let att: Vec<Tensor<4>> = par_map(&chunks, |(s, e, mask)| {
                 let (s, e) = (*s, *e);
-                let qc = q.clone().slice([0..nkv, 0..group, s..e, 0..hd]).reshape([nkv, group * (e - s), hd]);
+                let qc = q
+                    .clone()
+                    .slice([0..nkv, 0..group, s..e, 0..hd])
+                    .reshape([nkv, group * (e - s), hd]);
                 let kc = k.clone().slice([0..nkv, 0..e, 0..hd]).transpose(); // [nkv, hd, e]
                 let vc = v.clone().slice([0..nkv, 0..e, 0..hd]); // [nkv, e, hd]
                 let scores = qc.matmul(kc).mask_fill(mask.clone(), f32::NEG_INFINITY); // [nkv, group·(e−s), e]
@@ -288,13 +315,22 @@ impl Reference {
     pub fn log_probs(&self, tokens: &[u32], score_from: usize) -> Result<Vec<f64>> {
         let c = &self.cfg;
         if tokens.is_empty() || score_from >= tokens.len() {
-            return Err(Error::InvalidArgument(format!("reference: score_from {score_from} must be below the token count {}", tokens.len())));
+            return Err(Error::InvalidArgument(format!(
+                "reference: score_from {score_from} must be below the token count {}",
+                tokens.len()
+            )));
         }
         if tokens.len() > c.ctx {
-            return Err(Error::ContextOverflow { pos: tokens.len() - 1, ctx: c.ctx });
+            return Err(Error::ContextOverflow {
+                pos: tokens.len() - 1,
+                ctx: c.ctx,
+            });
         }
         if let Some(&bad) = tokens.iter().find(|&&v| v as usize >= c.vocab) {
-            return Err(Error::InvalidArgument(format!("reference: token {bad} is outside the vocabulary of {}", c.vocab)));
+            return Err(Error::InvalidArgument(format!(
+                "reference: token {bad} is outside the vocabulary of {}",
+                c.vocab
+            )));
         }
         let n = tokens.len() - 1 - score_from;
         if n == 0 {
@@ -306,13 +342,19 @@ impl Reference {
             let rows = LOGIT_ROWS.min(tokens.len() - 1 - row);
             let h = hidden.clone().slice([row..row + rows, 0..c.dim]); // [rows, dim]
             let logits = self.embed.clone().matmul(h.transpose()); // [vocab, rows]
-            // Stable log-sum-exp over the vocabulary (axis 0).
+                                                                   // Stable log-sum-exp over the vocabulary (axis 0).
             let max = logits.clone().max_dim(0); // [1, rows]
             let lse = (logits.clone() - max.clone()).exp().sum_dim(0).log() + max; // [1, rows]
             let next: Vec<i64> = tokens[row + 1..row + 1 + rows].iter().map(|&v| v as i64).collect();
-            let target = logits.gather(0, Tensor::<2, Int>::from_data(TensorData::new(next, [1, rows]), &self.device)); // [1, rows]
-            let lp = (target - lse).try_into_data().map_err(|e| Error::InvalidArgument(format!("reference: tensor readback failed: {e}")))?;
-            lp.try_into_vec_as::<f32>().map_err(|e| Error::InvalidArgument(format!("reference: unexpected tensor data: {e:?}")))
+            let target = logits.gather(
+                0,
+                Tensor::<2, Int>::from_data(TensorData::new(next, [1, rows]), &self.device),
+            ); // [1, rows]
+            let lp = (target - lse)
+                .try_into_data()
+                .map_err(|e| Error::InvalidArgument(format!("reference: tensor readback failed: {e}")))?;
+            lp.try_into_vec_as::<f32>()
+                .map_err(|e| Error::InvalidArgument(format!("reference: unexpected tensor data: {e:?}")))
         });
         let mut out = Vec::with_capacity(n);
         for p in parts {
@@ -328,8 +370,18 @@ mod tests {
 
     fn load() -> (Model, Reference) {
         let path = crate::fetch::default_pack_path(None);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("model pack {} not readable ({e}): run `cargo run --release -- model fetch`", path.display()));
-        let model = Model::from_pack_bytes(&bytes).unwrap_or_else(|e| panic!("model pack {} does not load ({e}): run `cargo run --release -- model fetch`", path.display()));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "model pack {} not readable ({e}): run `cargo run --release -- model fetch`",
+                path.display()
+            )
+        });
+        let model = Model::from_pack_bytes(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "model pack {} does not load ({e}): run `cargo run --release -- model fetch`",
+                path.display()
+            )
+        });
         let r = Reference::new(&model).expect("reference builds");
         (model, r)
     }
@@ -337,7 +389,14 @@ mod tests {
     fn ids(model: &Model, words: &[&str]) -> Vec<u32> {
         words
             .iter()
-            .map(|w| model.tokenizer.tokens.iter().position(|t| t == w).unwrap_or_else(|| panic!("token {w:?} not in the vocabulary")) as u32)
+            .map(|w| {
+                model
+                    .tokenizer
+                    .tokens
+                    .iter()
+                    .position(|t| t == w)
+                    .unwrap_or_else(|| panic!("token {w:?} not in the vocabulary")) as u32
+            })
             .collect()
     }
 
@@ -345,7 +404,11 @@ mod tests {
     fn rank(r: &Reference, ctx: &[u32], tok: u32) -> usize {
         let h = r.forward(ctx);
         let t = ctx.len();
-        let logits = r.embed.clone().matmul(h.slice([t - 1..t, 0..r.cfg.dim]).transpose()).into_data();
+        let logits = r
+            .embed
+            .clone()
+            .matmul(h.slice([t - 1..t, 0..r.cfg.dim]).transpose())
+            .into_data();
         let l = logits.as_slice::<f32>().unwrap();
         l.iter().filter(|&&v| v > l[tok as usize]).count()
     }
@@ -353,7 +416,9 @@ mod tests {
     #[test]
     fn reference_is_a_sane_language_model() {
         let (model, r) = load();
-        let words = ["The", "Ġcat", "Ġsat", "Ġon", "Ġthe", "Ġmat", ".", "ĠIt", "Ġwas", "Ġa", "Ġsunny", "Ġday", "."];
+        let words = [
+            "The", "Ġcat", "Ġsat", "Ġon", "Ġthe", "Ġmat", ".", "ĠIt", "Ġwas", "Ġa", "Ġsunny", "Ġday", ".",
+        ];
         let toks = ids(&model, &words);
         let lp = r.log_probs(&toks, 0).unwrap();
         assert_eq!(lp.len(), toks.len() - 1);
@@ -369,7 +434,9 @@ mod tests {
     #[test]
     fn reference_is_causal() {
         let (model, r) = load();
-        let words = ["The", "Ġcat", "Ġsat", "Ġon", "Ġthe", "Ġmat", ".", "ĠIt", "Ġwas", "Ġa", "Ġsunny", "Ġday", "."];
+        let words = [
+            "The", "Ġcat", "Ġsat", "Ġon", "Ġthe", "Ġmat", ".", "ĠIt", "Ġwas", "Ġa", "Ġsunny", "Ġday", ".",
+        ];
         let toks = ids(&model, &words);
         let long = r.log_probs(&toks, 0).unwrap();
         for n in [2, 6, 9] {
@@ -406,14 +473,31 @@ mod tests {
     fn reference_window() {
         let (model, r) = load();
         let (toks, out): (Vec<u32>, _) = match std::env::var("LMZ_REF_TOKENS") {
-            Ok(f) => (std::fs::read_to_string(&f).unwrap().split_whitespace().map(|s| s.parse().unwrap()).collect(), Some(format!("{f}.ref"))),
-            Err(_) => ((0..2048u32).map(|i| 1 + (i * 7919) % (model.config().vocab as u32 - 1)).collect(), None),
+            Ok(f) => (
+                std::fs::read_to_string(&f)
+                    .unwrap()
+                    .split_whitespace()
+                    .map(|s| s.parse().unwrap())
+                    .collect(),
+                Some(format!("{f}.ref")),
+            ),
+            Err(_) => (
+                (0..2048u32)
+                    .map(|i| 1 + (i * 7919) % (model.config().vocab as u32 - 1))
+                    .collect(),
+                None,
+            ),
         };
         let t0 = std::time::Instant::now();
         let lp = r.log_probs(&toks, 0).unwrap();
         let dt = t0.elapsed().as_secs_f64();
         let nll = -lp.iter().sum::<f64>() / lp.len() as f64;
-        eprintln!("{} tokens in {dt:.2} s ({:.0} tok/s); mean NLL {nll:.4} nats = {:.4} bits/token", toks.len(), toks.len() as f64 / dt, nll / std::f64::consts::LN_2);
+        eprintln!(
+            "{} tokens in {dt:.2} s ({:.0} tok/s); mean NLL {nll:.4} nats = {:.4} bits/token",
+            toks.len(),
+            toks.len() as f64 / dt,
+            nll / std::f64::consts::LN_2
+        );
         if let Some(out) = out {
             std::fs::write(out, lp.iter().map(|v| format!("{v}\n")).collect::<String>()).unwrap();
         }

@@ -73,7 +73,15 @@ macro_rules! kernel {
         kernel!($name, $dot4, $params, $bindings, &[])
     };
     ($name:literal, $dot4:literal, $params:literal, $bindings:expr, $libs:expr) => {
-        Kernel { name: $name, path: concat!("shaders/", $name, ".wgsl"), source: include_str!(concat!("../../shaders/", $name, ".wgsl")), uses_dot4: $dot4, libs: $libs, params: $params, bindings: $bindings }
+        Kernel {
+            name: $name,
+            path: concat!("shaders/", $name, ".wgsl"),
+            source: include_str!(concat!("../../shaders/", $name, ".wgsl")),
+            uses_dot4: $dot4,
+            libs: $libs,
+            params: $params,
+            bindings: $bindings,
+        }
     };
 }
 
@@ -85,10 +93,34 @@ pub const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl")
 pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
 
 pub const QUANTIZE: Kernel = kernel!("quantize", false, "QuantizeParams", &[U, R, W, W, W], &[REDUCE]);
-pub const MATMUL_Q4: Kernel = kernel!("matmul_q4", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON]);
-pub const MATMUL_Q8: Kernel = kernel!("matmul_q8", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON]);
-pub const MATMUL_Q4_TILED: Kernel = kernel!("matmul_q4_tiled", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON, MATMUL_TILED]);
-pub const MATMUL_Q8_TILED: Kernel = kernel!("matmul_q8_tiled", true, "MatmulParams", &[U, R, R, R, R, R, R, W], &[MATMUL_COMMON, MATMUL_TILED]);
+pub const MATMUL_Q4: Kernel = kernel!(
+    "matmul_q4",
+    true,
+    "MatmulParams",
+    &[U, R, R, R, R, R, R, W],
+    &[MATMUL_COMMON]
+);
+pub const MATMUL_Q8: Kernel = kernel!(
+    "matmul_q8",
+    true,
+    "MatmulParams",
+    &[U, R, R, R, R, R, R, W],
+    &[MATMUL_COMMON]
+);
+pub const MATMUL_Q4_TILED: Kernel = kernel!(
+    "matmul_q4_tiled",
+    true,
+    "MatmulParams",
+    &[U, R, R, R, R, R, R, W],
+    &[MATMUL_COMMON, MATMUL_TILED]
+);
+pub const MATMUL_Q8_TILED: Kernel = kernel!(
+    "matmul_q8_tiled",
+    true,
+    "MatmulParams",
+    &[U, R, R, R, R, R, R, W],
+    &[MATMUL_COMMON, MATMUL_TILED]
+);
 pub const EMBED: Kernel = kernel!("embed", false, "EmbedParams", &[U, R, R, R, R, W]);
 pub const RMSNORM: Kernel = kernel!("rmsnorm", false, "RmsnormParams", &[U, R, R, W], &[REDUCE]);
 pub const ROPE: Kernel = kernel!("rope", false, "RopeParams", &[U, W, R, R, R]);
@@ -96,12 +128,34 @@ pub const SILU_MUL: Kernel = kernel!("silu_mul", false, "ElementwiseParams", &[U
 pub const ADD: Kernel = kernel!("add", false, "ElementwiseParams", &[U, W, R]);
 pub const KV_STORE: Kernel = kernel!("kv_store", false, "KvStoreParams", &[U, R, R, R, W, W, W]);
 pub const KV_SHIFT: Kernel = kernel!("kv_shift", false, "KvShiftParams", &[U, R, R, R, R, R, W, W, W]);
-pub const ATTENTION: Kernel = kernel!("attention", false, "AttentionParams", &[U, R, R, R, R, R, R, W, W], &[REDUCE]);
+pub const ATTENTION: Kernel = kernel!(
+    "attention",
+    false,
+    "AttentionParams",
+    &[U, R, R, R, R, R, R, W, W],
+    &[REDUCE]
+);
 pub const FREQ: Kernel = kernel!("freq", false, "FreqParams", &[U, R, R, W]);
 pub const RANGES: Kernel = kernel!("ranges", false, "FreqParams", &[U, R, R, W], &[REDUCE]);
 
 /// Every kernel.
-pub const KERNELS: [Kernel; 15] = [QUANTIZE, MATMUL_Q4, MATMUL_Q8, MATMUL_Q4_TILED, MATMUL_Q8_TILED, EMBED, RMSNORM, ROPE, SILU_MUL, ADD, KV_STORE, KV_SHIFT, ATTENTION, FREQ, RANGES];
+pub const KERNELS: [Kernel; 15] = [
+    QUANTIZE,
+    MATMUL_Q4,
+    MATMUL_Q8,
+    MATMUL_Q4_TILED,
+    MATMUL_Q8_TILED,
+    EMBED,
+    RMSNORM,
+    ROPE,
+    SILU_MUL,
+    ADD,
+    KV_STORE,
+    KV_SHIFT,
+    ATTENTION,
+    FREQ,
+    RANGES,
+];
 
 /// `shaders/wide.wgsl`: Wide, mul_u32, mul_shift, div_shifted, isqrt, SplitAcc.
 pub const WIDE: &str = include_str!("../../shaders/wide.wgsl");
@@ -189,15 +243,43 @@ pub type UniformLayout = (&'static str, usize, &'static [(&'static str, usize)])
 
 /// Every uniform struct.
 pub const UNIFORMS: [UniformLayout; 10] = [
-    ("QuantizeParams", std::mem::size_of::<QuantizeParams>(), QuantizeParams::FIELDS),
-    ("MatmulParams", std::mem::size_of::<MatmulParams>(), MatmulParams::FIELDS),
+    (
+        "QuantizeParams",
+        std::mem::size_of::<QuantizeParams>(),
+        QuantizeParams::FIELDS,
+    ),
+    (
+        "MatmulParams",
+        std::mem::size_of::<MatmulParams>(),
+        MatmulParams::FIELDS,
+    ),
     ("EmbedParams", std::mem::size_of::<EmbedParams>(), EmbedParams::FIELDS),
-    ("RmsnormParams", std::mem::size_of::<RmsnormParams>(), RmsnormParams::FIELDS),
+    (
+        "RmsnormParams",
+        std::mem::size_of::<RmsnormParams>(),
+        RmsnormParams::FIELDS,
+    ),
     ("RopeParams", std::mem::size_of::<RopeParams>(), RopeParams::FIELDS),
-    ("ElementwiseParams", std::mem::size_of::<ElementwiseParams>(), ElementwiseParams::FIELDS),
-    ("KvStoreParams", std::mem::size_of::<KvStoreParams>(), KvStoreParams::FIELDS),
-    ("KvShiftParams", std::mem::size_of::<KvShiftParams>(), KvShiftParams::FIELDS),
-    ("AttentionParams", std::mem::size_of::<AttentionParams>(), AttentionParams::FIELDS),
+    (
+        "ElementwiseParams",
+        std::mem::size_of::<ElementwiseParams>(),
+        ElementwiseParams::FIELDS,
+    ),
+    (
+        "KvStoreParams",
+        std::mem::size_of::<KvStoreParams>(),
+        KvStoreParams::FIELDS,
+    ),
+    (
+        "KvShiftParams",
+        std::mem::size_of::<KvShiftParams>(),
+        KvShiftParams::FIELDS,
+    ),
+    (
+        "AttentionParams",
+        std::mem::size_of::<AttentionParams>(),
+        AttentionParams::FIELDS,
+    ),
     ("FreqParams", std::mem::size_of::<FreqParams>(), FreqParams::FIELDS),
 ];
 
@@ -233,12 +315,21 @@ mod tests {
             for d in [Dot4::Packed, Dot4::Scalar] {
                 let src = compose(&k, d);
                 if let Some(m) = check(&format!("{} ({})", k.path, d.name()), &src) {
-                    assert!(m.entry_points.iter().any(|e| e.name == "main" && e.stage == naga::ShaderStage::Compute), "{}: no compute entry point `main`", k.path);
+                    assert!(
+                        m.entry_points
+                            .iter()
+                            .any(|e| e.name == "main" && e.stage == naga::ShaderStage::Compute),
+                        "{}: no compute entry point `main`",
+                        k.path
+                    );
                 }
                 if !k.uses_dot4 {
                     break;
                 }
-                assert_eq!(src.contains("requires packed_4x8_integer_dot_product;"), d == Dot4::Packed);
+                assert_eq!(
+                    src.contains("requires packed_4x8_integer_dot_product;"),
+                    d == Dot4::Packed
+                );
             }
         }
         assert!(errors.is_empty(), "{}", errors.join("\n"));
@@ -247,10 +338,23 @@ mod tests {
     #[test]
     fn every_shader_file_is_a_kernel_or_a_library() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders");
-        let mut files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         files.sort();
         let mut known: Vec<String> = KERNELS.iter().map(|k| format!("{}.wgsl", k.name)).collect();
-        known.extend(["wide.wgsl", "dot4_packed.wgsl", "dot4_scalar.wgsl", "matmul_common.wgsl", "matmul_tiled.wgsl", "reduce.wgsl"].map(String::from));
+        known.extend(
+            [
+                "wide.wgsl",
+                "dot4_packed.wgsl",
+                "dot4_scalar.wgsl",
+                "matmul_common.wgsl",
+                "matmul_tiled.wgsl",
+                "reduce.wgsl",
+            ]
+            .map(String::from),
+        );
         known.sort();
         assert_eq!(files, known);
         // Each opens with its comment block naming its CPU twin.
@@ -264,15 +368,33 @@ mod tests {
     fn uniform_structs_match_their_wgsl_layout() {
         for k in KERNELS {
             let m = parse(k.path, &compose(&k, Dot4::Scalar));
-            let (name, size, fields) = UNIFORMS.iter().find(|u| u.0 == k.params).unwrap_or_else(|| panic!("{}: no Rust struct {}", k.path, k.params));
-            let ty = m.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("{}: no struct {name}", k.path)).1;
-            let naga::TypeInner::Struct { members, span } = &ty.inner else { panic!("{name} is not a struct") };
+            let (name, size, fields) = UNIFORMS
+                .iter()
+                .find(|u| u.0 == k.params)
+                .unwrap_or_else(|| panic!("{}: no Rust struct {}", k.path, k.params));
+            let ty = m
+                .types
+                .iter()
+                .find(|(_, t)| t.name.as_deref() == Some(name))
+                .unwrap_or_else(|| panic!("{}: no struct {name}", k.path))
+                .1;
+            let naga::TypeInner::Struct { members, span } = &ty.inner else {
+                panic!("{name} is not a struct")
+            };
             assert_eq!(*span as usize, *size, "{}: size of {name}", k.path);
-            let wgsl: Vec<(String, usize)> = members.iter().map(|mb| (mb.name.clone().unwrap_or_default(), mb.offset as usize)).collect();
+            let wgsl: Vec<(String, usize)> = members
+                .iter()
+                .map(|mb| (mb.name.clone().unwrap_or_default(), mb.offset as usize))
+                .collect();
             let rust: Vec<(String, usize)> = fields.iter().map(|(n, o)| (n.to_string(), *o)).collect();
             assert_eq!(wgsl, rust, "{}: members of {name}", k.path);
             // And it is bound as the uniform at group 0, binding 0.
-            let var = m.global_variables.iter().find(|(_, v)| v.space == naga::AddressSpace::Uniform).unwrap_or_else(|| panic!("{}: no uniform", k.path)).1;
+            let var = m
+                .global_variables
+                .iter()
+                .find(|(_, v)| v.space == naga::AddressSpace::Uniform)
+                .unwrap_or_else(|| panic!("{}: no uniform", k.path))
+                .1;
             assert_eq!(m.types[var.ty].name.as_deref(), Some(*name));
             assert_eq!(var.binding, Some(naga::ResourceBinding { group: 0, binding: 0 }));
         }
@@ -290,7 +412,9 @@ mod tests {
                     assert_eq!(b.group, 0, "{}", k.path);
                     let kind = match v.space {
                         naga::AddressSpace::Uniform => Binding::Uniform,
-                        naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Binding::ReadWrite,
+                        naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => {
+                            Binding::ReadWrite
+                        }
                         naga::AddressSpace::Storage { .. } => Binding::Read,
                         other => panic!("{}: binding in {other:?}", k.path),
                     };
@@ -301,7 +425,11 @@ mod tests {
             let want: Vec<(u32, Binding)> = k.bindings.iter().enumerate().map(|(i, &b)| (i as u32, b)).collect();
             assert_eq!(got, want, "{}", k.path);
             // WebGPU's default limit of storage buffers per shader stage.
-            assert!(k.bindings.iter().filter(|&&b| b != Binding::Uniform).count() <= 8, "{}", k.path);
+            assert!(
+                k.bindings.iter().filter(|&&b| b != Binding::Uniform).count() <= 8,
+                "{}",
+                k.path
+            );
         }
     }
 }

@@ -29,7 +29,9 @@ fn round_i64(x: f64) -> i64 {
 /// `cos`/`sin` of `pos · base^(-2i/head_dim)` for pos < ctx, i < head_dim/2, Q1.14, row-major [ctx, head_dim/2].
 pub fn rope(ctx: usize, head_dim: usize, base: f64) -> (Vec<i16>, Vec<i16>) {
     let half = head_dim / 2;
-    let theta: Vec<f64> = (0..half).map(|i| libm::pow(base, -(2.0 * i as f64) / head_dim as f64)).collect();
+    let theta: Vec<f64> = (0..half)
+        .map(|i| libm::pow(base, -(2.0 * i as f64) / head_dim as f64))
+        .collect();
     let one = (1i64 << ROPE_FRAC) as f64;
     let mut cos = Vec::with_capacity(ctx * half);
     let mut sin = Vec::with_capacity(ctx * half);
@@ -46,7 +48,9 @@ pub fn rope(ctx: usize, head_dim: usize, base: f64) -> (Vec<i16>, Vec<i16>) {
 /// `round(2^frac · 2^(-f/2^bits))` for f in 0..2^bits.
 pub fn exp2_table(bits: u32, frac: u32) -> Vec<u32> {
     let n = 1usize << bits;
-    (0..n).map(|f| round_i64(libm::exp2(frac as f64 - f as f64 / n as f64)) as u32).collect()
+    (0..n)
+        .map(|f| round_i64(libm::exp2(frac as f64 - f as f64 / n as f64)) as u32)
+        .collect()
 }
 
 /// `round(2^10 · silu(i / 64))` for i in -1024..=1024.

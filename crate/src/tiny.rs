@@ -58,7 +58,15 @@ pub const TINY_VOCAB: usize = 3 + 256 + MERGES.len();
 
 impl Default for TinyShape {
     fn default() -> Self {
-        TinyShape { n_layers: 2, dim: 64, hidden: 96, n_heads: 4, n_kv_heads: 2, ctx: 128, vocab: TINY_VOCAB }
+        TinyShape {
+            n_layers: 2,
+            dim: 64,
+            hidden: 96,
+            n_heads: 4,
+            n_kv_heads: 2,
+            ctx: 128,
+            vocab: TINY_VOCAB,
+        }
     }
 }
 
@@ -67,12 +75,28 @@ impl TinyShape {
     /// 2,048-position context: random weights that cost what the real model costs, for speed
     /// checks on machines the real model cannot be brought to.
     pub fn smollm2() -> Self {
-        TinyShape { n_layers: 30, dim: 576, hidden: 1536, n_heads: 9, n_kv_heads: 3, ctx: 2048, vocab: 49152 }
+        TinyShape {
+            n_layers: 30,
+            dim: 576,
+            hidden: 1536,
+            n_heads: 9,
+            n_kv_heads: 3,
+            ctx: 2048,
+            vocab: 49152,
+        }
     }
 }
 
 /// The merges of the tiny vocabulary (on top of the 256 byte tokens and 3 specials).
-const MERGES: [(&str, &str); 7] = [("t", "h"), ("th", "e"), ("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("a", "n")];
+const MERGES: [(&str, &str); 7] = [
+    ("t", "h"),
+    ("th", "e"),
+    ("Ġ", "t"),
+    ("h", "e"),
+    ("Ġt", "he"),
+    ("i", "n"),
+    ("a", "n"),
+];
 
 /// Builds the tiny model's GGUF bytes.
 pub fn tiny_gguf(seed: u64, s: TinyShape) -> Vec<u8> {
@@ -82,7 +106,14 @@ pub fn tiny_gguf(seed: u64, s: TinyShape) -> Vec<u8> {
     tokens.extend(MERGES.iter().map(|(a, b)| format!("{a}{b}")));
     // Fillers: "Ā" and two byte characters, distinct from every token above.
     let fill = s.vocab.saturating_sub(tokens.len());
-    tokens.extend((0..fill).map(|i| format!("{}{}{}", byte_char(0), byte_char((i / 256) as u8), byte_char((i % 256) as u8))));
+    tokens.extend((0..fill).map(|i| {
+        format!(
+            "{}{}{}",
+            byte_char(0),
+            byte_char((i / 256) as u8),
+            byte_char((i % 256) as u8)
+        )
+    }));
     let vocab = tokens.len();
     let mut types = vec![3i32; 3];
     types.extend(std::iter::repeat_n(1, vocab - 3));
@@ -113,7 +144,11 @@ pub fn tiny_gguf(seed: u64, s: TinyShape) -> Vec<u8> {
     kv.push(("llama.attention.head_count".into(), 4, u32v(s.n_heads)));
     kv.push(("llama.attention.head_count_kv".into(), 4, u32v(s.n_kv_heads)));
     kv.push(("llama.rope.freq_base".into(), 6, 10000f32.to_le_bytes().to_vec()));
-    kv.push(("llama.attention.layer_norm_rms_epsilon".into(), 6, 1e-5f32.to_le_bytes().to_vec()));
+    kv.push((
+        "llama.attention.layer_norm_rms_epsilon".into(),
+        6,
+        1e-5f32.to_le_bytes().to_vec(),
+    ));
     kv.push(("tokenizer.ggml.model".into(), 8, sv("gpt2")));
     kv.push(("tokenizer.ggml.pre".into(), 8, sv("smollm")));
     kv.push(("tokenizer.ggml.tokens".into(), 9, arr_str(&tokens)));
@@ -151,7 +186,9 @@ pub fn tiny_gguf(seed: u64, s: TinyShape) -> Vec<u8> {
     }
     norms.push("output_norm.weight".into());
     for n in norms {
-        let data = (0..s.dim).flat_map(|_| (0.5 + r.below(1000) as f32 / 1000.0).to_le_bytes()).collect();
+        let data = (0..s.dim)
+            .flat_map(|_| (0.5 + r.below(1000) as f32 / 1000.0).to_le_bytes())
+            .collect();
         tensors.push((n, vec![s.dim as u64], 0, data));
     }
     let mut emb = Vec::with_capacity(vocab * s.dim / 32 * 34);
@@ -232,7 +269,17 @@ mod tests {
         assert_eq!(a, b, "the converter must be deterministic");
         let m = Model::from_pack_bytes(&a).unwrap();
         assert_eq!(m.config().vocab, TINY_VOCAB);
-        let wide = Model::from_pack_bytes(&tiny_pack(7, TinyShape { vocab: 1000, ..TinyShape::default() }).unwrap()).unwrap();
+        let wide = Model::from_pack_bytes(
+            &tiny_pack(
+                7,
+                TinyShape {
+                    vocab: 1000,
+                    ..TinyShape::default()
+                },
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(wide.config().vocab, 1000);
         assert_ne!(tiny_pack(8, TinyShape::default()).unwrap(), a);
     }

@@ -161,7 +161,12 @@ impl Tokenizer {
         }
 
         // Text → id. Later duplicates win, as in llama.cpp's `token_to_id[word] = i`.
-        let id_of: HashMap<&str, u32> = data.tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i as u32)).collect();
+        let id_of: HashMap<&str, u32> = data
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i as u32))
+            .collect();
 
         let mut byte_token = [NO_TOKEN; 256];
         for (b, c) in chars.iter().enumerate() {
@@ -173,13 +178,20 @@ impl Tokenizer {
         let escape = match data.token_types.iter().take(n).rposition(|&t| t == CONTROL) {
             _ if missing.is_empty() => NO_TOKEN,
             Some(id) => id as u32,
-            None => return err(format!("bytes {missing:02x?} have no token and there is no control token to escape them with")),
+            None => {
+                return err(format!(
+                    "bytes {missing:02x?} have no token and there is no control token to escape them with"
+                ))
+            }
         };
         if escape != NO_TOKEN && byte_token.contains(&escape) {
             return err(format!("the escape token {escape} is also a byte's token"));
         }
         if let Some(b) = missing.iter().find(|&&b| byte_token[b ^ 0x80] == NO_TOKEN) {
-            return err(format!("bytes 0x{b:02x} and 0x{:02x} both have no token: one is needed to escape the other", b ^ 0x80));
+            return err(format!(
+                "bytes 0x{b:02x} and 0x{:02x} both have no token: one is needed to escape the other",
+                b ^ 0x80
+            ));
         }
 
         let mut merges = HashMap::with_capacity(data.merges.len());
@@ -197,14 +209,27 @@ impl Tokenizer {
             };
             let (l, r, token) = (look(left)?, look(right)?, look(&format!("{left}{right}"))?);
             if token == escape {
-                return err(format!("merge {rank} {m:?} makes the escape token, which BPE must never emit"));
+                return err(format!(
+                    "merge {rank} {m:?} makes the escape token, which BPE must never emit"
+                ));
             }
             // The first occurrence of a pair keeps its rank (llama.cpp's `emplace`).
-            merges.entry(pair_key(l, r)).or_insert(Merge { rank: rank as u32, token });
+            merges.entry(pair_key(l, r)).or_insert(Merge {
+                rank: rank as u32,
+                token,
+            });
         }
 
         let compile = |p: &str| Regex::new(p).map_err(|e| Error::Tokenizer(format!("pattern {p:?}: {e}")));
-        Ok(Tokenizer { bytes, ends, byte_token, escape, merges, digit: compile(DIGIT_PATTERN)?, word: compile(WORD_PATTERN)? })
+        Ok(Tokenizer {
+            bytes,
+            ends,
+            byte_token,
+            escape,
+            merges,
+            digit: compile(DIGIT_PATTERN)?,
+            word: compile(WORD_PATTERN)?,
+        })
     }
 
     /// The escape token that `encode` puts before the partner of a byte without a token
@@ -249,7 +274,9 @@ impl Tokenizer {
     /// The byte that `escape, token` stands for, if `token` is the partner of a missing byte.
     fn escaped(&self, token: u32) -> Option<u8> {
         match *self.token_bytes(token) {
-            [p] if self.byte_token[p as usize] == token && self.byte_token[(p ^ 0x80) as usize] == NO_TOKEN => Some(p ^ 0x80),
+            [p] if self.byte_token[p as usize] == token && self.byte_token[(p ^ 0x80) as usize] == NO_TOKEN => {
+                Some(p ^ 0x80)
+            }
             _ => None,
         }
     }
@@ -260,7 +287,9 @@ impl Tokenizer {
         let mut seen = HashMap::new();
         let mut work = Work::default();
         for chunk in bytes.utf8_chunks() {
-            self.pre_tokenize(chunk.valid(), &mut |w: &str| self.word(w.as_bytes(), &mut seen, &mut out, &mut work));
+            self.pre_tokenize(chunk.valid(), &mut |w: &str| {
+                self.word(w.as_bytes(), &mut seen, &mut out, &mut work)
+            });
             if !chunk.invalid().is_empty() {
                 self.word(chunk.invalid(), &mut seen, &mut out, &mut work);
             }
@@ -344,13 +373,24 @@ impl Tokenizer {
         syms.clear();
         heap.clear();
         let n = word.len();
-        syms.extend(word.iter().enumerate().map(|(i, &b)| Sym { token: self.byte_token[b as usize], prev: i.wrapping_sub(1), next: i + 1 }));
+        syms.extend(word.iter().enumerate().map(|(i, &b)| Sym {
+            token: self.byte_token[b as usize],
+            prev: i.wrapping_sub(1),
+            next: i + 1,
+        }));
         for i in 1..n {
             self.push_pair(syms, heap, i - 1, i);
         }
         // A stale candidate (one side since merged into something else) is skipped: a symbol's
         // token changes only by growing, so the same tokens at both ends mean the same pair.
-        while let Some(Reverse(Candidate { left, left_token, right_token, token, .. })) = heap.pop() {
+        while let Some(Reverse(Candidate {
+            left,
+            left_token,
+            right_token,
+            token,
+            ..
+        })) = heap.pop()
+        {
             let right = syms[left].next;
             if syms[left].token != left_token || right >= n || syms[right].token != right_token {
                 continue;
@@ -377,7 +417,13 @@ impl Tokenizer {
     fn push_pair(&self, syms: &[Sym], heap: &mut BinaryHeap<Reverse<Candidate>>, left: usize, right: usize) {
         let (left_token, right_token) = (syms[left].token, syms[right].token);
         if let Some(m) = self.merges.get(&pair_key(left_token, right_token)) {
-            heap.push(Reverse(Candidate { rank: m.rank, left, left_token, right_token, token: m.token }));
+            heap.push(Reverse(Candidate {
+                rank: m.rank,
+                left,
+                left_token,
+                right_token,
+                token: m.token,
+            }));
         }
     }
 }
@@ -433,7 +479,11 @@ mod tests {
         tokens.extend(MERGES.iter().map(|m| m.replace(' ', "")));
         let mut token_types = vec![1; tokens.len()];
         token_types[256] = CONTROL;
-        TokenizerData { tokens, merges: MERGES.iter().map(|m| m.to_string()).collect(), token_types }
+        TokenizerData {
+            tokens,
+            merges: MERGES.iter().map(|m| m.to_string()).collect(),
+            token_types,
+        }
     }
 
     fn tiny() -> Tokenizer {
@@ -441,7 +491,9 @@ mod tests {
     }
 
     fn id(t: &Tokenizer, s: &str) -> u32 {
-        (0..t.vocab_size() as u32).find(|&i| t.token_bytes(i) == s.as_bytes()).unwrap()
+        (0..t.vocab_size() as u32)
+            .find(|&i| t.token_bytes(i) == s.as_bytes())
+            .unwrap()
     }
 
     fn pieces(text: &str) -> Vec<&str> {
@@ -453,7 +505,10 @@ mod tests {
     #[test]
     fn byte_alphabet_is_gpt2s() {
         let c = byte_chars();
-        assert_eq!((c[b'!' as usize], c[b' ' as usize], c[b'\n' as usize], c[0], c[0xAD]), ('!', 'Ġ', 'Ċ', 'Ā', 'Ń'));
+        assert_eq!(
+            (c[b'!' as usize], c[b' ' as usize], c[b'\n' as usize], c[0], c[0xAD]),
+            ('!', 'Ġ', 'Ċ', 'Ā', 'Ń')
+        );
         assert_eq!(char_bytes(&c).len(), 256, "the 256 characters are distinct");
     }
 
@@ -469,7 +524,10 @@ mod tests {
         // space, which then stands alone: "\r\n" before a word is two pre-tokens.
         assert_eq!(pieces("line1\r\nline2"), ["line", "1", "\r", "\n", "line", "2"]);
         assert_eq!(pieces("x \n y"), ["x", " \n", " y"]);
-        assert_eq!(pieces("tabs\tand  double  "), ["tabs", "\t", "and", " ", " double", "  "]);
+        assert_eq!(
+            pieces("tabs\tand  double  "),
+            ["tabs", "\t", "and", " ", " double", "  "]
+        );
         assert_eq!(pieces("hi!!! ...?"), ["hi", "!!!", " ...?"]);
         assert_eq!(pieces("naïve café ½"), ["naïve", " café", " ", "½"]);
         // Only U+0020 joins the next word; another whitespace character stands alone.
@@ -507,14 +565,26 @@ mod tests {
     #[test]
     fn invalid_utf8_round_trips() {
         let t = tiny();
-        for x in [&b"\xff"[..], b"a\xffb", b"\xe2\x82", b" the\xc3", b"\xc3\xa9\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80 x", b"\r\n\0\x80"] {
+        for x in [
+            &b"\xff"[..],
+            b"a\xffb",
+            b"\xe2\x82",
+            b" the\xc3",
+            b"\xc3\xa9\xc3",
+            b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80 x",
+            b"\r\n\0\x80",
+        ] {
             let ids = t.encode(x);
             assert_eq!(t.decode(&ids), x, "{x:?}");
         }
         // Each invalid piece is a pre-token of its own, between the valid text around it.
         let b = |x: u8| t.byte_token[x as usize];
         assert_eq!(t.encode(b"a\xffa"), [id(&t, "a"), b(0xff), id(&t, "a")]);
-        assert_eq!(t.encode(b"aa\xe2\x82aa"), [id(&t, "aa"), b(0xe2), b(0x82), id(&t, "aa")]);
+        assert_eq!(
+            t.encode(b"aa\xe2\x82aa"),
+            [id(&t, "aa"), b(0xe2), b(0x82), id(&t, "aa")]
+        );
     }
 
     /// The tiny vocabulary without the tokens of bytes 0x04 and 0xFF.
@@ -522,7 +592,13 @@ mod tests {
         let mut d = tiny_data();
         let drop = [byte_chars()[0x04].to_string(), byte_chars()[0xFF].to_string()];
         let keep: Vec<bool> = d.tokens.iter().map(|t| !drop.contains(t)).collect();
-        d.tokens = d.tokens.iter().zip(&keep).filter(|p| *p.1).map(|p| p.0.clone()).collect();
+        d.tokens = d
+            .tokens
+            .iter()
+            .zip(&keep)
+            .filter(|p| *p.1)
+            .map(|p| p.0.clone())
+            .collect();
         d.token_types = d.token_types.iter().zip(&keep).filter(|p| *p.1).map(|p| *p.0).collect();
         Tokenizer::new(&d).unwrap()
     }
@@ -534,9 +610,18 @@ mod tests {
         let b = |x: u8| t.byte_token[x as usize];
         assert_eq!(t.escape, esc);
         // Merges happen on either side of the escaped byte, never across it.
-        assert_eq!(t.encode(b" the\x04 the\xff"), [id(&t, " the"), esc, b(0x84), id(&t, " the"), esc, b(0x7f)]);
+        assert_eq!(
+            t.encode(b" the\x04 the\xff"),
+            [id(&t, " the"), esc, b(0x84), id(&t, " the"), esc, b(0x7f)]
+        );
         assert_eq!(t.encode(b"aa\x04aa"), [id(&t, "aa"), esc, b(0x84), id(&t, "aa")]);
-        for x in [&b"\x04"[..], b"\xff\xff", b"\x04\x84\x7f\xff", b"a\xff\x04a", b"\xef\xbf\xbf\xff"] {
+        for x in [
+            &b"\x04"[..],
+            b"\xff\xff",
+            b"\x04\x84\x7f\xff",
+            b"a\xff\x04a",
+            b"\xef\xbf\xbf\xff",
+        ] {
             assert_eq!(t.decode(&t.encode(x)), x, "{x:?}");
         }
         // An escape token not followed by the partner of a missing byte spells its own text.
@@ -546,7 +631,10 @@ mod tests {
         // With every byte present nothing is escaped, and the control token is plain text.
         let t = tiny();
         assert_eq!(t.escape, NO_TOKEN);
-        assert_eq!(t.decode(&[id(&t, "<|endoftext|>"), t.byte_token[0x84]]), b"<|endoftext|>\x84");
+        assert_eq!(
+            t.decode(&[id(&t, "<|endoftext|>"), t.byte_token[0x84]]),
+            b"<|endoftext|>\x84"
+        );
     }
 
     #[test]
@@ -576,7 +664,11 @@ mod tests {
         let mut d = tiny_data();
         d.merges.push("Ġ x".into());
         assert!(refused(&d).contains("\"Ġx\" is not in the vocabulary"));
-        let d = TokenizerData { tokens: vec![], merges: vec![], token_types: vec![] };
+        let d = TokenizerData {
+            tokens: vec![],
+            merges: vec![],
+            token_types: vec![],
+        };
         assert!(matches!(Tokenizer::new(&d), Err(Error::Tokenizer(_))));
     }
 

@@ -41,7 +41,10 @@ impl Wide {
 
     #[inline]
     pub fn from_i32(v: i32) -> Wide {
-        Wide { hi: if v < 0 { u32::MAX } else { 0 }, lo: v as u32 }
+        Wide {
+            hi: if v < 0 { u32::MAX } else { 0 },
+            lo: v as u32,
+        }
     }
 
     #[inline]
@@ -52,7 +55,10 @@ impl Wide {
     #[inline]
     pub fn add(self, o: Wide) -> Wide {
         let (lo, c) = self.lo.overflowing_add(o.lo);
-        Wide { hi: self.hi.wrapping_add(o.hi).wrapping_add(c as u32), lo }
+        Wide {
+            hi: self.hi.wrapping_add(o.hi).wrapping_add(c as u32),
+            lo,
+        }
     }
 
     #[inline]
@@ -90,10 +96,16 @@ impl Wide {
         if s == 0 {
             self
         } else if s < 32 {
-            Wide { hi: ((self.hi as i32) >> s) as u32, lo: (self.lo >> s) | (self.hi << (32 - s)) }
+            Wide {
+                hi: ((self.hi as i32) >> s) as u32,
+                lo: (self.lo >> s) | (self.hi << (32 - s)),
+            }
         } else {
             let h = self.hi as i32;
-            Wide { hi: (h >> 31) as u32, lo: (h >> (s - 32).min(31)) as u32 }
+            Wide {
+                hi: (h >> 31) as u32,
+                lo: (h >> (s - 32).min(31)) as u32,
+            }
         }
     }
 
@@ -103,9 +115,15 @@ impl Wide {
         if s == 0 {
             self
         } else if s < 32 {
-            Wide { hi: (self.hi << s) | (self.lo >> (32 - s)), lo: self.lo << s }
+            Wide {
+                hi: (self.hi << s) | (self.lo >> (32 - s)),
+                lo: self.lo << s,
+            }
         } else {
-            Wide { hi: self.lo << (s - 32).min(31), lo: 0 }
+            Wide {
+                hi: self.lo << (s - 32).min(31),
+                lo: 0,
+            }
         }
     }
 
@@ -165,7 +183,10 @@ impl Wide {
         if s < 32 {
             Wide { hi: 0, lo: 1 << s }
         } else {
-            Wide { hi: 1 << (s - 32), lo: 0 }
+            Wide {
+                hi: 1 << (s - 32),
+                lo: 0,
+            }
         }
     }
 
@@ -256,14 +277,20 @@ mod tests {
         (((w.hi as u64) << 32) | w.lo as u64) as i64
     }
     fn from_i64(v: i64) -> Wide {
-        Wide { hi: ((v as u64) >> 32) as u32, lo: v as u32 }
+        Wide {
+            hi: ((v as u64) >> 32) as u32,
+            lo: v as u32,
+        }
     }
 
     /// A small deterministic generator (tests must not depend on a platform RNG).
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> u32 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (self.0 >> 32) as u32
         }
     }
@@ -273,9 +300,26 @@ mod tests {
     #[test]
     fn i64_fast_path_matches_the_word_version() {
         let mut r = Lcg(7);
-        let mut vals: Vec<i64> = vec![0, 1, -1, 2, -2, 1 << 62, -(1 << 62), (1 << 62) - 1, i32::MAX as i64, i32::MIN as i64, 1 << 31, -(1 << 31) - 1];
+        let mut vals: Vec<i64> = vec![
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            1 << 62,
+            -(1 << 62),
+            (1 << 62) - 1,
+            i32::MAX as i64,
+            i32::MIN as i64,
+            1 << 31,
+            -(1 << 31) - 1,
+        ];
         vals.extend((0..300).map(|_| ((r.next() as u64) << 32 | r.next() as u64) as i64 >> (r.next() % 40 + 2)));
-        vals.extend(EXTREMES.iter().flat_map(|&a| EXTREMES.iter().map(move |&b| a as i64 * b as i64)));
+        vals.extend(
+            EXTREMES
+                .iter()
+                .flat_map(|&a| EXTREMES.iter().map(move |&b| a as i64 * b as i64)),
+        );
         for &v in &vals {
             for s in -63..=62 {
                 assert_eq!(round_shift_sat_i64(v, s), from_i64(v).round_shift_sat(s), "{v} >> {s}");
@@ -284,7 +328,11 @@ mod tests {
         for &a in &EXTREMES {
             for &b in &EXTREMES {
                 for s in [-40, -31, -1, 0, 1, 15, 16, 31, 32, 62] {
-                    assert_eq!(mul_shift(a, b, s), Wide::mul_i32(a, b).round_shift_sat(s), "{a}*{b}>>{s}");
+                    assert_eq!(
+                        mul_shift(a, b, s),
+                        Wide::mul_i32(a, b).round_shift_sat(s),
+                        "{a}*{b}>>{s}"
+                    );
                 }
             }
         }
@@ -299,7 +347,10 @@ mod tests {
         for &a in &vals {
             for &b in &vals {
                 assert_eq!(to_i64(Wide::mul_i32(a, b)), a as i64 * b as i64, "{a}*{b}");
-                assert_eq!(to_i64(mul_u32(a as u32, b as u32)) as u64, a as u32 as u64 * b as u32 as u64);
+                assert_eq!(
+                    to_i64(mul_u32(a as u32, b as u32)) as u64,
+                    a as u32 as u64 * b as u32 as u64
+                );
             }
         }
     }
@@ -328,7 +379,11 @@ mod tests {
         cases.extend((0..5000).map(|_| ((r.next() as u64) << 32 | r.next() as u64) as i64 >> (2 + r.next() % 60)));
         for &v in &cases {
             for s in -40..=62 {
-                let exact: i128 = if s > 0 { (v as i128 + (1i128 << (s - 1))) >> s } else { (v as i128) << (-s) };
+                let exact: i128 = if s > 0 {
+                    (v as i128 + (1i128 << (s - 1))) >> s
+                } else {
+                    (v as i128) << (-s)
+                };
                 let want = exact.clamp(i32::MIN as i128, i32::MAX as i128) as i32;
                 assert_eq!(from_i64(v).round_shift_sat(s), want, "{v} shift {s}");
             }
@@ -353,7 +408,20 @@ mod tests {
     #[test]
     fn isqrt_is_floor_sqrt() {
         let mut r = Lcg(5);
-        let mut vals = vec![0u32, 1, 2, 3, 4, 15, 16, 17, u32::MAX, u32::MAX - 1, 1 << 30, (1 << 30) - 1];
+        let mut vals = vec![
+            0u32,
+            1,
+            2,
+            3,
+            4,
+            15,
+            16,
+            17,
+            u32::MAX,
+            u32::MAX - 1,
+            1 << 30,
+            (1 << 30) - 1,
+        ];
         vals.extend((0..10000).map(|_| r.next()));
         for v in vals {
             let s = isqrt(v) as u64;

@@ -19,7 +19,10 @@ fn random(n: usize, seed: u64) -> Vec<u8> {
 }
 
 fn compress(data: &[u8], opts: &Options) -> Vec<u8> {
-    tiny().codec.compress(&mut backend(), data, opts, &mut |_, _| {}).unwrap()
+    tiny()
+        .codec
+        .compress(&mut backend(), data, opts, &mut |_, _| {})
+        .unwrap()
 }
 
 fn decompress(file: &[u8]) -> lmz::Result<Vec<u8>> {
@@ -35,20 +38,34 @@ fn decompress_slots(file: &[u8], slots: usize) -> lmz::Result<Vec<u8>> {
 /// The tiny model is random: it predicts worse than storing, so `Always` picks stored or
 /// zstd; `Force` keeps the model's output, which is what most tests exercise.
 fn always() -> Options {
-    Options { model: ModelUse::Always, ..Options::default() }
+    Options {
+        model: ModelUse::Always,
+        ..Options::default()
+    }
 }
 
 fn forced() -> Options {
-    Options { model: ModelUse::Force, ..Options::default() }
+    Options {
+        model: ModelUse::Force,
+        ..Options::default()
+    }
 }
 
 fn multi(chunk_tokens: usize) -> Options {
-    Options { model: ModelUse::Force, chunk_tokens, compact: false, ..Options::default() }
+    Options {
+        model: ModelUse::Force,
+        chunk_tokens,
+        compact: false,
+        ..Options::default()
+    }
 }
 
 #[test]
 fn round_trips() {
-    let utf16: Vec<u8> = "Ünïcödé notes, UTF-16 — the thin anthem\n".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let utf16: Vec<u8> = "Ünïcödé notes, UTF-16 — the thin anthem\n"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
     let mut binary = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
     binary.extend((0..600u32).flat_map(|i| [(i % 7) as u8, 0, 0, (i * 13 % 256) as u8]));
     let inputs: Vec<(&str, Vec<u8>)> = vec![
@@ -59,17 +76,37 @@ fn round_trips() {
         ("random", random(3000, 1)),
         ("binary", binary),
         ("utf-16", utf16),
-        ("invalid utf-8", vec![0xff, 0xfe, b't', b'h', 0xc3, 0x28, b'e', 0xe2, 0x82]),
+        (
+            "invalid utf-8",
+            vec![0xff, 0xfe, b't', b'h', 0xc3, 0x28, b'e', 0xe2, 0x82],
+        ),
     ];
     for (name, data) in &inputs {
-        for opts in [Options::default(), always(), forced(), multi(50), Options { model: ModelUse::Never, ..Options::default() }] {
+        for opts in [
+            Options::default(),
+            always(),
+            forced(),
+            multi(50),
+            Options {
+                model: ModelUse::Never,
+                ..Options::default()
+            },
+        ] {
             let file = compress(data, &opts);
             let got = decompress(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(&got, data, "{name} with {opts:?}");
             let i = info(&file).unwrap();
             assert_eq!(i.original_len, data.len() as u64);
             assert_eq!(i.compressed_len, file.len() as u64);
-            assert_eq!(i.form, if opts.compact && i.chunks.len() <= 1 { Form::Compact } else { Form::Full }, "{name}");
+            assert_eq!(
+                i.form,
+                if opts.compact && i.chunks.len() <= 1 {
+                    Form::Compact
+                } else {
+                    Form::Full
+                },
+                "{name}"
+            );
         }
     }
 }
@@ -82,11 +119,21 @@ fn kv_shift_and_recompute_policies() {
     use lmz::container::{FLAG_KV_SHIFT, TAG_MODEL, TAG_MODEL_MIXED, TAG_MODEL_SHIFT};
     use lmz::eval::{KvMode, Policy};
     let cfg = tiny().model.config();
-    let recompute = Options { policy: Some(Policy::recompute_for(cfg)), ..forced() };
-    let shifted = Options { policy: Some(Policy::shift_for(cfg)), ..forced() };
+    let recompute = Options {
+        policy: Some(Policy::recompute_for(cfg)),
+        ..forced()
+    };
+    let shifted = Options {
+        policy: Some(Policy::shift_for(cfg)),
+        ..forced()
+    };
     let data = text(1500); // ~1000 tokens: many windows of 128
     for compact in [false, true] {
-        let opts = |o: Options| Options { chunk_tokens: usize::MAX, compact, ..o };
+        let opts = |o: Options| Options {
+            chunk_tokens: usize::MAX,
+            compact,
+            ..o
+        };
         let shift = compress(&data, &opts(shifted.clone()));
         let old = compress(&data, &opts(recompute.clone()));
         assert_eq!(info(&shift).unwrap().kv, KvMode::Shift);
@@ -101,30 +148,72 @@ fn kv_shift_and_recompute_policies() {
         assert_eq!(decompress(&old).unwrap(), data);
         // Under one window the policies agree.
         let short = text(60);
-        let (a, b) = (compress(&short, &opts(shifted.clone())), compress(&short, &opts(recompute.clone())));
+        let (a, b) = (
+            compress(&short, &opts(shifted.clone())),
+            compress(&short, &opts(recompute.clone())),
+        );
         let p = info(&a).unwrap().chunks[0].stored_len as usize;
         assert_eq!(a.len(), b.len());
         assert_eq!(a[a.len() - p..], b[b.len() - p..]);
     }
     // An explicit policy that no compact tag names gets the full form.
-    let other = Options { policy: Some(Policy { stride: 17, ..Policy::shift_for(cfg) }), ..forced() };
+    let other = Options {
+        policy: Some(Policy {
+            stride: 17,
+            ..Policy::shift_for(cfg)
+        }),
+        ..forced()
+    };
     let f = compress(&data, &other);
     assert_eq!(info(&f).unwrap().form, Form::Full);
     assert_eq!(info(&f).unwrap().window_stride, Some((128, 17)));
     assert_eq!(decompress(&f).unwrap(), data);
     // Raw streams of every tag decode (the default's is 0xFD).
-    let raw = tiny().codec.compress_raw(&mut backend(), &data, ModelUse::Force, &mut |_, _| {}).unwrap();
+    let raw = tiny()
+        .codec
+        .compress_raw(&mut backend(), &data, ModelUse::Force, &mut |_, _| {})
+        .unwrap();
     assert_eq!(raw[0], TAG_MODEL_MIXED);
-    assert_eq!(tiny().codec.decompress_raw(&mut backend(), &raw, data.len() as u64, &mut |_, _| {}).unwrap(), data);
-    let sh = compress(&data, &Options { chunk_tokens: usize::MAX, ..shifted });
+    assert_eq!(
+        tiny()
+            .codec
+            .decompress_raw(&mut backend(), &raw, data.len() as u64, &mut |_, _| {})
+            .unwrap(),
+        data
+    );
+    let sh = compress(
+        &data,
+        &Options {
+            chunk_tokens: usize::MAX,
+            ..shifted
+        },
+    );
     let mut raw = vec![sh[0]];
     raw.extend_from_slice(&sh[1 + 2 + 2..]); // tag, [fingerprint, length varint (2 bytes)], check, payload
     assert_eq!(raw[0], TAG_MODEL_SHIFT);
-    assert_eq!(tiny().codec.decompress_raw(&mut backend(), &raw, data.len() as u64, &mut |_, _| {}).unwrap(), data);
-    let old = compress(&data, &Options { chunk_tokens: usize::MAX, ..recompute });
+    assert_eq!(
+        tiny()
+            .codec
+            .decompress_raw(&mut backend(), &raw, data.len() as u64, &mut |_, _| {})
+            .unwrap(),
+        data
+    );
+    let old = compress(
+        &data,
+        &Options {
+            chunk_tokens: usize::MAX,
+            ..recompute
+        },
+    );
     let mut old_raw = vec![old[0]];
     old_raw.extend_from_slice(&old[1 + 2 + 2..]); // tag, [fingerprint, length varint (2 bytes)], check, payload
-    assert_eq!(tiny().codec.decompress_raw(&mut backend(), &old_raw, data.len() as u64, &mut |_, _| {}).unwrap(), data);
+    assert_eq!(
+        tiny()
+            .codec
+            .decompress_raw(&mut backend(), &old_raw, data.len() as u64, &mut |_, _| {})
+            .unwrap(),
+        data
+    );
 }
 
 /// The online models: the default policy adds the adaptive bias (full-form flag 2) and the
@@ -137,22 +226,44 @@ fn online_model_policies() {
     use lmz::eval::Policy;
     let cfg = tiny().model.config();
     let data = text(1500);
-    let plain = Options { policy: Some(Policy::shift_for(cfg)), ..forced() };
-    let biased = Options { policy: Some(Policy::adaptive_for(cfg)), ..forced() };
+    let plain = Options {
+        policy: Some(Policy::shift_for(cfg)),
+        ..forced()
+    };
+    let biased = Options {
+        policy: Some(Policy::adaptive_for(cfg)),
+        ..forced()
+    };
     for compact in [false, true] {
-        let opts = |o: Options| Options { chunk_tokens: usize::MAX, compact, ..o };
-        let (m, a, p) = (compress(&data, &opts(forced())), compress(&data, &opts(biased.clone())), compress(&data, &opts(plain.clone())));
+        let opts = |o: Options| Options {
+            chunk_tokens: usize::MAX,
+            compact,
+            ..o
+        };
+        let (m, a, p) = (
+            compress(&data, &opts(forced())),
+            compress(&data, &opts(biased.clone())),
+            compress(&data, &opts(plain.clone())),
+        );
         let (im, ia, ip) = (info(&m).unwrap(), info(&a).unwrap(), info(&p).unwrap());
         assert!(im.adapt && im.ngram && ia.adapt && !ia.ngram && !ip.adapt && !ip.ngram);
         if compact {
             assert_eq!((m[0], a[0]), (TAG_MODEL_MIXED, TAG_MODEL_ADAPT));
         } else {
-            assert_eq!((m[5], a[5]), (FLAG_KV_SHIFT | FLAG_ADAPT | FLAG_NGRAM, FLAG_KV_SHIFT | FLAG_ADAPT));
+            assert_eq!(
+                (m[5], a[5]),
+                (FLAG_KV_SHIFT | FLAG_ADAPT | FLAG_NGRAM, FLAG_KV_SHIFT | FLAG_ADAPT)
+            );
         }
         // The tiny model is random and often confidently wrong (a bias of at most 8 octaves
         // cannot undo all of it), so the bias gains little here; the text repeats its words,
         // which the n-gram mixer learns. On real text: BENCHMARKS.md.
-        assert!(a.len() < p.len(), "adaptive {} bytes, the model alone {}", a.len(), p.len());
+        assert!(
+            a.len() < p.len(),
+            "adaptive {} bytes, the model alone {}",
+            a.len(),
+            p.len()
+        );
         assert!(m.len() < a.len(), "mixed {} bytes, adaptive {}", m.len(), a.len());
         for f in [&m, &a, &p] {
             assert_eq!(decompress(f).unwrap(), data);
@@ -163,14 +274,36 @@ fn online_model_policies() {
     for slots in [1, 2, 4] {
         assert_eq!(decompress_slots(&many, slots).unwrap(), data, "{slots} slots");
     }
-    for (adapt, ngram, flags) in [(true, false, FLAG_ADAPT), (false, true, FLAG_NGRAM), (true, true, FLAG_ADAPT | FLAG_NGRAM)] {
-        let ra = Options { policy: Some(Policy { adapt, ngram, ..Policy::recompute_for(cfg) }), chunk_tokens: usize::MAX, ..forced() };
+    for (adapt, ngram, flags) in [
+        (true, false, FLAG_ADAPT),
+        (false, true, FLAG_NGRAM),
+        (true, true, FLAG_ADAPT | FLAG_NGRAM),
+    ] {
+        let ra = Options {
+            policy: Some(Policy {
+                adapt,
+                ngram,
+                ..Policy::recompute_for(cfg)
+            }),
+            chunk_tokens: usize::MAX,
+            ..forced()
+        };
         let f = compress(&data, &ra);
         assert_eq!((info(&f).unwrap().form, f[5]), (Form::Full, flags));
         assert_eq!(decompress(&f).unwrap(), data);
     }
     // The mixer without the bias, on the shifted context: no tag either.
-    let n = compress(&data, &Options { policy: Some(Policy { ngram: true, ..Policy::shift_for(cfg) }), chunk_tokens: usize::MAX, ..forced() });
+    let n = compress(
+        &data,
+        &Options {
+            policy: Some(Policy {
+                ngram: true,
+                ..Policy::shift_for(cfg)
+            }),
+            chunk_tokens: usize::MAX,
+            ..forced()
+        },
+    );
     assert_eq!((info(&n).unwrap().form, n[5]), (Form::Full, FLAG_KV_SHIFT | FLAG_NGRAM));
     assert_eq!(decompress(&n).unwrap(), data);
 }
@@ -180,7 +313,14 @@ fn text_spanning_many_windows_and_chunks() {
     // The tiny model's context is 128: windows of 128, stride 64. 1500 bytes of text are
     // ~1000 tokens: many windows in one chunk, and many chunks.
     let data = text(1500);
-    let one = compress(&data, &Options { chunk_tokens: usize::MAX, compact: false, ..forced() });
+    let one = compress(
+        &data,
+        &Options {
+            chunk_tokens: usize::MAX,
+            compact: false,
+            ..forced()
+        },
+    );
     let i = info(&one).unwrap();
     assert_eq!(i.chunks.len(), 1);
     assert_eq!(i.chunks[0].method, Method::Model);
@@ -207,7 +347,15 @@ fn text_spanning_many_windows_and_chunks() {
 #[test]
 fn random_data_grows_by_a_few_bytes_per_chunk() {
     let data = random(20000, 7);
-    for opts in [Options::default(), Options { chunk_tokens: 1000, compact: false, model: ModelUse::Always, ..Options::default() }] {
+    for opts in [
+        Options::default(),
+        Options {
+            chunk_tokens: 1000,
+            compact: false,
+            model: ModelUse::Always,
+            ..Options::default()
+        },
+    ] {
         let file = compress(&data, &opts);
         let i = info(&file).unwrap();
         // Consecutive stored chunks are merged: one table entry, one header.
@@ -224,29 +372,56 @@ fn random_data_grows_by_a_few_bytes_per_chunk() {
 fn compact_forms_cost_few_bytes_over_the_coder() {
     let t = tiny();
     let note = text(200);
-    let raw = t.codec.compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {}).unwrap();
+    let raw = t
+        .codec
+        .compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {})
+        .unwrap();
     assert_eq!(raw[0], lmz::container::TAG_MODEL_MIXED);
     let coder_bytes = raw.len() - 3;
-    assert_eq!(t.codec.decompress_raw(&mut backend(), &raw, note.len() as u64, &mut |_, _| {}).unwrap(), note);
+    assert_eq!(
+        t.codec
+            .decompress_raw(&mut backend(), &raw, note.len() as u64, &mut |_, _| {})
+            .unwrap(),
+        note
+    );
     let file = compress(&note, &forced());
     let i = info(&file).unwrap();
     assert_eq!(i.form, Form::Compact);
-    assert!(file.len() <= coder_bytes + 8, "standalone {} vs coder {coder_bytes}", file.len());
+    assert!(
+        file.len() <= coder_bytes + 8,
+        "standalone {} vs coder {coder_bytes}",
+        file.len()
+    );
     // tag + 2 fingerprint bytes + 2-byte length + 2-byte check.
     assert_eq!(file.len(), coder_bytes + 7);
-    eprintln!("200-byte note: coder {coder_bytes} bytes, raw {} bytes, standalone {} bytes", raw.len(), file.len());
+    eprintln!(
+        "200-byte note: coder {coder_bytes} bytes, raw {} bytes, standalone {} bytes",
+        raw.len(),
+        file.len()
+    );
     assert_eq!(decompress(&file).unwrap(), note);
     // The raw stream with the wrong length or the wrong model is an error.
-    assert!(t.codec.decompress_raw(&mut backend(), &raw, note.len() as u64 - 1, &mut |_, _| {}).is_err());
+    assert!(t
+        .codec
+        .decompress_raw(&mut backend(), &raw, note.len() as u64 - 1, &mut |_, _| {})
+        .is_err());
     let other = tiny_model(6, TinyShape::default()).unwrap();
     let oc = Codec::new(&other).unwrap();
     let mut ob = CpuBackend::new(&other, other.config().ctx).unwrap();
-    assert!(oc.decompress_raw(&mut ob, &raw, note.len() as u64, &mut |_, _| {}).is_err());
+    assert!(oc
+        .decompress_raw(&mut ob, &raw, note.len() as u64, &mut |_, _| {})
+        .is_err());
     // Empty input: a 6-byte file and a 3-byte raw stream.
     assert_eq!(compress(b"", &Options::default()).len(), 6);
-    let raw = t.codec.compress_raw(&mut backend(), b"", ModelUse::Auto, &mut |_, _| {}).unwrap();
+    let raw = t
+        .codec
+        .compress_raw(&mut backend(), b"", ModelUse::Auto, &mut |_, _| {})
+        .unwrap();
     assert_eq!(raw.len(), 3);
-    assert_eq!(t.codec.decompress_raw(&mut backend(), &raw, 0, &mut |_, _| {}).unwrap(), b"");
+    assert_eq!(
+        t.codec.decompress_raw(&mut backend(), &raw, 0, &mut |_, _| {}).unwrap(),
+        b""
+    );
 }
 
 /// A raw stream turned into a standalone file is the file `compress` writes in the compact
@@ -256,12 +431,18 @@ fn raw_streams_become_compact_files() {
     let t = tiny();
     let fp = t.codec.fingerprint();
     let note = text(200);
-    let raw = t.codec.compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {}).unwrap();
+    let raw = t
+        .codec
+        .compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {})
+        .unwrap();
     let file = lmz::container::raw_to_compact(fp, &raw, note.len() as u64).unwrap();
     assert_eq!(file, compress(&note, &forced()));
     assert_eq!(decompress(&file).unwrap(), note);
     for data in [b"".to_vec(), b"x".to_vec(), random(300, 7), text(1000)] {
-        let raw = t.codec.compress_raw(&mut backend(), &data, ModelUse::Auto, &mut |_, _| {}).unwrap();
+        let raw = t
+            .codec
+            .compress_raw(&mut backend(), &data, ModelUse::Auto, &mut |_, _| {})
+            .unwrap();
         let file = lmz::container::raw_to_compact(fp, &raw, data.len() as u64).unwrap();
         assert_eq!(file, compress(&data, &Options::default()), "{} bytes", data.len());
         assert_eq!(decompress(&file).unwrap(), data);
@@ -269,10 +450,22 @@ fn raw_streams_become_compact_files() {
     // A wrong length is caught when the file is decoded.
     let file = lmz::container::raw_to_compact(fp, &raw, note.len() as u64 + 1).unwrap();
     assert!(decompress(&file).is_err());
-    assert_eq!(lmz::container::raw_to_compact(fp, &[], 0).unwrap_err().code(), "LMZ_FORMAT_TRUNCATED");
-    assert_eq!(lmz::container::raw_to_compact(fp, &[0xFA, 1], 0).unwrap_err().code(), "LMZ_FORMAT_TRUNCATED");
-    assert_eq!(lmz::container::raw_to_compact(fp, &[0x41, 1, 2], 0).unwrap_err().code(), "LMZ_FORMAT_BAD_MAGIC");
-    assert_eq!(lmz::container::raw_to_compact(fp, &[0xFE, 1, 2], 0).unwrap_err().code(), "LMZ_FORMAT_UNSUPPORTED_VERSION");
+    assert_eq!(
+        lmz::container::raw_to_compact(fp, &[], 0).unwrap_err().code(),
+        "LMZ_FORMAT_TRUNCATED"
+    );
+    assert_eq!(
+        lmz::container::raw_to_compact(fp, &[0xFA, 1], 0).unwrap_err().code(),
+        "LMZ_FORMAT_TRUNCATED"
+    );
+    assert_eq!(
+        lmz::container::raw_to_compact(fp, &[0x41, 1, 2], 0).unwrap_err().code(),
+        "LMZ_FORMAT_BAD_MAGIC"
+    );
+    assert_eq!(
+        lmz::container::raw_to_compact(fp, &[0xFE, 1, 2], 0).unwrap_err().code(),
+        "LMZ_FORMAT_UNSUPPORTED_VERSION"
+    );
 }
 
 #[test]
@@ -298,7 +491,14 @@ fn wrong_model_names_the_fingerprint() {
 fn every_truncation_is_an_error() {
     // Short, so that decoding each truncation with the model stays fast.
     let data = text(150);
-    for opts in [multi(30), forced(), Options { model: ModelUse::Never, ..Options::default() }] {
+    for opts in [
+        multi(30),
+        forced(),
+        Options {
+            model: ModelUse::Never,
+            ..Options::default()
+        },
+    ] {
         let file = compress(&data, &opts);
         for n in 0..file.len() {
             let r = decompress(&file[..n]);
@@ -317,7 +517,10 @@ fn every_truncation_is_an_error() {
             junk.extend_from_slice(extra);
             match decompress(&junk) {
                 Err(_) => {}
-                Ok(d) => assert!(d == data && info(&file).unwrap().form == Form::Compact, "{extra:?} after {opts:?}"),
+                Ok(d) => assert!(
+                    d == data && info(&file).unwrap().form == Form::Compact,
+                    "{extra:?} after {opts:?}"
+                ),
             }
         }
     }
@@ -327,7 +530,15 @@ fn every_truncation_is_an_error() {
 fn bit_flips_are_errors() {
     let data = text(150);
     let mut r = Rng(11);
-    for opts in [multi(30), forced(), Options { model: ModelUse::Never, compact: false, ..Options::default() }] {
+    for opts in [
+        multi(30),
+        forced(),
+        Options {
+            model: ModelUse::Never,
+            compact: false,
+            ..Options::default()
+        },
+    ] {
         let file = compress(&data, &opts);
         let bits = file.len() * 8;
         // Every bit of the header and chunk table (checked before any decoding, so cheap),
@@ -344,10 +555,18 @@ fn bit_flips_are_errors() {
                 // A flip that changes nothing decoded (a zstd frame's window size, say) is
                 // harmless; one that changes the output must never get through.
                 Ok(d) if d == data => harmless += 1,
-                Ok(d) => panic!("flipping bit {bit} of {} decoded to different bytes ({})", file.len(), d.len()),
+                Ok(d) => panic!(
+                    "flipping bit {bit} of {} decoded to different bytes ({})",
+                    file.len(),
+                    d.len()
+                ),
             }
         }
-        assert!(harmless * 50 <= positions.len(), "{harmless} of {} flips decoded", positions.len());
+        assert!(
+            harmless * 50 <= positions.len(),
+            "{harmless} of {} flips decoded",
+            positions.len()
+        );
     }
 }
 
@@ -364,7 +583,14 @@ fn hostile_headers() {
     v2[4] = 2;
     assert_eq!(code(&v2), "LMZ_FORMAT_UNSUPPORTED_VERSION");
     // A flag this version does not know (bit 3), with a valid header checksum.
-    let table_end = file.len() - info(&file).unwrap().chunks.iter().map(|c| c.stored_len as usize).sum::<usize>() - 4;
+    let table_end = file.len()
+        - info(&file)
+            .unwrap()
+            .chunks
+            .iter()
+            .map(|c| c.stored_len as usize)
+            .sum::<usize>()
+        - 4;
     let mut f2 = file.clone();
     f2[5] |= 8;
     let crc = crc32(&f2[..table_end]);
@@ -383,7 +609,9 @@ fn hostile_headers() {
     // An original length of 2^64 − 1 in a compact file: no allocation, an error.
     let mut c = vec![lmz::container::TAG_STORED];
     c.extend_from_slice(&tiny().model.fingerprint[..2]);
-    c.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0, 1, 2, 3]);
+    c.extend_from_slice(&[
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0, 1, 2, 3,
+    ]);
     assert_eq!(code(&c), "LMZ_FORMAT_CORRUPT");
     c[0] = lmz::container::TAG_ZSTD;
     assert_eq!(code(&c), "LMZ_FORMAT_CORRUPT");
@@ -415,7 +643,9 @@ fn regression_corpus_never_panics() {
         let r = decompress(&bytes);
         let _ = info(&bytes);
         if let Some((&len, raw)) = bytes.split_first() {
-            let raw_r = tiny().codec.decompress_raw(&mut backend(), raw, len as u64, &mut |_, _| {});
+            let raw_r = tiny()
+                .codec
+                .decompress_raw(&mut backend(), raw, len as u64, &mut |_, _| {});
             if name.starts_with("valid-raw") {
                 assert!(raw_r.is_ok(), "{name}: {raw_r:?}");
             }
@@ -453,10 +683,40 @@ fn write_regression_seeds() {
         ("valid-compact-stored", compress(&random(50, 2), &Options::default())),
         ("valid-compact-empty", compress(b"", &Options::default())),
         ("valid-full-model-chunks", compress(&note, &multi(25))),
-        ("valid-full-zstd", compress(&b"abcabcabc".repeat(40), &Options { model: ModelUse::Never, compact: false, ..Options::default() })),
-        ("valid-raw-model-len120", { let mut r = vec![120u8]; r.extend(t.codec.compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {}).unwrap()); r }),
-        ("hostile-chunk-count", { let mut h = compress(&note, &multi(25))[..62].to_vec(); h[58..62].copy_from_slice(&u32::MAX.to_le_bytes()); let c = crc32(&h); h.extend_from_slice(&c.to_le_bytes()); h }),
-        ("hostile-compact-length", { let mut c = vec![lmz::container::TAG_ZSTD]; c.extend_from_slice(&t.model.fingerprint[..2]); c.extend_from_slice(&[0xff; 9]); c.extend_from_slice(&[1, 0, 0, 0x28, 0xb5, 0x2f, 0xfd]); c }),
+        (
+            "valid-full-zstd",
+            compress(
+                &b"abcabcabc".repeat(40),
+                &Options {
+                    model: ModelUse::Never,
+                    compact: false,
+                    ..Options::default()
+                },
+            ),
+        ),
+        ("valid-raw-model-len120", {
+            let mut r = vec![120u8];
+            r.extend(
+                t.codec
+                    .compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {})
+                    .unwrap(),
+            );
+            r
+        }),
+        ("hostile-chunk-count", {
+            let mut h = compress(&note, &multi(25))[..62].to_vec();
+            h[58..62].copy_from_slice(&u32::MAX.to_le_bytes());
+            let c = crc32(&h);
+            h.extend_from_slice(&c.to_le_bytes());
+            h
+        }),
+        ("hostile-compact-length", {
+            let mut c = vec![lmz::container::TAG_ZSTD];
+            c.extend_from_slice(&t.model.fingerprint[..2]);
+            c.extend_from_slice(&[0xff; 9]);
+            c.extend_from_slice(&[1, 0, 0, 0x28, 0xb5, 0x2f, 0xfd]);
+            c
+        }),
         ("hostile-truncated-full", compress(&note, &multi(25))[..70].to_vec()),
     ];
     for (name, bytes) in seeds {
@@ -469,7 +729,11 @@ fn write_regression_seeds() {
 /// legitimately repetitive input still round-trips (zstd takes chunks that break the rule).
 #[test]
 fn decoding_work_is_bounded_by_the_payload() {
-    let bomb = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions/slow-compact-model-claims-2e55-bytes")).unwrap();
+    let bomb = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/slow-compact-model-claims-2e55-bytes"
+    ))
+    .unwrap();
     let t = std::time::Instant::now();
     let e = decompress(&bomb).unwrap_err();
     assert!(e.code().starts_with("LMZ_FORMAT_"), "{e}");
@@ -499,21 +763,43 @@ fn progress_can_cancel_and_the_engine_stays_usable() {
     }
     let t = tiny();
     let data = text(3000);
-    let opts = Options { chunk_tokens: 200, model: ModelUse::Force, ..Options::default() };
+    let opts = Options {
+        chunk_tokens: 200,
+        model: ModelUse::Force,
+        ..Options::default()
+    };
     let mut b = backend();
-    let e = t.codec.compress(&mut b, &data, &opts, &mut CancelAfter(1, 0)).unwrap_err();
+    let e = t
+        .codec
+        .compress(&mut b, &data, &opts, &mut CancelAfter(1, 0))
+        .unwrap_err();
     assert_eq!(e.code(), "LMZ_CANCELLED");
     let file = t.codec.compress(&mut b, &data, &opts, &mut |_, _| {}).unwrap();
     assert!(info(&file).unwrap().chunks.len() > 1);
     let mut p = CancelAfter(data.len() as u64 / 2, 0);
-    assert!(matches!(t.codec.decompress(&mut b, &file, &mut p), Err(Error::Cancelled)));
+    assert!(matches!(
+        t.codec.decompress(&mut b, &file, &mut p),
+        Err(Error::Cancelled)
+    ));
     assert!(p.1 >= 1);
     assert_eq!(t.codec.decompress(&mut b, &file, &mut |_, _| {}).unwrap(), data);
     // The raw stream too.
     for model in [ModelUse::Force, ModelUse::Never] {
-        let raw = t.codec.compress_raw(&mut b, &data[..400], model, &mut |_, _| {}).unwrap();
-        assert!(matches!(t.codec.decompress_raw(&mut b, &raw, 400, &mut CancelAfter(0, 0)), Err(Error::Cancelled)), "{model:?}");
-        assert_eq!(t.codec.decompress_raw(&mut b, &raw, 400, &mut |_, _| {}).unwrap(), &data[..400]);
+        let raw = t
+            .codec
+            .compress_raw(&mut b, &data[..400], model, &mut |_, _| {})
+            .unwrap();
+        assert!(
+            matches!(
+                t.codec.decompress_raw(&mut b, &raw, 400, &mut CancelAfter(0, 0)),
+                Err(Error::Cancelled)
+            ),
+            "{model:?}"
+        );
+        assert_eq!(
+            t.codec.decompress_raw(&mut b, &raw, 400, &mut |_, _| {}).unwrap(),
+            &data[..400]
+        );
     }
 }
 
@@ -522,7 +808,10 @@ fn progress_can_cancel_and_the_engine_stays_usable() {
 fn async_api_gives_the_same_bytes() {
     let t = tiny();
     let data = text(1500);
-    let opts = Options { chunk_tokens: 150, ..Options::default() };
+    let opts = Options {
+        chunk_tokens: 150,
+        ..Options::default()
+    };
     let mut b = backend();
     let sync = t.codec.compress(&mut b, &data, &opts, &mut |_, _| {}).unwrap();
     let asy = lmz::model::block_on(t.codec.compress_async(&mut b, &data, &opts, &mut |_, _| {})).unwrap();
@@ -557,7 +846,9 @@ struct Trickle {
 
 impl std::io::Read for Trickle {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (1 + self.r.below(13) as usize).min(buf.len()).min(self.data.len() - self.at);
+        let n = (1 + self.r.below(13) as usize)
+            .min(buf.len())
+            .min(self.data.len() - self.at);
         buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
         self.at += n;
         Ok(n)
@@ -567,13 +858,24 @@ impl std::io::Read for Trickle {
 /// What `compress_stream` writes: its head, then the payloads in the order it handed them out.
 fn compress_streamed(data: &[u8], opts: &Options) -> Vec<u8> {
     let mut payloads = Vec::new();
-    let mut input = Trickle { data: data.to_vec(), at: 0, r: Rng(data.len() as u64) };
+    let mut input = Trickle {
+        data: data.to_vec(),
+        at: 0,
+        r: Rng(data.len() as u64),
+    };
     let head = tiny()
         .codec
-        .compress_stream(&mut backend(), &mut input, data.len() as u64, opts, &mut |_, _| {}, &mut |p| {
-            payloads.extend_from_slice(p);
-            Ok(())
-        })
+        .compress_stream(
+            &mut backend(),
+            &mut input,
+            data.len() as u64,
+            opts,
+            &mut |_, _| {},
+            &mut |p| {
+                payloads.extend_from_slice(p);
+                Ok(())
+            },
+        )
         .unwrap();
     [head, payloads].concat()
 }
@@ -583,7 +885,15 @@ fn segment_cuts_depend_only_on_the_first_max_bytes() {
     use lmz::container::segment_len;
     let mut r = Rng(17);
     let utf8 = "Ünïcödé — a thin anthem ☃ 𝄞 then the note\n".repeat(20).into_bytes();
-    let inputs = [text(700), utf8, random(700, 4), vec![b'a'; 700], vec![b'\n'; 700], Vec::new(), b"abc".to_vec()];
+    let inputs = [
+        text(700),
+        utf8,
+        random(700, 4),
+        vec![b'a'; 700],
+        vec![b'\n'; 700],
+        Vec::new(),
+        b"abc".to_vec(),
+    ];
     for data in &inputs {
         for max in [1, 8, 13, 64, 300, 1000] {
             let n = segment_len(data, true, max);
@@ -596,12 +906,19 @@ fn segment_cuts_depend_only_on_the_first_max_bytes() {
             // Only the first `max` bytes decide, whatever else has been read or is to come.
             for extra in 0..5 {
                 let more = r.below(data.len() as u64 - m as u64 + 1) as usize;
-                assert_eq!(segment_len(&data[..m + more], more + m == data.len(), max), n, "extra {extra}");
+                assert_eq!(
+                    segment_len(&data[..m + more], more + m == data.len(), max),
+                    n,
+                    "extra {extra}"
+                );
             }
             if let Some(i) = data[..m].iter().rposition(|&c| c == b'\n').filter(|&i| i >= m - m / 8) {
                 assert_eq!(n, i + 1, "cut after the last line end in the last eighth");
             } else if std::str::from_utf8(data).is_ok() {
-                assert!(std::str::from_utf8(&data[..n]).is_ok(), "a UTF-8 text is never cut inside a character");
+                assert!(
+                    std::str::from_utf8(&data[..n]).is_ok(),
+                    "a UTF-8 text is never cut inside a character"
+                );
             }
         }
     }
@@ -611,12 +928,55 @@ fn segment_cuts_depend_only_on_the_first_max_bytes() {
 fn segments_stream_the_same_file_as_memory() {
     let utf8 = "Ünïcödé — a thin anthem ☃ then the note\n".repeat(30).into_bytes();
     let cases = [
-        ("text, model, many segments", text(3000), Options { segment_bytes: 400, ..multi(60) }),
-        ("text, model, one chunk per segment", text(2000), Options { segment_bytes: 500, ..forced() }),
-        ("utf-8, auto", utf8, Options { segment_bytes: 333, ..Options::default() }),
-        ("random, never", random(5000, 9), Options { model: ModelUse::Never, segment_bytes: 1024, ..Options::default() }),
-        ("short, compact", text(200), Options { segment_bytes: 400, ..forced() }),
-        ("empty", Vec::new(), Options { segment_bytes: 400, ..forced() }),
+        (
+            "text, model, many segments",
+            text(3000),
+            Options {
+                segment_bytes: 400,
+                ..multi(60)
+            },
+        ),
+        (
+            "text, model, one chunk per segment",
+            text(2000),
+            Options {
+                segment_bytes: 500,
+                ..forced()
+            },
+        ),
+        (
+            "utf-8, auto",
+            utf8,
+            Options {
+                segment_bytes: 333,
+                ..Options::default()
+            },
+        ),
+        (
+            "random, never",
+            random(5000, 9),
+            Options {
+                model: ModelUse::Never,
+                segment_bytes: 1024,
+                ..Options::default()
+            },
+        ),
+        (
+            "short, compact",
+            text(200),
+            Options {
+                segment_bytes: 400,
+                ..forced()
+            },
+        ),
+        (
+            "empty",
+            Vec::new(),
+            Options {
+                segment_bytes: 400,
+                ..forced()
+            },
+        ),
     ];
     for (what, data, opts) in cases {
         let file = compress(&data, &opts);
@@ -632,13 +992,28 @@ fn segments_stream_the_same_file_as_memory() {
     }
     // Inputs that fit one segment make the same file whatever the segment size.
     let data = text(1500);
-    assert_eq!(compress(&data, &Options { segment_bytes: 1500, ..multi(60) }), compress(&data, &multi(60)));
+    assert_eq!(
+        compress(
+            &data,
+            &Options {
+                segment_bytes: 1500,
+                ..multi(60)
+            }
+        ),
+        compress(&data, &multi(60))
+    );
 }
 
 #[test]
 fn decompress_chunks_hands_out_every_chunk_in_order() {
     let data = text(3000);
-    let file = compress(&data, &Options { segment_bytes: 700, ..multi(50) });
+    let file = compress(
+        &data,
+        &Options {
+            segment_bytes: 700,
+            ..multi(50)
+        },
+    );
     let chunks = info(&file).unwrap().chunks.len();
     assert!(chunks > 4, "{chunks} chunks");
     for slots in [1, 2, 3, 8] {

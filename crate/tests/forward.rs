@@ -12,10 +12,18 @@ mod common;
 fn batched(m: &Model, tokens: &[u32]) -> Vec<Vec<u32>> {
     let mut b = CpuBackend::new(m, tokens.len()).unwrap();
     let mut out = Vec::new();
-    forward(&mut b, m.config(), &Fracs::new(&m.weights), tokens, 0, 0, &mut |_, f| {
-        out.push(f.to_vec());
-        Ok(())
-    })
+    forward(
+        &mut b,
+        m.config(),
+        &Fracs::new(&m.weights),
+        tokens,
+        0,
+        0,
+        &mut |_, f| {
+            out.push(f.to_vec());
+            Ok(())
+        },
+    )
     .unwrap();
     out
 }
@@ -57,10 +65,30 @@ fn tiny_batched_equals_one_at_a_time_equals_any_chunking() {
 
 #[test]
 fn tiny_thread_count_does_not_change_bits() {
-    let m = tiny_model(2, TinyShape { n_layers: 3, dim: 96, hidden: 160, n_heads: 6, n_kv_heads: 2, ctx: 64, ..TinyShape::default() }).unwrap();
+    let m = tiny_model(
+        2,
+        TinyShape {
+            n_layers: 3,
+            dim: 96,
+            hidden: 160,
+            n_heads: 6,
+            n_kv_heads: 2,
+            ctx: 64,
+            ..TinyShape::default()
+        },
+    )
+    .unwrap();
     let toks = tiny_tokens(60, m.config().vocab);
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| batched(&m, &toks));
-    let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| batched(&m, &toks));
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| batched(&m, &toks));
+    let three = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap()
+        .install(|| batched(&m, &toks));
     assert_eq!(one, three);
 }
 
@@ -71,10 +99,18 @@ fn tiny_logits_from_and_context_overflow() {
     let all = batched(&m, &toks);
     let mut b = CpuBackend::new(&m, 20).unwrap();
     let mut tail = Vec::new();
-    forward(&mut b, m.config(), &Fracs::new(&m.weights), &toks, 0, 15, &mut |i, f| {
-        tail.push((i, f.to_vec()));
-        Ok(())
-    })
+    forward(
+        &mut b,
+        m.config(),
+        &Fracs::new(&m.weights),
+        &toks,
+        0,
+        15,
+        &mut |i, f| {
+            tail.push((i, f.to_vec()));
+            Ok(())
+        },
+    )
     .unwrap();
     assert_eq!(tail.len(), 5);
     for (i, f) in tail {
@@ -82,9 +118,27 @@ fn tiny_logits_from_and_context_overflow() {
     }
     let too_long = tiny_tokens(m.config().ctx + 1, m.config().vocab);
     let mut b = CpuBackend::new(&m, m.config().ctx).unwrap();
-    let e = forward(&mut b, m.config(), &Fracs::new(&m.weights), &too_long, 0, 0, &mut |_, _| Ok(())).unwrap_err();
+    let e = forward(
+        &mut b,
+        m.config(),
+        &Fracs::new(&m.weights),
+        &too_long,
+        0,
+        0,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap_err();
     assert_eq!(e.code(), "LMZ_CONTEXT_OVERFLOW");
-    let e = forward(&mut b, m.config(), &Fracs::new(&m.weights), &[9999], 0, 0, &mut |_, _| Ok(())).unwrap_err();
+    let e = forward(
+        &mut b,
+        m.config(),
+        &Fracs::new(&m.weights),
+        &[9999],
+        0,
+        0,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap_err();
     assert_eq!(e.code(), "LMZ_INVALID_ARGUMENT");
 }
 
@@ -95,7 +149,9 @@ fn tiny_logits_from_and_context_overflow() {
 fn tiny_slots_in_lock_step_equal_each_sequence_alone() {
     let m = tiny_model(4, TinyShape::default()).unwrap();
     let fr = Fracs::new(&m.weights);
-    let seqs: Vec<Vec<u32>> = (0..3).map(|i| tiny_tokens(30 + 7 * i, m.config().vocab).into_iter().skip(i).collect()).collect();
+    let seqs: Vec<Vec<u32>> = (0..3)
+        .map(|i| tiny_tokens(30 + 7 * i, m.config().vocab).into_iter().skip(i).collect())
+        .collect();
     let alone: Vec<Vec<Vec<u32>>> = seqs.iter().map(|s| batched(&m, s)).collect();
     let mut b = CpuBackend::with_slots(&m, 3, 64).unwrap();
     let mut got: Vec<Vec<Vec<u32>>> = vec![Vec::new(); 3];
@@ -128,13 +184,20 @@ fn tiny_slots_in_lock_step_equal_each_sequence_alone() {
     assert_eq!(got, alone);
     // Rows of one slot out of order, an unknown slot, a position past the cache: errors.
     for (slot, pos) in [(vec![0, 0], vec![5, 4]), (vec![3], vec![0]), (vec![1], vec![64])] {
-        let batch = Batch { tokens: vec![1; slot.len()], slot, pos, logits: vec![0] };
+        let batch = Batch {
+            tokens: vec![1; slot.len()],
+            slot,
+            pos,
+            logits: vec![0],
+        };
         assert!(forward_batch(&mut b, m.config(), &fr, &batch, &mut |_, _| Ok(())).is_err());
     }
 }
 
 /// llama.cpp's tokens for the start of alice29 ("ALICE'S ADVENTURES IN WONDERLAND ...").
-const ALICE_IDS: [u32; 16] = [2738, 16980, 1047, 9206, 15799, 23, 67, 5236, 48932, 42606, 5622, 408, 2154, 29738, 60, 12386];
+const ALICE_IDS: [u32; 16] = [
+    2738, 16980, 1047, 9206, 15799, 23, 67, 5236, 48932, 42606, 5622, 408, 2154, 29738, 60, 12386,
+];
 
 #[test]
 fn real_model_batched_equals_one_at_a_time_and_matches_golden() {
@@ -150,7 +213,12 @@ fn real_model_batched_equals_one_at_a_time_and_matches_golden() {
     // Pinned: any change to the integer pipeline or the pack changes this hash.
     assert_eq!(hex(&sha256(&all)), GOLDEN_TABLES_SHA256, "frequency tables changed");
     // And the model predicts: the mean cost of these tokens is well below uniform (15.6 bits).
-    let bits: f64 = a.iter().zip(&toks[1..]).map(|(f, &t)| lmz::freq::bits(f, t)).sum::<f64>() / ALICE_IDS.len() as f64;
+    let bits: f64 = a
+        .iter()
+        .zip(&toks[1..])
+        .map(|(f, &t)| lmz::freq::bits(f, t))
+        .sum::<f64>()
+        / ALICE_IDS.len() as f64;
     assert!(bits < 9.0, "{bits} bits/token");
 }
 

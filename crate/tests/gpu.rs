@@ -7,8 +7,8 @@
 //! in which case each says why it is skipped.
 
 use lmz::backend::cpu::{self, CpuBackend, KvCache, QAct};
-use lmz::backend::Backend as _;
 use lmz::backend::gpu::{Gpu, GpuBackend, GpuOptions};
+use lmz::backend::Backend as _;
 use lmz::container::{Codec, ModelUse, Options};
 use lmz::eval::{score, KvMode, Policy};
 use lmz::model::{forward, forward_seq, Batch, Fracs};
@@ -47,7 +47,17 @@ fn gpus_both_dot4() -> Vec<Gpu> {
     v
 }
 
-const EXTREMES: [i32; 9] = [0, 1, -1, i32::MAX, i32::MIN, i32::MAX - 1, i32::MIN + 1, i32::MAX / 3, -(1 << 20)];
+const EXTREMES: [i32; 9] = [
+    0,
+    1,
+    -1,
+    i32::MAX,
+    i32::MIN,
+    i32::MAX - 1,
+    i32::MIN + 1,
+    i32::MAX / 3,
+    -(1 << 20),
+];
 
 /// Rows of `width`: zeros, all-max, all-min, the extremes cycled, one outlier among small
 /// values, and random values at several magnitudes.
@@ -58,7 +68,13 @@ fn test_rows(r: &mut Rng, width: usize) -> Vec<i32> {
     v.extend(std::iter::repeat_n(i32::MIN, width));
     v.extend((0..width).map(|i| EXTREMES[i % EXTREMES.len()]));
     v.extend((0..width).map(|i| if i == 5 { 100_000_000 } else { (i as i32 % 7) - 3 }));
-    v.extend((0..width).map(|i| if i == 7 { -24_600 << 12 } else { (r.below(2001) as i32 - 1000) << 4 }));
+    v.extend((0..width).map(|i| {
+        if i == 7 {
+            -24_600 << 12
+        } else {
+            (r.below(2001) as i32 - 1000) << 4
+        }
+    }));
     for sh in [0, 4, 8, 12, 16, 20, 24, 28, 31] {
         v.extend((0..width).map(|_| (r.next_u64() as i32) >> sh));
     }
@@ -67,11 +83,25 @@ fn test_rows(r: &mut Rng, width: usize) -> Vec<i32> {
 
 fn random_q4(r: &mut Rng, rows: usize, cols: usize, extreme: bool) -> Q4Matrix {
     let nb = rows * cols / 32;
-    let pick = |r: &mut Rng, hi: i64| if extreme { [hi, -hi][r.below(2) as usize] } else { r.below(2 * hi as u64 + 1) as i64 - hi };
+    let pick = |r: &mut Rng, hi: i64| {
+        if extreme {
+            [hi, -hi][r.below(2) as usize]
+        } else {
+            r.below(2 * hi as u64 + 1) as i64 - hi
+        }
+    };
     Q4Matrix {
         rows,
         cols,
-        nib: (0..rows * cols / 2).map(|_| if extreme { [0x00, 0xFF, 0x0F, 0xF0][r.below(4) as usize] } else { r.next_u64() as u8 }).collect(),
+        nib: (0..rows * cols / 2)
+            .map(|_| {
+                if extreme {
+                    [0x00, 0xFF, 0x0F, 0xF0][r.below(4) as usize]
+                } else {
+                    r.next_u64() as u8
+                }
+            })
+            .collect(),
         d: (0..nb).map(|_| pick(r, 8191) as i16).collect(),
         m: (0..nb).map(|_| pick(r, 8191) as i16).collect(),
         e: (0..rows).map(|_| r.below(40) as i8 - 8).collect(),
@@ -82,8 +112,24 @@ fn random_q8(r: &mut Rng, rows: usize, cols: usize, extreme: bool) -> Q8Matrix {
     Q8Matrix {
         rows,
         cols,
-        q: (0..rows * cols).map(|_| if extreme { [-128i8, 127, -127][r.below(3) as usize] } else { r.next_u64() as i8 }).collect(),
-        d: (0..rows * cols / 32).map(|_| if extreme { [2047i16, -2047][r.below(2) as usize] } else { r.below(4095) as i16 - 2047 }).collect(),
+        q: (0..rows * cols)
+            .map(|_| {
+                if extreme {
+                    [-128i8, 127, -127][r.below(3) as usize]
+                } else {
+                    r.next_u64() as i8
+                }
+            })
+            .collect(),
+        d: (0..rows * cols / 32)
+            .map(|_| {
+                if extreme {
+                    [2047i16, -2047][r.below(2) as usize]
+                } else {
+                    r.below(4095) as i16 - 2047
+                }
+            })
+            .collect(),
         e: (0..rows).map(|_| r.below(40) as i8 - 10).collect(),
     }
 }
@@ -112,7 +158,17 @@ fn oracle_q4(w: &Q4Matrix, a: &QAct, frac_out: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for t in 0..a.tokens {
         for r in 0..w.rows {
-            out.push(cpu::dot_q4(&w.nib[r * cols / 2..(r + 1) * cols / 2], &w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb], w.e[r] as i32, &a.q[t * cols..(t + 1) * cols], &a.a[t * nb..(t + 1) * nb], &a.sum[t * nb..(t + 1) * nb], a.exp[t], frac_out));
+            out.push(cpu::dot_q4(
+                &w.nib[r * cols / 2..(r + 1) * cols / 2],
+                &w.d[r * nb..(r + 1) * nb],
+                &w.m[r * nb..(r + 1) * nb],
+                w.e[r] as i32,
+                &a.q[t * cols..(t + 1) * cols],
+                &a.a[t * nb..(t + 1) * nb],
+                &a.sum[t * nb..(t + 1) * nb],
+                a.exp[t],
+                frac_out,
+            ));
         }
     }
     out
@@ -124,7 +180,15 @@ fn oracle_q8(w: &Q8Matrix, a: &QAct, frac_out: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for t in 0..a.tokens {
         for r in 0..w.rows {
-            out.push(cpu::dot_q8(&w.q[r * cols..(r + 1) * cols], &w.d[r * nb..(r + 1) * nb], w.e[r] as i32, &a.q[t * cols..(t + 1) * cols], &a.a[t * nb..(t + 1) * nb], a.exp[t], frac_out));
+            out.push(cpu::dot_q8(
+                &w.q[r * cols..(r + 1) * cols],
+                &w.d[r * nb..(r + 1) * nb],
+                w.e[r] as i32,
+                &a.q[t * cols..(t + 1) * cols],
+                &a.a[t * nb..(t + 1) * nb],
+                a.exp[t],
+                frac_out,
+            ));
         }
     }
     out
@@ -147,7 +211,11 @@ fn quantize() {
 
 /// Either matmul kernel on every batch: `tiled_from` 1 runs `matmul_q*_tiled.wgsl` even on
 /// one row, `usize::MAX` never; the engine's default switches at `gpu::TILED_FROM` rows.
-const TILED: [(usize, &str); 3] = [(usize::MAX, "one row per invocation"), (1, "tiled"), (lmz::backend::gpu::TILED_FROM, "default")];
+const TILED: [(usize, &str); 3] = [
+    (usize::MAX, "one row per invocation"),
+    (1, "tiled"),
+    (lmz::backend::gpu::TILED_FROM, "default"),
+];
 
 #[test]
 fn matmul_q4() {
@@ -155,7 +223,16 @@ fn matmul_q4() {
     for mut g in gpus_both_dot4() {
         // Tiles of 64 rows × 16 tokens: shapes below, at and past both, and with slabs of 4
         // blocks that do not divide the row (18 and 48 blocks, and 1).
-        for (rows, cols, tokens) in [(70, 576, 1), (64, 576, 9), (130, 1536, 6), (3, 32, 5), (64, 576, 16), (129, 576, 17), (70, 1536, 33), (3, 32, 20)] {
+        for (rows, cols, tokens) in [
+            (70, 576, 1),
+            (64, 576, 9),
+            (130, 1536, 6),
+            (3, 32, 5),
+            (64, 576, 16),
+            (129, 576, 17),
+            (70, 1536, 33),
+            (3, 32, 20),
+        ] {
             for extreme in [false, true] {
                 let w = random_q4(&mut r, rows, cols, extreme);
                 let a = random_act(&mut r, tokens, cols);
@@ -166,7 +243,12 @@ fn matmul_q4() {
                     for (from, kernel) in TILED {
                         g.set_tiled_from(from);
                         let out = g.matmul_q4(&gw, &ga, frac_out);
-                        assert_eq!(g.read_buf(&out).unwrap(), want, "{rows}×{cols}, {tokens} tokens, extreme {extreme}, {:?}, {kernel}", g.dot4());
+                        assert_eq!(
+                            g.read_buf(&out).unwrap(),
+                            want,
+                            "{rows}×{cols}, {tokens} tokens, extreme {extreme}, {:?}, {kernel}",
+                            g.dot4()
+                        );
                     }
                 }
             }
@@ -178,7 +260,14 @@ fn matmul_q4() {
 fn matmul_q8() {
     let mut r = Rng(13);
     for mut g in gpus_both_dot4() {
-        for (rows, cols, tokens) in [(300, 576, 1), (129, 1024, 7), (5, 64, 13), (300, 576, 16), (129, 576, 35), (5, 64, 40)] {
+        for (rows, cols, tokens) in [
+            (300, 576, 1),
+            (129, 1024, 7),
+            (5, 64, 13),
+            (300, 576, 16),
+            (129, 576, 35),
+            (5, 64, 40),
+        ] {
             for extreme in [false, true] {
                 let w = random_q8(&mut r, rows, cols, extreme);
                 let a = random_act(&mut r, tokens, cols);
@@ -188,11 +277,20 @@ fn matmul_q8() {
                 for (from, kernel) in TILED {
                     g.set_tiled_from(from);
                     let out = g.matmul_q8(&gw, &ga, cpu::LOGIT_FRAC, 0, tokens);
-                    assert_eq!(g.read_buf(&out).unwrap(), want, "{rows}×{cols}, {tokens} tokens, {:?}, {kernel}", g.dot4());
+                    assert_eq!(
+                        g.read_buf(&out).unwrap(),
+                        want,
+                        "{rows}×{cols}, {tokens} tokens, {:?}, {kernel}",
+                        g.dot4()
+                    );
                     // A chunk of rows (what the engine does for long batches).
                     let (t0, n) = (tokens / 2, tokens - tokens / 2);
                     let out = g.matmul_q8(&gw, &ga, cpu::LOGIT_FRAC, t0, n);
-                    assert_eq!(g.read_buf(&out).unwrap(), want[t0 * rows..].to_vec(), "rows {t0}.. of {tokens}, {kernel}");
+                    assert_eq!(
+                        g.read_buf(&out).unwrap(),
+                        want[t0 * rows..].to_vec(),
+                        "rows {t0}.. of {tokens}, {kernel}"
+                    );
                 }
             }
         }
@@ -224,7 +322,15 @@ fn rmsnorm_row() {
     for dim in [64, 576, 1024] {
         let x = test_rows(&mut r, dim);
         for (g_exp, z_frac, eps) in [(12, 20, 168), (14, 26, 0), (0, 30, 1 << 20)] {
-            let gain: Vec<i32> = (0..dim).map(|i| if i % 5 == 0 { [32767, -32767][i % 2] } else { r.below(65535) as i32 - 32767 }).collect();
+            let gain: Vec<i32> = (0..dim)
+                .map(|i| {
+                    if i % 5 == 0 {
+                        [32767, -32767][i % 2]
+                    } else {
+                        r.below(65535) as i32 - 32767
+                    }
+                })
+                .collect();
             let nw = NormWeight { g: gain, g_exp, z_frac };
             let mut want = vec![0; x.len()];
             for (xr, zr) in x.chunks(dim).zip(want.chunks_mut(dim)) {
@@ -233,14 +339,24 @@ fn rmsnorm_row() {
             let gn = g.upload_norm(&nw);
             let xb = g.upload_buf(&x, dim);
             let out = g.rmsnorm(&xb, &gn, eps);
-            assert_eq!(g.read_buf(&out).unwrap(), want, "dim {dim} g_exp {g_exp} z_frac {z_frac}");
+            assert_eq!(
+                g.read_buf(&out).unwrap(),
+                want,
+                "dim {dim} g_exp {g_exp} z_frac {z_frac}"
+            );
         }
     }
 }
 
 fn test_tables(ctx: usize, head_dim: usize) -> Tables {
     let (rope_cos, rope_sin) = lmz::tables::rope(ctx, head_dim, 1e4);
-    Tables { rope_cos, rope_sin, att_exp: lmz::tables::exp2_table(8, 15), out_exp: lmz::tables::exp2_table(10, 24), silu: lmz::tables::silu() }
+    Tables {
+        rope_cos,
+        rope_sin,
+        att_exp: lmz::tables::exp2_table(8, 15),
+        out_exp: lmz::tables::exp2_table(10, 24),
+        silu: lmz::tables::silu(),
+    }
 }
 
 #[test]
@@ -255,7 +371,9 @@ fn rope_row() {
     for heads in [1, 3, 9] {
         let w = heads * hd;
         let x = test_rows(&mut r, w);
-        let pos: Vec<u32> = (0..x.len() / w).map(|i| if i < 3 { i as u32 } else { r.below(ctx as u64) as u32 }).collect();
+        let pos: Vec<u32> = (0..x.len() / w)
+            .map(|i| if i < 3 { i as u32 } else { r.below(ctx as u64) as u32 })
+            .collect();
         let mut want = x.clone();
         for (row, &p) in want.chunks_mut(w).zip(&pos) {
             cpu::rope_row(row, hd, p as usize, &t);
@@ -296,7 +414,22 @@ fn add() {
 }
 
 fn attn_cfg(n_heads: usize, n_kv: usize, head_dim: usize, ctx: usize) -> Config {
-    Config { name: String::new(), n_layers: 1, dim: n_heads * head_dim, hidden: 64, n_heads, n_kv_heads: n_kv, head_dim, vocab: 2, ctx, rope_base: 1e4, bos: 0, eos: 0, doc_start: 0, norm_eps_q24: 0 }
+    Config {
+        name: String::new(),
+        n_layers: 1,
+        dim: n_heads * head_dim,
+        hidden: 64,
+        n_heads,
+        n_kv_heads: n_kv,
+        head_dim,
+        vocab: 2,
+        ctx,
+        rope_base: 1e4,
+        bos: 0,
+        eos: 0,
+        doc_start: 0,
+        norm_eps_q24: 0,
+    }
 }
 
 #[test]
@@ -310,9 +443,19 @@ fn kv_store() {
     let v: Vec<i32> = k.iter().map(|&x| x.rotate_left(9)).collect();
     let cache_rows = 2 * rows + 5;
     let dst: Vec<u32> = (0..rows).map(|i| (2 * i + 1) as u32).collect();
-    let mut want = KvCache { k: vec![0; cache_rows * kvd], k_exp: vec![0; cache_rows * n_kv], v: vec![0; cache_rows * kvd] };
+    let mut want = KvCache {
+        k: vec![0; cache_rows * kvd],
+        k_exp: vec![0; cache_rows * n_kv],
+        v: vec![0; cache_rows * kvd],
+    };
     for (i, &d) in dst.iter().enumerate() {
-        cpu::kv_store(&mut want, d as usize, &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd], hd);
+        cpu::kv_store(
+            &mut want,
+            d as usize,
+            &k[i * kvd..(i + 1) * kvd],
+            &v[i * kvd..(i + 1) * kvd],
+            hd,
+        );
     }
     let c = g.new_kv(cache_rows, n_kv, hd);
     let (kb, vb) = (g.upload_buf(&k, kvd), g.upload_buf(&v, kvd));
@@ -333,7 +476,17 @@ fn kv_shift() {
         // Keys as kv_store leaves them (|·| ≤ 511), and the whole i16 range, which the kernel
         // must also take exactly; exponents up to 30.
         let cache = KvCache {
-            k: (0..rows * kvd).map(|i| if i < 40 * kvd { r.below(1023) as i16 - 511 } else if i % 5 == 0 { [i16::MAX, i16::MIN][i % 2] } else { r.next_u64() as i16 }).collect(),
+            k: (0..rows * kvd)
+                .map(|i| {
+                    if i < 40 * kvd {
+                        r.below(1023) as i16 - 511
+                    } else if i % 5 == 0 {
+                        [i16::MAX, i16::MIN][i % 2]
+                    } else {
+                        r.next_u64() as i16
+                    }
+                })
+                .collect(),
             k_exp: (0..rows * n_kv).map(|_| r.below(31) as i32).collect(),
             v: (0..rows * kvd).map(|_| r.next_u64() as i16).collect(),
         };
@@ -345,7 +498,10 @@ fn kv_shift() {
             let scratch = g.new_kv(n, n_kv, hd);
             g.kv_shift(&c, &scratch, src, dst, n, &gt);
             let got = g.read_kv(&c).unwrap();
-            assert!(got.k == want.k && got.k_exp == want.k_exp && got.v == want.v, "n_kv {n_kv}, hd {hd}: {src}..+{n} → {dst}");
+            assert!(
+                got.k == want.k && got.k_exp == want.k_exp && got.v == want.v,
+                "n_kv {n_kv}, hd {hd}: {src}..+{n} → {dst}"
+            );
         }
     }
 }
@@ -360,27 +516,66 @@ fn attention_row() {
         let rows = slots * cache_len;
         let extreme = cache_len == 2048;
         let cache = KvCache {
-            k: (0..rows * kvd).map(|i| if extreme { [511, -511][i % 3 % 2] } else { r.below(1023) as i16 - 511 }).collect(),
-            k_exp: (0..rows * n_kv).map(|i| if extreme { (i % 24) as i32 } else { r.below(14) as i32 }).collect(),
-            v: (0..rows * kvd).map(|i| if extreme || i % 11 == 0 { [i16::MAX, i16::MIN][i % 2] } else { r.next_u64() as i16 }).collect(),
+            k: (0..rows * kvd)
+                .map(|i| {
+                    if extreme {
+                        [511, -511][i % 3 % 2]
+                    } else {
+                        r.below(1023) as i16 - 511
+                    }
+                })
+                .collect(),
+            k_exp: (0..rows * n_kv)
+                .map(|i| if extreme { (i % 24) as i32 } else { r.below(14) as i32 })
+                .collect(),
+            v: (0..rows * kvd)
+                .map(|i| {
+                    if extreme || i % 11 == 0 {
+                        [i16::MAX, i16::MIN][i % 2]
+                    } else {
+                        r.next_u64() as i16
+                    }
+                })
+                .collect(),
         };
         let qd = n_heads * hd;
         let mut q = test_rows(&mut r, qd);
         q.extend((0..qd).map(|i| (i as i32 - 100) << 10)); // ordinary Q10 values
         let nq = q.len() / qd;
         let slot: Vec<u32> = (0..nq).map(|i| (i % slots) as u32).collect();
-        let pos: Vec<u32> = (0..nq).map(|i| if i < 2 { [0, cache_len as u32 - 1][i] } else { r.below(cache_len as u64) as u32 }).collect();
+        let pos: Vec<u32> = (0..nq)
+            .map(|i| {
+                if i < 2 {
+                    [0, cache_len as u32 - 1][i]
+                } else {
+                    r.below(cache_len as u64) as u32
+                }
+            })
+            .collect();
         let mut want = vec![0; q.len()];
         let mut scratch = Vec::new();
         for i in 0..nq {
-            cpu::attention_row(&q[i * qd..(i + 1) * qd], &cache, slot[i] as usize * cache_len, pos[i] as usize, &cfg, &lmz::tables::exp2_table(8, 15), &mut want[i * qd..(i + 1) * qd], &mut scratch);
+            cpu::attention_row(
+                &q[i * qd..(i + 1) * qd],
+                &cache,
+                slot[i] as usize * cache_len,
+                pos[i] as usize,
+                &cfg,
+                &lmz::tables::exp2_table(8, 15),
+                &mut want[i * qd..(i + 1) * qd],
+                &mut scratch,
+            );
         }
         let t = test_tables(4, hd);
         let gt = g.upload_tables(&t, hd);
         let gc = g.upload_kv(&cache, n_kv, hd);
         let qb = g.upload_buf(&q, qd);
         let out = g.attention(&qb, &gc, &slot, &pos, cache_len, n_heads, &gt).unwrap();
-        assert_eq!(g.read_buf(&out).unwrap(), want, "{n_heads}/{n_kv} heads of {hd}, cache {cache_len}");
+        assert_eq!(
+            g.read_buf(&out).unwrap(),
+            want,
+            "{n_heads}/{n_kv} heads of {hd}, cache {cache_len}"
+        );
         // Rows in chunks of 3 (several dispatches sharing one scratch buffer): the same bits.
         g.set_chunk_bytes(3 * n_heads * cache_len * 4);
         let out = g.attention(&qb, &gc, &slot, &pos, cache_len, n_heads, &gt).unwrap();
@@ -403,8 +598,18 @@ fn freq_table() {
             (0..vi).map(|i| if i % 2 == 0 { i32::MIN } else { i32::MAX }).collect(),
             (0..vi).map(|i| i * 37 % 20000).collect(),
             (0..vi).map(|i| if i == 7 { 100 << 10 } else { 0 }).collect(),
-            (0..vi).map(|i| if i == v as i32 - 1 || i == 3 { 5 << 10 } else { -(i % 50) << 10 }).collect(),
-            (0..vi).map(|i| ((i as i64 * 2654435761) % 40000) as i32 - 20000).collect(),
+            (0..vi)
+                .map(|i| {
+                    if i == v as i32 - 1 || i == 3 {
+                        5 << 10
+                    } else {
+                        -(i % 50) << 10
+                    }
+                })
+                .collect(),
+            (0..vi)
+                .map(|i| ((i as i64 * 2654435761) % 40000) as i32 - 20000)
+                .collect(),
         ];
         let flat: Vec<i32> = rows.concat();
         let mut want = vec![0u32; flat.len()];
@@ -431,7 +636,9 @@ fn ranges() {
             vec![i32::MIN; v],
             (0..vi).map(|i| i * 37 % 20000).collect(),
             (0..vi).map(|i| if i == 7 { 100 << 10 } else { 0 }).collect(),
-            (0..vi).map(|i| ((i as i64 * 2654435761) % 40000) as i32 - 20000).collect(),
+            (0..vi)
+                .map(|i| ((i as i64 * 2654435761) % 40000) as i32 - 20000)
+                .collect(),
         ];
         let flat: Vec<i32> = rows.concat();
         let lb = g.upload_buf(&flat, v);
@@ -440,13 +647,22 @@ fn ranges() {
         for (l, f) in flat.chunks(v).zip(want_tables.chunks_mut(v)) {
             lmz::freq::freq_table(l, &t.out_exp, f);
         }
-        for symbols in [vec![0u32; rows.len()], vec![v as u32 - 1; rows.len()], vec![7; rows.len()], (0..rows.len()).map(|_| r.below(v as u64) as u32).collect()] {
+        for symbols in [
+            vec![0u32; rows.len()],
+            vec![v as u32 - 1; rows.len()],
+            vec![7; rows.len()],
+            (0..rows.len()).map(|_| r.below(v as u64) as u32).collect(),
+        ] {
             let rb = g.ranges(&tables, rows.len(), v, &symbols);
             let got: Vec<u32> = g.read(&rb, 0, 2 * rows.len()).unwrap();
-            let want: Vec<u32> = want_tables.chunks(v).zip(&symbols).flat_map(|(f, &s)| {
-                let (c, q) = lmz::coder::cum_freq(f, s).unwrap();
-                [c, q]
-            }).collect();
+            let want: Vec<u32> = want_tables
+                .chunks(v)
+                .zip(&symbols)
+                .flat_map(|(f, &s)| {
+                    let (c, q) = lmz::coder::cum_freq(f, s).unwrap();
+                    [c, q]
+                })
+                .collect();
             assert_eq!(got, want, "vocab {v} symbols {symbols:?}");
         }
     }
@@ -486,7 +702,21 @@ fn gpu_backend(m: &Model, slots: usize, cache_len: usize) -> Option<GpuBackend> 
 
 #[test]
 fn tiny_model_cpu_equals_gpu_batched_and_stepped() {
-    for (seed, shape) in [(1, TinyShape::default()), (2, TinyShape { n_layers: 3, dim: 96, hidden: 160, n_heads: 6, n_kv_heads: 2, ctx: 64, ..TinyShape::default() })] {
+    for (seed, shape) in [
+        (1, TinyShape::default()),
+        (
+            2,
+            TinyShape {
+                n_layers: 3,
+                dim: 96,
+                hidden: 160,
+                n_heads: 6,
+                n_kv_heads: 2,
+                ctx: 64,
+                ..TinyShape::default()
+            },
+        ),
+    ] {
         let m = tiny_model(seed, shape).unwrap();
         let n = 60.min(m.config().ctx);
         let mut r = Rng(seed);
@@ -497,7 +727,11 @@ fn tiny_model_cpu_equals_gpu_batched_and_stepped() {
         assert_eq!(want.len(), n);
         assert_eq!(tables_of(&mut gb, &m, &seq_batches(&toks, n)), want, "batched");
         let Some(mut gb) = gpu_backend(&m, 1, n) else { return };
-        assert_eq!(tables_of(&mut gb, &m, &seq_batches(&toks, 1)), want, "one token at a time");
+        assert_eq!(
+            tables_of(&mut gb, &m, &seq_batches(&toks, 1)),
+            want,
+            "one token at a time"
+        );
         let Some(mut gb) = gpu_backend(&m, 1, n) else { return };
         assert_eq!(tables_of(&mut gb, &m, &seq_batches(&toks, 7)), want, "chunks of 7");
         // Logits and frequency tables 5 rows at a time, attention in chunks of rows too.
@@ -511,7 +745,13 @@ fn tiny_model_cpu_equals_gpu_batched_and_stepped() {
 /// then the rest one token per sequence per batch.
 fn lockstep_batches(m: &Model) -> Vec<Batch> {
     let mut r = Rng(5);
-    let seqs: Vec<Vec<u32>> = (0..3).map(|i| (0..20 + 5 * i).map(|_| r.below(m.config().vocab as u64) as u32).collect()).collect();
+    let seqs: Vec<Vec<u32>> = (0..3)
+        .map(|i| {
+            (0..20 + 5 * i)
+                .map(|_| r.below(m.config().vocab as u64) as u32)
+                .collect()
+        })
+        .collect();
     let mut batches = Vec::new();
     let mut b = Batch::default();
     for (s, q) in seqs.iter().enumerate() {
@@ -562,11 +802,19 @@ fn cpu_set_slots_equals_a_fresh_engine() {
 
 fn scored<B: lmz::backend::Backend>(b: &mut B, m: &Model, toks: &[u32], p: &Policy) -> Vec<Vec<u32>> {
     let mut out = Vec::new();
-    score(b, m.config(), &Fracs::new(&m.weights), toks, p, &mut |i, f| {
-        assert_eq!(i, out.len());
-        out.push(f.to_vec());
-        Ok(())
-    }, &mut |_, _| {})
+    score(
+        b,
+        m.config(),
+        &Fracs::new(&m.weights),
+        toks,
+        p,
+        &mut |i, f| {
+            assert_eq!(i, out.len());
+            out.push(f.to_vec());
+            Ok(())
+        },
+        &mut |_, _| {},
+    )
     .unwrap();
     out
 }
@@ -581,26 +829,56 @@ fn tiny_model_sliding_window_cpu_equals_gpu() {
     let mut r = Rng(9);
     let toks: Vec<u32> = (0..300).map(|_| r.below(cfg.vocab as u64) as u32).collect();
     for (window, stride) in [(40, 9), (64, 32), (33, 32)] {
-        let p = Policy { window, stride, start: cfg.doc_start, kv: KvMode::Shift, adapt: false, ngram: false };
+        let p = Policy {
+            window,
+            stride,
+            start: cfg.doc_start,
+            kv: KvMode::Shift,
+            adapt: false,
+            ngram: false,
+        };
         let mut cb = CpuBackend::new(&m, window).unwrap();
         let want = scored(&mut cb, &m, &toks, &p);
         assert_eq!(want.len(), toks.len());
-        let Some(mut gb) = gpu_backend(&m, 1, window) else { return };
-        assert!(scored(&mut gb, &m, &toks, &p) == want, "window {window}, stride {stride}");
+        let Some(mut gb) = gpu_backend(&m, 1, window) else {
+            return;
+        };
+        assert!(
+            scored(&mut gb, &m, &toks, &p) == want,
+            "window {window}, stride {stride}"
+        );
         // The first window is the recomputing policy's; later ones differ where context is
         // kept (window 33, stride 32 keeps none: the same tables).
         let mut cb = CpuBackend::new(&m, window).unwrap();
-        let recomputed = scored(&mut cb, &m, &toks, &Policy { kv: KvMode::Recompute, ..p });
+        let recomputed = scored(
+            &mut cb,
+            &m,
+            &toks,
+            &Policy {
+                kv: KvMode::Recompute,
+                ..p
+            },
+        );
         assert!(recomputed[..window] == want[..window]);
-        assert!((recomputed == want) == (window - stride - 1 == 0), "window {window}, stride {stride}");
+        assert!(
+            (recomputed == want) == (window - stride - 1 == 0),
+            "window {window}, stride {stride}"
+        );
     }
     let codec = Codec::new(&m).unwrap();
     let text: Vec<u8> = (0..1200).map(|i| b"the thin anthem and a note\n"[i % 27]).collect();
-    let opts = Options { model: ModelUse::Force, chunk_tokens: 150, compact: false, ..Options::default() };
+    let opts = Options {
+        model: ModelUse::Force,
+        chunk_tokens: 150,
+        compact: false,
+        ..Options::default()
+    };
     let mut cb = CpuBackend::with_slots(&m, 1, cfg.ctx).unwrap();
     let file = codec.compress(&mut cb, &text, &opts, &mut |_, _| {}).unwrap();
     assert_eq!(lmz::container::info(&file).unwrap().kv, KvMode::Shift);
-    let Some(mut gb) = gpu_backend(&m, 3, cfg.ctx) else { return };
+    let Some(mut gb) = gpu_backend(&m, 3, cfg.ctx) else {
+        return;
+    };
     assert!(codec.compress(&mut gb, &text, &opts, &mut |_, _| {}).unwrap() == file);
     assert!(codec.decompress(&mut gb, &file, &mut |_, _| {}).unwrap() == text);
 }
@@ -614,7 +892,10 @@ fn tiny_model_errors_are_typed() {
     assert_eq!(e.code(), "LMZ_INVALID_ARGUMENT");
     let e = forward_seq(&mut gb, m.config(), &fr, &[1; 17], 0, 0, &mut |_, _| Ok(())).unwrap_err();
     assert_eq!(e.code(), "LMZ_CONTEXT_OVERFLOW");
-    assert!(matches!(GpuBackend::on(gpu().expect("opened above"), &m, 0, 16), Err(lmz::Error::InvalidArgument(_))));
+    assert!(matches!(
+        GpuBackend::on(gpu().expect("opened above"), &m, 0, 16),
+        Err(lmz::Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -664,24 +945,39 @@ fn cli_gpu_and_cpu_files_are_identical_and_cross_decode() {
     std::fs::write(&text, &body).unwrap();
     let run = |args: &[&str]| {
         let out = lmz_cmd().arg("--model").arg(&pack).args(args).output().unwrap();
-        assert!(out.status.success(), "lmz {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "lmz {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     };
     let t = text.to_str().unwrap();
     let cpu_file = run(&["-c", "--use-model", "force", "--backend", "cpu", t]).stdout;
     let gpu_out = run(&["-c", "-v", "--use-model", "force", "--backend", "gpu", t]);
     assert_eq!(gpu_out.stdout, cpu_file, "GPU and CPU compress to different bytes");
-    assert!(String::from_utf8_lossy(&gpu_out.stderr).contains(&adapter), "-v names the adapter: {}", String::from_utf8_lossy(&gpu_out.stderr));
+    assert!(
+        String::from_utf8_lossy(&gpu_out.stderr).contains(&adapter),
+        "-v names the adapter: {}",
+        String::from_utf8_lossy(&gpu_out.stderr)
+    );
     let z = d.join("t.txt.lmz");
     std::fs::write(&z, &cpu_file).unwrap();
     let zs = z.to_str().unwrap();
-    assert_eq!(run(&["-d", "-c", "--backend", "gpu", zs]).stdout, body.as_bytes(), "GPU decodes the CPU's file");
+    assert_eq!(
+        run(&["-d", "-c", "--backend", "gpu", zs]).stdout,
+        body.as_bytes(),
+        "GPU decodes the CPU's file"
+    );
     assert_eq!(run(&["-d", "-c", "--backend", "cpu", zs]).stdout, body.as_bytes());
     // info names the adapter that would decode it.
     let info = String::from_utf8_lossy(&run(&["info", "--backend", "gpu", zs]).stdout).into_owned();
     assert!(info.contains("engine:      GPU ") && info.contains(&adapter), "{info}");
     // eval: the same bits, the adapter named.
-    let json = |b: &str| -> serde_json::Value { serde_json::from_slice(&run(&["eval", "--json", "--window", "64", "--stride", "32", "--backend", b, t]).stdout).unwrap() };
+    let json = |b: &str| -> serde_json::Value {
+        serde_json::from_slice(&run(&["eval", "--json", "--window", "64", "--stride", "32", "--backend", b, t]).stdout)
+            .unwrap()
+    };
     let (c, gj) = (json("cpu"), json("gpu"));
     assert_eq!(c["bits"], gj["bits"]);
     assert!(gj["engine"].as_str().unwrap().contains(&adapter), "{}", gj["engine"]);

@@ -38,7 +38,10 @@ fn short_strings_match_llama_cpp() {
         ("1234567", &[33, 34, 35, 36, 37, 38, 39]),
         ("naïve café", &[3546, 46494, 37366]),
         ("line1\r\nline2", &[1311, 33, 201, 198, 1311, 34]),
-        ("tabs\tand  double  spaces", &[100, 7366, 197, 397, 216, 5561, 216, 5600]),
+        (
+            "tabs\tand  double  spaces",
+            &[100, 7366, 197, 397, 216, 5561, 216, 5600],
+        ),
         ("emoji 🦀", &[391, 33777, 15107, 116, 218]),
         ("CamelCaseWords", &[51, 14548, 10802, 29553]),
         ("'s 're 've 'll", &[506, 637, 257, 637, 307, 637, 764]),
@@ -47,7 +50,10 @@ fn short_strings_match_llama_cpp() {
         ("x \n\n  y\u{3000}z", &[104, 216, 8866, 329, 12109, 218, 106]),
         (
             "Привет, мир! 你好 मौसम",
-            &[155, 249, 46879, 16464, 32547, 28, 41337, 7872, 9175, 17, 216, 18645, 250, 48392, 138, 12335, 123, 9310, 230, 38770, 35090],
+            &[
+                155, 249, 46879, 16464, 32547, 28, 41337, 7872, 9175, 17, 216, 18645, 250, 48392, 138, 12335, 123,
+                9310, 230, 38770, 35090,
+            ],
         ),
     ];
     let t = tok();
@@ -63,11 +69,22 @@ fn alice29_matches_llama_cpp_exactly() {
     let t = tok();
     let start = Instant::now();
     let ids = t.encode(&text);
-    eprintln!("alice29: {} bytes → {} tokens in {:?}", text.len(), ids.len(), start.elapsed());
+    eprintln!(
+        "alice29: {} bytes → {} tokens in {:?}",
+        text.len(),
+        ids.len(),
+        start.elapsed()
+    );
     // llama.cpp: 41,933 tokens, no BOS (the GGUF's add_bos_token is false).
     assert_eq!(ids.len(), 41_933);
-    assert_eq!(ids[..12], [2738, 16980, 1047, 9206, 15799, 23, 67, 5236, 48932, 42606, 5622, 408]);
-    assert_eq!(ids_hash(&ids), "f05588dd68f17bdf8f7d98803939a4bb52b7e55dfa85e4f6f31b22b46d9f7272");
+    assert_eq!(
+        ids[..12],
+        [2738, 16980, 1047, 9206, 15799, 23, 67, 5236, 48932, 42606, 5622, 408]
+    );
+    assert_eq!(
+        ids_hash(&ids),
+        "f05588dd68f17bdf8f7d98803939a4bb52b7e55dfa85e4f6f31b22b46d9f7272"
+    );
     assert_eq!(t.decode(&ids), text);
 }
 
@@ -81,7 +98,10 @@ fn vocabulary_and_special_tokens() {
     // Every byte on its own is one token that spells it, except the 21 that SmolLM2's
     // vocabulary lacks: those are the escape token (the last control token) and the token of
     // the byte with the top bit flipped.
-    let missing: Vec<u8> = [0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, 0xC0, 0xC1, 0xF1, 0xF2].into_iter().chain(0xF5..=0xFF).collect();
+    let missing: Vec<u8> = [0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, 0xC0, 0xC1, 0xF1, 0xF2]
+        .into_iter()
+        .chain(0xF5..=0xFF)
+        .collect();
     assert_eq!(t.token_bytes(16), b"<empty_output>");
     for b in 0..=255u8 {
         let ids = t.encode(&[b]);
@@ -98,7 +118,13 @@ fn vocabulary_and_special_tokens() {
 #[test]
 fn invalid_utf8_round_trips() {
     let t = tok();
-    for x in [&b"caf\xe9 au lait"[..], b"\xff\xfe\x00\x00", b"\xe2\x82 \xe2\x82\xac", b"\xed\xa0\x80\xf0\x9f", b"\r\n\r\n\x80\x80\x80"] {
+    for x in [
+        &b"caf\xe9 au lait"[..],
+        b"\xff\xfe\x00\x00",
+        b"\xe2\x82 \xe2\x82\xac",
+        b"\xed\xa0\x80\xf0\x9f",
+        b"\r\n\r\n\x80\x80\x80",
+    ] {
         let ids = t.encode(x);
         assert_eq!(t.decode(&ids), x, "{x:?}");
     }

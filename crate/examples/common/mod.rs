@@ -19,7 +19,11 @@ pub fn probe(name: &str) -> Result<Probe> {
     let args: Vec<String> = std::env::args().collect();
     let (file, out) = match (args.get(1), args.get(2)) {
         (Some(f), Some(o)) => (f, o),
-        _ => return Err(lmz::Error::InvalidArgument(format!("usage: {name} FILE OUT.tsv [TOKENS]"))),
+        _ => {
+            return Err(lmz::Error::InvalidArgument(format!(
+                "usage: {name} FILE OUT.tsv [TOKENS]"
+            )))
+        }
     };
     let text = std::fs::read(file).map_err(|e| lmz::Error::io(file, e))?;
     let model = lmz::fetch::load(&lmz::fetch::default_pack_path(None))?;
@@ -31,5 +35,11 @@ pub fn probe(name: &str) -> Result<Probe> {
     }
     let fr = Fracs::new(&model.weights);
     let out = std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| lmz::Error::io(out, e))?);
-    Ok(Probe { model, cfg, fr, tokens, out })
+    Ok(Probe {
+        model,
+        cfg,
+        fr,
+        tokens,
+        out,
+    })
 }

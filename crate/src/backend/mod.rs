@@ -70,7 +70,15 @@ pub trait Backend {
     /// Stores row `r` of `k`, `v` at position `pos[r]` of sequence `slot[r]` in `layer`'s
     /// cache (every row first), then returns for each row of `q` its attention over positions
     /// `0..=pos[r]` of its sequence, Q23.
-    fn attention(&mut self, layer: usize, q: &Self::Buf, k: &Self::Buf, v: &Self::Buf, slot: &[u32], pos: &[u32]) -> Self::Buf;
+    fn attention(
+        &mut self,
+        layer: usize,
+        q: &Self::Buf,
+        k: &Self::Buf,
+        v: &Self::Buf,
+        slot: &[u32],
+        pos: &[u32],
+    ) -> Self::Buf;
     /// Moves positions `src..src + n` of sequence `slot` to `dst..dst + n` (`dst ≤ src`) in
     /// every layer's cache, the keys re-rotated to their new positions ([`cpu::kv_shift`]):
     /// the context a sliding window keeps instead of recomputing it. Checked by
@@ -98,10 +106,18 @@ pub trait Backend {
     /// The default reads whole tables through [`Backend::freqs`]; an engine whose readback is
     /// costly (a GPU: 196 KB per table) computes the ranges where the tables are.
     #[allow(async_fn_in_trait)]
-    async fn ranges(&mut self, logits: &Self::Buf, symbols: &[u32], sink: &mut dyn FnMut(usize, u32, u32) -> Result<()>) -> Result<()> {
+    async fn ranges(
+        &mut self,
+        logits: &Self::Buf,
+        symbols: &[u32],
+        sink: &mut dyn FnMut(usize, u32, u32) -> Result<()>,
+    ) -> Result<()> {
         self.freqs(logits, &mut |i, table| {
-            let s = *symbols.get(i).ok_or_else(|| crate::error::Error::InvalidArgument(format!("no symbol for row {i}")))?;
-            let (c, f) = crate::coder::cum_freq(table, s).ok_or_else(|| crate::error::Error::InvalidArgument(format!("token {s} outside the vocabulary")))?;
+            let s = *symbols
+                .get(i)
+                .ok_or_else(|| crate::error::Error::InvalidArgument(format!("no symbol for row {i}")))?;
+            let (c, f) = crate::coder::cum_freq(table, s)
+                .ok_or_else(|| crate::error::Error::InvalidArgument(format!("token {s} outside the vocabulary")))?;
             sink(i, c, f)
         })
         .await
@@ -110,7 +126,15 @@ pub trait Backend {
 
 /// The bounds of [`Backend::kv_shift`] on an engine of `slots` sequences of `cache_len`
 /// positions: a shift of at most `rope_ctx − 1` positions (the RoPE table's rows).
-pub fn check_shift(slots: usize, cache_len: usize, rope_ctx: usize, slot: usize, src: usize, dst: usize, n: usize) -> Result<()> {
+pub fn check_shift(
+    slots: usize,
+    cache_len: usize,
+    rope_ctx: usize,
+    slot: usize,
+    src: usize,
+    dst: usize,
+    n: usize,
+) -> Result<()> {
     if slot >= slots || dst > src || src.checked_add(n).is_none_or(|e| e > cache_len) || src - dst >= rope_ctx {
         return Err(crate::error::Error::InvalidArgument(format!(
             "kv_shift of positions {src}..{src}+{n} to {dst} in slot {slot}: an engine of {slots} slots × {cache_len} positions shifts back by less than {rope_ctx}"

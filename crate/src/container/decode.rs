@@ -23,31 +23,58 @@ impl Codec {
     }
 
     /// [`Codec::decompress`] for any engine: awaits the engine's readbacks.
-    pub async fn decompress_async<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn Progress) -> Result<Vec<u8>> {
+    pub async fn decompress_async<B: Backend>(
+        &self,
+        b: &mut B,
+        file: &[u8],
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<u8>> {
         // Never trust the header with an allocation: the output grows as the data decodes.
         let mut out = Vec::new();
         self.decompress_chunks_async(b, file, progress, &mut |part| {
             out.extend_from_slice(part);
             Ok(())
-        }).await?;
+        })
+        .await?;
         Ok(out)
     }
 
     /// Decodes a raw stream of `len` original bytes made by [`Codec::compress_raw`].
-    pub fn decompress_raw<B: Backend>(&self, b: &mut B, raw: &[u8], len: u64, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+    pub fn decompress_raw<B: Backend>(
+        &self,
+        b: &mut B,
+        raw: &[u8],
+        len: u64,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<u8>> {
         block_on(self.decompress_raw_async(b, raw, len, progress))
     }
 
     /// [`Codec::decompress_raw`] for any engine: awaits the engine's readbacks.
-    pub async fn decompress_raw_async<B: Backend>(&self, b: &mut B, raw: &[u8], len: u64, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+    pub async fn decompress_raw_async<B: Backend>(
+        &self,
+        b: &mut B,
+        raw: &[u8],
+        len: u64,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<u8>> {
         let (_, method, (kv, adapt, ngram), check, rest) = split_raw(raw)?;
         let policy = Policy::for_tag(&self.cfg, kv, adapt, ngram);
         if method == Method::Model {
             self.check_backend(b, &policy)?;
         }
         let out = if method == Method::Model {
-            let job = Job { index: 0, payload: rest, len };
-            self.decode_streams(b, &[job], &policy, &mut |d| progress.update(d, len)).await.map_err(|(e, _)| e)?.pop().map(|(_, v)| v).unwrap_or_default()
+            let job = Job {
+                index: 0,
+                payload: rest,
+                len,
+            };
+            self.decode_streams(b, &[job], &policy, &mut |d| progress.update(d, len))
+                .await
+                .map_err(|(e, _)| e)?
+                .pop()
+                .map(|(_, v)| v)
+                .unwrap_or_default()
         } else {
             let mut out = Vec::new();
             self.decode_plain(method, rest, len, &mut out)?;
@@ -55,11 +82,17 @@ impl Codec {
             out
         };
         if out.len() as u64 != len {
-            return Err(Error::FormatCorrupt(format!("the raw stream decodes to {} bytes, not {len}", out.len())));
+            return Err(Error::FormatCorrupt(format!(
+                "the raw stream decodes to {} bytes, not {len}",
+                out.len()
+            )));
         }
         let c = check16(&self.fingerprint, &out);
         if c != check {
-            return Err(Error::FormatChecksum { expected: format!("{check:04x}"), actual: format!("{c:04x}") });
+            return Err(Error::FormatChecksum {
+                expected: format!("{check:04x}"),
+                actual: format!("{c:04x}"),
+            });
         }
         Ok(out)
     }
@@ -71,13 +104,18 @@ impl Codec {
         match method {
             Method::Stored => {
                 if payload.len() as u64 != len {
-                    return Err(Error::FormatCorrupt(format!("a stored chunk of {} bytes claims {len}", payload.len())));
+                    return Err(Error::FormatCorrupt(format!(
+                        "a stored chunk of {} bytes claims {len}",
+                        payload.len()
+                    )));
                 }
                 out.extend_from_slice(payload);
                 Ok(())
             }
             Method::Zstd => zstd_decompress(payload, len, out),
-            Method::Model => Err(Error::InvalidArgument("internal: a model chunk is decoded by decode_streams".into())),
+            Method::Model => Err(Error::InvalidArgument(
+                "internal: a model chunk is decoded by decode_streams".into(),
+            )),
         }
     }
 
@@ -86,7 +124,13 @@ impl Codec {
     /// prefill), so the weights are read once for all of them. A finished chunk hands its
     /// slot to the next. Returns `(chunk index, bytes)` per job; `progress(bytes)` counts
     /// the bytes decoded so far over all jobs. An error names the job's chunk index.
-    pub(super) async fn decode_streams<B: Backend>(&self, b: &mut B, jobs: &[Job<'_>], policy: &Policy, progress: &mut dyn FnMut(u64) -> Result<()>) -> std::result::Result<Vec<(usize, Vec<u8>)>, (Error, usize)> {
+    pub(super) async fn decode_streams<B: Backend>(
+        &self,
+        b: &mut B,
+        jobs: &[Job<'_>],
+        policy: &Policy,
+        progress: &mut dyn FnMut(u64) -> Result<()>,
+    ) -> std::result::Result<Vec<(usize, Vec<u8>)>, (Error, usize)> {
         let slots = b.slots().max(1);
         let mut queue = jobs.iter();
         let mut active: Vec<(usize, Stream)> = Vec::new(); // (slot, stream)
@@ -183,14 +227,22 @@ impl<'a> Stream<'a> {
             // Every token but an escape spells ≥ 1 byte, and an escape pair spells one: a
             // valid chunk has at most 2·len tokens.
             // and at most `max_model_tokens` per payload (the bound on decoding work).
-            max_tokens: job.len.saturating_mul(2).saturating_add(2).min(max_model_tokens(job.payload.len())),
+            max_tokens: job
+                .len
+                .saturating_mul(2)
+                .saturating_add(2)
+                .min(max_model_tokens(job.payload.len())),
             tokens: Vec::new(),
             out: Vec::new(),
             pending_escape: false,
             window: None,
             pos: 0,
             done: job.len == 0,
-            online: if job.len > 0 { Online::new(vocab, policy.adapt, policy.ngram) } else { None },
+            online: if job.len > 0 {
+                Online::new(vocab, policy.adapt, policy.ngram)
+            } else {
+                None
+            },
         }
     }
 
@@ -252,7 +304,10 @@ impl<'a> Stream<'a> {
         }
         let n = self.out.len() as u64;
         if n > self.len {
-            return Err(Error::FormatCorrupt(format!("the tokens spell more than the chunk's {} bytes", self.len)));
+            return Err(Error::FormatCorrupt(format!(
+                "the tokens spell more than the chunk's {} bytes",
+                self.len
+            )));
         }
         self.done = n == self.len && !self.pending_escape;
         Ok(())
@@ -270,14 +325,21 @@ impl<'a> Stream<'a> {
 fn zstd_decompress(payload: &[u8], len: u64, out: &mut Vec<u8>) -> Result<()> {
     let bad = |e: &dyn std::fmt::Display| Error::FormatCorrupt(format!("zstd chunk: {e}"));
     let mut src = payload;
-    let dec = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(&mut src, ZSTD_MAX_WINDOW).map_err(|e| bad(&e))?;
+    let dec =
+        ruzstd::decoding::StreamingDecoder::new_with_max_window_size(&mut src, ZSTD_MAX_WINDOW).map_err(|e| bad(&e))?;
     let start = out.len();
     dec.take(len.saturating_add(1)).read_to_end(out).map_err(|e| bad(&e))?;
     if (out.len() - start) as u64 != len {
-        return Err(Error::FormatCorrupt(format!("zstd chunk decodes to {} bytes, the table says {len}", out.len() - start)));
+        return Err(Error::FormatCorrupt(format!(
+            "zstd chunk decodes to {} bytes, the table says {len}",
+            out.len() - start
+        )));
     }
     if !src.is_empty() {
-        return Err(Error::FormatCorrupt(format!("{} byte(s) after the zstd frame", src.len())));
+        return Err(Error::FormatCorrupt(format!(
+            "{} byte(s) after the zstd frame",
+            src.len()
+        )));
     }
     Ok(())
 }

@@ -12,7 +12,10 @@ use crate::model::block_on;
 use super::format::MAX_TOKENS_PER_PAYLOAD_BYTE;
 #[cfg(feature = "zstd")]
 use super::format::ZSTD_LEVEL;
-use super::format::{max_model_tokens, ChunkInfo, Method, AUTO_MIN_BYTES_PER_TOKEN, COMPACT_FP_BYTES, DEFAULT_CHUNK_TOKENS, FIXED_HEADER, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, MAGIC, MERGE_LIMIT, VERSION};
+use super::format::{
+    max_model_tokens, ChunkInfo, Method, AUTO_MIN_BYTES_PER_TOKEN, COMPACT_FP_BYTES, DEFAULT_CHUNK_TOKENS,
+    FIXED_HEADER, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, MAGIC, MERGE_LIMIT, VERSION,
+};
 use super::read::{check16, put_varint};
 #[cfg(doc)]
 use super::segments::segment_len;
@@ -51,7 +54,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { chunk_tokens: DEFAULT_CHUNK_TOKENS, policy: None, model: ModelUse::Auto, compact: true, segment_bytes: SEGMENT_BYTES }
+        Options {
+            chunk_tokens: DEFAULT_CHUNK_TOKENS,
+            policy: None,
+            model: ModelUse::Auto,
+            compact: true,
+            segment_bytes: SEGMENT_BYTES,
+        }
     }
 }
 
@@ -65,18 +74,35 @@ impl Codec {
     /// Compresses `data` into a standalone `.lmz` file (full or compact form).
     /// `progress(done, total)` counts input bytes. Synchronous: for engines whose readback
     /// never waits (the CPU, a native GPU); a browser's GPU needs [`Codec::compress_async`].
-    pub fn compress<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+    pub fn compress<B: Backend>(
+        &self,
+        b: &mut B,
+        data: &[u8],
+        opts: &Options,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<u8>> {
         block_on(self.compress_async(b, data, opts, progress))
     }
 
     /// [`Codec::compress`] for any engine: awaits the engine's readbacks.
-    pub async fn compress_async<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+    pub async fn compress_async<B: Backend>(
+        &self,
+        b: &mut B,
+        data: &[u8],
+        opts: &Options,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<u8>> {
         let mut payloads = Vec::new();
-        let mut src = SliceSegments { rest: data, max: opts.segment_bytes };
-        let head = self.compress_from(b, &mut src, data.len() as u64, opts, progress, &mut |p| {
-            payloads.extend_from_slice(p);
-            Ok(())
-        }).await?;
+        let mut src = SliceSegments {
+            rest: data,
+            max: opts.segment_bytes,
+        };
+        let head = self
+            .compress_from(b, &mut src, data.len() as u64, opts, progress, &mut |p| {
+                payloads.extend_from_slice(p);
+                Ok(())
+            })
+            .await?;
         let mut out = head;
         out.extend_from_slice(&payloads);
         Ok(out)
@@ -89,15 +115,37 @@ impl Codec {
     /// is `head ‖ payloads`, byte for byte what [`Codec::compress`] makes of the same input.
     /// `total` (the input's length if known, else 0) only feeds `progress`. Synchronous,
     /// like [`Codec::compress`].
-    pub fn compress_stream<B: Backend>(&self, b: &mut B, input: &mut dyn Read, total: u64, opts: &Options, progress: &mut dyn Progress, payloads: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<Vec<u8>> {
-        let mut src = ReadSegments { input, max: opts.segment_bytes, buf: Vec::new(), used: 0, eof: false };
+    pub fn compress_stream<B: Backend>(
+        &self,
+        b: &mut B,
+        input: &mut dyn Read,
+        total: u64,
+        opts: &Options,
+        progress: &mut dyn Progress,
+        payloads: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Vec<u8>> {
+        let mut src = ReadSegments {
+            input,
+            max: opts.segment_bytes,
+            buf: Vec::new(),
+            used: 0,
+            eof: false,
+        };
         block_on(self.compress_from(b, &mut src, total, opts, progress, payloads))
     }
 
     /// The one compressor behind [`Codec::compress_async`] and [`Codec::compress_stream`]:
     /// segment by segment, chunks encoded and their payloads passed on at once; the head is
     /// made last, when the length, checksum and chunk table are known.
-    async fn compress_from<B: Backend>(&self, b: &mut B, src: &mut dyn Segments, total: u64, opts: &Options, progress: &mut dyn Progress, payloads: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<Vec<u8>> {
+    async fn compress_from<B: Backend>(
+        &self,
+        b: &mut B,
+        src: &mut dyn Segments,
+        total: u64,
+        opts: &Options,
+        progress: &mut dyn Progress,
+        payloads: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Vec<u8>> {
         let policy = opts.policy.unwrap_or_else(|| self.default_policy());
         let (mut crc, mut check) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
         check.update(&self.fingerprint);
@@ -106,10 +154,18 @@ impl Codec {
         while let Some(seg) = src.next_segment()? {
             crc.update(seg);
             check.update(seg);
-            let mut seg_progress = Offset { inner: &mut *progress, base: len, total };
+            let mut seg_progress = Offset {
+                inner: &mut *progress,
+                base: len,
+                total,
+            };
             for c in self.encode_chunks(b, seg, opts, &policy, &mut seg_progress).await? {
                 payloads(&c.payload)?;
-                table.push(ChunkInfo { method: c.method, original_len: c.original_len as u64, stored_len: c.payload.len() as u64 });
+                table.push(ChunkInfo {
+                    method: c.method,
+                    original_len: c.original_len as u64,
+                    stored_len: c.payload.len() as u64,
+                });
             }
             len += seg.len() as u64;
         }
@@ -117,7 +173,9 @@ impl Codec {
         if opts.compact && self.has_tag(&policy) && table.len() <= 1 {
             let method = table.first().map_or(Method::Stored, |c| c.method);
             // has_tag: every method has a tag under this policy.
-            let tag = method.tag(policy.kv, policy.adapt, policy.ngram).ok_or_else(|| Error::InvalidArgument("internal: a policy without a compact tag".into()))?;
+            let tag = method
+                .tag(policy.kv, policy.adapt, policy.ngram)
+                .ok_or_else(|| Error::InvalidArgument("internal: a policy without a compact tag".into()))?;
             let mut out = vec![tag];
             out.extend_from_slice(&self.fingerprint[..COMPACT_FP_BYTES]);
             put_varint(&mut out, len);
@@ -127,14 +185,19 @@ impl Codec {
         let mut out = Vec::with_capacity(FIXED_HEADER + 24 * table.len());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
-        out.push(if policy.kv == KvMode::Shift { FLAG_KV_SHIFT } else { 0 } | if policy.adapt { FLAG_ADAPT } else { 0 } | if policy.ngram { FLAG_NGRAM } else { 0 });
+        out.push(
+            if policy.kv == KvMode::Shift { FLAG_KV_SHIFT } else { 0 }
+                | if policy.adapt { FLAG_ADAPT } else { 0 }
+                | if policy.ngram { FLAG_NGRAM } else { 0 },
+        );
         out.extend_from_slice(&self.fingerprint);
         // validate() bounds the window by the model's context, far below 2^32.
         out.extend_from_slice(&(policy.window as u32).to_le_bytes());
         out.extend_from_slice(&(policy.stride as u32).to_le_bytes());
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&crc.finalize().to_le_bytes());
-        let count = u32::try_from(table.len()).map_err(|_| Error::InvalidArgument("more than 2^32 chunks: use larger chunks".into()))?;
+        let count = u32::try_from(table.len())
+            .map_err(|_| Error::InvalidArgument("more than 2^32 chunks: use larger chunks".into()))?;
         out.extend_from_slice(&count.to_le_bytes());
         for c in &table {
             out.push(c.method as u8);
@@ -148,19 +211,41 @@ impl Codec {
 
     /// The raw stream for an embedder that already knows the model and the original length
     /// (the notes extension): `tag, check16, payload` — 3 bytes over the coder's output.
-    pub fn compress_raw<B: Backend>(&self, b: &mut B, data: &[u8], model: ModelUse, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+    pub fn compress_raw<B: Backend>(
+        &self,
+        b: &mut B,
+        data: &[u8],
+        model: ModelUse,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<u8>> {
         block_on(self.compress_raw_async(b, data, model, progress))
     }
 
     /// [`Codec::compress_raw`] for any engine: awaits the engine's readbacks.
-    pub async fn compress_raw_async<B: Backend>(&self, b: &mut B, data: &[u8], model: ModelUse, progress: &mut dyn Progress) -> Result<Vec<u8>> {
+    pub async fn compress_raw_async<B: Backend>(
+        &self,
+        b: &mut B,
+        data: &[u8],
+        model: ModelUse,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<u8>> {
         let policy = self.default_policy();
         // One chunk: the raw stream has no chunk table.
-        let opts = Options { chunk_tokens: usize::MAX, model, ..Options::default() };
-        let chunk = self.encode_chunks(b, data, &opts, &policy, progress).await?.into_iter().next();
+        let opts = Options {
+            chunk_tokens: usize::MAX,
+            model,
+            ..Options::default()
+        };
+        let chunk = self
+            .encode_chunks(b, data, &opts, &policy, progress)
+            .await?
+            .into_iter()
+            .next();
         let (method, payload) = chunk.map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
         // The default policy has a tag (a test keeps it so).
-        let tag = method.tag(policy.kv, policy.adapt, policy.ngram).ok_or_else(|| Error::InvalidArgument("internal: the default policy has no compact tag".into()))?;
+        let tag = method
+            .tag(policy.kv, policy.adapt, policy.ngram)
+            .ok_or_else(|| Error::InvalidArgument("internal: the default policy has no compact tag".into()))?;
         let mut out = vec![tag];
         out.extend_from_slice(&check16(&self.fingerprint, data).to_le_bytes());
         out.extend_from_slice(&payload);
@@ -170,7 +255,14 @@ impl Codec {
     // --- compression ---
 
     /// Tokenizes `data`, cuts it into chunks and encodes each with the smallest method.
-    async fn encode_chunks<B: Backend>(&self, b: &mut B, data: &[u8], opts: &Options, policy: &Policy, progress: &mut dyn Progress) -> Result<Vec<Chunk>> {
+    async fn encode_chunks<B: Backend>(
+        &self,
+        b: &mut B,
+        data: &[u8],
+        opts: &Options,
+        policy: &Policy,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Chunk>> {
         if opts.chunk_tokens == 0 {
             return Err(Error::InvalidArgument("chunks must hold at least one token".into()));
         }
@@ -203,10 +295,18 @@ impl Codec {
             if use_model {
                 self.check_backend(b, policy)?;
                 let ntok = piece.tokens.len() as u64;
-                let coded = self.encode_tokens(b, piece.tokens, policy, &mut |d, _| progress.update(done + n * d as u64 / ntok.max(1), total)).await?;
+                let coded = self
+                    .encode_tokens(b, piece.tokens, policy, &mut |d, _| {
+                        progress.update(done + n * d as u64 / ntok.max(1), total)
+                    })
+                    .await?;
                 let bounded = piece.tokens.len() as u64 <= max_model_tokens(coded.len());
                 if bounded && (coded.len() < piece.bytes.len() || opts.model == ModelUse::Force) {
-                    model = Some(Chunk { method: Method::Model, payload: coded, original_len: piece.bytes.len() });
+                    model = Some(Chunk {
+                        method: Method::Model,
+                        payload: coded,
+                        original_len: piece.bytes.len(),
+                    });
                 }
             }
             match (model, run) {
@@ -214,7 +314,9 @@ impl Codec {
                     flush(&mut run, &mut chunks);
                     chunks.push(c);
                 }
-                (None, Some((s, e))) if e - s + piece.bytes.len() <= MERGE_LIMIT => run = Some((s, e + piece.bytes.len())),
+                (None, Some((s, e))) if e - s + piece.bytes.len() <= MERGE_LIMIT => {
+                    run = Some((s, e + piece.bytes.len()))
+                }
                 (None, _) => {
                     flush(&mut run, &mut chunks);
                     run = Some((start, start + piece.bytes.len()));
@@ -249,37 +351,61 @@ impl Codec {
             let spelled = self.tok.decode(&tokens[t0..t1]);
             let b1 = b0 + spelled.len();
             if data.get(b0..b1) != Some(&spelled[..]) {
-                return Err(Error::Tokenizer("internal check failed: the tokens do not spell the input".into()));
+                return Err(Error::Tokenizer(
+                    "internal check failed: the tokens do not spell the input".into(),
+                ));
             }
-            out.push(Piece { tokens: &tokens[t0..t1], bytes: &data[b0..b1] });
+            out.push(Piece {
+                tokens: &tokens[t0..t1],
+                bytes: &data[b0..b1],
+            });
             (t0, b0) = (t1, b1);
         }
         if t0 != n || b0 != data.len() {
-            return Err(Error::Tokenizer("internal check failed: the tokens do not cover the input".into()));
+            return Err(Error::Tokenizer(
+                "internal check failed: the tokens do not cover the input".into(),
+            ));
         }
         Ok(out)
     }
 
     /// Range-codes `tokens` under the model with `policy`, then checks the stream decodes back
     /// to the same symbols (the coder half of a round trip, without re-running the model).
-    async fn encode_tokens<B: Backend>(&self, b: &mut B, tokens: &[u32], policy: &Policy, progress: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<Vec<u8>> {
+    async fn encode_tokens<B: Backend>(
+        &self,
+        b: &mut B,
+        tokens: &[u32],
+        policy: &Policy,
+        progress: &mut dyn FnMut(usize, usize) -> Result<()>,
+    ) -> Result<Vec<u8>> {
         let mut enc = Encoder::new();
         let mut coded: Vec<(u32, u32)> = Vec::with_capacity(tokens.len());
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
             return Err(Error::InvalidArgument(format!("token {t} outside the vocabulary")));
         }
         // Only each token's range comes back from the engine, not its whole table.
-        score_ranges_async(b, &self.cfg, &self.fracs, tokens, policy, &mut |_, c, f| {
-            enc.encode(c, f);
-            coded.push((c, f));
-            Ok(())
-        }, progress).await?;
+        score_ranges_async(
+            b,
+            &self.cfg,
+            &self.fracs,
+            tokens,
+            policy,
+            &mut |_, c, f| {
+                enc.encode(c, f);
+                coded.push((c, f));
+                Ok(())
+            },
+            progress,
+        )
+        .await?;
         let bytes = enc.finish();
         let mut d = Decoder::new(&bytes);
         for &(c, f) in &coded {
             let t = d.target()?;
             if t < c || t - c >= f {
-                return Err(Error::InvalidArgument("internal check failed: the range coder does not round-trip".into()));
+                return Err(Error::InvalidArgument(
+                    "internal check failed: the range coder does not round-trip".into(),
+                ));
             }
             d.consume(c, f)?;
         }
@@ -298,8 +424,16 @@ struct Chunk {
 /// `bytes` as the smaller of zstd and stored.
 fn plain_chunk(bytes: &[u8]) -> Chunk {
     match zstd_compress(bytes) {
-        Some(z) if z.len() < bytes.len() => Chunk { method: Method::Zstd, payload: z, original_len: bytes.len() },
-        _ => Chunk { method: Method::Stored, payload: bytes.to_vec(), original_len: bytes.len() },
+        Some(z) if z.len() < bytes.len() => Chunk {
+            method: Method::Zstd,
+            payload: z,
+            original_len: bytes.len(),
+        },
+        _ => Chunk {
+            method: Method::Stored,
+            payload: bytes.to_vec(),
+            original_len: bytes.len(),
+        },
     }
 }
 

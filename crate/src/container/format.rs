@@ -55,7 +55,9 @@ pub const MODEL_TOKEN_SLACK: u64 = 64;
 
 /// The most tokens a model chunk with `payload` bytes may hold.
 pub fn max_model_tokens(payload: usize) -> u64 {
-    (payload as u64).saturating_mul(MAX_TOKENS_PER_PAYLOAD_BYTE).saturating_add(MODEL_TOKEN_SLACK)
+    (payload as u64)
+        .saturating_mul(MAX_TOKENS_PER_PAYLOAD_BYTE)
+        .saturating_add(MODEL_TOKEN_SLACK)
 }
 /// Consecutive stored/zstd chunks are merged up to this many bytes.
 pub(super) const MERGE_LIMIT: usize = 1 << 22;
@@ -168,7 +170,11 @@ impl Info {
     /// then decode in lock-step (each step reads the weights once for all of them), at most
     /// [`DECODE_SLOTS`], at least 1.
     pub fn decode_slots(&self) -> usize {
-        self.chunks.iter().filter(|c| c.method == Method::Model).count().clamp(1, DECODE_SLOTS)
+        self.chunks
+            .iter()
+            .filter(|c| c.method == Method::Model)
+            .count()
+            .clamp(1, DECODE_SLOTS)
     }
 
     /// Bits per byte of the original, every header byte included.

@@ -4,7 +4,10 @@ use crate::error::{Error, Result};
 use crate::eval::KvMode;
 use crate::pack::hex;
 
-use super::format::{ChunkInfo, Form, Info, Method, COMPACT_FP_BYTES, FLAGS_KNOWN, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, MAGIC, TAG_LAST, TAG_RESERVED, TAG_STORED, VERSION};
+use super::format::{
+    ChunkInfo, Form, Info, Method, COMPACT_FP_BYTES, FLAGS_KNOWN, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, MAGIC,
+    TAG_LAST, TAG_RESERVED, TAG_STORED, VERSION,
+};
 #[cfg(doc)]
 use super::Codec;
 
@@ -90,23 +93,39 @@ pub(super) struct Parsed<'a> {
 
 pub(super) fn parse(file: &[u8]) -> Result<Parsed<'_>> {
     match file.first() {
-        None => Err(Error::FormatTruncated("the data is empty (an lmz file has at least a 1-byte tag)".into())),
+        None => Err(Error::FormatTruncated(
+            "the data is empty (an lmz file has at least a 1-byte tag)".into(),
+        )),
         Some(&0x89) => parse_full(file),
         Some(&t) if Method::from_tag(t).is_some() => parse_compact(file),
-        Some(&t) if TAG_RESERVED.contains(&t) => Err(Error::FormatVersion { version: t as u32, supported: format!("full {VERSION}, compact tags 0x{TAG_STORED:02X}–0x{TAG_LAST:02X}") }),
-        Some(_) => Err(Error::FormatBadMagic(format!("it starts with {} (an lmz file starts with 89 4C 4D 5A or a byte F8–FD)", hex(&file[..file.len().min(4)])))),
+        Some(&t) if TAG_RESERVED.contains(&t) => Err(Error::FormatVersion {
+            version: t as u32,
+            supported: format!("full {VERSION}, compact tags 0x{TAG_STORED:02X}–0x{TAG_LAST:02X}"),
+        }),
+        Some(_) => Err(Error::FormatBadMagic(format!(
+            "it starts with {} (an lmz file starts with 89 4C 4D 5A or a byte F8–FD)",
+            hex(&file[..file.len().min(4)])
+        ))),
     }
 }
 
 fn parse_full(file: &[u8]) -> Result<Parsed<'_>> {
     let mut c = Cursor { b: file, pos: 0 };
-    let magic = c.take(4, "the magic bytes").map_err(|_| Error::FormatBadMagic(format!("only {} byte(s)", file.len())))?;
+    let magic = c
+        .take(4, "the magic bytes")
+        .map_err(|_| Error::FormatBadMagic(format!("only {} byte(s)", file.len())))?;
     if magic != MAGIC {
-        return Err(Error::FormatBadMagic(format!("it starts with {} (an lmz file starts with 89 4C 4D 5A)", hex(magic))));
+        return Err(Error::FormatBadMagic(format!(
+            "it starts with {} (an lmz file starts with 89 4C 4D 5A)",
+            hex(magic)
+        )));
     }
     let version = c.u8("the version")?;
     if version != VERSION {
-        return Err(Error::FormatVersion { version: version as u32, supported: VERSION.to_string() });
+        return Err(Error::FormatVersion {
+            version: version as u32,
+            supported: VERSION.to_string(),
+        });
     }
     let flags = c.u8("the flags")?;
     let fp = c.take(32, "the model fingerprint")?.to_vec();
@@ -117,7 +136,10 @@ fn parse_full(file: &[u8]) -> Result<Parsed<'_>> {
     let count = c.u32("the chunk count")? as usize;
     // Every entry takes at least 3 bytes, and the header checksum 4 more.
     if count > c.rest().len().saturating_sub(4) / 3 {
-        return truncated(&format!("the chunk table ({count} chunks cannot fit in {} bytes)", c.rest().len()));
+        return truncated(&format!(
+            "the chunk table ({count} chunks cannot fit in {} bytes)",
+            c.rest().len()
+        ));
     }
     let mut chunks = Vec::with_capacity(count);
     let (mut sum_orig, mut sum_stored) = (0u64, 0u64);
@@ -126,38 +148,75 @@ fn parse_full(file: &[u8]) -> Result<Parsed<'_>> {
         let m = c.u8(&what)?;
         let original_len = c.varint(&what)?;
         let stored_len = c.varint(&what)?;
-        let method = Method::from_u8(m).ok_or_else(|| Error::FormatCorrupt(format!("chunk {i} has unknown method {m}")))?;
-        sum_orig = sum_orig.checked_add(original_len).ok_or_else(|| Error::FormatCorrupt("chunk lengths overflow".into()))?;
-        sum_stored = sum_stored.checked_add(stored_len).ok_or_else(|| Error::FormatCorrupt("chunk lengths overflow".into()))?;
-        chunks.push(ChunkInfo { method, original_len, stored_len });
+        let method =
+            Method::from_u8(m).ok_or_else(|| Error::FormatCorrupt(format!("chunk {i} has unknown method {m}")))?;
+        sum_orig = sum_orig
+            .checked_add(original_len)
+            .ok_or_else(|| Error::FormatCorrupt("chunk lengths overflow".into()))?;
+        sum_stored = sum_stored
+            .checked_add(stored_len)
+            .ok_or_else(|| Error::FormatCorrupt("chunk lengths overflow".into()))?;
+        chunks.push(ChunkInfo {
+            method,
+            original_len,
+            stored_len,
+        });
     }
     let header_end = c.pos;
     let hcrc = c.u32("the header checksum")?;
     if crc32fast::hash(&file[..header_end]) != hcrc {
-        return Err(Error::FormatCorrupt("the header checksum does not match: the header is damaged".into()));
+        return Err(Error::FormatCorrupt(
+            "the header checksum does not match: the header is damaged".into(),
+        ));
     }
     if flags & !FLAGS_KNOWN != 0 {
-        return Err(Error::FormatVersion { version: version as u32 * 256 + flags as u32, supported: format!("{VERSION} with flags 0–{FLAGS_KNOWN}") });
+        return Err(Error::FormatVersion {
+            version: version as u32 * 256 + flags as u32,
+            supported: format!("{VERSION} with flags 0–{FLAGS_KNOWN}"),
+        });
     }
-    let kv = if flags & FLAG_KV_SHIFT != 0 { KvMode::Shift } else { KvMode::Recompute };
+    let kv = if flags & FLAG_KV_SHIFT != 0 {
+        KvMode::Shift
+    } else {
+        KvMode::Recompute
+    };
     let adapt = flags & FLAG_ADAPT != 0;
     let ngram = flags & FLAG_NGRAM != 0;
     if sum_orig != original_len {
-        return Err(Error::FormatCorrupt(format!("the chunks add up to {sum_orig} bytes, the header says {original_len}")));
+        return Err(Error::FormatCorrupt(format!(
+            "the chunks add up to {sum_orig} bytes, the header says {original_len}"
+        )));
     }
     let rest = c.rest().len() as u64;
     if sum_stored > rest {
-        return Err(Error::FormatTruncated(format!("the chunks need {sum_stored} bytes after the header, the data has {rest}")));
+        return Err(Error::FormatTruncated(format!(
+            "the chunks need {sum_stored} bytes after the header, the data has {rest}"
+        )));
     }
     if sum_stored < rest {
-        return Err(Error::FormatCorrupt(format!("{} unexpected byte(s) after the last chunk (concatenated files?)", rest - sum_stored)));
+        return Err(Error::FormatCorrupt(format!(
+            "{} unexpected byte(s) after the last chunk (concatenated files?)",
+            rest - sum_stored
+        )));
     }
     let mut payloads = Vec::with_capacity(count);
     for ch in &chunks {
         // Σ stored_len = rest: every take succeeds and every length fits usize.
         payloads.push(c.take(ch.stored_len as usize, "a chunk")?);
     }
-    let info = Info { form: Form::Full, version: version as u32, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: Some((window, stride)), kv, adapt, ngram, chunks };
+    let info = Info {
+        form: Form::Full,
+        version: version as u32,
+        fingerprint: fp,
+        original_len,
+        compressed_len: file.len() as u64,
+        checksum,
+        window_stride: Some((window, stride)),
+        kv,
+        adapt,
+        ngram,
+        chunks,
+    };
     Ok(Parsed { info, payloads })
 }
 
@@ -169,10 +228,34 @@ fn parse_compact(file: &[u8]) -> Result<Parsed<'_>> {
     let check = c.take(2, "the check")?;
     let checksum = u16::from_le_bytes([check[0], check[1]]) as u32;
     let payload = c.rest();
-    let (method, kv, adapt, ngram) = Method::from_tag(tag).ok_or_else(|| Error::FormatCorrupt(format!("tag {tag:02X}")))?;
-    let chunks = if original_len == 0 && payload.is_empty() { vec![] } else { vec![ChunkInfo { method, original_len, stored_len: payload.len() as u64 }] };
-    let info = Info { form: Form::Compact, version: 1, fingerprint: fp, original_len, compressed_len: file.len() as u64, checksum, window_stride: None, kv, adapt, ngram, chunks };
-    Ok(Parsed { info, payloads: vec![payload] })
+    let (method, kv, adapt, ngram) =
+        Method::from_tag(tag).ok_or_else(|| Error::FormatCorrupt(format!("tag {tag:02X}")))?;
+    let chunks = if original_len == 0 && payload.is_empty() {
+        vec![]
+    } else {
+        vec![ChunkInfo {
+            method,
+            original_len,
+            stored_len: payload.len() as u64,
+        }]
+    };
+    let info = Info {
+        form: Form::Compact,
+        version: 1,
+        fingerprint: fp,
+        original_len,
+        compressed_len: file.len() as u64,
+        checksum,
+        window_stride: None,
+        kv,
+        adapt,
+        ngram,
+        chunks,
+    };
+    Ok(Parsed {
+        info,
+        payloads: vec![payload],
+    })
 }
 
 /// Reads a file's header: form, version, model fingerprint, sizes, chunks. Needs no model.
@@ -183,16 +266,33 @@ pub fn info(file: &[u8]) -> Result<Info> {
 /// A raw stream's tag, method, policy, check and payload (docs/FORMAT.md, "Raw stream").
 #[allow(clippy::type_complexity)]
 pub(super) fn split_raw(raw: &[u8]) -> Result<(u8, Method, (KvMode, bool, bool), u16, &[u8])> {
-    let (&tag, rest) = raw.split_first().ok_or_else(|| Error::FormatTruncated("the raw stream is empty".into()))?;
+    let (&tag, rest) = raw
+        .split_first()
+        .ok_or_else(|| Error::FormatTruncated("the raw stream is empty".into()))?;
     let (method, kv, adapt, ngram) = match Method::from_tag(tag) {
         Some(m) => m,
-        None if TAG_RESERVED.contains(&tag) => return Err(Error::FormatVersion { version: tag as u32, supported: format!("raw tags 0x{TAG_STORED:02X}–0x{TAG_LAST:02X}") }),
-        None => return Err(Error::FormatBadMagic(format!("raw stream tag {tag:02X} (expected F8–FD)"))),
+        None if TAG_RESERVED.contains(&tag) => {
+            return Err(Error::FormatVersion {
+                version: tag as u32,
+                supported: format!("raw tags 0x{TAG_STORED:02X}–0x{TAG_LAST:02X}"),
+            })
+        }
+        None => {
+            return Err(Error::FormatBadMagic(format!(
+                "raw stream tag {tag:02X} (expected F8–FD)"
+            )))
+        }
     };
     if rest.len() < 2 {
         return truncated("the check");
     }
-    Ok((tag, method, (kv, adapt, ngram), u16::from_le_bytes([rest[0], rest[1]]), &rest[2..]))
+    Ok((
+        tag,
+        method,
+        (kv, adapt, ngram),
+        u16::from_le_bytes([rest[0], rest[1]]),
+        &rest[2..],
+    ))
 }
 
 /// The standalone compact file holding a raw stream of `len` original bytes made with the

@@ -78,7 +78,10 @@ impl Segments for ReadSegments<'_> {
         if !self.eof && self.buf.len() < max {
             let want = max - self.buf.len();
             // Reads until `want` bytes or the end (read_to_end retries interruptions).
-            let got = (&mut *self.input).take(want as u64).read_to_end(&mut self.buf).map_err(|e| Error::io("(input)", e))?;
+            let got = (&mut *self.input)
+                .take(want as u64)
+                .read_to_end(&mut self.buf)
+                .map_err(|e| Error::io("(input)", e))?;
             self.eof = got < want;
         }
         if self.buf.is_empty() {

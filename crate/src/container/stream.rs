@@ -21,7 +21,13 @@ fn in_chunk(e: Error, i: usize, chunks: usize) -> Error {
 
 impl Codec {
     /// [`Codec::decompress`], handing the original to `sink` chunk by chunk.
-    pub fn decompress_chunks<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn Progress, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    pub fn decompress_chunks<B: Backend>(
+        &self,
+        b: &mut B,
+        file: &[u8],
+        progress: &mut dyn Progress,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         block_on(self.decompress_chunks_async(b, file, progress, sink))
     }
 
@@ -41,12 +47,20 @@ impl Codec {
     /// Model chunks are decoded in groups of as many as the engine has sequence slots, in
     /// lock-step (the weights are read once per step for all of them), so memory holds the
     /// file and one group's output.
-    pub async fn decompress_chunks_async<B: Backend>(&self, b: &mut B, file: &[u8], progress: &mut dyn Progress, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    pub async fn decompress_chunks_async<B: Backend>(
+        &self,
+        b: &mut B,
+        file: &[u8],
+        progress: &mut dyn Progress,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         let p = parse(file)?;
         let info = &p.info;
         let policy = self.file_policy(info)?;
         if info.chunks.iter().any(|c| c.method == Method::Model) {
-            policy.validate(&self.cfg).map_err(|e| Error::FormatCorrupt(format!("the file's context policy does not fit the model: {e}")))?;
+            policy
+                .validate(&self.cfg)
+                .map_err(|e| Error::FormatCorrupt(format!("the file's context policy does not fit the model: {e}")))?;
             self.check_backend(b, &policy)?;
         }
         let (total, n) = (info.original_len, info.chunks.len());
@@ -70,21 +84,34 @@ impl Codec {
             for i in next..end {
                 let (ch, payload) = (&info.chunks[i], p.payloads[i]);
                 if ch.method == Method::Model {
-                    jobs.push(Job { index: i, payload, len: ch.original_len });
+                    jobs.push(Job {
+                        index: i,
+                        payload,
+                        len: ch.original_len,
+                    });
                 } else {
-                    self.decode_plain(ch.method, payload, ch.original_len, &mut parts[i - next]).map_err(|e| in_chunk(e, i, n))?;
+                    self.decode_plain(ch.method, payload, ch.original_len, &mut parts[i - next])
+                        .map_err(|e| in_chunk(e, i, n))?;
                     plain += ch.original_len;
                     progress.update(done + plain, total)?;
                 }
             }
             let base = done + plain;
-            for (i, part) in self.decode_streams(b, &jobs, &policy, &mut |d| progress.update(base + d, total)).await.map_err(|(e, i)| in_chunk(e, i, n))? {
+            for (i, part) in self
+                .decode_streams(b, &jobs, &policy, &mut |d| progress.update(base + d, total))
+                .await
+                .map_err(|(e, i)| in_chunk(e, i, n))?
+            {
                 parts[i - next] = part;
             }
             for (i, part) in (next..end).zip(parts) {
                 let ch = &info.chunks[i];
                 if part.len() as u64 != ch.original_len {
-                    return Err(Error::FormatCorrupt(format!("chunk {i} decodes to {} bytes, the table says {}", part.len(), ch.original_len)));
+                    return Err(Error::FormatCorrupt(format!(
+                        "chunk {i} decodes to {} bytes, the table says {}",
+                        part.len(),
+                        ch.original_len
+                    )));
                 }
                 done += ch.original_len;
                 match info.form {
@@ -102,13 +129,19 @@ impl Codec {
             Form::Full => {
                 let crc = crc.finalize();
                 if crc != info.checksum {
-                    return Err(Error::FormatChecksum { expected: format!("{:08x}", info.checksum), actual: format!("{crc:08x}") });
+                    return Err(Error::FormatChecksum {
+                        expected: format!("{:08x}", info.checksum),
+                        actual: format!("{crc:08x}"),
+                    });
                 }
             }
             Form::Compact => {
                 let c = check16(&self.fingerprint, &held) as u32;
                 if c != info.checksum {
-                    return Err(Error::FormatChecksum { expected: format!("{:04x}", info.checksum), actual: format!("{c:04x}") });
+                    return Err(Error::FormatChecksum {
+                        expected: format!("{:04x}", info.checksum),
+                        actual: format!("{c:04x}"),
+                    });
                 }
                 if !held.is_empty() {
                     sink(&held)?;
@@ -125,14 +158,27 @@ impl Codec {
         match info.form {
             Form::Full => {
                 if info.fingerprint[..] != self.fingerprint[..] {
-                    return Err(Error::FormatModelMismatch { wanted: format!("is {}", hex(&info.fingerprint)), have });
+                    return Err(Error::FormatModelMismatch {
+                        wanted: format!("is {}", hex(&info.fingerprint)),
+                        have,
+                    });
                 }
                 let (window, stride) = info.window_stride.unwrap_or((0, 0));
-                Ok(Policy { window: window as usize, stride: stride as usize, start: self.cfg.doc_start, kv: info.kv, adapt: info.adapt, ngram: info.ngram })
+                Ok(Policy {
+                    window: window as usize,
+                    stride: stride as usize,
+                    start: self.cfg.doc_start,
+                    kv: info.kv,
+                    adapt: info.adapt,
+                    ngram: info.ngram,
+                })
             }
             Form::Compact => {
                 if info.fingerprint[..] != self.fingerprint[..COMPACT_FP_BYTES] {
-                    return Err(Error::FormatModelMismatch { wanted: format!("starts with {}", hex(&info.fingerprint)), have });
+                    return Err(Error::FormatModelMismatch {
+                        wanted: format!("starts with {}", hex(&info.fingerprint)),
+                        have,
+                    });
                 }
                 Ok(Policy::for_tag(&self.cfg, info.kv, info.adapt, info.ngram))
             }

@@ -42,7 +42,9 @@ pub fn backend() -> CpuBackend {
 
 /// `n` bytes of text in the tiny vocabulary's words (which its merges tokenise), seeded.
 pub fn words_text(n: usize, seed: u64) -> Vec<u8> {
-    let words = ["the", "then", "theme", "in", "an", "anthem", "thin", "and", "there", "is", "a", "note"];
+    let words = [
+        "the", "then", "theme", "in", "an", "anthem", "thin", "and", "there", "is", "a", "note",
+    ];
     let mut r = Rng(seed);
     let mut s = String::new();
     while s.len() < n {

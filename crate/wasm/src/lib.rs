@@ -25,10 +25,10 @@
 //! On other targets this crate is empty.
 #![cfg(target_arch = "wasm32")]
 
-#[cfg(not(feature = "threads"))]
-use std::cell::RefCell;
 #[cfg(feature = "threads")]
 use std::cell::Cell;
+#[cfg(not(feature = "threads"))]
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 #[cfg(feature = "threads")]
@@ -210,10 +210,20 @@ fn gpu_to_js(e: Error) -> JsValue {
     let fix = "use engine: 'cpu', or 'auto', which runs on the CPU when WebGPU cannot";
     match &e {
         Error::GpuLimits { adapter, what } => {
-            let name = if adapter.is_empty() { String::new() } else { format!(" ({adapter})") };
-            js_error(e.code(), &format!("the WebGPU adapter{name} is too small for this model: {what}; {fix}"))
+            let name = if adapter.is_empty() {
+                String::new()
+            } else {
+                format!(" ({adapter})")
+            };
+            js_error(
+                e.code(),
+                &format!("the WebGPU adapter{name} is too small for this model: {what}; {fix}"),
+            )
         }
-        Error::GpuNoAdapter(why) => js_error(e.code(), &format!("this browser offers no WebGPU adapter ({why}); {fix}")),
+        Error::GpuNoAdapter(why) => js_error(
+            e.code(),
+            &format!("this browser offers no WebGPU adapter ({why}); {fix}"),
+        ),
         _ => to_js(e),
     }
 }
@@ -221,7 +231,11 @@ fn gpu_to_js(e: Error) -> JsValue {
 /// Opens the engine `kind` names. `auto`: a hardware WebGPU adapter, else the CPU.
 #[cfg(feature = "gpu")]
 async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, String), JsValue> {
-    let cpu = |m: &Model| CpuBackend::with_slots(m, SLOTS, cache_len).map(|b| (Engine::Cpu(b), "cpu".to_string())).map_err(to_js);
+    let cpu = |m: &Model| {
+        CpuBackend::with_slots(m, SLOTS, cache_len)
+            .map(|b| (Engine::Cpu(b), "cpu".to_string()))
+            .map_err(to_js)
+    };
     match kind {
         "cpu" => cpu(model),
         "webgpu" => {
@@ -230,15 +244,20 @@ async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, St
             Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string()))
         }
         "auto" => match Gpu::new_async(GpuOptions::default()).await {
-            Ok(g) if g.adapter_info().device_type != DeviceType::Cpu => match GpuBackend::on(g, model, SLOTS, cache_len) {
-                Ok(b) => Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string())),
-                Err(Error::GpuLimits { .. }) | Err(Error::Gpu(_)) => cpu(model),
-                Err(e) => Err(to_js(e)),
-            },
+            Ok(g) if g.adapter_info().device_type != DeviceType::Cpu => {
+                match GpuBackend::on(g, model, SLOTS, cache_len) {
+                    Ok(b) => Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string())),
+                    Err(Error::GpuLimits { .. }) | Err(Error::Gpu(_)) => cpu(model),
+                    Err(e) => Err(to_js(e)),
+                }
+            }
             Ok(_) | Err(Error::GpuNoAdapter(_)) | Err(Error::GpuLimits { .. }) | Err(Error::Gpu(_)) => cpu(model),
             Err(e) => Err(to_js(e)),
         },
-        other => Err(js_error(codes::INVALID_ARGUMENT, &format!("engine {other:?}: use \"auto\", \"webgpu\" or \"cpu\""))),
+        other => Err(js_error(
+            codes::INVALID_ARGUMENT,
+            &format!("engine {other:?}: use \"auto\", \"webgpu\" or \"cpu\""),
+        )),
     }
 }
 
@@ -377,7 +396,11 @@ impl<B: Backend> Backend for Stepping<'_, B> {
     fn rows(&mut self, x: &B::Buf, idx: &[u32]) -> B::Buf {
         self.b.rows(x, idx)
     }
-    async fn freqs(&mut self, logits: &B::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> lmz::Result<()>) -> lmz::Result<()> {
+    async fn freqs(
+        &mut self,
+        logits: &B::Buf,
+        sink: &mut dyn FnMut(usize, &[u32]) -> lmz::Result<()>,
+    ) -> lmz::Result<()> {
         self.b.freqs(logits, sink).await?;
         #[cfg(not(feature = "threads"))]
         if js_sys::Date::now() - self.last >= YIELD_EVERY_MS {
@@ -452,7 +475,14 @@ enum Out {
 }
 
 /// Runs `job` on engine `b`; `sink` takes `DecompressChunks`' chunks in file order.
-async fn run_job<B: Backend>(codec: &Codec, fracs: &Fracs, b: &mut B, job: Job, p: &mut dyn Progress, sink: &mut dyn FnMut(&[u8]) -> lmz::Result<()>) -> lmz::Result<Out> {
+async fn run_job<B: Backend>(
+    codec: &Codec,
+    fracs: &Fracs,
+    b: &mut B,
+    job: Job,
+    p: &mut dyn Progress,
+    sink: &mut dyn FnMut(&[u8]) -> lmz::Result<()>,
+) -> lmz::Result<Out> {
     Ok(match job {
         Job::Compress(data) => Out::Bytes(codec.compress_async(b, &data, &Options::default(), p).await?),
         Job::Decompress(file) => Out::Bytes(codec.decompress_async(b, &file, p).await?),
@@ -468,7 +498,10 @@ async fn run_job<B: Backend>(codec: &Codec, fracs: &Fracs, b: &mut B, job: Job, 
             let mut lengths = Vec::with_capacity(tokens.len());
             let mut i = 0;
             while i < tokens.len() {
-                if Some(tokens[i]) == tok.escape_token() && i + 1 < tokens.len() && tok.decode(&tokens[i..i + 2]).len() == 1 {
+                if Some(tokens[i]) == tok.escape_token()
+                    && i + 1 < tokens.len()
+                    && tok.decode(&tokens[i..i + 2]).len() == 1
+                {
                     lengths.extend_from_slice(&[0, 1]);
                     i += 2;
                 } else {
@@ -529,7 +562,11 @@ pub struct Compressor {
 /// report, not a control channel: use `cancel()`).
 fn report(f: &Option<Function>, done: u64, total: u64) {
     if let Some(f) = f {
-        let _ = f.call2(&JsValue::NULL, &JsValue::from_f64(done as f64), &JsValue::from_f64(total as f64));
+        let _ = f.call2(
+            &JsValue::NULL,
+            &JsValue::from_f64(done as f64),
+            &JsValue::from_f64(total as f64),
+        );
     }
 }
 
@@ -538,7 +575,10 @@ fn report(f: &Option<Function>, done: u64, total: u64) {
 const POLL_MS: i32 = 4;
 
 fn busy_error() -> JsValue {
-    js_error(codes::BUSY, "this compressor is already running a call; wait for it (the package queues calls)")
+    js_error(
+        codes::BUSY,
+        "this compressor is already running a call; wait for it (the package queues calls)",
+    )
 }
 
 /// Hands the call's chunk to `onChunk`; remembers what it throws (the call then stops).
@@ -570,7 +610,8 @@ impl Compressor {
         };
         let slots = job.slots();
         set_slots(engine, slots).map_err(to_js)?;
-        let r = with_engine!(engine, b => run_job(codec, fracs, &mut Stepping::new(b, ctl), job, &mut p, &mut sink).await);
+        let r =
+            with_engine!(engine, b => run_job(codec, fracs, &mut Stepping::new(b, ctl), job, &mut p, &mut sink).await);
         // Between calls: one slot, whatever the call gave.
         set_slots(engine, 1).map_err(to_js)?;
         match (r, thrown) {
@@ -674,12 +715,20 @@ impl Compressor {
             // its threads (the threaded build: the pool of `initThreadPool`, started before).
             Engine::Cpu(_) => {
                 let n = lmz::backend::cpu::threads();
-                format!("wasm32 CPU ({:?}), {n} thread{}", lmz::backend::cpu::Isa::best(), if n == 1 { "" } else { "s" })
+                format!(
+                    "wasm32 CPU ({:?}), {n} thread{}",
+                    lmz::backend::cpu::Isa::best(),
+                    if n == 1 { "" } else { "s" }
+                )
             }
             #[cfg(feature = "gpu")]
             Engine::Gpu(g) => g.describe(),
         };
-        let inner = Inner { codec, fracs, engine: engine_impl };
+        let inner = Inner {
+            codec,
+            fracs,
+            engine: engine_impl,
+        };
         Ok(Compressor {
             #[cfg(not(feature = "threads"))]
             inner: RefCell::new(inner),
@@ -742,8 +791,15 @@ impl Compressor {
     /// out). An exception thrown by `onChunk` stops the work and rejects with it.
     /// `progress(done, total)` counts output bytes.
     #[wasm_bindgen(js_name = decompressChunks)]
-    pub async fn decompress_chunks(&self, file: Vec<u8>, progress: Option<Function>, on_chunk: Function) -> Result<(), JsValue> {
-        self.call(Job::DecompressChunks(file), progress, Some(&on_chunk)).await.map(|_| ())
+    pub async fn decompress_chunks(
+        &self,
+        file: Vec<u8>,
+        progress: Option<Function>,
+        on_chunk: Function,
+    ) -> Result<(), JsValue> {
+        self.call(Job::DecompressChunks(file), progress, Some(&on_chunk))
+            .await
+            .map(|_| ())
     }
 
     /// The bits the model spends on each token of `data`, for a heat map: an object
@@ -781,7 +837,12 @@ impl Compressor {
     /// exact original length (a JS number: a non-negative integer below 2^53).
     /// `progress(done, total)` counts output bytes.
     #[wasm_bindgen(js_name = decompressRaw)]
-    pub async fn decompress_raw(&self, raw: Vec<u8>, length: f64, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
+    pub async fn decompress_raw(
+        &self,
+        raw: Vec<u8>,
+        length: f64,
+        progress: Option<Function>,
+    ) -> Result<Vec<u8>, JsValue> {
         let len = raw_length(length)?;
         self.call(Job::DecompressRaw(raw, len), progress, None).await.map(bytes)
     }
@@ -818,7 +879,10 @@ fn pinned_fingerprint() -> [u8; 32] {
 fn raw_length(length: f64) -> Result<u64, JsValue> {
     // NaN is in no range: refused too.
     if !((0.0..=9_007_199_254_740_991.0).contains(&length) && length.fract() == 0.0) {
-        return Err(js_error(codes::INVALID_ARGUMENT, &format!("length {length}: the original length must be a non-negative integer below 2^53")));
+        return Err(js_error(
+            codes::INVALID_ARGUMENT,
+            &format!("length {length}: the original length must be a non-negative integer below 2^53"),
+        ));
     }
     Ok(length as u64)
 }

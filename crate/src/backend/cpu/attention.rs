@@ -39,7 +39,10 @@ pub struct KvCache {
 pub fn kv_store(cache: &mut KvCache, row: usize, k: &[i32], v: &[i32], head_dim: usize) {
     let kvd = k.len();
     for (h, kh) in k.chunks_exact(head_dim).enumerate() {
-        let e = quantize_qk(kh, &mut cache.k[row * kvd + h * head_dim..row * kvd + (h + 1) * head_dim]);
+        let e = quantize_qk(
+            kh,
+            &mut cache.k[row * kvd + h * head_dim..row * kvd + (h + 1) * head_dim],
+        );
         cache.k_exp[row * (kvd / head_dim) + h] = e;
     }
     for (o, &x) in cache.v[row * kvd..(row + 1) * kvd].iter_mut().zip(v) {
@@ -60,7 +63,10 @@ pub fn kv_shift(cache: &mut KvCache, src: usize, dst: usize, n: usize, nkv: usiz
     let delta = src - dst;
     let kvd = nkv * head_dim;
     let half = head_dim / 2;
-    let (cos, sin) = (&t.rope_cos[delta * half..(delta + 1) * half], &t.rope_sin[delta * half..(delta + 1) * half]);
+    let (cos, sin) = (
+        &t.rope_cos[delta * half..(delta + 1) * half],
+        &t.rope_sin[delta * half..(delta + 1) * half],
+    );
     let mut rot = [0i32; 256];
     let mut q = [0i16; 256];
     for r in 0..n {
@@ -94,7 +100,16 @@ pub fn kv_shift(cache: &mut KvCache, src: usize, dst: usize, n: usize, nkv: usiz
 /// This is the oracle (the WGSL kernel's twin); the engine runs [`attention_tile_with`], which
 /// computes the same bits faster (tested).
 #[allow(clippy::too_many_arguments)] // the oracle's operands, as the WGSL twin binds them
-pub fn attention_row(q: &[i32], cache: &KvCache, base: usize, pos: usize, cfg: &Config, exp_q15: &[u32], out: &mut [i32], scratch: &mut Vec<u32>) {
+pub fn attention_row(
+    q: &[i32],
+    cache: &KvCache,
+    base: usize,
+    pos: usize,
+    cfg: &Config,
+    exp_q15: &[u32],
+    out: &mut [i32],
+    scratch: &mut Vec<u32>,
+) {
     let hd = cfg.head_dim;
     let kvd = cfg.n_kv_heads * hd;
     let group = cfg.n_heads / cfg.n_kv_heads;
@@ -183,7 +198,18 @@ pub struct AttnScratch {
 /// multiplication instead of a division per key, as the loops of `isa` (which must run here)
 /// do it.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_tile_with(isa: Isa, q: &[i32], heads: std::ops::Range<usize>, pos: &[u32], cache: &KvCache, base: usize, cfg: &Config, exp_q15: &[u32], out: &mut [i32], s: &mut AttnScratch) {
+pub fn attention_tile_with(
+    isa: Isa,
+    q: &[i32],
+    heads: std::ops::Range<usize>,
+    pos: &[u32],
+    cache: &KvCache,
+    base: usize,
+    cfg: &Config,
+    exp_q15: &[u32],
+    out: &mut [i32],
+    s: &mut AttnScratch,
+) {
     let hd = cfg.head_dim;
     let (nkv, nh) = (cfg.n_kv_heads, heads.len());
     let kvd = nkv * hd;
@@ -191,7 +217,11 @@ pub fn attention_tile_with(isa: Isa, q: &[i32], heads: std::ops::Range<usize>, p
     let width = nh * hd;
     debug_assert!(q.len() == pos.len() * width && out.len() == q.len() && heads.end <= cfg.n_heads && hd <= 256);
     let n_max = pos.iter().map(|&p| p as usize + 1).max().unwrap_or(0);
-    let (k, k_exp, v) = (&cache.k[base * kvd..(base + n_max) * kvd], &cache.k_exp[base * nkv..(base + n_max) * nkv], &cache.v[base * kvd..(base + n_max) * kvd]);
+    let (k, k_exp, v) = (
+        &cache.k[base * kvd..(base + n_max) * kvd],
+        &cache.k_exp[base * nkv..(base + n_max) * nkv],
+        &cache.v[base * kvd..(base + n_max) * kvd],
+    );
     out.iter_mut().for_each(|o| *o = 0);
     let mut h0 = heads.start;
     while h0 < heads.end {
@@ -209,7 +239,10 @@ pub fn attention_tile_with(isa: Isa, q: &[i32], heads: std::ops::Range<usize>, p
         s.probs.resize(nq * n_max, 0);
         for i in 0..nq {
             let (r, c) = query(i);
-            s.shift[i] = score_query(&q[r * width + c * hd..r * width + (c + 1) * hd], &mut s.qi[i * hd..(i + 1) * hd]);
+            s.shift[i] = score_query(
+                &q[r * width + c * hd..r * width + (c + 1) * hd],
+                &mut s.qi[i * hd..(i + 1) * hd],
+            );
         }
         let len = |i: usize| pos[query(i).0] as usize + 1;
         for b0 in (0..n_max).step_by(KEY_BLOCK) {
@@ -219,13 +252,29 @@ pub fn attention_tile_with(isa: Isa, q: &[i32], heads: std::ops::Range<usize>, p
                     continue;
                 }
                 let sc = &mut s.scores[i * n_max + b0..i * n_max + b1];
-                let m = simd::head_scores(isa, &s.qi[i * hd..(i + 1) * hd], &k[b0 * kvd..b1 * kvd], &k_exp[b0 * nkv..b1 * nkv], kvd, nkv, kvh, s.shift[i], sc);
+                let m = simd::head_scores(
+                    isa,
+                    &s.qi[i * hd..(i + 1) * hd],
+                    &k[b0 * kvd..b1 * kvd],
+                    &k_exp[b0 * nkv..b1 * nkv],
+                    kvd,
+                    nkv,
+                    kvh,
+                    s.shift[i],
+                    sc,
+                );
                 s.tmax[i] = s.tmax[i].max(m);
             }
         }
         for i in 0..nq {
             let n = len(i);
-            s.sum[i] = simd::head_probs(isa, &s.scores[i * n_max..i * n_max + n], s.tmax[i], exp_q15, &mut s.probs[i * n_max..i * n_max + n]);
+            s.sum[i] = simd::head_probs(
+                isa,
+                &s.scores[i * n_max..i * n_max + n],
+                s.tmax[i],
+                exp_q15,
+                &mut s.probs[i * n_max..i * n_max + n],
+            );
         }
         for b0 in (0..n_max).step_by(KEY_BLOCK) {
             for i in 0..nq {
@@ -235,7 +284,15 @@ pub fn attention_tile_with(isa: Isa, q: &[i32], heads: std::ops::Range<usize>, p
                 }
                 let (r, c) = query(i);
                 let o = &mut out[r * width + c * hd..r * width + (c + 1) * hd];
-                simd::head_values(isa, &s.probs[i * n_max + b0..i * n_max + b1], &v[b0 * kvd..b1 * kvd], kvd, kvh * hd, s.sum[i], o);
+                simd::head_values(
+                    isa,
+                    &s.probs[i * n_max + b0..i * n_max + b1],
+                    &v[b0 * kvd..b1 * kvd],
+                    kvd,
+                    kvh * hd,
+                    s.sum[i],
+                    o,
+                );
             }
         }
         h0 = h1;
@@ -264,7 +321,16 @@ struct KeyPart {
 /// the bits. Row `r` of `q` (`[rows, n_heads·head_dim]`) is at `pos[r]` of the sequence at
 /// cache row `base[r]`.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], cache: &KvCache, cfg: &Config, exp_q15: &[u32], parts: usize) -> Vec<i32> {
+pub fn attention_split_with(
+    isa: Isa,
+    q: &[i32],
+    base: &[usize],
+    pos: &[u32],
+    cache: &KvCache,
+    cfg: &Config,
+    exp_q15: &[u32],
+    parts: usize,
+) -> Vec<i32> {
     let (hd, nh, nkv) = (cfg.head_dim, cfg.n_heads, cfg.n_kv_heads);
     let (kvd, group, width) = (nkv * hd, nh / nkv, nh * hd);
     let mut work: Vec<KeyPart> = Vec::new();
@@ -275,21 +341,50 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
             for lo in (0..n).step_by(per) {
                 let keys = lo..(lo + per).min(n);
                 let m = keys.len();
-                let s = AttnScratch { qi: vec![0; group * hd], shift: vec![0; group], tmax: vec![i32::MIN; group], sum: Vec::new(), scores: vec![0; group * m], probs: vec![0; group * m] };
-                work.push(KeyPart { r, kvh, keys, s, out: vec![0; group * hd] });
+                let s = AttnScratch {
+                    qi: vec![0; group * hd],
+                    shift: vec![0; group],
+                    tmax: vec![i32::MIN; group],
+                    sum: Vec::new(),
+                    scores: vec![0; group * m],
+                    probs: vec![0; group * m],
+                };
+                work.push(KeyPart {
+                    r,
+                    kvh,
+                    keys,
+                    s,
+                    out: vec![0; group * hd],
+                });
             }
         }
     }
     let scores = |w: &mut KeyPart| {
         let b = base[w.r];
-        let (k, k_exp) = (&cache.k[(b + w.keys.start) * kvd..(b + w.keys.end) * kvd], &cache.k_exp[(b + w.keys.start) * nkv..(b + w.keys.end) * nkv]);
+        let (k, k_exp) = (
+            &cache.k[(b + w.keys.start) * kvd..(b + w.keys.end) * kvd],
+            &cache.k_exp[(b + w.keys.start) * nkv..(b + w.keys.end) * nkv],
+        );
         let m = w.keys.len();
         for i in 0..group {
             let h = w.kvh * group + i;
-            w.s.shift[i] = score_query(&q[w.r * width + h * hd..w.r * width + (h + 1) * hd], &mut w.s.qi[i * hd..(i + 1) * hd]);
+            w.s.shift[i] = score_query(
+                &q[w.r * width + h * hd..w.r * width + (h + 1) * hd],
+                &mut w.s.qi[i * hd..(i + 1) * hd],
+            );
             for b0 in (0..m).step_by(KEY_BLOCK) {
                 let b1 = (b0 + KEY_BLOCK).min(m);
-                let t = simd::head_scores(isa, &w.s.qi[i * hd..(i + 1) * hd], &k[b0 * kvd..b1 * kvd], &k_exp[b0 * nkv..b1 * nkv], kvd, nkv, w.kvh, w.s.shift[i], &mut w.s.scores[i * m + b0..i * m + b1]);
+                let t = simd::head_scores(
+                    isa,
+                    &w.s.qi[i * hd..(i + 1) * hd],
+                    &k[b0 * kvd..b1 * kvd],
+                    &k_exp[b0 * nkv..b1 * nkv],
+                    kvd,
+                    nkv,
+                    w.kvh,
+                    w.s.shift[i],
+                    &mut w.s.scores[i * m + b0..i * m + b1],
+                );
                 w.s.tmax[i] = w.s.tmax[i].max(t);
             }
         }
@@ -308,7 +403,13 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
         let m = w.keys.len();
         for i in 0..group {
             let j = w.r * nh + w.kvh * group + i;
-            sum[j] += simd::head_probs(isa, &w.s.scores[i * m..(i + 1) * m], tmax[j], exp_q15, &mut w.s.probs[i * m..(i + 1) * m]);
+            sum[j] += simd::head_probs(
+                isa,
+                &w.s.scores[i * m..(i + 1) * m],
+                tmax[j],
+                exp_q15,
+                &mut w.s.probs[i * m..(i + 1) * m],
+            );
         }
     }
     let values = |w: &mut KeyPart| {
@@ -319,7 +420,15 @@ pub fn attention_split_with(isa: Isa, q: &[i32], base: &[usize], pos: &[u32], ca
             let total = sum[w.r * nh + w.kvh * group + i];
             for b0 in (0..m).step_by(KEY_BLOCK) {
                 let b1 = (b0 + KEY_BLOCK).min(m);
-                simd::head_values(isa, &w.s.probs[i * m + b0..i * m + b1], &v[b0 * kvd..b1 * kvd], kvd, w.kvh * hd, total, &mut w.out[i * hd..(i + 1) * hd]);
+                simd::head_values(
+                    isa,
+                    &w.s.probs[i * m + b0..i * m + b1],
+                    &v[b0 * kvd..b1 * kvd],
+                    kvd,
+                    w.kvh * hd,
+                    total,
+                    &mut w.out[i * hd..(i + 1) * hd],
+                );
             }
         }
     };
@@ -345,7 +454,13 @@ mod tests {
 
     fn shift_tables(ctx: usize, hd: usize) -> Tables {
         let (rope_cos, rope_sin) = crate::tables::rope(ctx, hd, 1e4);
-        Tables { rope_cos, rope_sin, att_exp: vec![], out_exp: vec![], silu: vec![] }
+        Tables {
+            rope_cos,
+            rope_sin,
+            att_exp: vec![],
+            out_exp: vec![],
+            silu: vec![],
+        }
     }
 
     /// A key stored at position p and shifted by δ is the key stored at p − δ, up to the
@@ -357,10 +472,20 @@ mod tests {
         let t = shift_tables(ctx, hd);
         let kvd = nkv * hd;
         let mut r = Rng(41);
-        let keys: Vec<Vec<i32>> = (0..30).map(|_| (0..kvd).map(|_| (r.below(1 << 16) as i32 - (1 << 15)) << r.below(8)).collect()).collect();
+        let keys: Vec<Vec<i32>> = (0..30)
+            .map(|_| {
+                (0..kvd)
+                    .map(|_| (r.below(1 << 16) as i32 - (1 << 15)) << r.below(8))
+                    .collect()
+            })
+            .collect();
         let vals: Vec<i32> = (0..kvd).map(|_| r.below(60000) as i32 - 30000).collect();
         let store = |pos0: usize, rows: usize| {
-            let mut c = KvCache { k: vec![0; rows * kvd], k_exp: vec![0; rows * nkv], v: vec![0; rows * kvd] };
+            let mut c = KvCache {
+                k: vec![0; rows * kvd],
+                k_exp: vec![0; rows * nkv],
+                v: vec![0; rows * kvd],
+            };
             for (i, k) in keys.iter().enumerate() {
                 let mut k = k.clone();
                 rope_row(&mut k, hd, pos0 + i, &t);
@@ -375,9 +500,13 @@ mod tests {
         let mut worst = 0f64;
         for i in 0..keys.len() {
             let row = p - delta + i;
-            assert_eq!(shifted.v[row * kvd..(row + 1) * kvd], direct.v[row * kvd..(row + 1) * kvd]);
+            assert_eq!(
+                shifted.v[row * kvd..(row + 1) * kvd],
+                direct.v[row * kvd..(row + 1) * kvd]
+            );
             for h in 0..nkv {
-                let val = |c: &KvCache, j: usize| c.k[row * kvd + h * hd + j] as f64 * 2f64.powi(c.k_exp[row * nkv + h]);
+                let val =
+                    |c: &KvCache, j: usize| c.k[row * kvd + h * hd + j] as f64 * 2f64.powi(c.k_exp[row * nkv + h]);
                 let scale = 511.0 * 2f64.powi(direct.k_exp[row * nkv + h]);
                 for j in 0..hd {
                     worst = worst.max((val(&shifted, j) - val(&direct, j)).abs() / scale);
@@ -390,7 +519,10 @@ mod tests {
         let c = store(10, 50);
         let mut same = c.clone();
         kv_shift(&mut same, 10, 10, 30, nkv, hd, &t);
-        assert_eq!((same.k, same.k_exp, same.v), (c.k.clone(), c.k_exp.clone(), c.v.clone()));
+        assert_eq!(
+            (same.k, same.k_exp, same.v),
+            (c.k.clone(), c.k_exp.clone(), c.v.clone())
+        );
         // Overlap (rows 10..40 → 3..33) equals going through a separate copy.
         let mut overlapped = c.clone();
         kv_shift(&mut overlapped, 10, 3, 30, nkv, hd, &t);
@@ -403,7 +535,10 @@ mod tests {
             copy.k_exp[row * nkv..(row + 1) * nkv].copy_from_slice(&one.k_exp[row * nkv..(row + 1) * nkv]);
             copy.v[row * kvd..(row + 1) * kvd].copy_from_slice(&one.v[row * kvd..(row + 1) * kvd]);
         }
-        assert_eq!((overlapped.k, overlapped.k_exp, overlapped.v), (copy.k, copy.k_exp, copy.v));
+        assert_eq!(
+            (overlapped.k, overlapped.k_exp, overlapped.v),
+            (copy.k, copy.k_exp, copy.v)
+        );
     }
 
     /// The engine's attention gives the oracle's bits with every [`Isa`] that runs here, in
@@ -415,12 +550,45 @@ mod tests {
     fn attention_tiles_equal_the_oracle() {
         let mut r = Rng(31);
         let exp = crate::tables::exp2_table(8, 15);
-        let cfg = Config { name: String::new(), n_layers: 1, dim: 576, hidden: 64, n_heads: 9, n_kv_heads: 3, head_dim: 64, vocab: 2, ctx: 8192, rope_base: 1e4, bos: 0, eos: 0, doc_start: 0, norm_eps_q24: 0 };
+        let cfg = Config {
+            name: String::new(),
+            n_layers: 1,
+            dim: 576,
+            hidden: 64,
+            n_heads: 9,
+            n_kv_heads: 3,
+            head_dim: 64,
+            vocab: 2,
+            ctx: 8192,
+            rope_base: 1e4,
+            bos: 0,
+            eos: 0,
+            doc_start: 0,
+            norm_eps_q24: 0,
+        };
         let kvd = 192;
         for (rows, extreme) in [(300, false), (40, true), (8192 + 3, false)] {
-            let k: Vec<i16> = (0..rows * kvd).map(|i| if extreme { [511, -511, 0][i % 3] } else { (r.below(1023) as i32 - 511) as i16 }).collect();
-            let v: Vec<i16> = (0..rows * kvd).map(|i| if extreme { [i16::MAX, i16::MIN][i % 2] } else { r.next_u64() as i16 }).collect();
-            let k_exp: Vec<i32> = (0..rows * 3).map(|i| if extreme { (i % 24) as i32 } else { r.below(22) as i32 }).collect();
+            let k: Vec<i16> = (0..rows * kvd)
+                .map(|i| {
+                    if extreme {
+                        [511, -511, 0][i % 3]
+                    } else {
+                        (r.below(1023) as i32 - 511) as i16
+                    }
+                })
+                .collect();
+            let v: Vec<i16> = (0..rows * kvd)
+                .map(|i| {
+                    if extreme {
+                        [i16::MAX, i16::MIN][i % 2]
+                    } else {
+                        r.next_u64() as i16
+                    }
+                })
+                .collect();
+            let k_exp: Vec<i32> = (0..rows * 3)
+                .map(|i| if extreme { (i % 24) as i32 } else { r.below(22) as i32 })
+                .collect();
             let cache = KvCache { k, k_exp, v };
             let row = |r: &mut Rng, kind: usize| -> Vec<i32> {
                 match kind % 5 {
@@ -433,18 +601,43 @@ mod tests {
             };
             // (base, positions of the tile's rows)
             let cases: Vec<(usize, Vec<u32>)> = if rows > 8192 {
-                vec![(3, vec![8188, 8189, 8190, 8191]), (0, vec![2047]), (1, vec![0]), (0, vec![127, 128, 129, 255])]
+                vec![
+                    (3, vec![8188, 8189, 8190, 8191]),
+                    (0, vec![2047]),
+                    (1, vec![0]),
+                    (0, vec![127, 128, 129, 255]),
+                ]
             } else if rows > 40 {
-                vec![(0, vec![0, 1, 2, 3]), (5, vec![126, 127, 128]), (17, vec![255, 256, 257, 258]), (0, vec![0])]
+                vec![
+                    (0, vec![0, 1, 2, 3]),
+                    (5, vec![126, 127, 128]),
+                    (17, vec![255, 256, 257, 258]),
+                    (0, vec![0]),
+                ]
             } else {
-                vec![(0, vec![0]), (0, vec![36, 37, 38, 39]), (5, vec![20, 21]), (39, vec![0]), (17, vec![22])]
+                vec![
+                    (0, vec![0]),
+                    (0, vec![36, 37, 38, 39]),
+                    (5, vec![20, 21]),
+                    (39, vec![0]),
+                    (17, vec![22]),
+                ]
             };
             for kind in 0..5 {
                 for (base, pos) in &cases {
                     let q: Vec<i32> = (0..pos.len()).flat_map(|i| row(&mut r, kind + i)).collect();
                     let mut want = vec![0; q.len()];
                     for (i, &p) in pos.iter().enumerate() {
-                        attention_row(&q[i * 576..(i + 1) * 576], &cache, *base, p as usize, &cfg, &exp, &mut want[i * 576..(i + 1) * 576], &mut Vec::new());
+                        attention_row(
+                            &q[i * 576..(i + 1) * 576],
+                            &cache,
+                            *base,
+                            p as usize,
+                            &cfg,
+                            &exp,
+                            &mut want[i * 576..(i + 1) * 576],
+                            &mut Vec::new(),
+                        );
                     }
                     for isa in Isa::available() {
                         let mut s = AttnScratch::default();
@@ -459,10 +652,24 @@ mod tests {
                                 for h in (0..9).step_by(split) {
                                     let hs = h..(h + split).min(9);
                                     let span = i * 576 + h * 64..i * 576 + hs.end * 64;
-                                    attention_tile_with(isa, &q[span.clone()], hs, &[p], &cache, *base, &cfg, &exp, &mut got[span], &mut s);
+                                    attention_tile_with(
+                                        isa,
+                                        &q[span.clone()],
+                                        hs,
+                                        &[p],
+                                        &cache,
+                                        *base,
+                                        &cfg,
+                                        &exp,
+                                        &mut got[span],
+                                        &mut s,
+                                    );
                                 }
                             }
-                            assert_eq!(got, want, "{isa:?} split {split} base {base} pos {pos:?} extreme {extreme}");
+                            assert_eq!(
+                                got, want,
+                                "{isa:?} split {split} base {base} pos {pos:?} extreme {extreme}"
+                            );
                         }
                     }
                 }
@@ -477,22 +684,63 @@ mod tests {
     fn attention_split_equals_the_oracle() {
         let mut r = Rng(37);
         let exp = crate::tables::exp2_table(8, 15);
-        let cfg = Config { name: String::new(), n_layers: 1, dim: 576, hidden: 64, n_heads: 9, n_kv_heads: 3, head_dim: 64, vocab: 2, ctx: 8192, rope_base: 1e4, bos: 0, eos: 0, doc_start: 0, norm_eps_q24: 0 };
+        let cfg = Config {
+            name: String::new(),
+            n_layers: 1,
+            dim: 576,
+            hidden: 64,
+            n_heads: 9,
+            n_kv_heads: 3,
+            head_dim: 64,
+            vocab: 2,
+            ctx: 8192,
+            rope_base: 1e4,
+            bos: 0,
+            eos: 0,
+            doc_start: 0,
+            norm_eps_q24: 0,
+        };
         let (kvd, rows) = (192, 8192 + 300);
         let cache = KvCache {
             k: (0..rows * kvd).map(|_| (r.below(1023) as i32 - 511) as i16).collect(),
             k_exp: (0..rows * 3).map(|_| r.below(22) as i32).collect(),
             v: (0..rows * kvd).map(|_| r.next_u64() as i16).collect(),
         };
-        for (base, pos) in [(vec![0], vec![0u32]), (vec![300], vec![8191]), (vec![7, 0], vec![300, 2]), (vec![0, 8192, 9], vec![1000, 99, 129])] {
-            let q: Vec<i32> = (0..pos.len() * 576).map(|i| if i % 577 == 0 { i32::MAX } else { (r.next_u64() as i32) >> r.below(24) }).collect();
+        for (base, pos) in [
+            (vec![0], vec![0u32]),
+            (vec![300], vec![8191]),
+            (vec![7, 0], vec![300, 2]),
+            (vec![0, 8192, 9], vec![1000, 99, 129]),
+        ] {
+            let q: Vec<i32> = (0..pos.len() * 576)
+                .map(|i| {
+                    if i % 577 == 0 {
+                        i32::MAX
+                    } else {
+                        (r.next_u64() as i32) >> r.below(24)
+                    }
+                })
+                .collect();
             let mut want = vec![0; q.len()];
             for (i, &p) in pos.iter().enumerate() {
-                attention_row(&q[i * 576..(i + 1) * 576], &cache, base[i], p as usize, &cfg, &exp, &mut want[i * 576..(i + 1) * 576], &mut Vec::new());
+                attention_row(
+                    &q[i * 576..(i + 1) * 576],
+                    &cache,
+                    base[i],
+                    p as usize,
+                    &cfg,
+                    &exp,
+                    &mut want[i * 576..(i + 1) * 576],
+                    &mut Vec::new(),
+                );
             }
             for isa in Isa::available() {
                 for parts in 1..=5 {
-                    assert_eq!(attention_split_with(isa, &q, &base, &pos, &cache, &cfg, &exp, parts), want, "{isa:?} parts {parts} pos {pos:?}");
+                    assert_eq!(
+                        attention_split_with(isa, &q, &base, &pos, &cache, &cfg, &exp, parts),
+                        want,
+                        "{isa:?} parts {parts} pos {pos:?}"
+                    );
                 }
             }
         }

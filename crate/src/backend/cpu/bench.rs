@@ -13,7 +13,10 @@
 //! CPU time (the thread's CPU clock natively, `process.cpuUsage()` in Node) is what the shared
 //! development machines let one compare: wall time moves 2× with other jobs' load.
 
-use super::{attention_tile_with, matmul_q4_with, AttnScratch, ROW_TILE, matmul_q8_with, quantize, CpuBackend, CpuQ4, CpuQ8, Isa, KvCache};
+use super::{
+    attention_tile_with, matmul_q4_with, matmul_q8_with, quantize, AttnScratch, CpuBackend, CpuQ4, CpuQ8, Isa, KvCache,
+    ROW_TILE,
+};
 use crate::pack::{Config, Model, Q4Matrix, Q8Matrix};
 use crate::tiny::Rng;
 #[cfg(target_arch = "wasm32")]
@@ -78,7 +81,8 @@ mod host {
     }
     pub fn pack() -> Vec<u8> {
         let home = std::env::var("HOME").unwrap_or_default();
-        std::fs::read(format!("{home}/.cache/lmz/smollm2-135m.lmz.safetensors")).expect("the model pack (lmz model fetch)")
+        std::fs::read(format!("{home}/.cache/lmz/smollm2-135m.lmz.safetensors"))
+            .expect("the model pack (lmz model fetch)")
     }
     pub fn place() -> String {
         "native".into()
@@ -109,7 +113,13 @@ fn best(n: usize, mut f: impl FnMut()) -> f64 {
 /// One thread natively (a one-thread rayon pool); wasm has one anyway.
 fn one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(all(feature = "parallel", not(target_arch = "wasm32")))]
-    let f = || rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool").install(f);
+    let f = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a one-thread pool")
+            .install(f)
+    };
     f()
 }
 
@@ -119,44 +129,117 @@ fn bench_kernels() {
     let mut r = Rng(1);
     let (rows, cols) = (1536, 576);
     let nb = cols / 32;
-    let w = Q4Matrix { rows, cols, nib: (0..rows * cols / 2).map(|_| r.below(256) as u8).collect(), d: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(), m: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(), e: vec![20; rows] };
-    let w8 = Q8Matrix { rows: 8192, cols, q: (0..8192 * cols).map(|_| r.next_u64() as i8).collect(), d: (0..8192 * nb).map(|_| r.below(4000) as i16 - 2000).collect(), e: vec![20; 8192] };
+    let w = Q4Matrix {
+        rows,
+        cols,
+        nib: (0..rows * cols / 2).map(|_| r.below(256) as u8).collect(),
+        d: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(),
+        m: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(),
+        e: vec![20; rows],
+    };
+    let w8 = Q8Matrix {
+        rows: 8192,
+        cols,
+        q: (0..8192 * cols).map(|_| r.next_u64() as i8).collect(),
+        d: (0..8192 * nb).map(|_| r.below(4000) as i16 - 2000).collect(),
+        e: vec![20; 8192],
+    };
     let (w, w8) = (CpuQ4::new(&w), CpuQ8::new(&w8));
-    say!("{}: matmul GMAC/s, 1 thread, best of 5 in CPU time (Q4 {rows}x{cols}, Q8 8192x{cols})", host::place());
+    say!(
+        "{}: matmul GMAC/s, 1 thread, best of 5 in CPU time (Q4 {rows}x{cols}, Q8 8192x{cols})",
+        host::place()
+    );
     for tokens in [1, 2, 4, 256] {
         let z: Vec<i32> = (0..tokens * cols).map(|_| (r.next_u64() as i32) >> 12).collect();
         let x = quantize(&z, cols, 10);
         let reps = (256 / tokens).max(1);
         let macs = (reps * tokens * cols) as f64;
         for isa in Isa::available() {
-            let s4 = one_thread(|| best(5, || (0..reps).for_each(|_| drop(std::hint::black_box(matmul_q4_with(isa, &w, &x, 10))))));
-            let s8 = one_thread(|| best(5, || (0..reps).for_each(|_| drop(std::hint::black_box(matmul_q8_with(isa, &w8, &x, 10))))));
-            say!("tokens {tokens:4} {:>9}: q4 {:6.2}  q8 {:6.2}", format!("{isa:?}"), macs * rows as f64 / s4 / 1e9, macs * 8192.0 / s8 / 1e9);
+            let s4 = one_thread(|| {
+                best(5, || {
+                    (0..reps).for_each(|_| drop(std::hint::black_box(matmul_q4_with(isa, &w, &x, 10))))
+                })
+            });
+            let s8 = one_thread(|| {
+                best(5, || {
+                    (0..reps).for_each(|_| drop(std::hint::black_box(matmul_q8_with(isa, &w8, &x, 10))))
+                })
+            });
+            say!(
+                "tokens {tokens:4} {:>9}: q4 {:6.2}  q8 {:6.2}",
+                format!("{isa:?}"),
+                macs * rows as f64 / s4 / 1e9,
+                macs * 8192.0 / s8 / 1e9
+            );
         }
     }
     // One query row (9 heads) over n cached positions of one layer: 2·9·64·n MACs.
-    let cfg = Config { name: String::new(), n_layers: 1, dim: 576, hidden: 1536, n_heads: 9, n_kv_heads: 3, head_dim: 64, vocab: 2, ctx: 8192, rope_base: 1e5, bos: 0, eos: 0, doc_start: 0, norm_eps_q24: 0 };
+    let cfg = Config {
+        name: String::new(),
+        n_layers: 1,
+        dim: 576,
+        hidden: 1536,
+        n_heads: 9,
+        n_kv_heads: 3,
+        head_dim: 64,
+        vocab: 2,
+        ctx: 8192,
+        rope_base: 1e5,
+        bos: 0,
+        eos: 0,
+        doc_start: 0,
+        norm_eps_q24: 0,
+    };
     let exp = crate::tables::exp2_table(8, 15);
     let n = 1024;
-    let cache = KvCache { k: (0..n * 192).map(|_| (r.below(1023) as i32 - 511) as i16).collect(), k_exp: (0..n * 3).map(|_| r.below(8) as i32).collect(), v: (0..n * 192).map(|_| (r.next_u64() as i16) >> 4).collect() };
+    let cache = KvCache {
+        k: (0..n * 192).map(|_| (r.below(1023) as i32 - 511) as i16).collect(),
+        k_exp: (0..n * 3).map(|_| r.below(8) as i32).collect(),
+        v: (0..n * 192).map(|_| (r.next_u64() as i16) >> 4).collect(),
+    };
     let q: Vec<i32> = (0..576 * ROW_TILE).map(|_| (r.next_u64() as i32) >> 16).collect();
-    say!("{}: attention over {n} positions, 1 thread, best of 5 in CPU time (µs per row of 9 heads)", host::place());
+    say!(
+        "{}: attention over {n} positions, 1 thread, best of 5 in CPU time (µs per row of 9 heads)",
+        host::place()
+    );
     for isa in Isa::available() {
         let mut s = AttnScratch::default();
         let mut out = vec![0; 576 * ROW_TILE];
         // A decoded token: tiles of (row, `split` heads); a prefill batch: ROW_TILE rows, every head.
-        for (what, rows, split) in [("1 row, tiles of 1 head", 1, 1), ("1 row, tiles of 3 heads", 1, 3), ("4 rows, 9 heads", ROW_TILE, 9)] {
+        for (what, rows, split) in [
+            ("1 row, tiles of 1 head", 1, 1),
+            ("1 row, tiles of 3 heads", 1, 3),
+            ("4 rows, 9 heads", ROW_TILE, 9),
+        ] {
             let pos: Vec<u32> = (0..rows).map(|i| (n - rows + i) as u32).collect();
-            let secs = one_thread(|| best(5, || {
-                for _ in 0..16 {
-                    for h in (0..9).step_by(split) {
-                        let w = if rows == 1 { split * 64 } else { 576 * rows };
-                        let lo = if rows == 1 { h * 64 } else { 0 };
-                        attention_tile_with(isa, &q[lo..lo + w], h..h + split, &pos, &cache, 0, &cfg, &exp, &mut out[..w], &mut s);
+            let secs = one_thread(|| {
+                best(5, || {
+                    for _ in 0..16 {
+                        for h in (0..9).step_by(split) {
+                            let w = if rows == 1 { split * 64 } else { 576 * rows };
+                            let lo = if rows == 1 { h * 64 } else { 0 };
+                            attention_tile_with(
+                                isa,
+                                &q[lo..lo + w],
+                                h..h + split,
+                                &pos,
+                                &cache,
+                                0,
+                                &cfg,
+                                &exp,
+                                &mut out[..w],
+                                &mut s,
+                            );
+                        }
                     }
-                }
-            }));
-            say!("{:>9} {what:24}: {:6.2} GMAC/s ({:.1} µs per row)", format!("{isa:?}"), (16 * rows * 2 * 9 * 64 * n) as f64 / secs / 1e9, secs / (16 * rows) as f64 * 1e6);
+                })
+            });
+            say!(
+                "{:>9} {what:24}: {:6.2} GMAC/s ({:.1} µs per row)",
+                format!("{isa:?}"),
+                (16 * rows * 2 * 9 * 64 * n) as f64 / secs / 1e9,
+                secs / (16 * rows) as f64 * 1e6
+            );
         }
     }
 }
@@ -167,32 +250,59 @@ fn bench_forward() {
     let t0 = host::seconds();
     let model = Model::from_pack_bytes(&host::pack()).expect("the model pack");
     let text = &include_bytes!("../../../../samples/alice-chapter1.txt")[..1000];
-    let tokens = crate::tokenizer::Tokenizer::new(&model.tokenizer).expect("tokenizer").encode(text);
+    let tokens = crate::tokenizer::Tokenizer::new(&model.tokenizer)
+        .expect("tokenizer")
+        .encode(text);
     let cfg = model.config().clone();
     let fr = crate::model::Fracs::new(&model.weights);
     let mut b = CpuBackend::new(&model, tokens.len()).expect("engine");
     drop(model);
-    say!("{}: model loaded and laid out in {:.1} s; {} tokens, best isa {:?}", host::place(), host::seconds() - t0, tokens.len(), Isa::best());
-    let threads: &[usize] = if cfg!(all(feature = "parallel", not(target_arch = "wasm32"))) { &[1, 2] } else { &[1] };
+    say!(
+        "{}: model loaded and laid out in {:.1} s; {} tokens, best isa {:?}",
+        host::place(),
+        host::seconds() - t0,
+        tokens.len(),
+        Isa::best()
+    );
+    let threads: &[usize] = if cfg!(all(feature = "parallel", not(target_arch = "wasm32"))) {
+        &[1, 2]
+    } else {
+        &[1]
+    };
     for &n in threads {
         #[allow(unused_mut)]
         let mut run = || {
             let mut h = 0u64;
             let (t, c) = (host::seconds(), host::cpu_seconds());
             crate::model::forward_seq(&mut b, &cfg, &fr, &tokens, 0, 0, &mut |_, f| {
-                h = f.iter().fold(h, |h, &x| h.wrapping_mul(0x100000001b3).wrapping_add(x as u64));
+                h = f
+                    .iter()
+                    .fold(h, |h, &x| h.wrapping_mul(0x100000001b3).wrapping_add(x as u64));
                 Ok(())
             })
             .expect("forward");
             (host::seconds() - t, host::cpu_seconds() - c, h)
         };
         #[cfg(all(feature = "parallel", not(target_arch = "wasm32")))]
-        let (s, c, h) = rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("a pool").install(run);
+        let (s, c, h) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .expect("a pool")
+            .install(run);
         #[cfg(not(all(feature = "parallel", not(target_arch = "wasm32"))))]
         let (s, c, h) = run();
         let k = tokens.len() as f64;
         // CPU time of the one thread doing the work; with 2 threads, wall time only.
-        let cpu = if n == 1 { format!(", CPU {c:.2} s = {:.1} tokens per CPU-second", k / c) } else { String::new() };
-        say!("{}: {n} thread(s): {} tokens, wall {s:.2} s = {:.1} tokens/s{cpu} (tables hash {h:016x})", host::place(), tokens.len(), k / s);
+        let cpu = if n == 1 {
+            format!(", CPU {c:.2} s = {:.1} tokens per CPU-second", k / c)
+        } else {
+            String::new()
+        };
+        say!(
+            "{}: {n} thread(s): {} tokens, wall {s:.2} s = {:.1} tokens/s{cpu} (tables hash {h:016x})",
+            host::place(),
+            tokens.len(),
+            k / s
+        );
     }
 }

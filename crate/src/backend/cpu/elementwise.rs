@@ -14,7 +14,10 @@ pub fn embed(w: &CpuQ8, tokens: &[u32]) -> Result<Vec<i32>> {
     for &t in tokens {
         let r = t as usize;
         if r >= w.rows {
-            return Err(Error::InvalidArgument(format!("token id {t} is outside the vocabulary of {}", w.rows)));
+            return Err(Error::InvalidArgument(format!(
+                "token id {t} is outside the vocabulary of {}",
+                w.rows
+            )));
         }
         let sh = w.exp(r) as i32 - RESID_FRAC;
         for c in 0..dim {
@@ -70,7 +73,10 @@ pub fn rmsnorm_row(x: &[i32], g: &NormWeight, eps_q24: u32, z: &mut [i32]) {
 /// Values Q10 (any range: the products are [`Wide`](crate::wide::Wide)); tables Q1.14.
 pub fn rope_row(x: &mut [i32], head_dim: usize, pos: usize, t: &Tables) {
     let half = head_dim / 2;
-    let (cos, sin) = (&t.rope_cos[pos * half..(pos + 1) * half], &t.rope_sin[pos * half..(pos + 1) * half]);
+    let (cos, sin) = (
+        &t.rope_cos[pos * half..(pos + 1) * half],
+        &t.rope_sin[pos * half..(pos + 1) * half],
+    );
     for h in x.chunks_exact_mut(head_dim) {
         for i in 0..half {
             let (x0, x1) = (h[2 * i], h[2 * i + 1]);
@@ -105,8 +111,8 @@ pub fn silu_mul(gate: &[i32], up: &[i32], silu: &[i32], out: &mut [i32]) {
 mod tests {
     use super::super::tests::rows;
     use super::super::{attention_row, KvCache};
-    use crate::pack::Config;
     use super::*;
+    use crate::pack::Config;
     use crate::tiny::Rng;
     // On wasm32 these run under `wasm-bindgen-test-runner` (Node): scripts/test.sh.
     #[cfg(target_arch = "wasm32")]
@@ -115,13 +121,19 @@ mod tests {
     #[test]
     fn rmsnorm_is_accurate_and_never_overflows() {
         let mut r = Rng(4);
-        let g = NormWeight { g: (0..64).map(|i| 4096 + 100 * i).collect(), g_exp: 12, z_frac: 20 };
+        let g = NormWeight {
+            g: (0..64).map(|i| 4096 + 100 * i).collect(),
+            g_exp: 12,
+            z_frac: 20,
+        };
         for x in rows(&mut r, 64) {
             let mut z = vec![0; 64];
             rmsnorm_row(&x, &g, 168, &mut z);
             let xf: Vec<f64> = x.iter().map(|&v| v as f64 / 4096.0).collect();
             let rms = (xf.iter().map(|v| v * v).sum::<f64>() / 64.0 + 1e-5).sqrt();
-            let want: Vec<f64> = (0..64).map(|i| xf[i] / rms * g.g[i] as f64 / 4096.0 * (1 << 20) as f64).collect();
+            let want: Vec<f64> = (0..64)
+                .map(|i| xf[i] / rms * g.g[i] as f64 / 4096.0 * (1 << 20) as f64)
+                .collect();
             let zmax = want.iter().fold(0f64, |m, v| m.max(v.abs()));
             for i in 0..64 {
                 let want = want[i];
@@ -135,7 +147,13 @@ mod tests {
     #[test]
     fn rope_silu_attention_saturate_instead_of_overflowing() {
         let mut r = Rng(5);
-        let t = Tables { rope_cos: vec![16384, -16384, 11585, 0], rope_sin: vec![0, 16384, -11585, -16384], att_exp: crate::tables::exp2_table(8, 15), out_exp: vec![], silu: crate::tables::silu() };
+        let t = Tables {
+            rope_cos: vec![16384, -16384, 11585, 0],
+            rope_sin: vec![0, 16384, -11585, -16384],
+            att_exp: crate::tables::exp2_table(8, 15),
+            out_exp: vec![],
+            silu: crate::tables::silu(),
+        };
         for mut x in rows(&mut r, 8) {
             let orig = x.clone();
             rope_row(&mut x, 4, 1, &t); // cos = -1, sin = -1/√2·… : just must not panic
@@ -148,17 +166,47 @@ mod tests {
         let mut o = vec![0; 4];
         silu_mul(&[0, 20 << 10, -(20 << 10), 1 << 10], &[1 << 10; 4], &t.silu, &mut o);
         assert_eq!(o, vec![0, 20 << 10, 0, 749]); // silu(1) = 0.7311 · 1024 = 748.6
-        // Attention with the largest keys, values and a full 8192-position context.
-        let cfg = Config { name: String::new(), n_layers: 1, dim: 64, hidden: 64, n_heads: 2, n_kv_heads: 1, head_dim: 32, vocab: 2, ctx: 8192, rope_base: 1e4, bos: 0, eos: 0, doc_start: 0, norm_eps_q24: 0 };
+                                                  // Attention with the largest keys, values and a full 8192-position context.
+        let cfg = Config {
+            name: String::new(),
+            n_layers: 1,
+            dim: 64,
+            hidden: 64,
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 32,
+            vocab: 2,
+            ctx: 8192,
+            rope_base: 1e4,
+            bos: 0,
+            eos: 0,
+            doc_start: 0,
+            norm_eps_q24: 0,
+        };
         let n = 8192;
-        let cache = KvCache { k: (0..n * 32).map(|i| if i % 3 == 0 { 511 } else { -511 }).collect(), k_exp: (0..n).map(|i| (i % 24) as i32).collect(), v: (0..n * 32).map(|i| if i % 2 == 0 { i16::MAX } else { i16::MIN }).collect() };
-        for q in [vec![i32::MAX; 64], vec![i32::MIN; 64], vec![0; 64], (0..64).map(|i| if i % 2 == 0 { i32::MAX } else { i32::MIN }).collect()] {
+        let cache = KvCache {
+            k: (0..n * 32).map(|i| if i % 3 == 0 { 511 } else { -511 }).collect(),
+            k_exp: (0..n).map(|i| (i % 24) as i32).collect(),
+            v: (0..n * 32)
+                .map(|i| if i % 2 == 0 { i16::MAX } else { i16::MIN })
+                .collect(),
+        };
+        for q in [
+            vec![i32::MAX; 64],
+            vec![i32::MIN; 64],
+            vec![0; 64],
+            (0..64).map(|i| if i % 2 == 0 { i32::MAX } else { i32::MIN }).collect(),
+        ] {
             let mut out = vec![0; 64];
             attention_row(&q, &cache, 0, n - 1, &cfg, &t.att_exp, &mut out, &mut Vec::new());
             assert!(out.iter().all(|&o| o.unsigned_abs() <= (1u32 << 30) + (1 << 27)));
         }
         // Uniform attention over equal keys averages the values exactly.
-        let cache = KvCache { k: vec![0; 4 * 32], k_exp: vec![0; 4], v: (0..4 * 32).map(|i| ((i / 32) * 256) as i16).collect() };
+        let cache = KvCache {
+            k: vec![0; 4 * 32],
+            k_exp: vec![0; 4],
+            v: (0..4 * 32).map(|i| ((i / 32) * 256) as i16).collect(),
+        };
         let mut out = vec![0; 64];
         attention_row(&vec![0; 64], &cache, 0, 3, &cfg, &t.att_exp, &mut out, &mut Vec::new());
         assert!(out.iter().all(|&o| o == 384 << 15), "{:?}", &out[..2]); // mean(0,1,2,3)·256 = 384 in Q8, p' = 2^13 each (Q0.15)

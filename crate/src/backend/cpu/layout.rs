@@ -40,7 +40,15 @@ fn nib_at(blk: &[u8], j: usize) -> u8 {
 impl CpuQ4 {
     pub fn new(w: &Q4Matrix) -> CpuQ4 {
         let (nb, groups) = (w.cols / 32, w.rows / GROUP);
-        let mut out = CpuQ4 { rows: w.rows, cols: w.cols, w: vec![0; groups * nb * 128], d: vec![0; groups * nb * GROUP], m: vec![0; groups * nb * GROUP], e: w.e[..groups * GROUP].to_vec(), tail: tail_q4(w, groups * GROUP) };
+        let mut out = CpuQ4 {
+            rows: w.rows,
+            cols: w.cols,
+            w: vec![0; groups * nb * 128],
+            d: vec![0; groups * nb * GROUP],
+            m: vec![0; groups * nb * GROUP],
+            e: w.e[..groups * GROUP].to_vec(),
+            tail: tail_q4(w, groups * GROUP),
+        };
         for g in 0..groups {
             for b in 0..nb {
                 let dst = &mut out.w[(g * nb + b) * 128..(g * nb + b + 1) * 128];
@@ -79,7 +87,14 @@ impl CpuQ4 {
 
 fn tail_q4(w: &Q4Matrix, from: usize) -> Q4Matrix {
     let (c, nb) = (w.cols, w.cols / 32);
-    Q4Matrix { rows: w.rows - from, cols: c, nib: w.nib[from * c / 2..].to_vec(), d: w.d[from * nb..].to_vec(), m: w.m[from * nb..].to_vec(), e: w.e[from..].to_vec() }
+    Q4Matrix {
+        rows: w.rows - from,
+        cols: c,
+        nib: w.nib[from * c / 2..].to_vec(),
+        d: w.d[from * nb..].to_vec(),
+        m: w.m[from * nb..].to_vec(),
+        e: w.e[from..].to_vec(),
+    }
 }
 
 /// A Q8_0 matrix in the CPU engine's layout: as [`CpuQ4`], one byte per weight:
@@ -103,9 +118,23 @@ impl CpuQ8 {
     pub fn new(w: &Q8Matrix) -> CpuQ8 {
         let (c, nb, groups) = (w.cols, w.cols / 32, w.rows / GROUP);
         let from = groups * GROUP;
-        let tail = Q8Matrix { rows: w.rows - from, cols: c, q: w.q[from * c..].to_vec(), d: w.d[from * nb..].to_vec(), e: w.e[from..].to_vec() };
+        let tail = Q8Matrix {
+            rows: w.rows - from,
+            cols: c,
+            q: w.q[from * c..].to_vec(),
+            d: w.d[from * nb..].to_vec(),
+            e: w.e[from..].to_vec(),
+        };
         let sums = cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd"));
-        let mut out = CpuQ8 { rows: w.rows, cols: c, q: vec![0; groups * GROUP * c], d: vec![0; groups * nb * GROUP], e: w.e[..from].to_vec(), ws: vec![0; if sums { groups * nb * GROUP } else { 0 }], tail };
+        let mut out = CpuQ8 {
+            rows: w.rows,
+            cols: c,
+            q: vec![0; groups * GROUP * c],
+            d: vec![0; groups * nb * GROUP],
+            e: w.e[..from].to_vec(),
+            ws: vec![0; if sums { groups * nb * GROUP } else { 0 }],
+            tail,
+        };
         for g in 0..groups {
             for b in 0..nb {
                 for i in 0..GROUP {
@@ -115,7 +144,8 @@ impl CpuQ8 {
                     }
                     out.d[(g * nb + b) * GROUP + i] = w.d[r * nb + b];
                     if sums {
-                        out.ws[(g * nb + b) * GROUP + i] = w.q[r * c + 32 * b..r * c + 32 * b + 32].iter().map(|&v| v as i16).sum();
+                        out.ws[(g * nb + b) * GROUP + i] =
+                            w.q[r * c + 32 * b..r * c + 32 * b + 32].iter().map(|&v| v as i16).sum();
                     }
                 }
             }
@@ -133,7 +163,10 @@ impl CpuQ8 {
             return (self.tail.q[r * self.cols + c], self.tail.d[r * nb + c / 32]);
         }
         let (g, i, b, j) = (r / GROUP, r % GROUP, c / 32, c % 32);
-        (self.q[(g * nb + b) * 256 + 32 * (j / 4) + 4 * i + j % 4], self.d[(g * nb + b) * GROUP + i])
+        (
+            self.q[(g * nb + b) * 256 + 32 * (j / 4) + 4 * i + j % 4],
+            self.d[(g * nb + b) * GROUP + i],
+        )
     }
 
     #[inline]

@@ -70,7 +70,17 @@ fn dot32_nib(nib: &[u8], q: &[i8]) -> i32 {
 /// Bounds: |S'| ≤ 8·127·32 = 32512, |X| ≤ 4064, |d|,|m| ≤ 8191 ⇒ |T_b| < 2^29.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the kernel's operands, as the WGSL twin binds them
-pub fn dot_q4(nib: &[u8], d: &[i16], m: &[i16], e_row: i32, q: &[i8], a: &[u16], sum: &[i32], exp: i32, frac_out: i32) -> i32 {
+pub fn dot_q4(
+    nib: &[u8],
+    d: &[i16],
+    m: &[i16],
+    e_row: i32,
+    q: &[i8],
+    a: &[u16],
+    sum: &[i32],
+    exp: i32,
+    frac_out: i32,
+) -> i32 {
     let mut acc = SplitAcc::default();
     for (b, (wb, qb)) in nib.chunks_exact(16).zip(q.chunks_exact(32)).enumerate() {
         let t = d[b] as i32 * (dot32_nib(wb, qb) - 8 * sum[b]) + m[b] as i32 * sum[b];
@@ -99,7 +109,12 @@ pub fn dot_q8(w: &[i8], d: &[i16], e_row: i32, q: &[i8], a: &[u16], exp: i32, fr
 /// L1) and written at once into its columns of the result, a run of `group` outputs per
 /// token: no whole-matrix buffer to clear and transpose afterwards (for the vocabulary at
 /// 256 tokens, 50 MB; that pass and its clearing were 10 % of compression).
-fn by_groups<const N: usize>(rows: [usize; N], tokens: usize, group: usize, f: impl Fn(usize, usize, &mut [i32]) + Sync + Send) -> [Vec<i32>; N] {
+fn by_groups<const N: usize>(
+    rows: [usize; N],
+    tokens: usize,
+    group: usize,
+    f: impl Fn(usize, usize, &mut [i32]) + Sync + Send,
+) -> [Vec<i32>; N] {
     let mut out: [Vec<i32>; N] = rows.map(|r| vec![0i32; r * tokens]);
     if tokens == 1 {
         // `[rows, 1]` is `[1, rows]`: the groups write their part of the result in place.
@@ -111,7 +126,9 @@ fn by_groups<const N: usize>(rows: [usize; N], tokens: usize, group: usize, f: i
         return out;
     }
     let dst = Columns(out.each_mut().map(|o| o.as_mut_ptr()));
-    let parts: Vec<(usize, usize)> = (0..N).flat_map(|i| (0..rows[i].div_ceil(group)).map(move |g| (i, g))).collect();
+    let parts: Vec<(usize, usize)> = (0..N)
+        .flat_map(|i| (0..rows[i].div_ceil(group)).map(move |g| (i, g)))
+        .collect();
     let unit = |scratch: &mut Vec<i32>, (i, g): (usize, usize)| {
         let r0 = g * group;
         let n = group.min(rows[i] - r0);
@@ -255,7 +272,11 @@ mod tests {
 
     fn exact_dot(ts: &[i128], a: &[u16], s: i32) -> i32 {
         let sum: i128 = ts.iter().zip(a).map(|(&t, &a)| t * a as i128).sum();
-        let v = if s > 0 { (sum + (1i128 << (s - 1))) >> s } else { sum << -s };
+        let v = if s > 0 {
+            (sum + (1i128 << (s - 1))) >> s
+        } else {
+            sum << -s
+        };
         v.clamp(i32::MIN as i128, i32::MAX as i128) as i32
     }
 
@@ -264,17 +285,48 @@ mod tests {
         let mut r = Rng(2);
         let nb = 48; // 1536 columns: the largest the bound allows
         for case in 0..40 {
-            let pick = |r: &mut Rng, hi: i64| if case < 4 { [hi, -hi, hi, -hi][case] } else { r.below(2 * hi as u64 + 1) as i64 - hi };
-            let w8: Vec<i8> = (0..nb * 32).map(|_| if case < 4 { [-8, -8, 7, -8][case] } else { pick(&mut r, 8).clamp(-8, 7) as i8 }).collect();
+            let pick = |r: &mut Rng, hi: i64| {
+                if case < 4 {
+                    [hi, -hi, hi, -hi][case]
+                } else {
+                    r.below(2 * hi as u64 + 1) as i64 - hi
+                }
+            };
+            let w8: Vec<i8> = (0..nb * 32)
+                .map(|_| {
+                    if case < 4 {
+                        [-8, -8, 7, -8][case]
+                    } else {
+                        pick(&mut r, 8).clamp(-8, 7) as i8
+                    }
+                })
+                .collect();
             let q: Vec<i8> = (0..nb * 32).map(|_| pick(&mut r, 127) as i8).collect();
             let d: Vec<i16> = (0..nb).map(|_| pick(&mut r, 8191) as i16).collect();
             let m: Vec<i16> = (0..nb).map(|_| pick(&mut r, 8191) as i16).collect();
-            let a: Vec<u16> = (0..nb).map(|_| if case < 4 { 4096 } else { r.below(4097) as u16 }).collect();
+            let a: Vec<u16> = (0..nb)
+                .map(|_| if case < 4 { 4096 } else { r.below(4097) as u16 })
+                .collect();
             let sum: Vec<i32> = q.chunks(32).map(|c| c.iter().map(|&x| x as i32).sum()).collect();
-            let ts: Vec<i128> = (0..nb).map(|b| d[b] as i128 * (0..32).map(|i| w8[32 * b + i] as i128 * q[32 * b + i] as i128).sum::<i128>() + m[b] as i128 * sum[b] as i128).collect();
-            let nib: Vec<u8> = w8.chunks(32).flat_map(|b| (0..16).map(move |j| (b[j] + 8) as u8 | ((b[j + 16] + 8) as u8) << 4)).collect();
+            let ts: Vec<i128> = (0..nb)
+                .map(|b| {
+                    d[b] as i128
+                        * (0..32)
+                            .map(|i| w8[32 * b + i] as i128 * q[32 * b + i] as i128)
+                            .sum::<i128>()
+                        + m[b] as i128 * sum[b] as i128
+                })
+                .collect();
+            let nib: Vec<u8> = w8
+                .chunks(32)
+                .flat_map(|b| (0..16).map(move |j| (b[j] + 8) as u8 | ((b[j + 16] + 8) as u8) << 4))
+                .collect();
             for s in [-10, 0, 1, 17, 40] {
-                assert_eq!(dot_q4(&nib, &d, &m, s, &q, &a, &sum, 0, 0), exact_dot(&ts, &a, s), "case {case} shift {s}");
+                assert_eq!(
+                    dot_q4(&nib, &d, &m, s, &q, &a, &sum, 0, 0),
+                    exact_dot(&ts, &a, s),
+                    "case {case} shift {s}"
+                );
             }
         }
     }
@@ -284,13 +336,44 @@ mod tests {
         let mut r = Rng(3);
         let nb = 32; // dim 1024: the largest the bound allows
         for case in 0..40 {
-            let w: Vec<i8> = (0..nb * 32).map(|_| if case < 2 { -128 } else { r.next_u64() as i8 }).collect();
-            let q: Vec<i8> = (0..nb * 32).map(|_| if case < 2 { [-127, 127][case] } else { (r.below(255) as i32 - 127) as i8 }).collect();
-            let d: Vec<i16> = (0..nb).map(|_| if case < 2 { 2047 } else { (r.below(4095) as i32 - 2047) as i16 }).collect();
-            let a: Vec<u16> = (0..nb).map(|_| if case < 2 { 4096 } else { r.below(4097) as u16 }).collect();
-            let ts: Vec<i128> = (0..nb).map(|b| d[b] as i128 * (0..32).map(|i| w[32 * b + i] as i128 * q[32 * b + i] as i128).sum::<i128>()).collect();
+            let w: Vec<i8> = (0..nb * 32)
+                .map(|_| if case < 2 { -128 } else { r.next_u64() as i8 })
+                .collect();
+            let q: Vec<i8> = (0..nb * 32)
+                .map(|_| {
+                    if case < 2 {
+                        [-127, 127][case]
+                    } else {
+                        (r.below(255) as i32 - 127) as i8
+                    }
+                })
+                .collect();
+            let d: Vec<i16> = (0..nb)
+                .map(|_| {
+                    if case < 2 {
+                        2047
+                    } else {
+                        (r.below(4095) as i32 - 2047) as i16
+                    }
+                })
+                .collect();
+            let a: Vec<u16> = (0..nb)
+                .map(|_| if case < 2 { 4096 } else { r.below(4097) as u16 })
+                .collect();
+            let ts: Vec<i128> = (0..nb)
+                .map(|b| {
+                    d[b] as i128
+                        * (0..32)
+                            .map(|i| w[32 * b + i] as i128 * q[32 * b + i] as i128)
+                            .sum::<i128>()
+                })
+                .collect();
             for s in [-3, 0, 30, 45] {
-                assert_eq!(dot_q8(&w, &d, s, &q, &a, 0, 0), exact_dot(&ts, &a, s), "case {case} shift {s}");
+                assert_eq!(
+                    dot_q8(&w, &d, s, &q, &a, 0, 0),
+                    exact_dot(&ts, &a, s),
+                    "case {case} shift {s}"
+                );
             }
         }
     }

@@ -16,6 +16,8 @@
 //! [`CpuBackend`]. Every item is reached as `cpu::NAME`.
 
 mod attention;
+#[cfg(test)]
+mod bench;
 mod elementwise;
 mod fixed;
 mod layout;
@@ -23,12 +25,15 @@ mod matmul;
 mod par;
 mod quant;
 pub mod simd;
-#[cfg(test)]
-mod bench;
 
-pub use attention::{attention_row, attention_split_with, attention_tile_with, kv_shift, kv_store, quantize_qk, AttnScratch, KvCache, KEY_BLOCK};
+pub use attention::{
+    attention_row, attention_split_with, attention_tile_with, kv_shift, kv_store, quantize_qk, AttnScratch, KvCache,
+    KEY_BLOCK,
+};
 pub use elementwise::{embed, rmsnorm_row, rope_row, silu_mul};
-pub use fixed::{ACT_MANT_MAX, ATT_OUT_FRAC, FFN_FRAC, LOGIT_FRAC, QK_FRAC, QK_INT_MAX, Q_SCALE_Q16, RESID_FRAC, V_FRAC};
+pub use fixed::{
+    ACT_MANT_MAX, ATT_OUT_FRAC, FFN_FRAC, LOGIT_FRAC, QK_FRAC, QK_INT_MAX, Q_SCALE_Q16, RESID_FRAC, V_FRAC,
+};
 pub use layout::{CpuQ4, CpuQ8, GROUP};
 pub use matmul::{dot_q4, dot_q8, matmul_q4, matmul_q4_with, matmul_q8, matmul_q8_with, matmuls_q4_with, SplitAcc};
 pub use par::threads;
@@ -80,15 +85,29 @@ pub fn attention_tiles(slot: &[u32], n_heads: usize, group: usize, threads: usiz
             while r1 < rows && r1 - r0 < ROW_TILE && slot[r1] == slot[r0] {
                 r1 += 1;
             }
-            v.push(Tile { rows: r0..r1, heads: 0..n_heads });
+            v.push(Tile {
+                rows: r0..r1,
+                heads: 0..n_heads,
+            });
             r0 = r1;
         }
         v
     } else {
         // A key head's whole group per tile when that still gives every thread a few tiles;
         // else one head per tile (measured: single-token decoding on 2 threads, 3 % faster).
-        let split = if rows * (n_heads / group.max(1)) >= 4 * threads.max(1) { group.max(1) } else { 1 };
-        (0..rows).flat_map(|r| (0..n_heads).step_by(split).map(move |h| Tile { rows: r..r + 1, heads: h..(h + split).min(n_heads) })).collect()
+        let split = if rows * (n_heads / group.max(1)) >= 4 * threads.max(1) {
+            group.max(1)
+        } else {
+            1
+        };
+        (0..rows)
+            .flat_map(|r| {
+                (0..n_heads).step_by(split).map(move |h| Tile {
+                    rows: r..r + 1,
+                    heads: h..(h + split).min(n_heads),
+                })
+            })
+            .collect()
     }
 }
 
@@ -120,7 +139,13 @@ impl CpuBuf {
 /// Zeroed KV caches of `rows` positions, one per layer.
 fn kv_caches(cfg: &Config, rows: usize) -> Vec<KvCache> {
     let kvd = cfg.n_kv_heads * cfg.head_dim;
-    (0..cfg.n_layers).map(|_| KvCache { k: vec![0; rows * kvd], k_exp: vec![0; rows * cfg.n_kv_heads], v: vec![0; rows * kvd] }).collect()
+    (0..cfg.n_layers)
+        .map(|_| KvCache {
+            k: vec![0; rows * kvd],
+            k_exp: vec![0; rows * cfg.n_kv_heads],
+            v: vec![0; rows * kvd],
+        })
+        .collect()
 }
 
 /// The CPU engine: unpacked weights and a KV cache of `slots` sequences of `cache_len`
@@ -146,10 +171,15 @@ impl CpuBackend {
     pub fn with_slots(model: &Model, slots: usize, cache_len: usize) -> Result<Self> {
         let cfg = model.config().clone();
         if cache_len == 0 || cache_len > cfg.ctx {
-            return Err(Error::InvalidArgument(format!("cache length {cache_len} must be in 1..={}", cfg.ctx)));
+            return Err(Error::InvalidArgument(format!(
+                "cache length {cache_len} must be in 1..={}",
+                cfg.ctx
+            )));
         }
         if slots == 0 || slots > MAX_SLOTS {
-            return Err(Error::InvalidArgument(format!("{slots} sequence slots: must be in 1..={MAX_SLOTS}")));
+            return Err(Error::InvalidArgument(format!(
+                "{slots} sequence slots: must be in 1..={MAX_SLOTS}"
+            )));
         }
         let w = &model.weights;
         let layers = w
@@ -168,7 +198,16 @@ impl CpuBackend {
             })
             .collect();
         let cache = kv_caches(&cfg, slots * cache_len);
-        Ok(CpuBackend { embed: CpuQ8::new(&w.embed), layers, out_norm: w.out_norm.clone(), tables: w.tables.clone(), cache, cfg, slots, cache_len })
+        Ok(CpuBackend {
+            embed: CpuQ8::new(&w.embed),
+            layers,
+            out_norm: w.out_norm.clone(),
+            tables: w.tables.clone(),
+            cache,
+            cfg,
+            slots,
+            cache_len,
+        })
     }
 
     /// Re-sizes the KV cache to `slots` sequences, emptied (between calls: what the cache held
@@ -176,7 +215,9 @@ impl CpuBackend {
     /// model chunks ([`crate::container::Info::decode_slots`]), then gives them back.
     pub fn set_slots(&mut self, slots: usize) -> Result<()> {
         if slots == 0 || slots > MAX_SLOTS {
-            return Err(Error::InvalidArgument(format!("{slots} sequence slots: must be in 1..={MAX_SLOTS}")));
+            return Err(Error::InvalidArgument(format!(
+                "{slots} sequence slots: must be in 1..={MAX_SLOTS}"
+            )));
         }
         if slots != self.slots {
             self.cache = kv_caches(&self.cfg, slots * self.cache_len);
@@ -211,7 +252,10 @@ impl Backend for CpuBackend {
     }
 
     fn embed(&mut self, tokens: &[u32]) -> Result<CpuBuf> {
-        Ok(CpuBuf { width: self.cfg.dim, data: embed(&self.embed, tokens)? })
+        Ok(CpuBuf {
+            width: self.cfg.dim,
+            data: embed(&self.embed, tokens)?,
+        })
     }
 
     fn rmsnorm(&mut self, x: &CpuBuf, norm: Norm) -> CpuBuf {
@@ -224,13 +268,22 @@ impl Backend for CpuBackend {
         let eps = self.cfg.norm_eps_q24;
         #[cfg(feature = "parallel")]
         if x.data.len() >= PAR_ROWS * x.width {
-            x.data.par_chunks_exact(x.width).zip(z.par_chunks_exact_mut(x.width)).for_each(|(xr, zr)| rmsnorm_row(xr, g, eps, zr));
-            return CpuBuf { width: x.width, data: z };
+            x.data
+                .par_chunks_exact(x.width)
+                .zip(z.par_chunks_exact_mut(x.width))
+                .for_each(|(xr, zr)| rmsnorm_row(xr, g, eps, zr));
+            return CpuBuf {
+                width: x.width,
+                data: z,
+            };
         }
         for (xr, zr) in x.data.chunks_exact(x.width).zip(z.chunks_exact_mut(x.width)) {
             rmsnorm_row(xr, g, eps, zr);
         }
-        CpuBuf { width: x.width, data: z }
+        CpuBuf {
+            width: x.width,
+            data: z,
+        }
     }
 
     fn quantize(&mut self, z: &CpuBuf, frac: i32) -> QAct {
@@ -239,17 +292,26 @@ impl Backend for CpuBackend {
 
     fn matmul(&mut self, m: Mat, a: &QAct, frac_out: i32) -> CpuBuf {
         let w = self.q4(m);
-        CpuBuf { width: w.rows, data: matmul_q4(w, a, frac_out) }
+        CpuBuf {
+            width: w.rows,
+            data: matmul_q4(w, a, frac_out),
+        }
     }
 
     fn matmuls<const N: usize>(&mut self, ws: [(Mat, i32); N], a: &QAct) -> [CpuBuf; N] {
         let mats = ws.map(|(m, f)| (self.q4(m), f));
         let mut outs = matmuls_q4_with(Isa::best(), mats, a);
-        std::array::from_fn(|i| CpuBuf { width: mats[i].0.rows, data: std::mem::take(&mut outs[i]) })
+        std::array::from_fn(|i| CpuBuf {
+            width: mats[i].0.rows,
+            data: std::mem::take(&mut outs[i]),
+        })
     }
 
     fn logits(&mut self, a: &QAct) -> CpuBuf {
-        CpuBuf { width: self.embed.rows, data: matmul_q8(&self.embed, a, LOGIT_FRAC) }
+        CpuBuf {
+            width: self.embed.rows,
+            data: matmul_q8(&self.embed, a, LOGIT_FRAC),
+        }
     }
 
     fn rope(&mut self, x: &mut CpuBuf, _heads: usize, pos: &[u32]) {
@@ -261,7 +323,15 @@ impl Backend for CpuBackend {
 
     fn kv_shift(&mut self, slot: usize, src: usize, dst: usize, n: usize) -> Result<()> {
         let half = (self.cfg.head_dim / 2).max(1);
-        crate::backend::check_shift(self.slots, self.cache_len, self.tables.rope_cos.len() / half, slot, src, dst, n)?;
+        crate::backend::check_shift(
+            self.slots,
+            self.cache_len,
+            self.tables.rope_cos.len() / half,
+            slot,
+            src,
+            dst,
+            n,
+        )?;
         let base = slot * self.cache_len;
         let (nkv, hd, t) = (self.cfg.n_kv_heads, self.cfg.head_dim, &self.tables);
         let shift = |c: &mut KvCache| kv_shift(c, base + src, base + dst, n, nkv, hd, t);
@@ -272,7 +342,12 @@ impl Backend for CpuBackend {
     fn attention(&mut self, layer: usize, q: &CpuBuf, k: &CpuBuf, v: &CpuBuf, slot: &[u32], pos: &[u32]) -> CpuBuf {
         let (cfg, cl) = (&self.cfg, self.cache_len);
         let cache = &mut self.cache[layer];
-        for (r, (kr, vr)) in k.data.chunks_exact(k.width).zip(v.data.chunks_exact(v.width)).enumerate() {
+        for (r, (kr, vr)) in k
+            .data
+            .chunks_exact(k.width)
+            .zip(v.data.chunks_exact(v.width))
+            .enumerate()
+        {
             kv_store(cache, slot[r] as usize * cl + pos[r] as usize, kr, vr, cfg.head_dim);
         }
         let cache = &self.cache[layer];
@@ -283,7 +358,10 @@ impl Backend for CpuBackend {
             // Fewer (row, key head) pairs than a couple per thread: cut the keys instead.
             let base: Vec<usize> = slot.iter().map(|&s| s as usize * cl).collect();
             let parts = (2 * threads).div_ceil(slot.len() * cfg.n_kv_heads);
-            return CpuBuf { width: q.width, data: attention_split_with(Isa::best(), &q.data, &base, pos, cache, cfg, exp, parts) };
+            return CpuBuf {
+                width: q.width,
+                data: attention_split_with(Isa::best(), &q.data, &base, pos, cache, cfg, exp, parts),
+            };
         }
         let mut out = vec![0i32; q.data.len()];
         let tiles = attention_tiles(slot, nh, nh / cfg.n_kv_heads, threads);
@@ -301,11 +379,25 @@ impl Backend for CpuBackend {
             let r = t.rows.start;
             SCRATCH.with(|s| {
                 let s = &mut *s.borrow_mut();
-                attention_tile_with(Isa::best(), &q.data[lo..lo + part.len()], t.heads.clone(), &pos[t.rows.clone()], cache, slot[r] as usize * cl, cfg, exp, part, s);
+                attention_tile_with(
+                    Isa::best(),
+                    &q.data[lo..lo + part.len()],
+                    t.heads.clone(),
+                    &pos[t.rows.clone()],
+                    cache,
+                    slot[r] as usize * cl,
+                    cfg,
+                    exp,
+                    part,
+                    s,
+                );
             });
         };
         par::for_each(parts, body);
-        CpuBuf { width: q.width, data: out }
+        CpuBuf {
+            width: q.width,
+            data: out,
+        }
     }
 
     fn silu_mul(&mut self, gate: &CpuBuf, up: &CpuBuf) -> CpuBuf {
@@ -313,7 +405,9 @@ impl Backend for CpuBackend {
         let (w, silu) = (gate.width, &self.tables.silu);
         #[cfg(feature = "parallel")]
         if out.len() >= PAR_ROWS * w {
-            out.par_chunks_mut(w).zip(gate.data.par_chunks(w).zip(up.data.par_chunks(w))).for_each(|(o, (g, u))| silu_mul(g, u, silu, o));
+            out.par_chunks_mut(w)
+                .zip(gate.data.par_chunks(w).zip(up.data.par_chunks(w)))
+                .for_each(|(o, (g, u))| silu_mul(g, u, silu, o));
             return CpuBuf { width: w, data: out };
         }
         silu_mul(&gate.data, &up.data, silu, &mut out);
@@ -367,7 +461,11 @@ mod tests {
     pub(super) fn rows(r: &mut Rng, width: usize) -> Vec<Vec<i32>> {
         let mut v = vec![vec![0; width], vec![i32::MAX; width], vec![i32::MIN; width]];
         v.push((0..width).map(|i| EXTREMES[i % EXTREMES.len()]).collect());
-        v.push((0..width).map(|i| if i == 5 { 100_000_000 } else { (i as i32 % 7) - 3 }).collect());
+        v.push(
+            (0..width)
+                .map(|i| if i == 5 { 100_000_000 } else { (i as i32 % 7) - 3 })
+                .collect(),
+        );
         for sh in [0, 8, 16, 24, 31] {
             v.push((0..width).map(|_| (r.next_u64() as i32) >> sh).collect());
         }
@@ -380,13 +478,32 @@ mod tests {
     fn attention_tiles_cover_the_batch() {
         let slot: Vec<u32> = [0; 10].into_iter().chain([1; 7]).chain([0; 30]).collect();
         let t = attention_tiles(&slot, 9, 3, 2);
-        assert!(t.iter().all(|t| t.heads == (0..9) && t.rows.len() <= ROW_TILE && t.rows.clone().all(|r| slot[r] == slot[t.rows.start])));
-        assert_eq!(t.iter().flat_map(|t| t.rows.clone()).collect::<Vec<_>>(), (0..slot.len()).collect::<Vec<_>>());
+        assert!(t.iter().all(|t| t.heads == (0..9)
+            && t.rows.len() <= ROW_TILE
+            && t.rows.clone().all(|r| slot[r] == slot[t.rows.start])));
+        assert_eq!(
+            t.iter().flat_map(|t| t.rows.clone()).collect::<Vec<_>>(),
+            (0..slot.len()).collect::<Vec<_>>()
+        );
         // Decoding: a key head's group per tile with enough rows, else one head per tile.
         let t = attention_tiles(&[0, 1, 2, 3], 9, 3, 2);
         assert_eq!(t.len(), 12);
-        assert_eq!(t[4], Tile { rows: 1..2, heads: 3..6 });
+        assert_eq!(
+            t[4],
+            Tile {
+                rows: 1..2,
+                heads: 3..6
+            }
+        );
         let t = attention_tiles(&[0], 9, 3, 2);
-        assert_eq!(t, (0..9).map(|h| Tile { rows: 0..1, heads: h..h + 1 }).collect::<Vec<_>>());
+        assert_eq!(
+            t,
+            (0..9)
+                .map(|h| Tile {
+                    rows: 0..1,
+                    heads: h..h + 1
+                })
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -33,7 +33,11 @@ pub(super) fn for_each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync + Send) {
 
 /// `f(scratch, item)` for every item, `scratch` made by `init` as rayon needs one (once per
 /// job it cuts the work into: `for_each_init`), once without the feature.
-pub(super) fn for_each_init<T: Send, S>(items: Vec<T>, init: impl Fn() -> S + Sync + Send, f: impl Fn(&mut S, T) + Sync + Send) {
+pub(super) fn for_each_init<T: Send, S>(
+    items: Vec<T>,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, T) + Sync + Send,
+) {
     #[cfg(feature = "parallel")]
     items.into_par_iter().for_each_init(init, f);
     #[cfg(not(feature = "parallel"))]
@@ -53,9 +57,18 @@ pub(super) fn for_each_mut<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync +
 
 /// `f(o, x)` for the chunks of `width` elements of `out` and `input` in pairs (as
 /// `out.chunks_mut(width).zip(input.chunks(width))`).
-pub(super) fn for_each_chunk<A: Send, B: Sync>(out: &mut [A], input: &[B], width: usize, f: impl Fn(&mut [A], &[B]) + Sync + Send) {
+pub(super) fn for_each_chunk<A: Send, B: Sync>(
+    out: &mut [A],
+    input: &[B],
+    width: usize,
+    f: impl Fn(&mut [A], &[B]) + Sync + Send,
+) {
     #[cfg(feature = "parallel")]
-    out.par_chunks_mut(width).zip(input.par_chunks(width)).for_each(|(o, x)| f(o, x));
+    out.par_chunks_mut(width)
+        .zip(input.par_chunks(width))
+        .for_each(|(o, x)| f(o, x));
     #[cfg(not(feature = "parallel"))]
-    out.chunks_mut(width).zip(input.chunks(width)).for_each(|(o, x)| f(o, x));
+    out.chunks_mut(width)
+        .zip(input.chunks(width))
+        .for_each(|(o, x)| f(o, x));
 }

@@ -71,14 +71,22 @@ pub fn quantize_row(z: &[i32], frac: i32, q: &mut [i8], a: &mut [u16], sum: &mut
         // q = round(|v| / den), den = ab · 2^(e−7), by a multiplication with ceil(2^64/den)
         // instead of a division per element (see `div_by`).
         let den = if e >= 7 { ab << (e - 7) } else { ab };
-        let inv = if den > 1 { (1u128 << 64).div_ceil(den as u128) as u64 } else { 0 };
+        let inv = if den > 1 {
+            (1u128 << 64).div_ceil(den as u128) as u64
+        } else {
+            0
+        };
         for (i, &v) in blk.iter().enumerate() {
             let qv = if ab == 0 {
                 0
             } else {
                 // q = round(|v| / (ab · 2^(e−7))), exact: num < 2^31 (|v| ≤ mb ≤ 127·4096 when e < 7),
                 // den ≤ 4096·2^14. |v| ≤ ab·127·2^(e−7) so q ≤ 127.
-                let num = if e >= 7 { v.unsigned_abs() } else { v.unsigned_abs() << (7 - e) };
+                let num = if e >= 7 {
+                    v.unsigned_abs()
+                } else {
+                    v.unsigned_abs() << (7 - e)
+                };
                 let qu = div_by(num, den, inv);
                 let r = num - qu * den;
                 let qu = qu + (r >= den - r) as u32; // r ≥ den/2, no overflow
@@ -100,15 +108,32 @@ pub fn quantize_row(z: &[i32], frac: i32, q: &mut [i8], a: &mut [u16], sum: &mut
 pub fn quantize(z: &[i32], width: usize, frac: i32) -> QAct {
     let tokens = z.len() / width;
     let nb = width / 32;
-    let mut out = QAct { tokens, width, q: vec![0; z.len()], a: vec![0; tokens * nb], sum: vec![0; tokens * nb], exp: vec![0; tokens] };
+    let mut out = QAct {
+        tokens,
+        width,
+        q: vec![0; z.len()],
+        a: vec![0; tokens * nb],
+        sum: vec![0; tokens * nb],
+        exp: vec![0; tokens],
+    };
     let row = |(((q, a), sum), (exp, z)): QuantRow| *exp = quantize_row(z, frac, q, a, sum);
     #[cfg(feature = "parallel")]
     if tokens >= PAR_ROWS {
         // Rows are independent: in parallel for a batch (serial, they were 6 % of compression).
-        out.q.par_chunks_mut(width).zip(out.a.par_chunks_mut(nb)).zip(out.sum.par_chunks_mut(nb)).zip(out.exp.par_iter_mut().zip(z.par_chunks(width))).for_each(row);
+        out.q
+            .par_chunks_mut(width)
+            .zip(out.a.par_chunks_mut(nb))
+            .zip(out.sum.par_chunks_mut(nb))
+            .zip(out.exp.par_iter_mut().zip(z.par_chunks(width)))
+            .for_each(row);
         return out;
     }
-    out.q.chunks_mut(width).zip(out.a.chunks_mut(nb)).zip(out.sum.chunks_mut(nb)).zip(out.exp.iter_mut().zip(z.chunks(width))).for_each(row);
+    out.q
+        .chunks_mut(width)
+        .zip(out.a.chunks_mut(nb))
+        .zip(out.sum.chunks_mut(nb))
+        .zip(out.exp.iter_mut().zip(z.chunks(width)))
+        .for_each(row);
     out
 }
 
@@ -157,9 +182,27 @@ mod tests {
     fn division_by_multiplication_is_exact() {
         let mut r = Rng(5);
         for sh in 0..=28 {
-            for den in [1u32 << sh, (1 << sh) + 1, ((1u64 << sh) - 1).max(1) as u32, (r.next_u64() as u32 >> (32 - sh.max(1))).max(1)] {
-                let inv = if den > 1 { (1u128 << 64).div_ceil(den as u128) as u64 } else { 0 };
-                for num in [0, 1, den - 1, den, den.saturating_mul(127).min((1 << 31) - 1), (1 << 31) - 1, r.next_u64() as u32 >> 1, (r.next_u64() as u32 >> 1) / den * den] {
+            for den in [
+                1u32 << sh,
+                (1 << sh) + 1,
+                ((1u64 << sh) - 1).max(1) as u32,
+                (r.next_u64() as u32 >> (32 - sh.max(1))).max(1),
+            ] {
+                let inv = if den > 1 {
+                    (1u128 << 64).div_ceil(den as u128) as u64
+                } else {
+                    0
+                };
+                for num in [
+                    0,
+                    1,
+                    den - 1,
+                    den,
+                    den.saturating_mul(127).min((1 << 31) - 1),
+                    (1 << 31) - 1,
+                    r.next_u64() as u32 >> 1,
+                    (r.next_u64() as u32 >> 1) / den * den,
+                ] {
                     assert_eq!(div_by(num, den, inv), num / den, "{num} / {den}");
                 }
             }

@@ -1,8 +1,8 @@
 //! Typed GPU buffers, and their uploads and downloads.
 
+use crate::backend::cpu::{KvCache, QAct};
 #[cfg(doc)]
 use crate::backend::Backend;
-use crate::backend::cpu::{KvCache, QAct};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::error::Result;
 use crate::pack::{NormWeight, Q4Matrix, Q8Matrix, Tables};
@@ -105,11 +105,23 @@ pub struct GpuKv {
 }
 
 fn words_i8(v: &[i8]) -> Vec<u32> {
-    v.chunks(4).map(|c| c.iter().enumerate().fold(0u32, |w, (k, &b)| w | ((b as u8 as u32) << (8 * k)))).collect()
+    v.chunks(4)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u32, |w, (k, &b)| w | ((b as u8 as u32) << (8 * k)))
+        })
+        .collect()
 }
 
 fn words_u8(v: &[u8]) -> Vec<u32> {
-    v.chunks(4).map(|c| c.iter().enumerate().fold(0u32, |w, (k, &b)| w | ((b as u32) << (8 * k)))).collect()
+    v.chunks(4)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u32, |w, (k, &b)| w | ((b as u32) << (8 * k)))
+        })
+        .collect()
 }
 
 /// `[rows, n]` → `[n, rows]`.
@@ -119,19 +131,29 @@ fn transpose<T: Copy>(v: &[T], rows: usize) -> Vec<T> {
 }
 
 fn pairs_i16(v: &[i16]) -> Vec<u32> {
-    v.chunks(2).map(|c| (c[0] as u16 as u32) | ((c.get(1).copied().unwrap_or(0) as u16 as u32) << 16)).collect()
+    v.chunks(2)
+        .map(|c| (c[0] as u16 as u32) | ((c.get(1).copied().unwrap_or(0) as u16 as u32) << 16))
+        .collect()
 }
 
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // used by the native read_kv
 fn unpairs_i16(w: &[u32], n: usize) -> Vec<i16> {
-    w.iter().flat_map(|&x| [x as u16 as i16, (x >> 16) as u16 as i16]).take(n).collect()
+    w.iter()
+        .flat_map(|&x| [x as u16 as i16, (x >> 16) as u16 as i16])
+        .take(n)
+        .collect()
 }
 
 impl Gpu {
     // --- uploads and downloads of typed buffers ---
 
     pub fn upload_buf(&self, data: &[i32], width: usize) -> GpuBuf {
-        GpuBuf { buf: Buf::plain(self.upload("activations", data)), rows: data.len() / width.max(1), width, deferred_logits: None }
+        GpuBuf {
+            buf: Buf::plain(self.upload("activations", data)),
+            rows: data.len() / width.max(1),
+            width,
+            deferred_logits: None,
+        }
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -140,8 +162,18 @@ impl Gpu {
     }
 
     pub fn upload_q(&self, a: &QAct) -> GpuQ {
-        let meta: Vec<u32> = a.a.iter().zip(&a.sum).map(|(&m, &s)| m as u32 | ((s as u32) << 16)).collect();
-        GpuQ { q: Buf::plain(self.upload("act.q", &words_i8(&a.q))), scale_sum: Buf::plain(self.upload("act.scale_sum", &meta)), exp: Buf::plain(self.upload("act.exp", &a.exp)), rows: a.tokens, width: a.width }
+        let meta: Vec<u32> =
+            a.a.iter()
+                .zip(&a.sum)
+                .map(|(&m, &s)| m as u32 | ((s as u32) << 16))
+                .collect();
+        GpuQ {
+            q: Buf::plain(self.upload("act.q", &words_i8(&a.q))),
+            scale_sum: Buf::plain(self.upload("act.scale_sum", &meta)),
+            exp: Buf::plain(self.upload("act.exp", &a.exp)),
+            rows: a.tokens,
+            width: a.width,
+        }
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -161,10 +193,20 @@ impl Gpu {
     }
 
     pub fn upload_q4(&self, w: &Q4Matrix) -> GpuQ4 {
-        let dm: Vec<u32> = w.d.iter().zip(&w.m).map(|(&d, &m)| d as u16 as u32 | ((m as u16 as u32) << 16)).collect();
+        let dm: Vec<u32> =
+            w.d.iter()
+                .zip(&w.m)
+                .map(|(&d, &m)| d as u16 as u32 | ((m as u16 as u32) << 16))
+                .collect();
         let e: Vec<i32> = w.e.iter().map(|&e| e as i32).collect();
         let nib = transpose(&words_u8(&w.nib), w.rows);
-        GpuQ4 { nib: self.upload("q4.nib", &nib), dm: self.upload("q4.dm", &transpose(&dm, w.rows)), e: self.upload("q4.e", &e), rows: w.rows, cols: w.cols }
+        GpuQ4 {
+            nib: self.upload("q4.nib", &nib),
+            dm: self.upload("q4.dm", &transpose(&dm, w.rows)),
+            e: self.upload("q4.e", &e),
+            rows: w.rows,
+            cols: w.cols,
+        }
     }
 
     /// Transposed (`[cols/4, rows]` words, `[cols/32, rows]` scales) for `matmul_q8`; `embed`
@@ -172,11 +214,21 @@ impl Gpu {
     pub fn upload_q8(&self, w: &Q8Matrix) -> GpuQ8 {
         let d: Vec<i32> = w.d.iter().map(|&d| d as i32).collect();
         let e: Vec<i32> = w.e.iter().map(|&e| e as i32).collect();
-        GpuQ8 { q: self.upload("q8.q", &transpose(&words_i8(&w.q), w.rows)), d: self.upload("q8.d", &transpose(&d, w.rows)), e: self.upload("q8.e", &e), rows: w.rows, cols: w.cols }
+        GpuQ8 {
+            q: self.upload("q8.q", &transpose(&words_i8(&w.q), w.rows)),
+            d: self.upload("q8.d", &transpose(&d, w.rows)),
+            e: self.upload("q8.e", &e),
+            rows: w.rows,
+            cols: w.cols,
+        }
     }
 
     pub fn upload_norm(&self, g: &NormWeight) -> GpuNorm {
-        GpuNorm { g: self.upload("norm.g", &g.g), g_exp: g.g_exp, z_frac: g.z_frac }
+        GpuNorm {
+            g: self.upload("norm.g", &g.g),
+            g_exp: g.g_exp,
+            z_frac: g.z_frac,
+        }
     }
 
     pub fn upload_tables(&self, t: &Tables, head_dim: usize) -> GpuTables {
@@ -196,11 +248,25 @@ impl Gpu {
     /// An empty (zeroed) KV cache of `rows` positions.
     pub fn new_kv(&self, rows: usize, n_kv: usize, head_dim: usize) -> GpuKv {
         let kvd = n_kv * head_dim;
-        GpuKv { k: self.fresh("kv.k", rows * kvd * 2), kexp: self.fresh("kv.kexp", rows * n_kv * 4), v: self.fresh("kv.v", rows * kvd * 2), rows, n_kv, head_dim }
+        GpuKv {
+            k: self.fresh("kv.k", rows * kvd * 2),
+            kexp: self.fresh("kv.kexp", rows * n_kv * 4),
+            v: self.fresh("kv.v", rows * kvd * 2),
+            rows,
+            n_kv,
+            head_dim,
+        }
     }
 
     pub fn upload_kv(&self, c: &KvCache, n_kv: usize, head_dim: usize) -> GpuKv {
-        GpuKv { k: self.upload("kv.k", &pairs_i16(&c.k)), kexp: self.upload("kv.kexp", &c.k_exp), v: self.upload("kv.v", &pairs_i16(&c.v)), rows: c.k_exp.len() / n_kv, n_kv, head_dim }
+        GpuKv {
+            k: self.upload("kv.k", &pairs_i16(&c.k)),
+            kexp: self.upload("kv.kexp", &c.k_exp),
+            v: self.upload("kv.v", &pairs_i16(&c.v)),
+            rows: c.k_exp.len() / n_kv,
+            n_kv,
+            head_dim,
+        }
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -208,6 +274,10 @@ impl Gpu {
         let n = c.rows * c.n_kv * c.head_dim;
         let k: Vec<u32> = self.read(&c.k.clone(), 0, n / 2)?;
         let v: Vec<u32> = self.read(&c.v.clone(), 0, n / 2)?;
-        Ok(KvCache { k: unpairs_i16(&k, n), k_exp: self.read(&c.kexp.clone(), 0, c.rows * c.n_kv)?, v: unpairs_i16(&v, n) })
+        Ok(KvCache {
+            k: unpairs_i16(&k, n),
+            k_exp: self.read(&c.kexp.clone(), 0, c.rows * c.n_kv)?,
+            v: unpairs_i16(&v, n),
+        })
     }
 }

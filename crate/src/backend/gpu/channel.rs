@@ -15,7 +15,11 @@ pub(super) struct Sender<T>(Arc<Mutex<Shared<T>>>);
 pub(super) struct Receiver<T>(Arc<Mutex<Shared<T>>>);
 
 pub(super) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
-    let s = Arc::new(Mutex::new(Shared { value: None, closed: false, waker: None }));
+    let s = Arc::new(Mutex::new(Shared {
+        value: None,
+        closed: false,
+        waker: None,
+    }));
     (Sender(s.clone()), Receiver(s))
 }
 

@@ -90,9 +90,14 @@ impl Gpu {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = wgpu::Backends::PRIMARY;
         let instance = wgpu::Instance::new(desc.with_env());
-        let packed = instance.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
+        let packed = instance
+            .wgsl_language_features()
+            .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
         let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
             .await
             .map_err(|e| Error::GpuNoAdapter(e.to_string()))?;
         let info = adapter.get_info();
@@ -100,9 +105,17 @@ impl Gpu {
         // What the kernels need beyond WebGPU's defaults: nothing but room for the buffers.
         // The largest buffer the engine makes is bounded by CHUNK_BYTES or by the model
         // (the embedding, a KV cache); GpuBackend checks those against these limits.
-        let want = wgpu::Limits { max_storage_buffer_binding_size: have.max_storage_buffer_binding_size, max_buffer_size: have.max_buffer_size, ..Default::default() };
+        let want = wgpu::Limits {
+            max_storage_buffer_binding_size: have.max_storage_buffer_binding_size,
+            max_buffer_size: have.max_buffer_size,
+            ..Default::default()
+        };
         let min = wgpu::Limits::default();
-        if have.max_storage_buffers_per_shader_stage < 8 || have.max_compute_invocations_per_workgroup < 256 || have.max_compute_workgroup_size_x < 256 || have.max_storage_buffer_binding_size < min.max_storage_buffer_binding_size.min(CHUNK_BYTES as u64) {
+        if have.max_storage_buffers_per_shader_stage < 8
+            || have.max_compute_invocations_per_workgroup < 256
+            || have.max_compute_workgroup_size_x < 256
+            || have.max_storage_buffer_binding_size < min.max_storage_buffer_binding_size.min(CHUNK_BYTES as u64)
+        {
             return Err(Error::GpuLimits {
                 adapter: info.name.clone(),
                 what: format!(
@@ -115,7 +128,12 @@ impl Gpu {
             });
         }
         let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor { label: Some("lmz"), required_features: wgpu::Features::empty(), required_limits: want.clone(), ..Default::default() })
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("lmz"),
+                required_features: wgpu::Features::empty(),
+                required_limits: want.clone(),
+                ..Default::default()
+            })
             .await
             .map_err(|e| Error::Gpu(format!("{}: cannot open the device: {e}", info.name)))?;
         let error = Arc::new(Mutex::new(None::<String>));
@@ -135,10 +153,18 @@ impl Gpu {
         });
         let dot4 = opts.dot4.unwrap_or(if packed { Dot4::Packed } else { Dot4::Scalar });
         if dot4 == Dot4::Packed && !packed {
-            return Err(Error::Gpu(format!("{}: the WGSL language feature packed_4x8_integer_dot_product is missing", info.name)));
+            return Err(Error::Gpu(format!(
+                "{}: the WGSL language feature packed_4x8_integer_dot_product is missing",
+                info.name
+            )));
         }
         let uniform_align = want.min_uniform_buffer_offset_alignment.max(16) as usize;
-        let uniform = device.create_buffer(&wgpu::BufferDescriptor { label: Some("uniforms"), size: (PASSES_PER_SUBMIT * uniform_align) as u64, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        let uniform = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniforms"),
+            size: (PASSES_PER_SUBMIT * uniform_align) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         Ok(Gpu {
             device,
             queue,
@@ -197,8 +223,18 @@ impl Gpu {
     /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, dot4I8Packed)".
     pub fn describe(&self) -> String {
         let i = &self.info;
-        let driver = if i.driver_info.is_empty() { String::new() } else { format!(" ({})", i.driver_info) };
-        format!("{}{driver} ({:?}, {:?}, {})", i.name, i.backend, i.device_type, self.dot4.name())
+        let driver = if i.driver_info.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", i.driver_info)
+        };
+        format!(
+            "{}{driver} ({:?}, {:?}, {})",
+            i.name,
+            i.backend,
+            i.device_type,
+            self.dot4.name()
+        )
     }
 
     /// The first captured device error, if any.
@@ -238,16 +274,26 @@ impl Gpu {
         if bytes.len() < 4 {
             let mut padded = bytes.to_vec();
             padded.resize(4, 0);
-            return self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: &padded, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST });
+            return self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &padded,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            });
         }
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytes, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST })
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
     }
 
     /// The pending encoder, its compute pass ended (for copies).
     pub(super) fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
         self.pass = None;
         let device = &self.device;
-        self.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lmz") }))
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lmz") })
+        })
     }
 
     /// Submits what has been recorded.
@@ -265,7 +311,10 @@ impl Gpu {
     }
 
     fn pipeline(&mut self, k: &'static Kernel, overrides: &[(&'static str, u32)]) -> wgpu::ComputePipeline {
-        let key = (k.name, overrides.iter().map(|&(n, v)| (n, v as u64)).collect::<Vec<_>>());
+        let key = (
+            k.name,
+            overrides.iter().map(|&(n, v)| (n, v as u64)).collect::<Vec<_>>(),
+        );
         if let Some(p) = self.pipelines.get(&key) {
             return p.clone();
         }
@@ -292,10 +341,20 @@ impl Gpu {
                     count: None,
                 })
                 .collect();
-            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(k.path), entries: &entries });
-            let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some(k.path), bind_group_layouts: &[Some(&bgl)], immediate_size: 0 });
+            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(k.path),
+                entries: &entries,
+            });
+            let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(k.path),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
             let src = shaders::compose(k, dot4);
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(k.path), source: wgpu::ShaderSource::Wgsl(src.into()) });
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(k.path),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
             (bgl, layout, module)
         });
         let constants: Vec<(&str, f64)> = overrides.iter().map(|&(n, v)| (n, v as f64)).collect();
@@ -304,7 +363,10 @@ impl Gpu {
             layout: Some(layout),
             module,
             entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: true },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: true,
+            },
             cache: None,
         });
         self.pipelines.insert(key, p.clone());
@@ -313,7 +375,14 @@ impl Gpu {
 
     /// Records one dispatch of kernel `k` with its uniform `params` and storage `buffers`
     /// (bindings 1.. in order).
-    pub(super) fn dispatch<P: bytemuck::Pod>(&mut self, k: &'static Kernel, overrides: &[(&'static str, u32)], params: &P, buffers: &[&wgpu::Buffer], groups: (u32, u32)) {
+    pub(super) fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        k: &'static Kernel,
+        overrides: &[(&'static str, u32)],
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        groups: (u32, u32),
+    ) {
         debug_assert_eq!(buffers.len() + 1, k.bindings.len(), "{}", k.path);
         let pipeline = self.pipeline(k, overrides);
         let slot = std::mem::size_of::<P>().next_multiple_of(self.uniform_align);
@@ -328,9 +397,23 @@ impl Gpu {
             Some(bg) => bg.clone(),
             None => {
                 let size = std::num::NonZeroU64::new(std::mem::size_of::<P>() as u64);
-                let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.uniform, offset: 0, size }) }];
-                entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }));
-                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(k.path), layout: &self.kernels[k.name].0, entries: &entries });
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &self.uniform,
+                        offset: 0,
+                        size,
+                    }),
+                }];
+                entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: b.as_entire_binding(),
+                }));
+                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(k.path),
+                    layout: &self.kernels[k.name].0,
+                    entries: &entries,
+                });
                 if self.bind_groups.len() >= BIND_GROUPS {
                     self.bind_groups.clear();
                 }
@@ -341,7 +424,13 @@ impl Gpu {
         // Consecutive dispatches share one compute pass: each dispatch is its own usage scope,
         // so wgpu still puts a barrier between a write and a later read.
         if self.pass.is_none() {
-            let pass = self.encoder().begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("lmz"), timestamp_writes: None }).forget_lifetime();
+            let pass = self
+                .encoder()
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("lmz"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
             self.pass = Some(pass);
         }
         if let Some(pass) = &mut self.pass {
@@ -360,11 +449,22 @@ impl Gpu {
     /// Copies `len` elements of `src` from element `off` to the host. The returned future
     /// never blocks: it completes when the map callback fires (on wasm, from the event loop;
     /// natively, inside `device.poll`).
-    pub fn read_async<T: bytemuck::Pod>(&mut self, src: &wgpu::Buffer, off: usize, len: usize) -> impl Future<Output = Result<Vec<T>>> + 'static {
+    pub fn read_async<T: bytemuck::Pod>(
+        &mut self,
+        src: &wgpu::Buffer,
+        off: usize,
+        len: usize,
+    ) -> impl Future<Output = Result<Vec<T>>> + 'static {
         let sz = std::mem::size_of::<T>();
         let bytes = ((len * sz) as u64).next_multiple_of(4).max(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: bytes, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
-        self.encoder().copy_buffer_to_buffer(src, (off * sz) as u64, &staging, 0, bytes);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.encoder()
+            .copy_buffer_to_buffer(src, (off * sz) as u64, &staging, 0, bytes);
         self.flush();
         let (tx, rx) = oneshot();
         staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
@@ -381,7 +481,9 @@ impl Gpu {
                 None => return Err(Error::Gpu(format!("{name}: reading back failed: the device went away"))),
             }
             let out = {
-                let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("{name}: {e}")))?;
+                let view = staging
+                    .get_mapped_range(..)
+                    .map_err(|e| Error::Gpu(format!("{name}: {e}")))?;
                 bytemuck::cast_slice::<u8, T>(&view[..len * sz]).to_vec()
             };
             staging.unmap();
@@ -395,7 +497,9 @@ impl Gpu {
     pub fn read<T: bytemuck::Pod>(&mut self, src: &wgpu::Buffer, off: usize, len: usize) -> Result<Vec<T>> {
         self.check()?;
         let fut = self.read_async::<T>(src, off, len);
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("{}: {e}", self.info.name)))?;
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("{}: {e}", self.info.name)))?;
         pollster::block_on(fut)
     }
 }

@@ -109,18 +109,30 @@ impl GpuBackend {
     pub fn on(gpu: Gpu, model: &Model, slots: usize, cache_len: usize) -> Result<Self> {
         let cfg = model.config().clone();
         if cache_len == 0 || cache_len > cfg.ctx {
-            return Err(Error::InvalidArgument(format!("cache length {cache_len} must be in 1..={}", cfg.ctx)));
+            return Err(Error::InvalidArgument(format!(
+                "cache length {cache_len} must be in 1..={}",
+                cfg.ctx
+            )));
         }
         if slots == 0 || slots > cpu::MAX_SLOTS {
-            return Err(Error::InvalidArgument(format!("{slots} sequence slots: must be in 1..={}", cpu::MAX_SLOTS)));
+            return Err(Error::InvalidArgument(format!(
+                "{slots} sequence slots: must be in 1..={}",
+                cpu::MAX_SLOTS
+            )));
         }
         let w = &model.weights;
         let kvd = cfg.n_kv_heads * cfg.head_dim;
         // The largest buffers: the embedding's quants, one layer's KV cache.
         let limit = gpu.limits().max_storage_buffer_binding_size;
-        for (what, bytes) in [("the token embedding", (cfg.vocab * cfg.dim) as u64), ("one layer's KV cache", (slots * cache_len * kvd * 2) as u64)] {
+        for (what, bytes) in [
+            ("the token embedding", (cfg.vocab * cfg.dim) as u64),
+            ("one layer's KV cache", (slots * cache_len * kvd * 2) as u64),
+        ] {
             if bytes > limit {
-                return Err(Error::GpuLimits { adapter: gpu.adapter_info().name.clone(), what: format!("{what} needs a {bytes}-byte storage buffer, the adapter allows {limit}") });
+                return Err(Error::GpuLimits {
+                    adapter: gpu.adapter_info().name.clone(),
+                    what: format!("{what} needs a {bytes}-byte storage buffer, the adapter allows {limit}"),
+                });
             }
         }
         let layers = w
@@ -138,8 +150,20 @@ impl GpuBackend {
                 w_down: gpu.upload_q4(&l.w_down),
             })
             .collect();
-        let cache = (0..cfg.n_layers).map(|_| gpu.new_kv(slots * cache_len, cfg.n_kv_heads, cfg.head_dim)).collect();
-        let b = GpuBackend { embed: gpu.upload_q8(&w.embed), out_norm: gpu.upload_norm(&w.out_norm), tables: gpu.upload_tables(&w.tables, cfg.head_dim), layers, cache, gpu, cfg, slots, cache_len };
+        let cache = (0..cfg.n_layers)
+            .map(|_| gpu.new_kv(slots * cache_len, cfg.n_kv_heads, cfg.head_dim))
+            .collect();
+        let b = GpuBackend {
+            embed: gpu.upload_q8(&w.embed),
+            out_norm: gpu.upload_norm(&w.out_norm),
+            tables: gpu.upload_tables(&w.tables, cfg.head_dim),
+            layers,
+            cache,
+            gpu,
+            cfg,
+            slots,
+            cache_len,
+        };
         b.gpu.check()?;
         Ok(b)
     }
@@ -162,7 +186,9 @@ impl GpuBackend {
     fn logit_rows(&mut self, logits: &GpuBuf, row0: usize, n: usize) -> GpuBuf {
         match &logits.deferred_logits {
             Some(a) => self.gpu.matmul_q8(&self.embed, a, cpu::LOGIT_FRAC, row0, n),
-            None => self.gpu.rows(logits, &(row0 as u32..(row0 + n) as u32).collect::<Vec<_>>()),
+            None => self
+                .gpu
+                .rows(logits, &(row0 as u32..(row0 + n) as u32).collect::<Vec<_>>()),
         }
     }
 }
@@ -211,7 +237,12 @@ impl Backend for GpuBackend {
 
     fn logits(&mut self, a: &GpuQ) -> GpuBuf {
         // Made a chunk at a time in `freqs` (see GpuBuf::deferred_logits).
-        GpuBuf { buf: a.exp.clone(), rows: a.rows, width: self.embed.rows, deferred_logits: Some(a.clone()) }
+        GpuBuf {
+            buf: a.exp.clone(),
+            rows: a.rows,
+            width: self.embed.rows,
+            deferred_logits: Some(a.clone()),
+        }
     }
 
     fn rope(&mut self, x: &mut GpuBuf, _heads: usize, pos: &[u32]) {
@@ -232,9 +263,21 @@ impl Backend for GpuBackend {
     }
 
     fn attention(&mut self, layer: usize, q: &GpuBuf, k: &GpuBuf, v: &GpuBuf, slot: &[u32], pos: &[u32]) -> GpuBuf {
-        let dst: Vec<u32> = slot.iter().zip(pos).map(|(&s, &p)| s * self.cache_len as u32 + p).collect();
+        let dst: Vec<u32> = slot
+            .iter()
+            .zip(pos)
+            .map(|(&s, &p)| s * self.cache_len as u32 + p)
+            .collect();
         self.gpu.kv_store(&self.cache[layer], k, v, &dst);
-        match self.gpu.attention(q, &self.cache[layer], slot, pos, self.cache_len, self.cfg.n_heads, &self.tables) {
+        match self.gpu.attention(
+            q,
+            &self.cache[layer],
+            slot,
+            pos,
+            self.cache_len,
+            self.cfg.n_heads,
+            &self.tables,
+        ) {
             Ok(o) => o,
             Err(e) => {
                 // The trait is infallible here; keep the error for the next read (freqs).
@@ -285,10 +328,19 @@ impl Backend for GpuBackend {
 
     /// The tables stay on the GPU; `shaders/ranges.wgsl` reduces each to its symbol's range,
     /// and 8 bytes per row come back.
-    async fn ranges(&mut self, logits: &GpuBuf, symbols: &[u32], sink: &mut dyn FnMut(usize, u32, u32) -> Result<()>) -> Result<()> {
+    async fn ranges(
+        &mut self,
+        logits: &GpuBuf,
+        symbols: &[u32],
+        sink: &mut dyn FnMut(usize, u32, u32) -> Result<()>,
+    ) -> Result<()> {
         let vocab = self.embed.rows;
         if symbols.len() != logits.rows {
-            return Err(Error::InvalidArgument(format!("{} symbols for {} rows of logits", symbols.len(), logits.rows)));
+            return Err(Error::InvalidArgument(format!(
+                "{} symbols for {} rows of logits",
+                symbols.len(),
+                logits.rows
+            )));
         }
         if let Some(&s) = symbols.iter().find(|&&s| s as usize >= vocab) {
             return Err(Error::InvalidArgument(format!("token {s} outside the vocabulary")));

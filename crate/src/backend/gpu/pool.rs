@@ -56,7 +56,10 @@ pub struct Buf(Arc<Pooled>);
 
 impl Buf {
     pub(super) fn plain(buf: wgpu::Buffer) -> Buf {
-        Buf(Arc::new(Pooled { buf, pool: std::sync::Weak::new() }))
+        Buf(Arc::new(Pooled {
+            buf,
+            pool: std::sync::Weak::new(),
+        }))
     }
 }
 
@@ -81,7 +84,10 @@ impl Gpu {
             b
         };
         let buf = reused.unwrap_or_else(|| self.fresh(label, size as usize));
-        Buf(Arc::new(Pooled { buf, pool: Arc::downgrade(&self.pool) }))
+        Buf(Arc::new(Pooled {
+            buf,
+            pool: Arc::downgrade(&self.pool),
+        }))
     }
 }
 
@@ -95,7 +101,10 @@ mod tests {
         for bytes in (0..70_000).chain([1 << 20, (1 << 20) + 1, 12_582_912, 50_331_647, 50_331_648]) {
             let c = size_class(bytes);
             assert!(c >= bytes.max(4) as u64 && c.is_multiple_of(4), "{bytes} → {c}");
-            assert!(c <= 4096 || c * 16 <= bytes as u64 * 17 + 16 * 16, "{bytes} → {c}: more than 1/16 over");
+            assert!(
+                c <= 4096 || c * 16 <= bytes as u64 * 17 + 16 * 16,
+                "{bytes} → {c}: more than 1/16 over"
+            );
             assert!(c >= last, "classes grow with the request");
             last = c;
         }

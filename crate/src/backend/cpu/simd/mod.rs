@@ -65,7 +65,9 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(target_arch = "x86_64")]
-            Isa::AvxVnni => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("avxvnni"),
+            Isa::AvxVnni => {
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("avxvnni")
+            }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => {
                 std::arch::is_x86_feature_detected!("avx2")
@@ -84,12 +86,25 @@ impl Isa {
 
     /// The fastest one that runs here: what the engine uses.
     pub fn best() -> Isa {
-        [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::RelaxedSimd, Isa::Simd128].into_iter().find(|i| i.runs()).unwrap_or(Isa::Portable)
+        [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::RelaxedSimd, Isa::Simd128]
+            .into_iter()
+            .find(|i| i.runs())
+            .unwrap_or(Isa::Portable)
     }
 
     /// Every one that runs here (parity tests and benchmarks compare them).
     pub fn available() -> Vec<Isa> {
-        [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Simd128, Isa::RelaxedSimd].into_iter().filter(|i| i.runs()).collect()
+        [
+            Isa::Portable,
+            Isa::Avx2,
+            Isa::AvxVnni,
+            Isa::Avx512Vnni,
+            Isa::Simd128,
+            Isa::RelaxedSimd,
+        ]
+        .into_iter()
+        .filter(|i| i.runs())
+        .collect()
     }
 }
 
@@ -129,15 +144,39 @@ macro_rules! by_twos {
 fn check_q4(w: &CpuQ4, g: usize, x: &QAct, o: &[i32]) {
     let nb = w.cols / 32;
     assert!(nb < 1 << 11, "wider than the kernels' exact sums allow");
-    assert!(w.cols.is_multiple_of(32) && x.width == w.cols && w.w.len() >= (g + 1) * nb * 128 && w.d.len() >= (g + 1) * nb * GROUP && w.m.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
-    assert!(x.q.len() >= x.tokens * x.width && x.a.len() >= x.tokens * nb && x.sum.len() >= x.tokens * nb && x.exp.len() >= x.tokens && o.len() >= GROUP * x.tokens);
+    assert!(
+        w.cols.is_multiple_of(32)
+            && x.width == w.cols
+            && w.w.len() >= (g + 1) * nb * 128
+            && w.d.len() >= (g + 1) * nb * GROUP
+            && w.m.len() >= (g + 1) * nb * GROUP
+            && w.e.len() >= (g + 1) * GROUP
+    );
+    assert!(
+        x.q.len() >= x.tokens * x.width
+            && x.a.len() >= x.tokens * nb
+            && x.sum.len() >= x.tokens * nb
+            && x.exp.len() >= x.tokens
+            && o.len() >= GROUP * x.tokens
+    );
 }
 
 fn check_q8(w: &CpuQ8, g: usize, x: &QAct, o: &[i32]) {
     let nb = w.cols / 32;
     assert!(nb < 1 << 11, "wider than the kernels' exact sums allow");
-    assert!(w.cols.is_multiple_of(32) && x.width == w.cols && w.q.len() >= (g + 1) * nb * 256 && w.d.len() >= (g + 1) * nb * GROUP && w.e.len() >= (g + 1) * GROUP);
-    assert!(x.q.len() >= x.tokens * x.width && x.a.len() >= x.tokens * nb && x.exp.len() >= x.tokens && o.len() >= GROUP * x.tokens);
+    assert!(
+        w.cols.is_multiple_of(32)
+            && x.width == w.cols
+            && w.q.len() >= (g + 1) * nb * 256
+            && w.d.len() >= (g + 1) * nb * GROUP
+            && w.e.len() >= (g + 1) * GROUP
+    );
+    assert!(
+        x.q.len() >= x.tokens * x.width
+            && x.a.len() >= x.tokens * nb
+            && x.exp.len() >= x.tokens
+            && o.len() >= GROUP * x.tokens
+    );
 }
 
 /// Q4: rows `8g..8g+8` for every token into `o` (`[8, tokens]`) with `isa`, which must run
@@ -274,13 +313,13 @@ pub fn groups_q8(isa: Isa, w: &CpuQ8, g: usize, n: usize, x: &QAct, frac_out: i3
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-use x86::{group_q4 as avx2_q4, group_q8 as avx2_q8, vnni512_q4, vnni512_q8, vnni_q4, vnni_q8};
+use portable::{group_q4 as portable_q4, group_q8 as portable_q8};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use wasm::{group_q4 as simd128_q4, group_q8 as simd128_q8};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
 use wasm::{relaxed_q4, relaxed_q8};
-use portable::{group_q4 as portable_q4, group_q8 as portable_q8};
+#[cfg(target_arch = "x86_64")]
+use x86::{group_q4 as avx2_q4, group_q8 as avx2_q8, vnni512_q4, vnni512_q8, vnni_q4, vnni_q8};
 
 /// Writes the 8 rows' rounded outputs of token `t` from their exact sums.
 #[inline(always)]
@@ -294,20 +333,36 @@ fn finish(acc: &[i64; GROUP], e: &[i8], exp: i32, frac_out: i32, o: &mut [i32], 
 /// [`super::attention_tile_with`]: `t_j = round_shift_sat(q·k_j, shift0 − k_exp_j)`; returns the
 /// maximum. `isa` must run here.
 #[allow(clippy::too_many_arguments)]
-pub fn head_scores(isa: Isa, qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+pub fn head_scores(
+    isa: Isa,
+    qi: &[i16],
+    k: &[i16],
+    k_exp: &[i32],
+    kvd: usize,
+    n_kv: usize,
+    kvh: usize,
+    shift0: i32,
+    scores: &mut [i32],
+) -> i32 {
     assert!(isa.runs(), "{isa:?} does not run on this machine");
     let (n, hd) = (scores.len(), qi.len());
     assert!(k.len() >= n * kvd && k_exp.len() >= n * n_kv && kvh < n_kv && (kvh + 1) * hd <= kvd);
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is present; bounds asserted just above.
-        Isa::Avx2 | Isa::AvxVnni if hd == 64 && shift0 <= 12 => unsafe { x86::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
+        Isa::Avx2 | Isa::AvxVnni if hd == 64 && shift0 <= 12 => unsafe {
+            x86::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores)
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F/BW/VNNI and AVX2 are present; bounds asserted just above.
-        Isa::Avx512Vnni if hd == 64 && shift0 <= 12 => unsafe { x86::head_scores512(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
+        Isa::Avx512Vnni if hd == 64 && shift0 <= 12 => unsafe {
+            x86::head_scores512(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores)
+        },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         // SAFETY: bounds asserted just above.
-        Isa::Simd128 | Isa::RelaxedSimd if hd == 64 => unsafe { wasm::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores) },
+        Isa::Simd128 | Isa::RelaxedSimd if hd == 64 => unsafe {
+            wasm::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores)
+        },
         _ => portable::head_scores(qi, k, k_exp, kvd, n_kv, kvh, shift0, scores),
     }
 }

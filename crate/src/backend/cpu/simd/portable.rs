@@ -28,7 +28,10 @@ pub fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o:
                 }
             }
         }
-        let (d, m) = (&w.d[(g * nb + b) * GROUP..(g * nb + b + 1) * GROUP], &w.m[(g * nb + b) * GROUP..(g * nb + b + 1) * GROUP]);
+        let (d, m) = (
+            &w.d[(g * nb + b) * GROUP..(g * nb + b + 1) * GROUP],
+            &w.m[(g * nb + b) * GROUP..(g * nb + b + 1) * GROUP],
+        );
         for (k, (sk, ak)) in s.iter().zip(acc.iter_mut()).enumerate() {
             let t = t0 + k;
             let (xs, a) = (x.sum[t * nb + b], x.a[t * nb + b] as i64);
@@ -40,7 +43,15 @@ pub fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i32, o:
         }
     }
     for (k, ak) in acc.iter().enumerate() {
-        finish(ak, &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        finish(
+            ak,
+            &w.e[g * GROUP..(g + 1) * GROUP],
+            x.exp[t0 + k],
+            frac_out,
+            o,
+            t0 + k,
+            x.tokens,
+        );
     }
 }
 
@@ -76,14 +87,31 @@ pub fn group_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i32, o:
         }
     }
     for (k, ak) in acc.iter().enumerate() {
-        finish(ak, &w.e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        finish(
+            ak,
+            &w.e[g * GROUP..(g + 1) * GROUP],
+            x.exp[t0 + k],
+            frac_out,
+            o,
+            t0 + k,
+            x.tokens,
+        );
     }
 }
 
 /// See [`super::head_scores`]: |q·k| ≤ hd·511·511 < 2^24 for hd ≤ 64 (i32; the oracle
 /// allows any head dim ≤ 256: < 2^26).
 #[allow(clippy::too_many_arguments)]
-pub fn head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+pub fn head_scores(
+    qi: &[i16],
+    k: &[i16],
+    k_exp: &[i32],
+    kvd: usize,
+    n_kv: usize,
+    kvh: usize,
+    shift0: i32,
+    scores: &mut [i32],
+) -> i32 {
     let hd = qi.len();
     let mut tmax = i32::MIN;
     for (j, sc) in scores.iter_mut().enumerate() {

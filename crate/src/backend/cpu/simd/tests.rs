@@ -10,17 +10,39 @@ use crate::tiny::Rng;
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn act(r: &mut Rng, tokens: usize, width: usize, extreme: bool) -> QAct {
-    let z: Vec<i32> = (0..tokens * width).map(|i| if extreme { [i32::MAX, i32::MIN, 1, -1][i % 4] } else { (r.next_u64() as i32) >> (r.below(28) as u32) }).collect();
+    let z: Vec<i32> = (0..tokens * width)
+        .map(|i| {
+            if extreme {
+                [i32::MAX, i32::MIN, 1, -1][i % 4]
+            } else {
+                (r.next_u64() as i32) >> (r.below(28) as u32)
+            }
+        })
+        .collect();
     quantize(&z, width, 3)
 }
 
 fn q4_matrix(r: &mut Rng, rows: usize, cols: usize, extreme: bool) -> Q4Matrix {
     let nb = cols / 32;
-    let ext = |r: &mut Rng, v: i16| if extreme { [v, -v][r.below(2) as usize] } else { (r.below(2 * v as u64 + 1) as i32 - v as i32) as i16 };
+    let ext = |r: &mut Rng, v: i16| {
+        if extreme {
+            [v, -v][r.below(2) as usize]
+        } else {
+            (r.below(2 * v as u64 + 1) as i32 - v as i32) as i16
+        }
+    };
     Q4Matrix {
         rows,
         cols,
-        nib: (0..rows * cols / 2).map(|_| if extreme { [0xF0, 0x0F, 0xFF][r.below(3) as usize] } else { r.below(256) as u8 }).collect(),
+        nib: (0..rows * cols / 2)
+            .map(|_| {
+                if extreme {
+                    [0xF0, 0x0F, 0xFF][r.below(3) as usize]
+                } else {
+                    r.below(256) as u8
+                }
+            })
+            .collect(),
         d: (0..rows * nb).map(|_| ext(r, 8191)).collect(),
         m: (0..rows * nb).map(|_| ext(r, 8191)).collect(),
         e: (0..rows).map(|_| r.below(30) as i8).collect(),
@@ -32,8 +54,18 @@ fn q8_matrix(r: &mut Rng, rows: usize, cols: usize, extreme: bool) -> Q8Matrix {
     Q8Matrix {
         rows,
         cols,
-        q: (0..rows * cols).map(|_| if extreme { -128 } else { r.next_u64() as i8 }).collect(),
-        d: (0..rows * nb).map(|_| if extreme { [2047, -2047][r.below(2) as usize] } else { (r.below(4095) as i32 - 2047) as i16 }).collect(),
+        q: (0..rows * cols)
+            .map(|_| if extreme { -128 } else { r.next_u64() as i8 })
+            .collect(),
+        d: (0..rows * nb)
+            .map(|_| {
+                if extreme {
+                    [2047, -2047][r.below(2) as usize]
+                } else {
+                    (r.below(4095) as i32 - 2047) as i16
+                }
+            })
+            .collect(),
         e: (0..rows).map(|_| r.below(30) as i8).collect(),
     }
 }
@@ -45,7 +77,19 @@ fn check_q4(w: &Q4Matrix, x: &QAct, frac_out: i32) {
     let cw = CpuQ4::new(w);
     let isas = Isa::available();
     let got: Vec<Vec<i32>> = isas.iter().map(|&isa| matmul_q4_with(isa, &cw, x, frac_out)).collect();
-    let want = |row: usize, t: usize| dot_q4(&w.nib[row * cols / 2..(row + 1) * cols / 2], &w.d[row * nb..(row + 1) * nb], &w.m[row * nb..(row + 1) * nb], w.e[row] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], &x.sum[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+    let want = |row: usize, t: usize| {
+        dot_q4(
+            &w.nib[row * cols / 2..(row + 1) * cols / 2],
+            &w.d[row * nb..(row + 1) * nb],
+            &w.m[row * nb..(row + 1) * nb],
+            w.e[row] as i32,
+            &x.q[t * cols..(t + 1) * cols],
+            &x.a[t * nb..(t + 1) * nb],
+            &x.sum[t * nb..(t + 1) * nb],
+            x.exp[t],
+            frac_out,
+        )
+    };
     for row in 0..rows {
         for t in 0..x.tokens {
             let want = want(row, t);
@@ -60,7 +104,11 @@ fn check_q4(w: &Q4Matrix, x: &QAct, frac_out: i32) {
             let mut o = vec![0; 2 * GROUP * x.tokens];
             groups_q4(isa, &cw, g, 2, x, frac_out, &mut o);
             for (i, t) in (0..2 * GROUP).flat_map(|i| (0..x.tokens).map(move |t| (i, t))) {
-                assert_eq!(o[i * x.tokens + t], want(GROUP * g + i, t), "{isa:?} pair {g} row {i} token {t}");
+                assert_eq!(
+                    o[i * x.tokens + t],
+                    want(GROUP * g + i, t),
+                    "{isa:?} pair {g} row {i} token {t}"
+                );
             }
         }
     }
@@ -71,7 +119,17 @@ fn check_q8(w: &Q8Matrix, x: &QAct, frac_out: i32) {
     let cw = CpuQ8::new(w);
     let isas = Isa::available();
     let got: Vec<Vec<i32>> = isas.iter().map(|&isa| matmul_q8_with(isa, &cw, x, frac_out)).collect();
-    let want = |row: usize, t: usize| dot_q8(&w.q[row * cols..(row + 1) * cols], &w.d[row * nb..(row + 1) * nb], w.e[row] as i32, &x.q[t * cols..(t + 1) * cols], &x.a[t * nb..(t + 1) * nb], x.exp[t], frac_out);
+    let want = |row: usize, t: usize| {
+        dot_q8(
+            &w.q[row * cols..(row + 1) * cols],
+            &w.d[row * nb..(row + 1) * nb],
+            w.e[row] as i32,
+            &x.q[t * cols..(t + 1) * cols],
+            &x.a[t * nb..(t + 1) * nb],
+            x.exp[t],
+            frac_out,
+        )
+    };
     for row in 0..rows {
         for t in 0..x.tokens {
             let want = want(row, t);
@@ -85,7 +143,11 @@ fn check_q8(w: &Q8Matrix, x: &QAct, frac_out: i32) {
             let mut o = vec![0; 2 * GROUP * x.tokens];
             groups_q8(isa, &cw, g, 2, x, frac_out, &mut o);
             for (i, t) in (0..2 * GROUP).flat_map(|i| (0..x.tokens).map(move |t| (i, t))) {
-                assert_eq!(o[i * x.tokens + t], want(GROUP * g + i, t), "{isa:?} pair {g} row {i} token {t}");
+                assert_eq!(
+                    o[i * x.tokens + t],
+                    want(GROUP * g + i, t),
+                    "{isa:?} pair {g} row {i} token {t}"
+                );
             }
         }
     }
@@ -96,7 +158,11 @@ fn isas_that_run_here() {
     let isas = Isa::available();
     assert_eq!(isas[0], Isa::Portable);
     assert!(isas.contains(&Isa::best()));
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", not(target_feature = "relaxed-simd")))]
+    #[cfg(all(
+        target_arch = "wasm32",
+        target_feature = "simd128",
+        not(target_feature = "relaxed-simd")
+    ))]
     assert_eq!(Isa::best(), Isa::Simd128);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
     assert_eq!(Isa::best(), Isa::RelaxedSimd);
@@ -106,7 +172,9 @@ fn isas_that_run_here() {
         match (
             std::arch::is_x86_feature_detected!("avx2"),
             std::arch::is_x86_feature_detected!("avxvnni"),
-            std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vnni"),
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni"),
         ) {
             (true, _, true) => Isa::Avx512Vnni,
             (true, true, false) => Isa::AvxVnni,
@@ -135,7 +203,15 @@ fn q4_layout_round_trips() {
 #[test]
 fn q4_engine_layout_equals_scalar() {
     let mut r = Rng(21);
-    for (rows, cols, tokens, extreme) in [(21, 1536, 9, false), (8, 64, 4, true), (16, 576, 13, false), (11, 1536, 7, true), (3, 288, 1, false), (16, 96, 2, false), (24, 576, 6, false)] {
+    for (rows, cols, tokens, extreme) in [
+        (21, 1536, 9, false),
+        (8, 64, 4, true),
+        (16, 576, 13, false),
+        (11, 1536, 7, true),
+        (3, 288, 1, false),
+        (16, 96, 2, false),
+        (24, 576, 6, false),
+    ] {
         let w = q4_matrix(&mut r, rows, cols, extreme);
         let x = act(&mut r, tokens, cols, extreme);
         check_q4(&w, &x, 10);
@@ -145,7 +221,14 @@ fn q4_engine_layout_equals_scalar() {
 #[test]
 fn q8_engine_layout_equals_scalar() {
     let mut r = Rng(22);
-    for (rows, cols, tokens, extreme) in [(22, 1024, 8, false), (8, 1024, 5, true), (13, 576, 11, false), (16, 1024, 2, true), (9, 96, 1, false), (16, 576, 7, false)] {
+    for (rows, cols, tokens, extreme) in [
+        (22, 1024, 8, false),
+        (8, 1024, 5, true),
+        (13, 576, 11, false),
+        (16, 1024, 2, true),
+        (9, 96, 1, false),
+        (16, 576, 7, false),
+    ] {
         let w = q8_matrix(&mut r, rows, cols, extreme);
         let cw = CpuQ8::new(&w);
         for row in 0..rows {
@@ -166,21 +249,43 @@ fn q8_engine_layout_equals_scalar() {
 fn kernels_at_the_extremes() {
     let cols = 1536;
     let big = 127 << 20;
-    let z: Vec<i32> = (0..4 * cols).map(|i| [big, -big, big, big][(i / cols + i / 7) % 4]).collect();
+    let z: Vec<i32> = (0..4 * cols)
+        .map(|i| [big, -big, big, big][(i / cols + i / 7) % 4])
+        .collect();
     let x = quantize(&z, cols, 0);
     assert!(x.q.iter().all(|&q| q.unsigned_abs() == 127) && x.a.iter().all(|&a| a == 4096));
-    for (nib, d, m) in [(0xFF, 8191, 8191), (0x00, -8191, 8191), (0xFF, -8191, -8191), (0x0F, 8191, -8191)] {
-        let w = Q4Matrix { rows: 16, cols, nib: vec![nib; 16 * cols / 2], d: vec![d; 16 * 48], m: vec![m; 16 * 48], e: (0..16).map(|i| [0, 40, -30, 20][i % 4]).collect() };
+    for (nib, d, m) in [
+        (0xFF, 8191, 8191),
+        (0x00, -8191, 8191),
+        (0xFF, -8191, -8191),
+        (0x0F, 8191, -8191),
+    ] {
+        let w = Q4Matrix {
+            rows: 16,
+            cols,
+            nib: vec![nib; 16 * cols / 2],
+            d: vec![d; 16 * 48],
+            m: vec![m; 16 * 48],
+            e: (0..16).map(|i| [0, 40, -30, 20][i % 4]).collect(),
+        };
         for f in [-20, 0, 10] {
             check_q4(&w, &x, f);
         }
     }
     let cols = 1024;
-    let z: Vec<i32> = (0..5 * cols).map(|i| if (i / cols + i / 3) % 2 == 0 { big } else { -big }).collect();
+    let z: Vec<i32> = (0..5 * cols)
+        .map(|i| if (i / cols + i / 3) % 2 == 0 { big } else { -big })
+        .collect();
     let x = quantize(&z, cols, 0);
     assert!(x.q.iter().all(|&q| q.unsigned_abs() == 127) && x.a.iter().all(|&a| a == 4096));
     for d in [2047, -2047] {
-        let w = Q8Matrix { rows: 16, cols, q: vec![-128; 16 * cols], d: vec![d; 16 * 32], e: (0..16).map(|i| [0, 40, -30, 20][i % 4]).collect() };
+        let w = Q8Matrix {
+            rows: 16,
+            cols,
+            q: vec![-128; 16 * cols],
+            d: vec![d; 16 * 32],
+            e: (0..16).map(|i| [0, 40, -30, 20][i % 4]).collect(),
+        };
         for f in [-20, 0, 10] {
             check_q8(&w, &x, f);
         }
@@ -193,23 +298,68 @@ fn kernels_at_the_extremes() {
 fn head_loops_agree() {
     let mut r = Rng(23);
     let (kvd, n_kv) = (192, 3);
-    for (n, extreme) in [(1, false), (3, true), (37, false), (45, true), (64, true), (2049, false)] {
-        let k: Vec<i16> = (0..n * kvd).map(|i| if extreme { [511, -511][i % 2] } else { (r.below(1023) as i32 - 511) as i16 }).collect();
-        let k_exp: Vec<i32> = (0..n * n_kv).map(|i| if extreme { (i % 30) as i32 } else { r.below(22) as i32 }).collect();
-        let v: Vec<i16> = (0..n * kvd).map(|i| if extreme { [i16::MAX, i16::MIN][i % 2] } else { r.next_u64() as i16 }).collect();
-        let qi: Vec<i16> = (0..64).map(|i| if extreme { [511, -511, 511][i % 3] } else { (r.below(1023) as i32 - 511) as i16 }).collect();
+    for (n, extreme) in [
+        (1, false),
+        (3, true),
+        (37, false),
+        (45, true),
+        (64, true),
+        (2049, false),
+    ] {
+        let k: Vec<i16> = (0..n * kvd)
+            .map(|i| {
+                if extreme {
+                    [511, -511][i % 2]
+                } else {
+                    (r.below(1023) as i32 - 511) as i16
+                }
+            })
+            .collect();
+        let k_exp: Vec<i32> = (0..n * n_kv)
+            .map(|i| if extreme { (i % 30) as i32 } else { r.below(22) as i32 })
+            .collect();
+        let v: Vec<i16> = (0..n * kvd)
+            .map(|i| {
+                if extreme {
+                    [i16::MAX, i16::MIN][i % 2]
+                } else {
+                    r.next_u64() as i16
+                }
+            })
+            .collect();
+        let qi: Vec<i16> = (0..64)
+            .map(|i| {
+                if extreme {
+                    [511, -511, 511][i % 3]
+                } else {
+                    (r.below(1023) as i32 - 511) as i16
+                }
+            })
+            .collect();
         for kvh in 0..n_kv {
             for shift0 in [12, 0, -9, -40] {
                 let mut want = vec![0; n];
                 let wmax = head_scores(Isa::Portable, &qi, &k, &k_exp, kvd, n_kv, kvh, shift0, &mut want);
                 for isa in Isa::available() {
                     let mut got = vec![0; n];
-                    assert_eq!(head_scores(isa, &qi, &k, &k_exp, kvd, n_kv, kvh, shift0, &mut got), wmax, "{isa:?}");
+                    assert_eq!(
+                        head_scores(isa, &qi, &k, &k_exp, kvd, n_kv, kvh, shift0, &mut got),
+                        wmax,
+                        "{isa:?}"
+                    );
                     assert_eq!(got, want, "{isa:?} n {n} shift {shift0}");
                 }
             }
             // Probabilities as attention makes them: one 2^15, the rest ≤ 2^15 (many 0).
-            let mut p: Vec<u32> = (0..n).map(|_| if extreme { 1 << 15 } else { [0, 1, r.below(1 << 15) as u32, 1 << 15][r.below(4) as usize] }).collect();
+            let mut p: Vec<u32> = (0..n)
+                .map(|_| {
+                    if extreme {
+                        1 << 15
+                    } else {
+                        [0, 1, r.below(1 << 15) as u32, 1 << 15][r.below(4) as usize]
+                    }
+                })
+                .collect();
             p[n / 2] = 1 << 15;
             let sum = p.iter().sum::<u32>();
             // The probabilities of these scores, every implementation against the portable one.

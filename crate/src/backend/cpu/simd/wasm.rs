@@ -29,7 +29,11 @@ fn rows4(a: v128, b: v128) -> v128 {
 #[inline(always)]
 fn add_ta(acc: &mut [v128; 4], h: usize, t: v128, a: v128) {
     acc[2 * h] = madd(f64x2_convert_low_i32x4(t), a, acc[2 * h]);
-    acc[2 * h + 1] = madd(f64x2_convert_low_i32x4(i32x4_shuffle::<2, 3, 2, 3>(t, t)), a, acc[2 * h + 1]);
+    acc[2 * h + 1] = madd(
+        f64x2_convert_low_i32x4(i32x4_shuffle::<2, 3, 2, 3>(t, t)),
+        a,
+        acc[2 * h + 1],
+    );
 }
 
 /// `a·b + c` on f64 lanes: one fused instruction where relaxed SIMD is on (the engine may
@@ -52,7 +56,15 @@ fn lanes(acc: &[v128; 4]) -> [i64; GROUP] {
 /// Adds block `b`'s `T·a` of tokens `t0..t0+N` to their accumulators, from each token's
 /// Q4 block dots `S` (`[rows 0–3, rows 4–7]`): `T = d·(S − 8X) + m·X`.
 #[inline(always)]
-unsafe fn q4_block<const N: usize>(w: &CpuQ4, g: usize, b: usize, x: &QAct, t0: usize, s: [[v128; 2]; N], acc: &mut [[v128; 4]; N]) {
+unsafe fn q4_block<const N: usize>(
+    w: &CpuQ4,
+    g: usize,
+    b: usize,
+    x: &QAct,
+    t0: usize,
+    s: [[v128; 2]; N],
+    acc: &mut [[v128; 4]; N],
+) {
     let nb = w.cols / 32;
     let d = scales(w.d.as_ptr().add((g * nb + b) * GROUP));
     let m = scales(w.m.as_ptr().add((g * nb + b) * GROUP));
@@ -70,9 +82,25 @@ unsafe fn q4_block<const N: usize>(w: &CpuQ4, g: usize, b: usize, x: &QAct, t0: 
 
 /// Writes the outputs of tokens `t0..t0+N` of group `g` from their accumulators.
 #[inline(always)]
-fn finish_group<const N: usize>(acc: &[[v128; 4]; N], e: &[i8], g: usize, x: &QAct, frac_out: i32, o: &mut [i32], t0: usize) {
+fn finish_group<const N: usize>(
+    acc: &[[v128; 4]; N],
+    e: &[i8],
+    g: usize,
+    x: &QAct,
+    frac_out: i32,
+    o: &mut [i32],
+    t0: usize,
+) {
     for (k, ak) in acc.iter().enumerate() {
-        finish(&lanes(ak), &e[g * GROUP..(g + 1) * GROUP], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        finish(
+            &lanes(ak),
+            &e[g * GROUP..(g + 1) * GROUP],
+            x.exp[t0 + k],
+            frac_out,
+            o,
+            t0 + k,
+            x.tokens,
+        );
     }
 }
 
@@ -98,8 +126,18 @@ pub unsafe fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: 
             let r = [load(wp.add(32 * p)), load(wp.add(32 * p + 16))];
             let lo = [v128_and(r[0], m4), v128_and(r[1], m4)];
             let hi = [u8x16_shr(r[0], 4), u8x16_shr(r[1], 4)];
-            let wl = [u16x8_extend_low_u8x16(lo[0]), u16x8_extend_high_u8x16(lo[0]), u16x8_extend_low_u8x16(lo[1]), u16x8_extend_high_u8x16(lo[1])];
-            let wh = [u16x8_extend_low_u8x16(hi[0]), u16x8_extend_high_u8x16(hi[0]), u16x8_extend_low_u8x16(hi[1]), u16x8_extend_high_u8x16(hi[1])];
+            let wl = [
+                u16x8_extend_low_u8x16(lo[0]),
+                u16x8_extend_high_u8x16(lo[0]),
+                u16x8_extend_low_u8x16(lo[1]),
+                u16x8_extend_high_u8x16(lo[1]),
+            ];
+            let wh = [
+                u16x8_extend_low_u8x16(hi[0]),
+                u16x8_extend_high_u8x16(hi[0]),
+                u16x8_extend_low_u8x16(hi[1]),
+                u16x8_extend_high_u8x16(hi[1]),
+            ];
             for (k, sk) in s.iter_mut().enumerate() {
                 let q = x.q.as_ptr().add((t0 + k) * cols + 32 * b + 8 * p);
                 let (ql, qh) = (splat4(q), splat4(q.add(4)));
@@ -108,7 +146,15 @@ pub unsafe fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: 
                 }
             }
         }
-        q4_block(w, g, b, x, t0, s.map(|sk| [rows4(sk[0], sk[1]), rows4(sk[2], sk[3])]), &mut acc);
+        q4_block(
+            w,
+            g,
+            b,
+            x,
+            t0,
+            s.map(|sk| [rows4(sk[0], sk[1]), rows4(sk[2], sk[3])]),
+            &mut acc,
+        );
     }
     finish_group(&acc, &w.e, g, x, frac_out, o, t0);
 }
@@ -123,7 +169,12 @@ pub unsafe fn group_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: 
         let mut s = [[i32x4_splat(0); 4]; N];
         for st in 0..8 {
             let r = [load(wp.add(32 * st)), load(wp.add(32 * st + 16))];
-            let wv = [i16x8_extend_low_i8x16(r[0]), i16x8_extend_high_i8x16(r[0]), i16x8_extend_low_i8x16(r[1]), i16x8_extend_high_i8x16(r[1])];
+            let wv = [
+                i16x8_extend_low_i8x16(r[0]),
+                i16x8_extend_high_i8x16(r[0]),
+                i16x8_extend_low_i8x16(r[1]),
+                i16x8_extend_high_i8x16(r[1]),
+            ];
             for (k, sk) in s.iter_mut().enumerate() {
                 let qv = splat4(x.q.as_ptr().add((t0 + k) * cols + 32 * b + 4 * st));
                 for j in 0..4 {
@@ -158,10 +209,18 @@ pub unsafe fn relaxed_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out
         let mut s = [[i32x4_splat(0); 2]; N];
         for p in 0..4 {
             let r = [load(wp.add(32 * p)), load(wp.add(32 * p + 16))];
-            let nib = [v128_and(r[0], m4), v128_and(r[1], m4), u8x16_shr(r[0], 4), u8x16_shr(r[1], 4)];
+            let nib = [
+                v128_and(r[0], m4),
+                v128_and(r[1], m4),
+                u8x16_shr(r[0], 4),
+                u8x16_shr(r[1], 4),
+            ];
             for (k, sk) in s.iter_mut().enumerate() {
                 let q = x.q.as_ptr().add((t0 + k) * cols + 32 * b + 8 * p);
-                let (ql, qh) = (v128_load32_splat(q as *const u32), v128_load32_splat(q.add(4) as *const u32));
+                let (ql, qh) = (
+                    v128_load32_splat(q as *const u32),
+                    v128_load32_splat(q.add(4) as *const u32),
+                );
                 sk[0] = i32x4_relaxed_dot_i8x16_i7x16_add(ql, nib[0], sk[0]);
                 sk[1] = i32x4_relaxed_dot_i8x16_i7x16_add(ql, nib[1], sk[1]);
                 sk[0] = i32x4_relaxed_dot_i8x16_i7x16_add(qh, nib[2], sk[0]);
@@ -191,7 +250,12 @@ pub unsafe fn relaxed_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out
         for (k, xk) in xn.iter_mut().enumerate() {
             let q = x.q.as_ptr().add((t0 + k) * cols + 32 * b);
             let u = [v128_xor(load(q), bias), v128_xor(load(q.add(16)), bias)];
-            *xk = [v128_and(u[0], m4), v128_and(u[1], m4), u8x16_shr(u[0], 4), u8x16_shr(u[1], 4)];
+            *xk = [
+                v128_and(u[0], m4),
+                v128_and(u[1], m4),
+                u8x16_shr(u[0], 4),
+                u8x16_shr(u[1], 4),
+            ];
         }
         // [rows 0–3 low nibbles, rows 4–7 low, rows 0–3 high, rows 4–7 high]
         let mut s = [[i32x4_splat(0); 4]; N];
@@ -223,8 +287,14 @@ pub unsafe fn relaxed_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out
 /// Sum of the four lanes of each of `v[0..4]` → `[Σv0, Σv1, Σv2, Σv3]`.
 #[inline(always)]
 fn hsum4(v: [v128; 4]) -> v128 {
-    let a = i32x4_add(i32x4_shuffle::<0, 4, 2, 6>(v[0], v[1]), i32x4_shuffle::<1, 5, 3, 7>(v[0], v[1])); // (Σ01 v0, Σ01 v1, Σ23 v0, Σ23 v1)
-    let b = i32x4_add(i32x4_shuffle::<0, 4, 2, 6>(v[2], v[3]), i32x4_shuffle::<1, 5, 3, 7>(v[2], v[3]));
+    let a = i32x4_add(
+        i32x4_shuffle::<0, 4, 2, 6>(v[0], v[1]),
+        i32x4_shuffle::<1, 5, 3, 7>(v[0], v[1]),
+    ); // (Σ01 v0, Σ01 v1, Σ23 v0, Σ23 v1)
+    let b = i32x4_add(
+        i32x4_shuffle::<0, 4, 2, 6>(v[2], v[3]),
+        i32x4_shuffle::<1, 5, 3, 7>(v[2], v[3]),
+    );
     i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b))
 }
 
@@ -232,20 +302,37 @@ fn hsum4(v: [v128; 4]) -> v128 {
 /// pair sums < 2^19), four keys reduced together, the per-key rounding shift in scalar
 /// (SIMD128 shifts one amount per vector).
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+pub unsafe fn head_scores(
+    qi: &[i16],
+    k: &[i16],
+    k_exp: &[i32],
+    kvd: usize,
+    n_kv: usize,
+    kvh: usize,
+    shift0: i32,
+    scores: &mut [i32],
+) -> i32 {
     let n = scores.len();
     let q: [v128; 8] = std::array::from_fn(|c| load(qi.as_ptr().add(8 * c)));
     let kp = k.as_ptr().add(kvh * 64);
     let dot = |j: usize| {
         let r = kp.add(j * kvd);
         let m = |c: usize| i32x4_dot_i16x8(q[c], load(r.add(8 * c)));
-        i32x4_add(i32x4_add(i32x4_add(m(0), m(1)), i32x4_add(m(2), m(3))), i32x4_add(i32x4_add(m(4), m(5)), i32x4_add(m(6), m(7))))
+        i32x4_add(
+            i32x4_add(i32x4_add(m(0), m(1)), i32x4_add(m(2), m(3))),
+            i32x4_add(i32x4_add(m(4), m(5)), i32x4_add(m(6), m(7))),
+        )
     };
     let mut tmax = i32::MIN;
     let mut j = 0;
     while j + 4 <= n {
         let t = hsum4([dot(j), dot(j + 1), dot(j + 2), dot(j + 3)]);
-        let ts = [i32x4_extract_lane::<0>(t), i32x4_extract_lane::<1>(t), i32x4_extract_lane::<2>(t), i32x4_extract_lane::<3>(t)];
+        let ts = [
+            i32x4_extract_lane::<0>(t),
+            i32x4_extract_lane::<1>(t),
+            i32x4_extract_lane::<2>(t),
+            i32x4_extract_lane::<3>(t),
+        ];
         for (i, &ti) in ts.iter().enumerate() {
             let r = round_shift_sat_i64(ti as i64, shift0 - k_exp[(j + i) * n_kv + kvh]);
             scores[j + i] = r;
@@ -274,7 +361,10 @@ pub unsafe fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32
     let n = p.len();
     let mut j = 0;
     while j < n {
-        let (a, b) = (p_norm(p[j], sum, inv), if j + 1 < n { p_norm(p[j + 1], sum, inv) } else { 0 });
+        let (a, b) = (
+            p_norm(p[j], sum, inv),
+            if j + 1 < n { p_norm(p[j + 1], sum, inv) } else { 0 },
+        );
         if a == 0 && b == 0 {
             j += 2;
             continue;

@@ -10,7 +10,10 @@ use std::arch::x86_64::*;
 unsafe fn hsum8(p: &[__m256i; 8]) -> __m256i {
     let a = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
     let b = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
-    _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(a, b),
+        _mm256_permute2x128_si256::<0x31>(a, b),
+    )
 }
 
 /// Asks for the weights `PREFETCH` bytes ahead of `p` (a block of `len` bytes, 64-byte
@@ -37,7 +40,16 @@ unsafe fn bcast4(q: *const i8) -> __m256i {
 /// `acc_o` rows 1,3,5,7 as exact i64 sums.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn finish(acc_e: __m256i, acc_o: __m256i, e: &[i8], exp: i32, frac_out: i32, o: &mut [i32], t: usize, tokens: usize) {
+unsafe fn finish(
+    acc_e: __m256i,
+    acc_o: __m256i,
+    e: &[i8],
+    exp: i32,
+    frac_out: i32,
+    o: &mut [i32],
+    t: usize,
+    tokens: usize,
+) {
     let (mut ev, mut od) = ([0i64; 4], [0i64; 4]);
     _mm256_storeu_si256(ev.as_mut_ptr() as *mut __m256i, acc_e);
     _mm256_storeu_si256(od.as_mut_ptr() as *mut __m256i, acc_o);
@@ -74,7 +86,10 @@ pub unsafe fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: 
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
             for k in 0..N {
                 let q = qp[k].add(32 * b + 8 * p);
-                let pair = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(q)), _mm256_maddubs_epi16(hi, bcast4(q.add(4))));
+                let pair = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(lo, bcast4(q)),
+                    _mm256_maddubs_epi16(hi, bcast4(q.add(4))),
+                );
                 s16[k] = _mm256_add_epi16(s16[k], pair);
             }
         }
@@ -94,7 +109,16 @@ pub unsafe fn group_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: 
         }
     }
     for k in 0..N {
-        finish(acc_e[k], acc_o[k], &w.e[g * 8..g * 8 + 8], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        finish(
+            acc_e[k],
+            acc_o[k],
+            &w.e[g * 8..g * 8 + 8],
+            x.exp[t0 + k],
+            frac_out,
+            o,
+            t0 + k,
+            x.tokens,
+        );
     }
 }
 
@@ -112,7 +136,7 @@ pub unsafe fn group_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: 
         prefetch_ahead(wp, 256);
         let d = _mm_loadu_si128(w.d.as_ptr().add((g * nb + b) * 8) as *const __m128i);
         let dd = _mm256_set_m128i(_mm_unpackhi_epi16(d, d), _mm_unpacklo_epi16(d, d)); // (d_r, d_r)
-        // Each weight step is loaded once and used by every token (N i32 partial T).
+                                                                                       // Each weight step is loaded once and used by every token (N i32 partial T).
         let mut tk = [_mm256_setzero_si256(); N];
         for st in 0..8 {
             let wk = _mm256_loadu_si256(wp.add(32 * st) as *const __m256i);
@@ -131,7 +155,16 @@ pub unsafe fn group_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: 
         }
     }
     for k in 0..N {
-        finish(acc_e[k], acc_o[k], &w.e[g * 8..g * 8 + 8], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        finish(
+            acc_e[k],
+            acc_o[k],
+            &w.e[g * 8..g * 8 + 8],
+            x.exp[t0 + k],
+            frac_out,
+            o,
+            t0 + k,
+            x.tokens,
+        );
     }
 }
 
@@ -175,7 +208,16 @@ pub unsafe fn vnni_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out: i
         }
     }
     for k in 0..N {
-        finish(acc_e[k], acc_o[k], &w.e[g * 8..g * 8 + 8], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        finish(
+            acc_e[k],
+            acc_o[k],
+            &w.e[g * 8..g * 8 + 8],
+            x.exp[t0 + k],
+            frac_out,
+            o,
+            t0 + k,
+            x.tokens,
+        );
     }
 }
 
@@ -210,7 +252,16 @@ pub unsafe fn vnni_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i
         }
     }
     for k in 0..N {
-        finish(acc_e[k], acc_o[k], &w.e[g * 8..g * 8 + 8], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        finish(
+            acc_e[k],
+            acc_o[k],
+            &w.e[g * 8..g * 8 + 8],
+            x.exp[t0 + k],
+            frac_out,
+            o,
+            t0 + k,
+            x.tokens,
+        );
     }
 }
 
@@ -218,7 +269,16 @@ pub unsafe fn vnni_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out: i
 /// holds rows 0, 2, …, 14 and `acc_o` rows 1, 3, …, 15 as exact i64 sums.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn finish16(acc_e: __m512i, acc_o: __m512i, e: &[i8], exp: i32, frac_out: i32, o: &mut [i32], t: usize, tokens: usize) {
+unsafe fn finish16(
+    acc_e: __m512i,
+    acc_o: __m512i,
+    e: &[i8],
+    exp: i32,
+    frac_out: i32,
+    o: &mut [i32],
+    t: usize,
+    tokens: usize,
+) {
     let (mut ev, mut od) = ([0i64; 8], [0i64; 8]);
     _mm512_storeu_si512(ev.as_mut_ptr() as *mut __m512i, acc_e);
     _mm512_storeu_si512(od.as_mut_ptr() as *mut __m512i, acc_o);
@@ -232,13 +292,19 @@ unsafe fn finish16(acc_e: __m512i, acc_o: __m512i, e: &[i8], exp: i32, frac_out:
 /// (group `g` in the low half: lane `r` is row `r` of the pair).
 #[inline(always)]
 unsafe fn pair_load(p0: *const u8, p1: *const u8) -> __m512i {
-    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_loadu_si256(p0 as *const __m256i)), _mm256_loadu_si256(p1 as *const __m256i))
+    _mm512_inserti64x4::<1>(
+        _mm512_castsi256_si512(_mm256_loadu_si256(p0 as *const __m256i)),
+        _mm256_loadu_si256(p1 as *const __m256i),
+    )
 }
 
 /// Per-row block values of groups `g` and `g + 1` (8 i16 each) widened to 16 i32 lanes.
 #[inline(always)]
 unsafe fn pair_i16(p0: *const i16, p1: *const i16) -> __m512i {
-    _mm512_cvtepi16_epi32(_mm256_set_m128i(_mm_loadu_si128(p1 as *const __m128i), _mm_loadu_si128(p0 as *const __m128i)))
+    _mm512_cvtepi16_epi32(_mm256_set_m128i(
+        _mm_loadu_si128(p1 as *const __m128i),
+        _mm_loadu_si128(p0 as *const __m128i),
+    ))
 }
 
 /// Tokens `t0..t0+N` of Q4 groups `g` and `g + 1` with AVX-512 VNNI: the arithmetic of
@@ -263,13 +329,22 @@ pub unsafe fn vnni512_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out
             let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), m4);
             for k in 0..N {
                 let q = qp[k].add(32 * b + 8 * p);
-                let (ql, qh) = (_mm512_set1_epi32(std::ptr::read_unaligned(q as *const i32)), _mm512_set1_epi32(std::ptr::read_unaligned(q.add(4) as *const i32)));
+                let (ql, qh) = (
+                    _mm512_set1_epi32(std::ptr::read_unaligned(q as *const i32)),
+                    _mm512_set1_epi32(std::ptr::read_unaligned(q.add(4) as *const i32)),
+                );
                 s32[k] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s32[k], lo, ql), hi, qh);
             }
         }
         let d32 = pair_i16(w.d.as_ptr().add(i0 * 8), w.d.as_ptr().add(i1 * 8));
         // (m_r, d_r) as the halves of lane r: m in the low 16 bits, d in the high.
-        let md = _mm512_or_si512(_mm512_and_si512(pair_i16(w.m.as_ptr().add(i0 * 8), w.m.as_ptr().add(i1 * 8)), _mm512_set1_epi32(0xffff)), _mm512_slli_epi32::<16>(d32));
+        let md = _mm512_or_si512(
+            _mm512_and_si512(
+                pair_i16(w.m.as_ptr().add(i0 * 8), w.m.as_ptr().add(i1 * 8)),
+                _mm512_set1_epi32(0xffff),
+            ),
+            _mm512_slli_epi32::<16>(d32),
+        );
         for k in 0..N {
             let t = t0 + k;
             let xs = *x.sum.get_unchecked(t * nb + b);
@@ -281,7 +356,16 @@ pub unsafe fn vnni512_q4<const N: usize>(w: &CpuQ4, g: usize, x: &QAct, frac_out
         }
     }
     for k in 0..N {
-        finish16(acc_e[k], acc_o[k], &w.e[g * 8..g * 8 + 16], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        finish16(
+            acc_e[k],
+            acc_o[k],
+            &w.e[g * 8..g * 8 + 16],
+            x.exp[t0 + k],
+            frac_out,
+            o,
+            t0 + k,
+            x.tokens,
+        );
     }
 }
 
@@ -299,7 +383,10 @@ pub unsafe fn vnni512_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out
     let qp: [*const i8; N] = std::array::from_fn(|k| x.q.as_ptr().add((t0 + k) * cols));
     for b in 0..nb {
         let (i0, i1) = (g * nb + b, (g + 1) * nb + b);
-        let (wp0, wp1) = (w.q.as_ptr().add(i0 * 256) as *const u8, w.q.as_ptr().add(i1 * 256) as *const u8);
+        let (wp0, wp1) = (
+            w.q.as_ptr().add(i0 * 256) as *const u8,
+            w.q.as_ptr().add(i1 * 256) as *const u8,
+        );
         prefetch_ahead(wp0, 256);
         prefetch_ahead(wp1, 256);
         let d32 = pair_i16(w.d.as_ptr().add(i0 * 8), w.d.as_ptr().add(i1 * 8));
@@ -321,7 +408,16 @@ pub unsafe fn vnni512_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out
         }
     }
     for k in 0..N {
-        finish16(acc_e[k], acc_o[k], &w.e[g * 8..g * 8 + 16], x.exp[t0 + k], frac_out, o, t0 + k, x.tokens);
+        finish16(
+            acc_e[k],
+            acc_o[k],
+            &w.e[g * 8..g * 8 + 16],
+            x.exp[t0 + k],
+            frac_out,
+            o,
+            t0 + k,
+            x.tokens,
+        );
     }
 }
 
@@ -329,7 +425,16 @@ pub unsafe fn vnni512_q8<const N: usize>(w: &CpuQ8, g: usize, x: &QAct, frac_out
 /// sums reduced to one vector, then the per-key rounding shift of [`scores_by8`].
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+pub unsafe fn head_scores(
+    qi: &[i16],
+    k: &[i16],
+    k_exp: &[i32],
+    kvd: usize,
+    n_kv: usize,
+    kvh: usize,
+    shift0: i32,
+    scores: &mut [i32],
+) -> i32 {
     let q: [__m256i; 4] = std::array::from_fn(|c| _mm256_loadu_si256(qi.as_ptr().add(16 * c) as *const __m256i));
     let kp = k.as_ptr().add(kvh * 64);
     let dot = |j: usize| {
@@ -337,7 +442,17 @@ pub unsafe fn head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv
         let m = |c: usize| _mm256_madd_epi16(q[c], _mm256_loadu_si256(r.add(16 * c) as *const __m256i));
         _mm256_add_epi32(_mm256_add_epi32(m(0), m(1)), _mm256_add_epi32(m(2), m(3)))
     };
-    scores_by8(|j| hsum8(&std::array::from_fn(|i| dot(j + i))), qi, k, k_exp, kvd, n_kv, kvh, shift0, scores)
+    scores_by8(
+        |j| hsum8(&std::array::from_fn(|i| dot(j + i))),
+        qi,
+        k,
+        k_exp,
+        kvd,
+        n_kv,
+        kvh,
+        shift0,
+        scores,
+    )
 }
 
 /// [`head_scores`] with AVX-512 VNNI, sixteen keys per step: a key's 64-element dot is
@@ -348,13 +463,29 @@ pub unsafe fn head_scores(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv
 /// [`scores_by8`].
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn head_scores512(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+pub unsafe fn head_scores512(
+    qi: &[i16],
+    k: &[i16],
+    k_exp: &[i32],
+    kvd: usize,
+    n_kv: usize,
+    kvh: usize,
+    shift0: i32,
+    scores: &mut [i32],
+) -> i32 {
     let n = scores.len();
-    let (q0, q1) = (_mm512_loadu_si512(qi.as_ptr() as *const __m512i), _mm512_loadu_si512(qi.as_ptr().add(32) as *const __m512i));
+    let (q0, q1) = (
+        _mm512_loadu_si512(qi.as_ptr() as *const __m512i),
+        _mm512_loadu_si512(qi.as_ptr().add(32) as *const __m512i),
+    );
     let kp = k.as_ptr().add(kvh * 64);
     let dot = |j: usize| {
         let r = kp.add(j * kvd);
-        _mm512_dpwssd_epi32(_mm512_madd_epi16(q0, _mm512_loadu_si512(r as *const __m512i)), q1, _mm512_loadu_si512(r.add(32) as *const __m512i))
+        _mm512_dpwssd_epi32(
+            _mm512_madd_epi16(q0, _mm512_loadu_si512(r as *const __m512i)),
+            q1,
+            _mm512_loadu_si512(r.add(32) as *const __m512i),
+        )
     };
     let (one, zero) = (_mm512_set1_epi32(1), _mm512_setzero_si512());
     let mut vmax = _mm512_set1_epi32(i32::MIN);
@@ -362,7 +493,10 @@ pub unsafe fn head_scores512(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n
     while j + 16 <= n {
         let t = sum16(&std::array::from_fn(|i| dot(j + i)));
         let ek: [i32; 16] = std::array::from_fn(|i| k_exp[(j + i) * n_kv + kvh]);
-        let s = _mm512_sub_epi32(_mm512_set1_epi32(shift0), _mm512_loadu_si512(ek.as_ptr() as *const __m512i));
+        let s = _mm512_sub_epi32(
+            _mm512_set1_epi32(shift0),
+            _mm512_loadu_si512(ek.as_ptr() as *const __m512i),
+        );
         let right = _mm512_srav_epi32(_mm512_add_epi32(t, _mm512_sllv_epi32(one, _mm512_sub_epi32(s, one))), s);
         let l = _mm512_sub_epi32(zero, s);
         let sh = _mm512_sllv_epi32(t, l);
@@ -386,7 +520,17 @@ pub unsafe fn head_scores512(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n
         });
         hsum8(&p)
     };
-    let rest = scores_by8(dot8, qi, &k[j * kvd..], &k_exp[j * n_kv..], kvd, n_kv, kvh, shift0, &mut scores[j..]);
+    let rest = scores_by8(
+        dot8,
+        qi,
+        &k[j * kvd..],
+        &k_exp[j * n_kv..],
+        kvd,
+        n_kv,
+        kvh,
+        shift0,
+        &mut scores[j..],
+    );
     head.max(rest)
 }
 
@@ -394,12 +538,30 @@ pub unsafe fn head_scores512(qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n
 /// 64-bit), then of 128-bit lanes shuffled across pairs of vectors.
 #[inline(always)]
 unsafe fn sum16(p: &[__m512i; 16]) -> __m512i {
-    let a: [__m512i; 8] = std::array::from_fn(|i| _mm512_add_epi32(_mm512_unpacklo_epi32(p[2 * i], p[2 * i + 1]), _mm512_unpackhi_epi32(p[2 * i], p[2 * i + 1])));
-    let b: [__m512i; 4] = std::array::from_fn(|i| _mm512_add_epi32(_mm512_unpacklo_epi64(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_epi64(a[2 * i], a[2 * i + 1])));
+    let a: [__m512i; 8] = std::array::from_fn(|i| {
+        _mm512_add_epi32(
+            _mm512_unpacklo_epi32(p[2 * i], p[2 * i + 1]),
+            _mm512_unpackhi_epi32(p[2 * i], p[2 * i + 1]),
+        )
+    });
+    let b: [__m512i; 4] = std::array::from_fn(|i| {
+        _mm512_add_epi32(
+            _mm512_unpacklo_epi64(a[2 * i], a[2 * i + 1]),
+            _mm512_unpackhi_epi64(a[2 * i], a[2 * i + 1]),
+        )
+    });
     // b[i], 128-bit lane L: keys 4i..4i+4, partial L.
-    let c: [__m512i; 2] = std::array::from_fn(|i| _mm512_add_epi32(_mm512_shuffle_i32x4::<0x88>(b[2 * i], b[2 * i + 1]), _mm512_shuffle_i32x4::<0xDD>(b[2 * i], b[2 * i + 1])));
+    let c: [__m512i; 2] = std::array::from_fn(|i| {
+        _mm512_add_epi32(
+            _mm512_shuffle_i32x4::<0x88>(b[2 * i], b[2 * i + 1]),
+            _mm512_shuffle_i32x4::<0xDD>(b[2 * i], b[2 * i + 1]),
+        )
+    });
     // c[i]: [keys 8i..8i+4 (partials 0+1, then 2+3), keys 8i+4..8i+8 (the same)].
-    _mm512_add_epi32(_mm512_shuffle_i32x4::<0x88>(c[0], c[1]), _mm512_shuffle_i32x4::<0xDD>(c[0], c[1]))
+    _mm512_add_epi32(
+        _mm512_shuffle_i32x4::<0x88>(c[0], c[1]),
+        _mm512_shuffle_i32x4::<0xDD>(c[0], c[1]),
+    )
 }
 
 /// The scores of [`head_scores`] from `dot8(j)`, the exact dots of keys `j..j+8` in eight
@@ -409,7 +571,17 @@ unsafe fn sum16(p: &[__m512i; 16]) -> __m512i {
 /// one by one.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn scores_by8(dot8: impl Fn(usize) -> __m256i, qi: &[i16], k: &[i16], k_exp: &[i32], kvd: usize, n_kv: usize, kvh: usize, shift0: i32, scores: &mut [i32]) -> i32 {
+unsafe fn scores_by8(
+    dot8: impl Fn(usize) -> __m256i,
+    qi: &[i16],
+    k: &[i16],
+    k_exp: &[i32],
+    kvd: usize,
+    n_kv: usize,
+    kvh: usize,
+    shift0: i32,
+    scores: &mut [i32],
+) -> i32 {
     let n = scores.len();
     let kp = k.as_ptr().add(kvh * 64);
     let mut vmax = _mm256_set1_epi32(i32::MIN);
@@ -418,7 +590,10 @@ unsafe fn scores_by8(dot8: impl Fn(usize) -> __m256i, qi: &[i16], k: &[i16], k_e
     while j + 8 <= n {
         let t = dot8(j);
         let ek: [i32; 8] = std::array::from_fn(|i| k_exp[(j + i) * n_kv + kvh]);
-        let s = _mm256_sub_epi32(_mm256_set1_epi32(shift0), _mm256_loadu_si256(ek.as_ptr() as *const __m256i));
+        let s = _mm256_sub_epi32(
+            _mm256_set1_epi32(shift0),
+            _mm256_loadu_si256(ek.as_ptr() as *const __m256i),
+        );
         // s > 0: round half up.
         let right = _mm256_srav_epi32(_mm256_add_epi32(t, _mm256_sllv_epi32(one, _mm256_sub_epi32(s, one))), s);
         // s ≤ 0: exact left shift or saturation.
@@ -471,7 +646,12 @@ pub unsafe fn head_probs(scores: &[i32], tmax: i32, exp_q15: &[u32], probs: &mut
 #[inline(always)]
 unsafe fn p_norm8(p: __m256i, half: __m256i, ih: __m256i, il: __m256i) -> __m256i {
     let num = _mm256_add_epi32(_mm256_slli_epi32::<15>(p), half);
-    let q = |x: __m256i| _mm256_srli_epi64::<32>(_mm256_add_epi64(_mm256_mul_epu32(x, ih), _mm256_srli_epi64::<32>(_mm256_mul_epu32(x, il))));
+    let q = |x: __m256i| {
+        _mm256_srli_epi64::<32>(_mm256_add_epi64(
+            _mm256_mul_epu32(x, ih),
+            _mm256_srli_epi64::<32>(_mm256_mul_epu32(x, il)),
+        ))
+    };
     let (qe, qo) = (q(num), q(_mm256_srli_epi64::<32>(num)));
     _mm256_or_si256(qe, _mm256_slli_epi64::<32>(qo))
 }
@@ -485,7 +665,11 @@ unsafe fn p_norm8(p: __m256i, half: __m256i, ih: __m256i, il: __m256i) -> __m256
 #[target_feature(enable = "avx2")]
 pub unsafe fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
     let inv = super::recip(sum);
-    let (ih, il, half) = (_mm256_set1_epi64x((inv >> 32) as i64), _mm256_set1_epi64x(inv as u32 as i64), _mm256_set1_epi32((sum / 2) as i32));
+    let (ih, il, half) = (
+        _mm256_set1_epi64x((inv >> 32) as i64),
+        _mm256_set1_epi64x(inv as u32 as i64),
+        _mm256_set1_epi32((sum / 2) as i32),
+    );
     let mut lo = [_mm256_setzero_si256(); 4];
     let mut hi = [_mm256_setzero_si256(); 4];
     let vp = v.as_ptr().add(off);
@@ -497,7 +681,12 @@ pub unsafe fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32
         let m = (n - j0).min(16);
         if m == 16 {
             for h in 0..2 {
-                let x = p_norm8(_mm256_loadu_si256(p.as_ptr().add(j0 + 8 * h) as *const __m256i), half, ih, il);
+                let x = p_norm8(
+                    _mm256_loadu_si256(p.as_ptr().add(j0 + 8 * h) as *const __m256i),
+                    half,
+                    ih,
+                    il,
+                );
                 _mm256_storeu_si256(pn.as_mut_ptr().add(8 * h) as *mut __m256i, x);
             }
         } else {
@@ -535,7 +724,10 @@ pub unsafe fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32
         let o = out.as_mut_ptr().add(16 * c) as *mut __m256i;
         let (o0, o1) = (_mm256_loadu_si256(o), _mm256_loadu_si256(o.add(1)));
         _mm256_storeu_si256(o, _mm256_add_epi32(o0, _mm256_permute2x128_si256::<0x20>(lo[c], hi[c])));
-        _mm256_storeu_si256(o.add(1), _mm256_add_epi32(o1, _mm256_permute2x128_si256::<0x31>(lo[c], hi[c])));
+        _mm256_storeu_si256(
+            o.add(1),
+            _mm256_add_epi32(o1, _mm256_permute2x128_si256::<0x31>(lo[c], hi[c])),
+        );
     }
 }
 
@@ -548,7 +740,11 @@ pub unsafe fn head_values(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
 pub unsafe fn head_values512(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: u32, out: &mut [i32]) {
     let inv = super::recip(sum);
-    let (ih, il, half) = (_mm256_set1_epi64x((inv >> 32) as i64), _mm256_set1_epi64x(inv as u32 as i64), _mm256_set1_epi32((sum / 2) as i32));
+    let (ih, il, half) = (
+        _mm256_set1_epi64x((inv >> 32) as i64),
+        _mm256_set1_epi64x(inv as u32 as i64),
+        _mm256_set1_epi32((sum / 2) as i32),
+    );
     // [lo of values 0..32, hi of 0..32, lo of 32..64, hi of 32..64], twice.
     let mut acc = [[_mm512_setzero_si512(); 4]; 2];
     let vp = v.as_ptr().add(off);
@@ -574,7 +770,12 @@ pub unsafe fn head_values512(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: 
         let m = (n - j0).min(16);
         let x = if m == 16 {
             let lo = p_norm8(_mm256_loadu_si256(p.as_ptr().add(j0) as *const __m256i), half, ih, il);
-            let hi = p_norm8(_mm256_loadu_si256(p.as_ptr().add(j0 + 8) as *const __m256i), half, ih, il);
+            let hi = p_norm8(
+                _mm256_loadu_si256(p.as_ptr().add(j0 + 8) as *const __m256i),
+                half,
+                ih,
+                il,
+            );
             _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
         } else {
             let mut pn = [0u32; 16]; // 0 past the end: no weight
@@ -584,7 +785,10 @@ pub unsafe fn head_values512(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: 
             _mm512_loadu_si512(pn.as_ptr() as *const __m512i)
         };
         // (pn_j, pn_j+1) as the halves of word j/2 (each ≤ 2^15, so min and >> 15 split it).
-        _mm256_storeu_si256(main.as_mut_ptr() as *mut __m256i, _mm512_cvtepi32_epi16(_mm512_min_epu32(x, max15)));
+        _mm256_storeu_si256(
+            main.as_mut_ptr() as *mut __m256i,
+            _mm512_cvtepi32_epi16(_mm512_min_epu32(x, max15)),
+        );
         let big = _mm512_cmpgt_epu32_mask(x, max15);
         for i in (0..8).step_by(2) {
             let [a0, a1] = &mut acc;
@@ -592,7 +796,10 @@ pub unsafe fn head_values512(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: 
             pair(a1, main[i + 1], j0 + 2 * i + 2);
         }
         if big != 0 {
-            _mm256_storeu_si256(carry.as_mut_ptr() as *mut __m256i, _mm512_cvtepi32_epi16(_mm512_srli_epi32::<15>(x)));
+            _mm256_storeu_si256(
+                carry.as_mut_ptr() as *mut __m256i,
+                _mm512_cvtepi32_epi16(_mm512_srli_epi32::<15>(x)),
+            );
             for (i, &w) in carry.iter().enumerate() {
                 pair(&mut acc[0], w, j0 + 2 * i);
             }
@@ -600,13 +807,24 @@ pub unsafe fn head_values512(p: &[u32], v: &[i16], kvd: usize, off: usize, sum: 
         j0 += 16;
     }
     // unpacklo/hi work per 128-bit lane: lo holds elements 8i+0..4 of each lane i, hi 8i+4..8.
-    let lo_hi = |c: usize| (_mm512_add_epi32(acc[0][2 * c], acc[1][2 * c]), _mm512_add_epi32(acc[0][2 * c + 1], acc[1][2 * c + 1]));
+    let lo_hi = |c: usize| {
+        (
+            _mm512_add_epi32(acc[0][2 * c], acc[1][2 * c]),
+            _mm512_add_epi32(acc[0][2 * c + 1], acc[1][2 * c + 1]),
+        )
+    };
     let first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
     let second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
     for c in 0..2 {
         let (lo, hi) = lo_hi(c);
         let o = out.as_mut_ptr().add(32 * c) as *mut __m512i;
-        _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o), _mm512_permutex2var_epi32(lo, first, hi)));
-        _mm512_storeu_si512(o.add(1), _mm512_add_epi32(_mm512_loadu_si512(o.add(1)), _mm512_permutex2var_epi32(lo, second, hi)));
+        _mm512_storeu_si512(
+            o,
+            _mm512_add_epi32(_mm512_loadu_si512(o), _mm512_permutex2var_epi32(lo, first, hi)),
+        );
+        _mm512_storeu_si512(
+            o.add(1),
+            _mm512_add_epi32(_mm512_loadu_si512(o.add(1)), _mm512_permutex2var_epi32(lo, second, hi)),
+        );
     }
 }

@@ -11,9 +11,19 @@ impl Gpu {
     /// `shaders/kv_store.wgsl` ↔ [`cpu::kv_store`]: row `r` of `k`, `v` into cache row `dst[r]`.
     pub fn kv_store(&mut self, c: &GpuKv, k: &GpuBuf, v: &GpuBuf, dst: &[u32]) {
         let dst_buf = self.upload_rows("kv_store.dst", dst);
-        let p = shaders::KvStoreParams { rows: k.rows as u32, cache_rows: c.rows as u32, ..Default::default() };
+        let p = shaders::KvStoreParams {
+            rows: k.rows as u32,
+            cache_rows: c.rows as u32,
+            ..Default::default()
+        };
         let ov = [("HEAD_DIM", c.head_dim as u32), ("N_KV", c.n_kv as u32)];
-        self.dispatch(&shaders::KV_STORE, &ov, &p, &[&k.buf, &v.buf, &dst_buf, &c.k, &c.kexp, &c.v], (groups(c.n_kv, WG), k.rows.max(1) as u32));
+        self.dispatch(
+            &shaders::KV_STORE,
+            &ov,
+            &p,
+            &[&k.buf, &v.buf, &dst_buf, &c.k, &c.kexp, &c.v],
+            (groups(c.n_kv, WG), k.rows.max(1) as u32),
+        );
     }
 
     /// `shaders/kv_shift.wgsl` ↔ [`cpu::kv_shift`]: cache rows `src..src + n` to
@@ -23,9 +33,29 @@ impl Gpu {
         if n == 0 {
             return;
         }
-        let p = shaders::KvShiftParams { rows: n as u32, src: src as u32, cache_rows: c.rows as u32, delta: (src - dst) as u32 };
+        let p = shaders::KvShiftParams {
+            rows: n as u32,
+            src: src as u32,
+            cache_rows: c.rows as u32,
+            delta: (src - dst) as u32,
+        };
         let ov = [("HEAD_DIM", c.head_dim as u32), ("N_KV", c.n_kv as u32)];
-        self.dispatch(&shaders::KV_SHIFT, &ov, &p, &[&c.k, &c.kexp, &c.v, &t.rope_cos, &t.rope_sin, &scratch.k, &scratch.kexp, &scratch.v], (groups(c.n_kv, WG), n as u32));
+        self.dispatch(
+            &shaders::KV_SHIFT,
+            &ov,
+            &p,
+            &[
+                &c.k,
+                &c.kexp,
+                &c.v,
+                &t.rope_cos,
+                &t.rope_sin,
+                &scratch.k,
+                &scratch.kexp,
+                &scratch.v,
+            ],
+            (groups(c.n_kv, WG), n as u32),
+        );
         let (kv, e) = ((c.n_kv * c.head_dim * 2) as u64, (c.n_kv * 4) as u64);
         let enc = self.encoder();
         enc.copy_buffer_to_buffer(&scratch.k, 0, &c.k, dst as u64 * kv, n as u64 * kv);
@@ -36,20 +66,42 @@ impl Gpu {
     /// `shaders/attention.wgsl` ↔ [`cpu::attention_row`] on every row: row `r` attends over
     /// positions `0..=pos[r]` of sequence `slot[r]` (cache rows `slot·cache_len + j`).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention(&mut self, q: &GpuBuf, c: &GpuKv, slot: &[u32], pos: &[u32], cache_len: usize, n_heads: usize, t: &GpuTables) -> Result<GpuBuf> {
+    pub fn attention(
+        &mut self,
+        q: &GpuBuf,
+        c: &GpuKv,
+        slot: &[u32],
+        pos: &[u32],
+        cache_len: usize,
+        n_heads: usize,
+        t: &GpuTables,
+    ) -> Result<GpuBuf> {
         if c.head_dim > 256 || !c.head_dim.is_multiple_of(2) || !n_heads.is_multiple_of(c.n_kv) {
-            return Err(Error::InvalidArgument(format!("attention: head_dim {} (even, ≤ 256), {n_heads} heads over {} kv heads", c.head_dim, c.n_kv)));
+            return Err(Error::InvalidArgument(format!(
+                "attention: head_dim {} (even, ≤ 256), {n_heads} heads over {} kv heads",
+                c.head_dim, c.n_kv
+            )));
         }
         let rows = q.rows;
         let info: Vec<u32> = pos.iter().zip(slot).flat_map(|(&p, &s)| [p, s]).collect();
         let info_buf = self.upload_rows("attention.rowinfo", &info);
-        let out = GpuBuf { buf: self.buffer("attention.out", rows * q.width * 4), rows, width: q.width, deferred_logits: None };
+        let out = GpuBuf {
+            buf: self.buffer("attention.out", rows * q.width * 4),
+            rows,
+            width: q.width,
+            deferred_logits: None,
+        };
         // Scores of up to `chunk` rows at once: [chunk, heads, cache_len] u32 ≤ CHUNK_BYTES.
         let per_row = n_heads * cache_len * 4;
-        let chunk = (self.chunk_bytes / per_row).clamp(1, MAX_GROUPS as usize).min(rows.max(1));
+        let chunk = (self.chunk_bytes / per_row)
+            .clamp(1, MAX_GROUPS as usize)
+            .min(rows.max(1));
         let need = (chunk * per_row) as u64;
         if need > self.limits.max_storage_buffer_binding_size {
-            return Err(Error::GpuLimits { adapter: self.info.name.clone(), what: format!("attention scores need a {need}-byte buffer") });
+            return Err(Error::GpuLimits {
+                adapter: self.info.name.clone(),
+                what: format!("attention scores need a {need}-byte buffer"),
+            });
         }
         let scratch = match &self.scratch {
             Some(s) if s.size() >= need => s.clone(),
@@ -59,12 +111,27 @@ impl Gpu {
                 s
             }
         };
-        let ov = [("HEAD_DIM", c.head_dim as u32), ("N_HEADS", n_heads as u32), ("N_KV", c.n_kv as u32)];
+        let ov = [
+            ("HEAD_DIM", c.head_dim as u32),
+            ("N_HEADS", n_heads as u32),
+            ("N_KV", c.n_kv as u32),
+        ];
         let mut row0 = 0;
         while row0 < rows {
             let n = chunk.min(rows - row0);
-            let p = shaders::AttentionParams { rows: rows as u32, row0: row0 as u32, cache_len: cache_len as u32, _pad: 0 };
-            self.dispatch(&shaders::ATTENTION, &ov, &p, &[&q.buf, &info_buf, &c.k, &c.kexp, &c.v, &t.att_exp, &scratch, &out.buf], (n_heads as u32, n as u32));
+            let p = shaders::AttentionParams {
+                rows: rows as u32,
+                row0: row0 as u32,
+                cache_len: cache_len as u32,
+                _pad: 0,
+            };
+            self.dispatch(
+                &shaders::ATTENTION,
+                &ov,
+                &p,
+                &[&q.buf, &info_buf, &c.k, &c.kexp, &c.v, &t.att_exp, &scratch, &out.buf],
+                (n_heads as u32, n as u32),
+            );
             row0 += n;
         }
         Ok(out)

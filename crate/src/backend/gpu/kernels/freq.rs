@@ -11,8 +11,18 @@ impl Gpu {
     /// `shaders/freq.wgsl` ↔ [`crate::freq::freq_table`] on every row: `[rows, vocab]` u32.
     pub fn freq(&mut self, logits: &GpuBuf, t: &GpuTables) -> Buf {
         let out = self.buffer("freq.out", logits.rows * logits.width * 4);
-        let p = shaders::FreqParams { rows: logits.rows as u32, vocab: logits.width as u32, ..Default::default() };
-        self.dispatch(&shaders::FREQ, &[], &p, &[&logits.buf, &t.out_exp, &out], grid(logits.rows));
+        let p = shaders::FreqParams {
+            rows: logits.rows as u32,
+            vocab: logits.width as u32,
+            ..Default::default()
+        };
+        self.dispatch(
+            &shaders::FREQ,
+            &[],
+            &p,
+            &[&logits.buf, &t.out_exp, &out],
+            grid(logits.rows),
+        );
         out
     }
 
@@ -22,7 +32,11 @@ impl Gpu {
     pub fn ranges(&mut self, freq: &wgpu::Buffer, rows: usize, vocab: usize, symbols: &[u32]) -> Buf {
         let sym = self.upload("ranges.symbols", symbols);
         let out = self.buffer("ranges.out", rows * 2 * 4);
-        let p = shaders::FreqParams { rows: rows as u32, vocab: vocab as u32, ..Default::default() };
+        let p = shaders::FreqParams {
+            rows: rows as u32,
+            vocab: vocab as u32,
+            ..Default::default()
+        };
         self.dispatch(&shaders::RANGES, &[], &p, &[freq, &sym, &out], grid(rows));
         out
     }
