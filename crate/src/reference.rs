@@ -183,7 +183,10 @@ impl Reference {
     /// Dequantizes every weight of `model` to f32 (about 0.55 GB).
     pub fn new(model: &Model) -> Result<Self> {
         let cfg = model.config().clone();
-        if cfg.n_heads * cfg.head_dim == 0 || cfg.n_heads % cfg.n_kv_heads != 0 || cfg.head_dim % 2 != 0 {
+        if cfg.n_heads * cfg.head_dim == 0
+            || !cfg.n_heads.is_multiple_of(cfg.n_kv_heads)
+            || !cfg.head_dim.is_multiple_of(2)
+        {
             return Err(Error::Pack(format!("reference model: unsupported head layout {cfg:?}")));
         }
         #[allow(deprecated)] // burn 0.22 deprecates ndarray in favour of flex; the brief names ndarray.

@@ -51,10 +51,15 @@ impl Drop for Pooled {
 /// A storage buffer of the engine: from the pool (back in it when the last handle drops,
 /// after which only later-recorded commands use it again: wgpu orders them after every
 /// earlier use), or a plain one.
+///
+/// An `Arc`, as natively the engine's buffers are shared by threads. In the browser (wasm32)
+/// wgpu's handles are neither `Send` nor `Sync` and everything runs on one thread, so the
+/// `Arc` is only a counter there: clippy's `arc_with_non_send_sync` is allowed where one is made.
 #[derive(Debug, Clone)]
 pub struct Buf(Arc<Pooled>);
 
 impl Buf {
+    #[allow(clippy::arc_with_non_send_sync)] // wasm32 only; see `Buf`
     pub(super) fn plain(buf: wgpu::Buffer) -> Buf {
         Buf(Arc::new(Pooled {
             buf,
@@ -73,6 +78,7 @@ impl std::ops::Deref for Buf {
 impl Gpu {
     /// A storage buffer of at least `bytes` from the pool, for a kernel's output (its contents
     /// are whatever was there: every kernel writes all of its output).
+    #[allow(clippy::arc_with_non_send_sync)] // wasm32 only; see `Buf`
     pub(super) fn buffer(&self, label: &str, bytes: usize) -> Buf {
         let size = size_class(bytes);
         let reused = {
