@@ -1,5 +1,5 @@
 // add.wgsl — x += y, saturating to i32 (the residual stream).
-// CPU twin: crate/src/backend/cpu.rs `CpuBackend::add` (`i32::saturating_add`).
+// CPU twin: crate/src/backend/cpu/mod.rs `CpuBackend::add` (`i32::saturating_add`).
 //
 // Bindings (group 0):
 //   0 uniform  p: ElementwiseParams  n (elements)

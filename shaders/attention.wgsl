@@ -1,7 +1,7 @@
 // attention.wgsl — causal attention of query rows (all heads, rotated, Q10) over a layer's
 // KV cache; output Q23. Each row has its own position and cache slot, so one batch may hold
 // rows of several independent sequences.
-// CPU twin: crate/src/backend/cpu.rs `attention_row` (with `quantize_qk`). Composed as this
+// CPU twin: crate/src/backend/cpu/attention.rs `attention_row` (with `quantize_qk`). Composed as this
 // file + reduce.wgsl + wide.wgsl.
 //
 // Bindings (group 0):

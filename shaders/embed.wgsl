@@ -1,6 +1,6 @@
 // embed.wgsl — residual rows (Q12) of the given tokens from the Q8_0 token embedding:
 // out[t, c] = round(d·q · 2^(12 − e_row)), saturated.
-// CPU twin: crate/src/backend/cpu.rs `embed`. Composed as this file + wide.wgsl.
+// CPU twin: crate/src/backend/cpu/elementwise.rs `embed`. Composed as this file + wide.wgsl.
 //
 // Bindings (group 0):
 //   0 uniform  p: EmbedParams      rows (tokens), dim, vocab

@@ -4,7 +4,7 @@
 // rows, values unchanged, to a scratch cache; the engine then copies the scratch to rows
 // dst..dst+rows (WebGPU forbids overlapping copies within one buffer, and the two ranges
 // may overlap).
-// CPU twin: crate/src/backend/cpu.rs `kv_shift`. Composed as this file + wide.wgsl (for
+// CPU twin: crate/src/backend/cpu/attention.rs `kv_shift`. Composed as this file + wide.wgsl (for
 // `uabs`).
 //
 // Bindings (group 0):

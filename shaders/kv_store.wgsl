@@ -1,7 +1,7 @@
 // kv_store.wgsl — writes rows of rotated keys (Q10) and values (Q8) into a layer's KV cache:
 // each key head re-quantised to |·| ≤ 511 with a power-of-two scale (quantize_qk), values
 // clamped to i16.
-// CPU twin: crate/src/backend/cpu.rs `kv_store` and `quantize_qk`. Composed as this file +
+// CPU twin: crate/src/backend/cpu/attention.rs `kv_store` and `quantize_qk`. Composed as this file +
 // wide.wgsl (for `uabs`).
 //
 // Bindings (group 0):

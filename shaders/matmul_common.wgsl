@@ -3,7 +3,7 @@
 // invocation's four tokens, an activation block's words, and the bindings the four have in common (the weights, bindings 1
 // and 2, are each kernel's own). A library, not a kernel: appended to each matmul after the
 // kernel (shaders.rs `compose`).
-// CPU twin: crate/src/backend/cpu.rs `dot_q4`, `dot_q8`.
+// CPU twin: crate/src/backend/cpu/matmul.rs `dot_q4`, `dot_q8`.
 
 struct MatmulParams {
     rows: u32,

@@ -1,6 +1,6 @@
 // matmul_q4.wgsl — out[t, r] = round(Σ_b (d·S'_b + m·X_b)·a_b · 2^(exp_t − e_r + frac_out)),
 // saturated to i32: a Q4_1 matrix (packed nibbles) times int8 block-quantised activations.
-// CPU twin: crate/src/backend/cpu.rs `dot_q4` (via `matmul_q4`), accumulator `SplitAcc`.
+// CPU twin: crate/src/backend/cpu/matmul.rs `dot_q4` (via `matmul_q4`), accumulator `SplitAcc`.
 // Composed as dot4_{packed|scalar}.wgsl + this file + matmul_common.wgsl + wide.wgsl.
 //
 // Bindings (group 0):

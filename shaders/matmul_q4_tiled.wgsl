@@ -4,7 +4,7 @@
 // once per TT = 16 tokens (matmul_q4.wgsl: once per 4) and an activation word once per TR = 64
 // rows. The engine runs it for batches of at least 16 rows and matmul_q4.wgsl for fewer
 // (decoding: 1–4 rows, where the tile would be mostly empty).
-// CPU twin: crate/src/backend/cpu.rs `dot_q4` (via `matmul_q4`), accumulator `SplitAcc`.
+// CPU twin: crate/src/backend/cpu/matmul.rs `dot_q4` (via `matmul_q4`), accumulator `SplitAcc`.
 // Composed as dot4_{packed|scalar}.wgsl + this file + matmul_common.wgsl + matmul_tiled.wgsl
 // + wide.wgsl (the tile's constants TR, TQ, TT, SB, WG and its activation slab are in
 // matmul_tiled.wgsl).

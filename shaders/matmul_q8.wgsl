@@ -1,7 +1,7 @@
 // matmul_q8.wgsl — out[t, r] = round(Σ_b d·S_b·a_b · 2^(exp_t − e_r + frac_out)), saturated
 // to i32: a Q8_0 matrix times int8 block-quantised activations — the tied output projection
 // (logits, Q10 log2 units) over the token embedding.
-// CPU twin: crate/src/backend/cpu.rs `dot_q8` (via `matmul_q8`), accumulator `SplitAcc`.
+// CPU twin: crate/src/backend/cpu/matmul.rs `dot_q8` (via `matmul_q8`), accumulator `SplitAcc`.
 // Composed as dot4_{packed|scalar}.wgsl + this file + matmul_common.wgsl + wide.wgsl.
 //
 // Bindings (group 0):

@@ -2,7 +2,7 @@
 // matmul_q8_tiled): the tile's geometry, the slab of activations in workgroup memory and its
 // staging. A library, not a kernel: appended to each after the kernel (shaders.rs `compose`);
 // it uses the bindings of matmul_common.wgsl and the kernel's override NB.
-// CPU twin: none of its own (the kernels' twins are cpu.rs `matmul_q4`, `matmul_q8`).
+// CPU twin: none of its own (the kernels' twins are cpu/matmul.rs `matmul_q4`, `matmul_q8`).
 
 const TR: u32 = 64u; // rows per tile
 const TQ: u32 = 4u; // token quads per tile

@@ -1,6 +1,6 @@
 // quantize.wgsl — int8 activations in blocks of 32, a 12-bit mantissa per block and one
 // exponent per row: value ≈ q · a[block] · 2^row_exp[row].
-// CPU twin: crate/src/backend/cpu.rs `quantize_row` (and `act_mant`). Composed as this file
+// CPU twin: crate/src/backend/cpu/quant.rs `quantize_row` (and `act_mant`). Composed as this file
 // + reduce.wgsl + wide.wgsl (for `uabs`).
 //
 // Bindings (group 0):

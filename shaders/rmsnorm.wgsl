@@ -1,5 +1,5 @@
 // rmsnorm.wgsl — RMSNorm of Q12 rows times the gain, output with z_frac fraction bits.
-// CPU twin: crate/src/backend/cpu.rs `rmsnorm_row`. Composed as this file + reduce.wgsl +
+// CPU twin: crate/src/backend/cpu/elementwise.rs `rmsnorm_row`. Composed as this file + reduce.wgsl +
 // wide.wgsl.
 //
 // Bindings (group 0):

@@ -1,7 +1,7 @@
 // rope.wgsl — rotates adjacent pairs of every head of each row in place (llama.cpp's normal
 // RoPE mode): (x0, x1) ← (x0·cos − x1·sin, x0·sin + x1·cos) · 2^-14, rounded half up,
 // saturated. Each row has its own position (so a batch may hold rows of several sequences).
-// CPU twin: crate/src/backend/cpu.rs `rope_row`. Composed as this file + wide.wgsl.
+// CPU twin: crate/src/backend/cpu/elementwise.rs `rope_row`. Composed as this file + wide.wgsl.
 //
 // Bindings (group 0):
 //   0 uniform  p: RopeParams       rows, width (heads·HEAD_DIM)

@@ -1,6 +1,6 @@
 // silu_mul.wgsl — out = silu(gate) · up, all Q10. SiLU by linear interpolation in a table
 // of step 1/64 on [−16, 16]; silu(g) = g above, 0 below.
-// CPU twin: crate/src/backend/cpu.rs `silu_mul`. Composed as this file + wide.wgsl.
+// CPU twin: crate/src/backend/cpu/elementwise.rs `silu_mul`. Composed as this file + wide.wgsl.
 //
 // Bindings (group 0):
 //   0 uniform  p: ElementwiseParams  n (elements)

@@ -5,7 +5,7 @@
 //
 // CPU twins, operation by operation, with the same words and the same carries:
 //   crate/src/wide.rs          Wide, mul_u32, mul_shift, div_shifted, isqrt
-//   crate/src/backend/cpu.rs   SplitAcc
+//   crate/src/backend/cpu/matmul.rs   SplitAcc
 //
 // WGSL has no 64-bit integers. Runtime u32/i32 arithmetic wraps (two's complement) like
 // Rust's wrapping_* operations, and a runtime shift amount is taken modulo 32 — so every

@@ -17,7 +17,7 @@
 //! test that the two layouts agree (names, offsets, size) as naga reports them.
 //!
 //! This module has no dependency on wgpu: the sources and layouts are the same for the
-//! native engine and a future WebGPU one.
+//! native engine (wgpu on Vulkan, Metal, DX12) and the browser one (wgpu on WebGPU, `crate/wasm`).
 
 /// Which `dot4` the matmul kernels are composed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
