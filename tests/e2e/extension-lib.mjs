@@ -127,6 +127,13 @@ export function notesApp({ ctx, id, logs }) {
       await page.close();
     },
 
+    /** The extension's trace (store.js: meta 'traceOn' turns it on), one line per event. */
+    async trace(page) {
+      const log = await page.evaluate(() => import('./store.js').then((s) => s.getMeta('trace')));
+      const t0 = log?.[0]?.t ?? 0;
+      return (log ?? []).map(({ t, who, event, ...d }) => `${String(t - t0).padStart(7)} ms ${who} ${event} ${JSON.stringify(d)}`);
+    },
+
     /** Sets a key of the extension's `meta` store (undefined deletes its value). */
     setMeta(page, key, value) {
       return page.evaluate(([k, v]) => import('./store.js').then((s) => s.setMeta(k, v ?? undefined)), [key, value ?? null]);

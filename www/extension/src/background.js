@@ -4,11 +4,12 @@
 // browser starts with pending notes, it asks the offscreen document to compress them. The
 // service worker itself never runs the model.
 
-import { allNotes } from './store.js';
+import { allNotes, trace } from './store.js';
 import { ask, offscreenContext } from './protocol.js';
 
 async function sweepIfPending() {
   const pending = (await allNotes()).some((n) => n.text !== undefined);
+  trace('sweep-check', { pending });
   if (pending) await ask({ op: 'sweep' });
 }
 
@@ -43,7 +44,11 @@ async function closeIfStill(instance) {
   } catch {
     return; // gone already
   }
-  if (who?.instance === instance && who.closing) await chrome.offscreen.closeDocument();
+  trace('close-check', { instance, answered: who?.instance, closing: who?.closing });
+  if (who?.instance === instance && who.closing) {
+    await chrome.offscreen.closeDocument();
+    trace('closed', { instance });
+  }
 }
 
 chrome.runtime.onMessage.addListener((msg) => {

@@ -23,6 +23,7 @@ const texts = new Map(); // id → { rev, text } known to this page
 let current; // id of the note in the editor
 let saving = Promise.resolve(); // the chain of writes of the current page (kept in order)
 let sweepTimer;
+let sweepFailed = false; // the last sweep failed: its error shows until one succeeds
 
 // The service worker watches this port: when the page closes it has pending notes compressed.
 chrome.runtime.connect({ name: 'notes-page' });
@@ -196,11 +197,25 @@ function open(id) {
   $('text').focus();
 }
 
-function scheduleSweep() {
+/** Asks for the pending notes to be compressed, `ms` from now (edits in between wait for the
+ * last one). When the compressor cannot be reached (not a model error: those wait for the
+ * user), it is asked again later, longer each time, while a note is pending: a note is never
+ * left as text for a moment's bad luck. */
+function scheduleSweep(ms = 800) {
   clearTimeout(sweepTimer);
   sweepTimer = setTimeout(() => {
-    ask({ op: 'sweep' }).catch(showError);
-  }, 800);
+    ask({ op: 'sweep' }).then(
+      () => {
+        if (sweepFailed) showError(null);
+        sweepFailed = false;
+      },
+      (e) => {
+        showError(e);
+        sweepFailed = true;
+        if (!MODEL_ERRORS.has(e?.code) && notes.some((n) => n.raw === undefined)) scheduleSweep(Math.min(ms * 2, 60_000));
+      },
+    );
+  }, ms);
 }
 
 $('text').addEventListener('input', () => {

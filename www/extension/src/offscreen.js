@@ -13,7 +13,7 @@
 // before any job about it starts.
 
 import { createCompressor, MODEL_FILE } from './lmz.js';
-import { allNotes, getMeta, getNote, saveText, setMeta, storeCompressed, utf8 } from './store.js';
+import { allNotes, getMeta, getNote, saveText, setMeta, storeCompressed, trace, utf8 } from './store.js';
 import { Codes, errorData } from './protocol.js';
 import { PACKAGED_MODEL } from './config.js';
 
@@ -107,12 +107,14 @@ let idleTimer;
 let closing = false;
 
 /** Runs `f` as a job: the document does not close while it runs. */
-async function job(f) {
+async function job(f, what) {
   jobs++;
   clearTimeout(idleTimer);
+  trace('job-start', { instance, what, jobs });
   try {
     return await f();
   } finally {
+    trace('job-end', { instance, what, jobs: jobs - 1 });
     if (--jobs === 0) void armIdle();
   }
 }
@@ -121,21 +123,38 @@ async function armIdle() {
   const ms = (await getMeta('offscreenIdleMs').catch(() => undefined)) ?? IDLE_MS;
   if (jobs > 0 || closing) return; // a job started meanwhile: it arms the timer when it ends
   clearTimeout(idleTimer);
-  idleTimer = setTimeout(() => {
-    if (jobs > 0) return;
-    closing = true;
-    setStatus({ model: 'idle', progress: undefined, busy: undefined, engine: undefined, adapter: undefined });
-    // The service worker closes this document; the message is repeated in case it is lost.
-    const tell = () => chrome.runtime.sendMessage({ to: 'background', type: 'idle', instance }).catch(() => {});
-    tell();
-    setInterval(tell, 2000);
-  }, ms);
+  trace('idle-armed', { instance, ms });
+  idleTimer = setTimeout(() => void closeIfIdle(), ms);
+}
+
+/** The idle timer ran out: close, unless a note is waiting to be compressed. Such a note was
+ * written while no request reached this document (a page that closed or gave up at the wrong
+ * moment): it is compressed now, and the timer starts again after. A sweep that failed (a
+ * model that does not load) is not retried here: the note waits, safe as text, for the next
+ * page or edit, and the document closes. */
+async function closeIfIdle() {
+  if (jobs > 0 || closing) return;
+  closing = true; // from here on requests are refused (LMZ_CLOSING: `ask` sends them again)
+  const waiting = !lastSweepFailed && (await allNotes().then((ns) => ns.some((n) => n.text !== undefined), () => false));
+  if (waiting) {
+    closing = false; // the refused requests, sent again, are answered by this document
+    trace('idle-but-pending', { instance });
+    void sweep().catch(() => {}); // errors reach the pages through the status
+    return;
+  }
+  trace('closing', { instance });
+  setStatus({ model: 'idle', progress: undefined, busy: undefined, engine: undefined, adapter: undefined });
+  // The service worker closes this document; the message is repeated in case it is lost.
+  const tell = () => chrome.runtime.sendMessage({ to: 'background', type: 'idle', instance }).catch(() => {});
+  tell();
+  setInterval(tell, 2000);
 }
 
 // --- compression of pending notes ---
 
 let sweeping; // Promise while a sweep runs
 let again = false;
+let lastSweepFailed = false;
 
 /** Compresses every pending note, oldest edit first, until none is left. */
 function sweep() {
@@ -144,17 +163,22 @@ function sweep() {
     return sweeping;
   }
   sweeping = job(async () => {
+    trace('sweep', { instance });
     try {
       do {
         again = false;
         const pending = (await allNotes()).filter((n) => n.text !== undefined).reverse();
         for (const n of pending) await compressNote(n);
       } while (again);
+      lastSweepFailed = false;
+    } catch (e) {
+      lastSweepFailed = true;
+      throw e;
     } finally {
       sweeping = undefined;
       setStatus({ busy: undefined });
     }
-  });
+  }, 'sweep');
   return sweeping;
 }
 
@@ -274,10 +298,11 @@ chrome.runtime.onMessage.addListener((msg, _sender, respond) => {
     return false;
   }
   if (closing) {
+    trace('refused', { instance, op: msg.op });
     respond({ ok: false, error: { code: Codes.CLOSING, message: 'the compressor is closing (idle); ask again' } });
     return false;
   }
-  job(() => op(msg)).then(
+  job(() => op(msg), msg.op).then(
     (v) => respond({ ok: true, ...v }),
     (e) => respond({ ok: false, error: errorData(e) }),
   );
@@ -285,4 +310,5 @@ chrome.runtime.onMessage.addListener((msg, _sender, respond) => {
 });
 
 // Opened for nothing (a page that only asked for the status and closed): close when idle too.
+trace('open', { instance });
 void armIdle();

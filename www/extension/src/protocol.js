@@ -18,7 +18,10 @@
 //
 // The offscreen document closes when it has been idle for a while (offscreen.js): from the
 // moment it decides to, it answers every request with LMZ_CLOSING, and `ask` waits for it to
-// be gone and sends the request to a new one. So no request is ever lost to a closing document.
+// be gone and sends the request to a new one. So no request is ever lost to a closing document,
+// nor to one that is still loading (`ask`).
+
+import { trace } from './store.js';
 
 export const OFFSCREEN_URL = 'offscreen.html';
 
@@ -37,39 +40,57 @@ export const Codes = {
 };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-/** How long `ask` waits for a starting document to listen, or a closing one to go (×100 ms). */
-const ATTEMPTS = 100;
+/** How long `ask` keeps trying to reach a document that is starting or closing. A document
+ * starts in well under a second and closes in a few, even on a slow, loaded machine; past
+ * this something is wrong, and the error says so. */
+const REACH_MS = 60_000;
+/** Operations that must not be sent twice: a document that closed before answering may have
+ * done them (an import adds a note). Every other operation may be sent again. */
+const ONCE = new Set(['import']);
+
+/** Why a message got no answer from a document, when it can be sent again: no document was
+ * listening (it was still loading, or none was open), no listener answered (only other
+ * contexts heard it while the document loaded — Chromium then closes the port without an
+ * answer), or the document closed before it answered or before it had loaded. */
+function notAnswered(e, op) {
+  const m = String(e?.message ?? e);
+  if (/Receiving end does not exist/i.test(m)) return true; // never delivered: safe for every op
+  return !ONCE.has(op) && /message port closed|closed before fully loading|before a response was received/i.test(m);
+}
 
 /** Sends `msg` to the offscreen document (creating it if needed) and returns its answer;
- * rejects with an Error carrying `code` when it answers with an error. */
+ * rejects with an Error carrying `code` when it answers with an error.
+ *
+ * A document that is starting, or closing (it answers LMZ_CLOSING), or that closes while it
+ * works, is not an error: the request goes to the document that is open next, until REACH_MS.
+ * The document may be opened by another context at the same moment (a page, the service
+ * worker): a message sent while it loads reaches no listener of its, and is sent again. */
 export async function ask(msg) {
-  let answer;
+  const t0 = Date.now();
   for (let attempt = 0; ; attempt++) {
-    await ensureOffscreen();
+    let answer;
+    let failure;
     try {
+      await ensureOffscreen();
       answer = await chrome.runtime.sendMessage({ to: 'offscreen', ...msg });
     } catch (e) {
-      // The document may still be starting (its listener not yet added), or just closed.
-      if (attempt < ATTEMPTS && /Receiving end does not exist/.test(String(e?.message))) {
-        await sleep(100);
-        continue;
-      }
-      throw e;
+      failure = e;
     }
-    // No answer: starting (only pages' listeners heard it). LMZ_CLOSING: the service worker
-    // is closing it; the next attempt goes to the new document.
-    if (attempt < ATTEMPTS && (answer === undefined || answer?.error?.code === Codes.CLOSING)) {
-      await sleep(100);
+    const again = failure ? notAnswered(failure, msg.op) : answer === undefined || answer?.error?.code === Codes.CLOSING;
+    if (again && Date.now() - t0 < REACH_MS) {
+      trace('ask-retry', { op: msg.op, attempt, why: failure ? String(failure?.message ?? failure) : (answer?.error?.code ?? 'no answer') });
+      await sleep(Math.min(100 * (attempt + 1), 500));
       continue;
     }
-    break;
+    trace('ask-done', { op: msg.op, attempt, ok: Boolean(answer?.ok), code: answer?.error?.code, failure: failure && String(failure?.message ?? failure) });
+    if (failure) throw Object.assign(failure, { code: failure.code ?? Codes.EXTENSION });
+    if (!answer?.ok) {
+      const err = new Error(answer?.error?.message ?? `no answer from the offscreen document in ${REACH_MS / 1000} s`);
+      err.code = answer?.error?.code ?? Codes.EXTENSION;
+      throw err;
+    }
+    return answer;
   }
-  if (!answer?.ok) {
-    const err = new Error(answer?.error?.message ?? 'no answer from the offscreen document');
-    err.code = answer?.error?.code ?? Codes.EXTENSION;
-    throw err;
-  }
-  return answer;
 }
 
 let creating;
@@ -77,9 +98,11 @@ let creating;
 /** Creates the offscreen document that holds the compressor, unless it exists. */
 export async function ensureOffscreen() {
   if (await hasOffscreen()) return;
+  trace('create');
   creating ??= chrome.offscreen
     .createDocument({ url: OFFSCREEN_URL, reasons: ['WORKERS'], justification: 'runs the lmz compressor (a language model in a Web Worker) so that notes are compressed off the UI and finish saving after the popup closes' })
     .catch((e) => {
+      trace('create-error', { message: String(e?.message ?? e) });
       // Another context created it first.
       if (!/single offscreen document/i.test(String(e?.message))) throw e;
     })

@@ -106,6 +106,41 @@ export function setMeta(key, value) {
   return tx('meta', 'readwrite', (s) => request(s.put(value, key)));
 }
 
+// --- trace ---
+//
+// The lifecycle of the extension's contexts (the offscreen document opening, its jobs, its idle
+// close; the service worker's closes and sweeps; every retry of `ask`), kept in the database
+// when meta 'traceOn' is set, the last TRACE_MAX events under meta 'trace': what a bug report
+// or a failed test reads when a note is not compressed. Off by default; a look-up of the flag
+// every couple of seconds is all it costs then.
+
+const TRACE_MAX = 500;
+/** This context in the trace: its file and a few random letters (pages open more than once). */
+const WHO = `${(globalThis.location?.pathname ?? '?').split('/').pop()}#${Math.random().toString(36).slice(2, 6)}`;
+let traceFlag = { at: -Infinity, on: Promise.resolve(false) };
+
+function tracing() {
+  const now = Date.now();
+  if (now - traceFlag.at > 2000) traceFlag = { at: now, on: getMeta('traceOn').then(Boolean, () => false) };
+  return traceFlag.on;
+}
+
+/** Records `event` of this context with `detail` (an object of JSON values) when tracing is on. */
+export function trace(event, detail = {}) {
+  const t = Date.now();
+  void tracing()
+    .then(
+      (on) =>
+        on &&
+        tx('meta', 'readwrite', async (s) => {
+          const log = (await request(s.get('trace'))) ?? [];
+          log.push({ t, who: WHO, event, ...detail });
+          await request(s.put(log.slice(-TRACE_MAX), 'trace'));
+        }),
+    )
+    .catch(() => {}); // a trace never fails what it traces
+}
+
 /** Bytes of an unsigned LEB128 varint of `n`. */
 export function varintBytes(n) {
   let b = 1;
