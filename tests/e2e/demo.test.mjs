@@ -109,6 +109,20 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     await page.close();
   });
 
+  test('a compact file (tag 0xFD, the CLI\'s default for a short text) dropped under any name is opened, not compressed', { timeout: 20 * MIN }, async () => {
+    const file = lmz(['-c'], Buffer.from(TEXT2));
+    assert.equal(file[0], 0xfd);
+    const page = await env.context.newPage();
+    await page.goto(`${env.url}?engine=cpu`);
+    await page.waitForFunction(() => document.body.dataset.ready === '1');
+    // No .lmz in the name: the page must know the file by its first byte (the package's isLmz).
+    await page.setInputFiles('#file', { name: 'note-from-a-friend.bin', mimeType: 'application/octet-stream', buffer: file });
+    const s = await settle(page, env, 15 * MIN);
+    assert.equal(s.state, 'done', s.error);
+    assert.equal(await page.textContent('#output'), TEXT2);
+    await page.close();
+  });
+
   test('a corrupted .lmz shows a clear error', { timeout: 25 * MIN }, async () => {
     const page = await env.context.newPage();
     await page.goto(`${env.url}?engine=cpu`);

@@ -15,6 +15,7 @@ import type { Compressor, CompressorOptions, Info } from './types.js';
 
 export { LmzError, PackageCodes } from './errors.js';
 export { CACHE_NAME } from './model.js';
+export { isLmz } from './format.js';
 export type { ByteTransform, CallOptions, ChunkInfo, Compressor, CompressorOptions, EngineChoice, EngineKind, Info, Input, Phase, Progress, TokenScores } from './types.js';
 
 /** The model pack's file name; the default `modelUrl` is this name next to the package. */

@@ -1,6 +1,6 @@
 // The lmz demo: a consumer of the `lmz` package only.
 // URL parameters (for links and the e2e tests): ?engine=auto|webgpu|cpu, ?heatmap=0.
-import { createCompressor, info, LmzError } from 'lmz';
+import { createCompressor, info, isLmz, LmzError } from 'lmz';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -205,14 +205,9 @@ async function decompressBytes(bytes, name, signal) {
   $('bar').value = 1;
 }
 
-/** An lmz file starts with 89 4C 4D 5A or a compact tag F8–FC; text never does. */
-function looksLikeLmz(b) {
-  return (b[0] === 0x89 && b[1] === 0x4c && b[2] === 0x4d && b[3] === 0x5a) || (b[0] >= 0xf8 && b[0] <= 0xfc);
-}
-
 async function openFile(f) {
   const bytes = new Uint8Array(await f.arrayBuffer());
-  if (looksLikeLmz(bytes) || f.name.endsWith('.lmz')) await run((s) => decompressBytes(bytes, f.name, s));
+  if (isLmz(bytes) || f.name.endsWith('.lmz')) await run((s) => decompressBytes(bytes, f.name, s));
   else await run((s) => compressBytes(bytes, f.name, s));
 }
 

@@ -1,0 +1,49 @@
+// Contracts between the Rust library and the npm package that no type checker sees: the
+// package's `isLmz` (web/src/format.ts, used by the demo to open a dropped file) against the
+// CLI's files of every form, and against texts, which it must never take for a file.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { lmz, SITE } from './browser.mjs';
+
+const FORMAT_JS = join(SITE, 'node_modules/lmz/dist/format.js');
+
+test("isLmz knows the CLI's files of every form, and no text", async () => {
+  assert.ok(existsSync(FORMAT_JS), `no installed package at ${FORMAT_JS}: run scripts/build-web.sh`);
+  const { isLmz } = await import(pathToFileURL(FORMAT_JS).href);
+  const text = Buffer.from('A short note about the garden chairs, and the bicycle.');
+  const long = Buffer.from('The quick brown fox jumps over the lazy dog. '.repeat(12));
+  const binary = Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 2654435761) >>> 24));
+  const files = {
+    'compact, n-gram mixer (0xFD, the default)': lmz(['-c'], text),
+    'compact, adaptive bias (0xFC)': lmz(['-c', '--no-ngram'], text),
+    'compact, model tables alone': lmz(['-c', '--no-adapt'], text),
+    'compact, stored or zstd': lmz(['-c', '--use-model', 'never'], binary),
+    'full form (several chunks)': lmz(['-c', '--chunk-tokens', '8'], long),
+    'empty input': lmz(['-c'], Buffer.alloc(0)),
+  };
+  const tags = new Set();
+  const tmp = mkdtempSync(join(tmpdir(), 'lmz-contract-'));
+  try {
+    for (const [what, file] of Object.entries(files)) {
+      assert.ok(isLmz(file), `${what}: ${file.subarray(0, 4).toString('hex')} not taken for an lmz file`);
+      tags.add(file[0]);
+      // And the CLI reads what isLmz accepted.
+      const path = join(tmp, 'f.lmz');
+      writeFileSync(path, file);
+      assert.match(lmz(['info', path]).toString(), /form:/, what);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  assert.ok(tags.has(0xfd) && tags.has(0xfc) && tags.has(0x89), `forms seen: ${[...tags].map((t) => t.toString(16))}`);
+  for (const t of [text, long, Buffer.from('{"json": true}'), Buffer.from('é accented first'), Buffer.from('\u{1F600} emoji first'), Buffer.alloc(0), Buffer.from([0x89, 0x50, 0x4e, 0x47])]) {
+    assert.equal(isLmz(t), false, `taken for an lmz file: ${t.subarray(0, 8).toString('hex')}`);
+  }
+  // Reserved compact tags are lmz files of a later version: opened (and refused with a clear
+  // code), never compressed again.
+  assert.ok(isLmz(Uint8Array.of(0xfe, 0, 0)) && isLmz(Uint8Array.of(0xff)));
+});
