@@ -3,9 +3,6 @@
 // native CLI; cancelling a stream. Every test drives the real model; texts are short.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { lmz, start } from './browser.mjs';
 
 const MIN = 60_000;
@@ -29,7 +26,6 @@ const LONG = [
 ].join(' ');
 
 let env;
-let tmp;
 let page;
 
 /** Runs `fn(args)` in the page with `lz`, a compressor on wasm-CPU (worker unless told). */
@@ -40,7 +36,6 @@ function withCompressor(fn, args = {}, opts = {}) {
       const loads = [];
       const lz = await lmz.createCompressor({ modelUrl: 'models/smollm2-135m.lmz.safetensors', engine: 'cpu', onProgress: (p) => loads.push(p.phase), ...opts });
       try {
-        // eslint-disable-next-line no-new-func
         return await new Function('lz', 'lmz', 'args', 'loads', `return (${src})(lz, lmz, args, loads);`)(lz, lmz, args, loads);
       } finally {
         lz.dispose();
@@ -53,7 +48,6 @@ function withCompressor(fn, args = {}, opts = {}) {
 describe('lmz streams and inputs in Chromium', { concurrency: 1 }, () => {
   before(async () => {
     env = await start();
-    tmp = mkdtempSync(join(tmpdir(), 'lmz-e2e-stream-'));
     page = await env.context.newPage();
     await page.goto(env.url);
     await page.waitForFunction(() => document.body.dataset.ready === '1');
@@ -212,6 +206,7 @@ describe('lmz streams and inputs in Chromium', { concurrency: 1 }, () => {
         const first = await reader.read();
         out.firstChunk = first.value.length;
         // Model-loading phases only (calls without onProgress report to createCompressor's).
+        // eslint-disable-next-line no-undef -- `loads` is a parameter of the page-side function this source becomes (withCompressor)
         const modelLoads = () => loads.filter((p) => p === 'verify' || p === 'load' || p === 'download').length;
         const loadsBefore = modelLoads();
         const cancelledAt = performance.now();
