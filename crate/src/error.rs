@@ -64,6 +64,9 @@ pub enum Error {
     // --- control ---
     #[error("cancelled")]
     Cancelled,
+    /// A bug: an invariant of lmz itself is broken (never the input's fault). Please report it.
+    #[error("internal error (a bug in lmz, please report it): {0}")]
+    Internal(String),
 
     // --- io ---
     #[error("{path}: {source}")]
@@ -96,9 +99,36 @@ impl Error {
             Error::GpuLimits { .. } => "LMZ_GPU_LIMITS",
             Error::Gpu(_) => "LMZ_GPU",
             Error::Cancelled => "LMZ_CANCELLED",
+            Error::Internal(_) => "LMZ_INTERNAL",
             Error::Io { .. } => "LMZ_IO",
         }
     }
+
+    /// Every code `code()` can give, with what it means: the one list the npm package's
+    /// `LibraryCodes` (`web/src/codes.ts`, generated from it by the test `codes_ts_is_current`)
+    /// and through it the extension are made from.
+    pub const CODES: &'static [(&'static str, &'static str)] = &[
+        ("LMZ_GGUF", "The GGUF model source could not be read."),
+        ("LMZ_PACK", "The model pack is damaged or not an lmz pack."),
+        ("LMZ_MODEL_MISSING", "No model pack where one was expected: run `lmz model fetch`."),
+        ("LMZ_HASH_MISMATCH", "A download or pack is not the pinned file (SHA-256 mismatch)."),
+        ("LMZ_FETCH", "The model could not be fetched."),
+        ("LMZ_TOKENIZER", "The tokenizer's data is damaged."),
+        ("LMZ_CONTEXT_OVERFLOW", "A position past the model's context."),
+        ("LMZ_INVALID_ARGUMENT", "An argument out of range or of the wrong kind."),
+        ("LMZ_FORMAT_BAD_MAGIC", "Not an lmz file."),
+        ("LMZ_FORMAT_UNSUPPORTED_VERSION", "A version, flag or compact tag this reader does not know."),
+        ("LMZ_FORMAT_MODEL_MISMATCH", "The file was made with another model pack."),
+        ("LMZ_FORMAT_TRUNCATED", "The file ends too early."),
+        ("LMZ_FORMAT_CHECKSUM", "The data decodes, but not to the original: the file is corrupt."),
+        ("LMZ_FORMAT_CORRUPT", "The file is damaged (a length, table or stream that cannot be)."),
+        ("LMZ_GPU_NO_ADAPTER", "No GPU adapter."),
+        ("LMZ_GPU_LIMITS", "The GPU adapter is too small for the model."),
+        ("LMZ_GPU", "The GPU failed."),
+        ("LMZ_CANCELLED", "The call was cancelled."),
+        ("LMZ_INTERNAL", "A bug in lmz: an invariant broken, never the input's fault."),
+        ("LMZ_IO", "Reading or writing a file failed."),
+    ];
 
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         Error::Io {
@@ -149,6 +179,7 @@ mod tests {
             },
             Error::Gpu(String::new()),
             Error::Cancelled,
+            Error::Internal(String::new()),
             Error::io("x", std::io::Error::other("x")),
         ];
         let mut codes: Vec<_> = all.iter().map(|e| e.code()).collect();
@@ -156,5 +187,37 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), all.len());
+        // CODES lists exactly the codes of the variants.
+        let mut listed: Vec<_> = Error::CODES.iter().map(|(c, _)| *c).collect();
+        listed.sort();
+        assert_eq!(listed, codes);
+    }
+
+    /// `web/src/codes.ts` as generated from `Error::CODES`.
+    fn codes_ts() -> String {
+        let mut t = String::from(
+            "// GENERATED from crate/src/error.rs (`Error::CODES`) by the test `error::tests::codes_ts_is_current`:\n\
+             // do not edit; change the Rust list and run `LMZ_BLESS=1 cargo test -p lmz --lib codes_ts`.\n\n\
+             /** The codes of the Rust library, as errors from the wasm engine carry them. */\n\
+             export const LibraryCodes = {\n",
+        );
+        for (code, what) in Error::CODES {
+            t += &format!("  /** {what} */\n  {}: '{code}',\n", code.trim_start_matches("LMZ_"));
+        }
+        t += "} as const;\n";
+        t
+    }
+
+    /// The npm package's copy of the codes is the Rust list, word for word (one source per
+    /// contract): a code added here without regenerating the TypeScript fails this test.
+    #[test]
+    fn codes_ts_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/src/codes.ts");
+        let want = codes_ts();
+        if std::env::var_os("LMZ_BLESS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(have == want, "{path} is not what Error::CODES gives: run `LMZ_BLESS=1 cargo test -p lmz --lib codes_ts`");
     }
 }

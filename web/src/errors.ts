@@ -4,7 +4,10 @@
 // boundary as JS Errors with that name; the package adds its own codes below. Across the
 // worker an error travels as `{ name, code, message }` and is rebuilt into an `LmzError`.
 
-/** Codes the package itself raises (the library's codes are listed in crate/src/error.rs). */
+import { LibraryCodes } from './codes.js';
+
+/** Codes the package itself raises (the library's are `LibraryCodes`, generated from
+ * crate/src/error.rs; some codes are raised by both, with the same meaning). */
 export const PackageCodes = {
   /** The model could not be downloaded (HTTP status, network). */
   FETCH: 'LMZ_FETCH',
@@ -27,6 +30,9 @@ export const PackageCodes = {
   /** Bad arguments to the package. */
   INVALID_ARGUMENT: 'LMZ_INVALID_ARGUMENT',
 } as const;
+
+/** Every code an `LmzError` of this package can carry: the library's and the package's. */
+export const Codes = { ...LibraryCodes, ...PackageCodes } as const;
 
 export class LmzError extends Error {
   /** A stable `LMZ_*` code: match on this, not on the message. */

@@ -13,7 +13,8 @@ import { WorkerClient } from './client.js';
 import { LmzError, PackageCodes } from './errors.js';
 import type { Compressor, CompressorOptions, Info } from './types.js';
 
-export { LmzError, PackageCodes } from './errors.js';
+export { Codes, LmzError, PackageCodes } from './errors.js';
+export { LibraryCodes } from './codes.js';
 export { CACHE_NAME } from './model.js';
 export { isLmz } from './format.js';
 export type { ByteTransform, CallOptions, ChunkInfo, Compressor, CompressorOptions, EngineChoice, EngineKind, Info, Input, Phase, Progress, TokenScores } from './types.js';

@@ -1,6 +1,6 @@
 // A TypeScript user of the packed package (out/site/node_modules/lmz, installed from the
 // `npm pack` tarball): types.test.mjs type-checks this file with tsc. Never run.
-import { createCompressor, info, LmzError, PackageCodes, type ByteTransform, type Compressor, type Info, type Input, type Progress } from 'lmz';
+import { Codes, createCompressor, info, isLmz, LibraryCodes, LmzError, PackageCodes, type ByteTransform, type Compressor, type Info, type Input, type Progress } from 'lmz';
 
 export async function roundTrip(bytes: Uint8Array): Promise<Uint8Array> {
   const seen: Progress[] = [];
@@ -44,3 +44,12 @@ void createCompressor({ engine: 'vulkan' });
 void (null as unknown as Compressor).compress('text');
 // @ts-expect-error: streams carry bytes, not strings
 void (null as unknown as Compressor).compressStream().writable.getWriter().write('text');
+
+// Codes: the library's (generated from Rust), the package's, and both; isLmz needs no engine.
+export function classify(e: unknown, bytes: Uint8Array): string {
+  const checksum: 'LMZ_FORMAT_CHECKSUM' = LibraryCodes.FORMAT_CHECKSUM;
+  const quota: 'LMZ_STORAGE_QUOTA' = Codes.STORAGE_QUOTA;
+  const lmzFile: boolean = isLmz(bytes);
+  if (e instanceof LmzError && (e.code === checksum || e.code === quota)) return lmzFile ? 'damaged lmz file' : 'not lmz';
+  return e instanceof LmzError && e.code === Codes.FORMAT_BAD_MAGIC ? 'not lmz' : 'other';
+}

@@ -3,7 +3,7 @@
 // offscreen document to compress, and asks it for the texts of stored notes. So this page
 // never freezes and a note is never lost when it closes.
 
-import { rawToFile } from './lmz.js';
+import { Codes as LmzCodes, rawToFile } from './lmz.js';
 import { allNotes, deleteNote, getMeta, getNote, saveText, setMeta, storedBytes } from './store.js';
 import { ask, Codes } from './protocol.js';
 import { PACKAGED_MODEL } from './config.js';
@@ -16,7 +16,7 @@ const fmt = (n) => n.toLocaleString('en-US');
 const mb = (n) => (n / 1e6).toFixed(1);
 const PHASES = { download: 'downloading the model', verify: 'checking the model (SHA-256)', load: 'loading the model', compress: 'compressing', decompress: 'decompressing', import: 'importing' };
 /** Errors about the model itself (where it comes from, what it is): the notes wait as text. */
-const MODEL_ERRORS = new Set(['LMZ_FETCH', 'LMZ_HASH_MISMATCH', 'LMZ_STORAGE_QUOTA', 'LMZ_FORMAT_MODEL_MISMATCH', Codes.NO_MODEL_URL, Codes.INVALID_URL]);
+const MODEL_ERRORS = new Set([LmzCodes.FETCH, LmzCodes.HASH_MISMATCH, LmzCodes.STORAGE_QUOTA, LmzCodes.FORMAT_MODEL_MISMATCH, Codes.NO_MODEL_URL, Codes.INVALID_URL]);
 
 let notes = []; // records, newest first
 const texts = new Map(); // id → { rev, text } known to this page
@@ -35,7 +35,7 @@ function showError(e) {
   // A model that does not load never costs a note: say so, and where to fix it.
   $('error-hint').hidden = !model;
   document.body.dataset.error = e?.code ?? (e ? 'error' : '');
-  if (model && e.code !== 'LMZ_FORMAT_MODEL_MISMATCH') $('settings').open = true;
+  if (model && e.code !== LmzCodes.FORMAT_MODEL_MISMATCH) $('settings').open = true;
   if (e?.code === Codes.NO_MODEL_URL) showNotice(null); // the error says it, with its code
 }
 
@@ -291,7 +291,7 @@ async function fileOf(id) {
     await ask({ op: 'compress', id });
     n = await getNote(id);
   }
-  if (!n?.raw) throw Object.assign(new Error('the note changed while it was being exported; try again'), { code: 'LMZ_EXTENSION' });
+  if (!n?.raw) throw Object.assign(new Error('the note changed while it was being exported; try again'), { code: Codes.EXTENSION });
   return { bytes: await rawToFile(n.raw, n.length), name: `${slug(titleOf(n))}.lmz` };
 }
 

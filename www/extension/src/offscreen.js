@@ -12,7 +12,7 @@
 // asks the service worker to close it. Nothing is lost: every note's text is in the database
 // before any job about it starts.
 
-import { createCompressor, MODEL_FILE } from './lmz.js';
+import { Codes as LmzCodes, createCompressor, MODEL_FILE } from './lmz.js';
 import { allNotes, getMeta, getNote, saveText, setMeta, storeCompressed, trace, utf8 } from './store.js';
 import { Codes, errorData } from './protocol.js';
 import { PACKAGED_MODEL } from './config.js';
@@ -53,7 +53,7 @@ async function modelSource() {
 }
 
 /** Errors that the same URL will give again: the bytes there are not this build's model. */
-const PERMANENT = new Set(['LMZ_HASH_MISMATCH', 'LMZ_FORMAT_MODEL_MISMATCH']);
+const PERMANENT = new Set([LmzCodes.HASH_MISMATCH, LmzCodes.FORMAT_MODEL_MISMATCH]);
 
 /** The compressor, created on first use; a failed load is retried on the next call, unless
  * it failed for good at this URL (`failed`). */
@@ -67,7 +67,7 @@ function lz() {
       c = await createCompressor({ ...src, engine: 'auto', onProgress: (progress) => setStatus({ progress }) });
     } catch (e) {
       // A page cannot see why a fetch failed; the usual reason for a URL of one's own.
-      if (custom && e?.code === 'LMZ_FETCH' && /failed to fetch/i.test(e.message)) {
+      if (custom && e?.code === LmzCodes.FETCH && /failed to fetch/i.test(e.message)) {
         e.message += ' (offline, a wrong address, or a server that does not allow cross-origin requests: Access-Control-Allow-Origin?)';
       }
       if (PERMANENT.has(e?.code)) failed = { url: src.modelUrl, error: e };
@@ -78,7 +78,7 @@ function lz() {
     if (fp === undefined) await setMeta('fingerprint', c.fingerprint);
     else if (fp !== c.fingerprint) {
       c.dispose();
-      const e = coded('LMZ_FORMAT_MODEL_MISMATCH', `the notes were compressed with model pack ${fp.slice(0, 16)}…, this build of the extension has ${c.fingerprint.slice(0, 16)}…: install the build that made them to read them`);
+      const e = coded(LmzCodes.FORMAT_MODEL_MISMATCH, `the notes were compressed with model pack ${fp.slice(0, 16)}…, this build of the extension has ${c.fingerprint.slice(0, 16)}…: install the build that made them to read them`);
       failed = { url: src.modelUrl, error: e };
       throw e;
     }
