@@ -110,23 +110,44 @@ impl Error {
     pub const CODES: &'static [(&'static str, &'static str)] = &[
         ("LMZ_GGUF", "The GGUF model source could not be read."),
         ("LMZ_PACK", "The model pack is damaged or not an lmz pack."),
-        ("LMZ_MODEL_MISSING", "No model pack where one was expected: run `lmz model fetch`."),
-        ("LMZ_HASH_MISMATCH", "A download or pack is not the pinned file (SHA-256 mismatch)."),
+        (
+            "LMZ_MODEL_MISSING",
+            "No model pack where one was expected: run `lmz model fetch`.",
+        ),
+        (
+            "LMZ_HASH_MISMATCH",
+            "A download or pack is not the pinned file (SHA-256 mismatch).",
+        ),
         ("LMZ_FETCH", "The model could not be fetched."),
         ("LMZ_TOKENIZER", "The tokenizer's data is damaged."),
         ("LMZ_CONTEXT_OVERFLOW", "A position past the model's context."),
         ("LMZ_INVALID_ARGUMENT", "An argument out of range or of the wrong kind."),
         ("LMZ_FORMAT_BAD_MAGIC", "Not an lmz file."),
-        ("LMZ_FORMAT_UNSUPPORTED_VERSION", "A version, flag or compact tag this reader does not know."),
-        ("LMZ_FORMAT_MODEL_MISMATCH", "The file was made with another model pack."),
+        (
+            "LMZ_FORMAT_UNSUPPORTED_VERSION",
+            "A version, flag or compact tag this reader does not know.",
+        ),
+        (
+            "LMZ_FORMAT_MODEL_MISMATCH",
+            "The file was made with another model pack.",
+        ),
         ("LMZ_FORMAT_TRUNCATED", "The file ends too early."),
-        ("LMZ_FORMAT_CHECKSUM", "The data decodes, but not to the original: the file is corrupt."),
-        ("LMZ_FORMAT_CORRUPT", "The file is damaged (a length, table or stream that cannot be)."),
+        (
+            "LMZ_FORMAT_CHECKSUM",
+            "The data decodes, but not to the original: the file is corrupt.",
+        ),
+        (
+            "LMZ_FORMAT_CORRUPT",
+            "The file is damaged (a length, table or stream that cannot be).",
+        ),
         ("LMZ_GPU_NO_ADAPTER", "No GPU adapter."),
         ("LMZ_GPU_LIMITS", "The GPU adapter is too small for the model."),
         ("LMZ_GPU", "The GPU failed."),
         ("LMZ_CANCELLED", "The call was cancelled."),
-        ("LMZ_INTERNAL", "A bug in lmz: an invariant broken, never the input's fault."),
+        (
+            "LMZ_INTERNAL",
+            "A bug in lmz: an invariant broken, never the input's fault.",
+        ),
         ("LMZ_IO", "Reading or writing a file failed."),
     ];
 
@@ -218,6 +239,9 @@ mod tests {
             std::fs::write(path, &want).unwrap();
         }
         let have = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(have == want, "{path} is not what Error::CODES gives: run `LMZ_BLESS=1 cargo test -p lmz --lib codes_ts`");
+        assert!(
+            have == want,
+            "{path} is not what Error::CODES gives: run `LMZ_BLESS=1 cargo test -p lmz --lib codes_ts`"
+        );
     }
 }

@@ -19,6 +19,20 @@
 //! This module has no dependency on wgpu: the sources and layouts are the same for the
 //! native engine (wgpu on Vulkan, Metal, DX12) and the browser one (wgpu on WebGPU, `crate/wasm`).
 
+// --- constants shared with the kernels (each WGSL file's `const` of the same name; the test
+// `wgsl_constants_match_rust` checks every one) ---
+
+/// Workgroup size of the kernels that work element by element or row by row (`const WG`).
+pub const WG: u32 = 64;
+/// The per-row matmuls' tokens per invocation (`const TPT`: four named accumulators).
+pub const TPT: u32 = 4;
+/// Workgroup size of the kernels that reduce a whole logit row in one workgroup (`freq`,
+/// `ranges`: their `const WG`).
+pub const ROW_WG: u32 = 256;
+/// The tiled matmuls' tile: `TR` rows × `TT` tokens (`shaders/matmul_tiled.wgsl`).
+pub const TILE_ROWS: u32 = 64;
+pub const TILE_TOKENS: u32 = 16;
+
 /// Which `dot4` the matmul kernels are composed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dot4 {
@@ -54,6 +68,9 @@ pub struct Kernel {
     /// Its bind group 0, binding by binding (the kernel's function signature): binding 0
     /// is the uniform, the others storage buffers.
     pub bindings: &'static [Binding],
+    /// The WGSL name of each binding, in the same order: the test that checks the kinds
+    /// checks these too, so two buffers of one kind cannot trade places unnoticed.
+    pub names: &'static [&'static str],
 }
 
 /// What one binding of a kernel's group 0 is.
@@ -69,10 +86,10 @@ pub enum Binding {
 use Binding::{Read as R, ReadWrite as W, Uniform as U};
 
 macro_rules! kernel {
-    ($name:literal, $dot4:literal, $params:literal, $bindings:expr) => {
-        kernel!($name, $dot4, $params, $bindings, &[])
+    ($name:literal, $dot4:literal, $params:literal, $bindings:expr, $names:expr) => {
+        kernel!($name, $dot4, $params, $bindings, $names, &[])
     };
-    ($name:literal, $dot4:literal, $params:literal, $bindings:expr, $libs:expr) => {
+    ($name:literal, $dot4:literal, $params:literal, $bindings:expr, $names:expr, $libs:expr) => {
         Kernel {
             name: $name,
             path: concat!("shaders/", $name, ".wgsl"),
@@ -81,6 +98,7 @@ macro_rules! kernel {
             libs: $libs,
             params: $params,
             bindings: $bindings,
+            names: $names,
         }
     };
 }
@@ -92,12 +110,20 @@ pub const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl")
 /// `shaders/matmul_tiled.wgsl`: the tile and the activation slab of the tiled matmuls.
 pub const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
 
-pub const QUANTIZE: Kernel = kernel!("quantize", false, "QuantizeParams", &[U, R, W, W, W], &[REDUCE]);
+pub const QUANTIZE: Kernel = kernel!(
+    "quantize",
+    false,
+    "QuantizeParams",
+    &[U, R, W, W, W],
+    &["p", "z", "q", "scale_sum", "row_exp"],
+    &[REDUCE]
+);
 pub const MATMUL_Q4: Kernel = kernel!(
     "matmul_q4",
     true,
     "MatmulParams",
     &[U, R, R, R, R, R, R, W],
+    &["p", "nib", "dm", "e_row", "q", "scale_sum", "row_exp", "out"],
     &[MATMUL_COMMON]
 );
 pub const MATMUL_Q8: Kernel = kernel!(
@@ -105,6 +131,7 @@ pub const MATMUL_Q8: Kernel = kernel!(
     true,
     "MatmulParams",
     &[U, R, R, R, R, R, R, W],
+    &["p", "w", "d", "e_row", "q", "scale_sum", "row_exp", "out"],
     &[MATMUL_COMMON]
 );
 pub const MATMUL_Q4_TILED: Kernel = kernel!(
@@ -112,6 +139,7 @@ pub const MATMUL_Q4_TILED: Kernel = kernel!(
     true,
     "MatmulParams",
     &[U, R, R, R, R, R, R, W],
+    &["p", "nib", "dm", "e_row", "q", "scale_sum", "row_exp", "out"],
     &[MATMUL_COMMON, MATMUL_TILED]
 );
 pub const MATMUL_Q8_TILED: Kernel = kernel!(
@@ -119,24 +147,96 @@ pub const MATMUL_Q8_TILED: Kernel = kernel!(
     true,
     "MatmulParams",
     &[U, R, R, R, R, R, R, W],
+    &["p", "w", "d", "e_row", "q", "scale_sum", "row_exp", "out"],
     &[MATMUL_COMMON, MATMUL_TILED]
 );
-pub const EMBED: Kernel = kernel!("embed", false, "EmbedParams", &[U, R, R, R, R, W]);
-pub const RMSNORM: Kernel = kernel!("rmsnorm", false, "RmsnormParams", &[U, R, R, W], &[REDUCE]);
-pub const ROPE: Kernel = kernel!("rope", false, "RopeParams", &[U, W, R, R, R]);
-pub const SILU_MUL: Kernel = kernel!("silu_mul", false, "ElementwiseParams", &[U, R, R, R, W]);
-pub const ADD: Kernel = kernel!("add", false, "ElementwiseParams", &[U, W, R]);
-pub const KV_STORE: Kernel = kernel!("kv_store", false, "KvStoreParams", &[U, R, R, R, W, W, W]);
-pub const KV_SHIFT: Kernel = kernel!("kv_shift", false, "KvShiftParams", &[U, R, R, R, R, R, W, W, W]);
+pub const EMBED: Kernel = kernel!(
+    "embed",
+    false,
+    "EmbedParams",
+    &[U, R, R, R, R, W],
+    &["p", "tokens", "w", "d", "e_row", "out"]
+);
+pub const RMSNORM: Kernel = kernel!(
+    "rmsnorm",
+    false,
+    "RmsnormParams",
+    &[U, R, R, W],
+    &["p", "x", "g", "z"],
+    &[REDUCE]
+);
+pub const ROPE: Kernel = kernel!(
+    "rope",
+    false,
+    "RopeParams",
+    &[U, W, R, R, R],
+    &["p", "x", "pos", "rope_cos", "rope_sin"]
+);
+pub const SILU_MUL: Kernel = kernel!(
+    "silu_mul",
+    false,
+    "ElementwiseParams",
+    &[U, R, R, R, W],
+    &["p", "gate", "up", "silu", "out"]
+);
+pub const ADD: Kernel = kernel!("add", false, "ElementwiseParams", &[U, W, R], &["p", "x", "y"]);
+pub const KV_STORE: Kernel = kernel!(
+    "kv_store",
+    false,
+    "KvStoreParams",
+    &[U, R, R, R, W, W, W],
+    &["p", "k", "v", "dst", "cache_k", "cache_kexp", "cache_v"]
+);
+pub const KV_SHIFT: Kernel = kernel!(
+    "kv_shift",
+    false,
+    "KvShiftParams",
+    &[U, R, R, R, R, R, W, W, W],
+    &[
+        "p",
+        "cache_k",
+        "cache_kexp",
+        "cache_v",
+        "rope_cos",
+        "rope_sin",
+        "out_k",
+        "out_kexp",
+        "out_v"
+    ]
+);
 pub const ATTENTION: Kernel = kernel!(
     "attention",
     false,
     "AttentionParams",
     &[U, R, R, R, R, R, R, W, W],
+    &[
+        "p",
+        "q",
+        "rowinfo",
+        "cache_k",
+        "cache_kexp",
+        "cache_v",
+        "exp_q15",
+        "scratch",
+        "out"
+    ],
     &[REDUCE]
 );
-pub const FREQ: Kernel = kernel!("freq", false, "FreqParams", &[U, R, R, W]);
-pub const RANGES: Kernel = kernel!("ranges", false, "FreqParams", &[U, R, R, W], &[REDUCE]);
+pub const FREQ: Kernel = kernel!(
+    "freq",
+    false,
+    "FreqParams",
+    &[U, R, R, W],
+    &["p", "logits", "exp_q24", "freq"]
+);
+pub const RANGES: Kernel = kernel!(
+    "ranges",
+    false,
+    "FreqParams",
+    &[U, R, R, W],
+    &["p", "freq", "symbols", "ranges"],
+    &[REDUCE]
+);
 
 /// Every kernel.
 pub const KERNELS: [Kernel; 15] = [
@@ -292,6 +392,65 @@ mod tests {
         naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)))
     }
 
+    /// The module-scope `const`s of `m` that are integer literals, by name.
+    fn wgsl_constants(m: &naga::Module) -> std::collections::HashMap<String, i64> {
+        m.constants
+            .iter()
+            .filter_map(|(_, c)| {
+                let v = match m.global_expressions[c.init] {
+                    naga::Expression::Literal(naga::Literal::U32(v)) => v as i64,
+                    naga::Expression::Literal(naga::Literal::I32(v)) => v as i64,
+                    naga::Expression::Literal(naga::Literal::AbstractInt(v)) => v,
+                    _ => return None,
+                };
+                Some((c.name.clone()?, v))
+            })
+            .collect()
+    }
+
+    /// Every constant a kernel shares with Rust has the Rust value: the dispatch geometry the
+    /// engine computes (`WG`, `TPT`, the tile), and the fixed-point formats and bounds the CPU
+    /// twins use. A kernel edited on one side only fails here, not as a wrong bit on a GPU.
+    #[test]
+    fn wgsl_constants_match_rust() {
+        use crate::backend::cpu::{ACT_MANT_MAX, FFN_FRAC, QK_INT_MAX, Q_SCALE_Q16, RESID_FRAC};
+        let shared: [(&str, i64); 8] = [
+            ("TPT", TPT as i64),
+            ("TR", TILE_ROWS as i64),
+            ("TT", TILE_TOKENS as i64),
+            ("FREQ_TOTAL", crate::freq::FREQ_TOTAL as i64),
+            ("QK_INT_MAX", QK_INT_MAX as i64),
+            ("RESID_FRAC", RESID_FRAC as i64),
+            ("FFN_FRAC", FFN_FRAC as i64),
+            ("ACT_MANT_MAX", ACT_MANT_MAX as i64),
+        ];
+        let more: [(&str, i64); 2] = [
+            ("ROPE_FRAC", crate::tables::ROPE_FRAC as i64),
+            ("Q_SCALE_Q16", Q_SCALE_Q16 as i64),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for k in KERNELS {
+            let c = wgsl_constants(&parse(k.path, &compose(&k, Dot4::Scalar)));
+            let wg = match k.name {
+                "freq" | "ranges" => ROW_WG,
+                "matmul_q4_tiled" | "matmul_q8_tiled" => TILE_ROWS * (TILE_TOKENS / TPT),
+                _ => WG,
+            };
+            assert_eq!(c.get("WG"), Some(&(wg as i64)), "{}: const WG", k.path);
+            for (name, want) in shared.iter().chain(&more) {
+                if let Some(&have) = c.get(*name) {
+                    assert_eq!(have, *want, "{}: const {name}", k.path);
+                    seen.insert(*name);
+                }
+            }
+        }
+        // Each shared constant is declared by some kernel (a rename on the WGSL side would
+        // otherwise silently skip its check).
+        for (name, _) in shared.iter().chain(&more) {
+            assert!(seen.contains(name), "no kernel declares const {name}");
+        }
+    }
+
     #[test]
     fn every_shader_parses_and_validates_with_both_dot4_variants() {
         let mut errors = Vec::new();
@@ -404,7 +563,7 @@ mod tests {
     fn bind_group_signatures_match_the_wgsl() {
         for k in KERNELS {
             let m = parse(k.path, &compose(&k, Dot4::Scalar));
-            let mut got: Vec<(u32, Binding)> = m
+            let mut got: Vec<(u32, Binding, &str)> = m
                 .global_variables
                 .iter()
                 .filter_map(|(_, v)| {
@@ -418,11 +577,17 @@ mod tests {
                         naga::AddressSpace::Storage { .. } => Binding::Read,
                         other => panic!("{}: binding in {other:?}", k.path),
                     };
-                    Some((b.binding, kind))
+                    Some((b.binding, kind, v.name.as_deref().unwrap_or("")))
                 })
                 .collect();
             got.sort_by_key(|g| g.0);
-            let want: Vec<(u32, Binding)> = k.bindings.iter().enumerate().map(|(i, &b)| (i as u32, b)).collect();
+            let want: Vec<(u32, Binding, &str)> = k
+                .bindings
+                .iter()
+                .zip(k.names)
+                .enumerate()
+                .map(|(i, (&b, &n))| (i as u32, b, n))
+                .collect();
             assert_eq!(got, want, "{}", k.path);
             // WebGPU's default limit of storage buffers per shader stage.
             assert!(

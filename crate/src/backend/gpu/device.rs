@@ -20,9 +20,9 @@ use super::pool::Pool;
 const CHUNK_BYTES: usize = 32 << 20;
 /// Submit the pending encoder after this many recorded dispatches.
 pub const PASSES_PER_SUBMIT: usize = 128;
-/// Workgroup size of the kernels (their `const WG`), and the matmuls' tokens per thread.
-pub(super) const WG: u32 = 64;
-pub(super) const TPT: u32 = 4;
+/// Workgroup size of the kernels, and the matmuls' tokens per thread: defined with the
+/// kernels (`crate::shaders`), where a test ties them to each WGSL file's `const`.
+pub(super) use crate::shaders::{TPT, WG};
 /// Workgroups per dimension (WebGPU's default `maxComputeWorkgroupsPerDimension`).
 pub(super) const MAX_GROUPS: u32 = 65535;
 /// The most cached bind groups (the cache is emptied beyond).

@@ -8,10 +8,10 @@ use crate::backend::gpu::device::{groups, Gpu, TPT, WG};
 use crate::error::{Error, Result};
 use crate::shaders::{self, Kernel};
 
-/// The tiled matmuls' tile (`TR` rows × `TT` tokens of `shaders/matmul_q*_tiled.wgsl`), and
-/// the batch from which the engine runs them instead of the one-row-per-invocation kernels.
-const TILE_ROWS: u32 = 64;
-const TILE_TOKENS: u32 = 16;
+/// The tiled matmuls' tile (`TR` rows × `TT` tokens of `shaders/matmul_tiled.wgsl`, defined
+/// with the kernels), and the batch from which the engine runs them instead of the
+/// one-row-per-invocation kernels.
+use crate::shaders::{TILE_ROWS, TILE_TOKENS};
 pub const TILED_FROM: usize = 16;
 
 impl Gpu {
