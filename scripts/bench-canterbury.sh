@@ -12,7 +12,7 @@ out="${OUT:-$HOME/.cache/lmz/bench-canterbury.md}"
 # from an older commit would measure that commit), unless LMZ_BIN names one.
 if [ -z "${LMZ_BIN:-}" ]; then
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
-    cargo build --release -q -p lmz
+    cargo build --release -q -p lmz-cli
 fi
 bin="${LMZ_BIN:-$CARGO_TARGET_DIR/release/lmz}"
 [ $# -gt 0 ] || set -- alice29 asyoulik lcet10 plrabn12

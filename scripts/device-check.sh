@@ -17,9 +17,9 @@ cd "$(dirname "$0")/.."
 case "${1:-}" in
 prepare)
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
-    cargo build --release -p lmz --example gpu_speed --example gpu_kernels
+    cargo build --release -p lmz --features gpu --example gpu_speed --example gpu_kernels
     # The parity tests, without running them; the last line names the binary.
-    test_bin=$(cargo test --release -p lmz --test gpu --no-run --message-format json 2>/dev/null |
+    test_bin=$(cargo test --release -p lmz --features gpu --test gpu --no-run --message-format json 2>/dev/null |
         python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 seconds=600
 [ "${1:-}" = "--model-seconds" ] && seconds="$2"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
-cargo build --release -q -p lmz
+cargo build --release -q -p lmz-cli
 bin="$CARGO_TARGET_DIR/release/lmz"
 dir="$HOME/.cache/lmz/memory"
 mkdir -p "$dir"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
 port="${1:-8080}"
-cargo build --release -q -p lmz
+cargo build --release -q -p lmz-cli
 lmz="$CARGO_TARGET_DIR/release/lmz"
 "$lmz" model fetch
 "$lmz" model

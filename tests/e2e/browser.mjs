@@ -19,7 +19,7 @@ export const CHROMIUM = process.env.LMZ_CHROMIUM ?? '/usr/bin/chromium';
 export function lmzBin() {
   const target = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/lmz/target');
   const bin = process.env.LMZ_BIN ?? join(target, 'ci/lmz');
-  if (!existsSync(bin)) throw new Error(`no lmz CLI at ${bin}: build it (cargo build --profile ci -p lmz) or set LMZ_BIN`);
+  if (!existsSync(bin)) throw new Error(`no lmz CLI at ${bin}: build it (cargo build --profile ci -p lmz-cli) or set LMZ_BIN`);
   return bin;
 }
 
