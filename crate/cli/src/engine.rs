@@ -8,7 +8,7 @@
 
 use lmz::backend::cpu::CpuBackend;
 #[cfg(feature = "gpu")]
-use lmz::backend::gpu::{Gpu, GpuBackend, GpuOptions};
+use lmz::backend::gpu::{self, Auto, Gpu, GpuBackend, GpuOptions};
 use lmz::{Error, Model, Result};
 
 /// Runs `f` on a worker of a pool of `threads` threads (default: one per core), so that the
@@ -62,29 +62,6 @@ macro_rules! with_engine {
 }
 pub(crate) use with_engine;
 
-/// What `--backend auto` finds: the rule of [`Engine::open`] and [`Engine::probe`] alike.
-#[cfg(feature = "gpu")]
-enum AutoGpu {
-    /// A hardware adapter: `auto` takes it.
-    Hardware(Box<Gpu>),
-    /// A software adapter (lavapipe, SwiftShader), named: `auto` takes the CPU.
-    Software(String),
-    /// No adapter, or one too small for the model: `auto` takes the CPU.
-    Unusable,
-}
-
-#[cfg(feature = "gpu")]
-fn auto_gpu() -> Result<AutoGpu> {
-    match Gpu::new(GpuOptions::default()) {
-        Ok(g) if g.adapter_info().device_type != lmz::backend::gpu::DeviceType::Cpu => {
-            Ok(AutoGpu::Hardware(Box::new(g)))
-        }
-        Ok(g) => Ok(AutoGpu::Software(g.adapter_info().name.clone())),
-        Err(Error::GpuNoAdapter(_)) | Err(Error::GpuLimits { .. }) => Ok(AutoGpu::Unusable),
-        Err(e) => Err(e),
-    }
-}
-
 impl Engine {
     /// Opens `kind` with `slots` sequences of `cache_len` positions.
     pub fn open(kind: BackendKind, model: &Model, slots: usize, cache_len: usize) -> Result<Engine> {
@@ -97,12 +74,17 @@ impl Engine {
                 cache_len,
                 GpuOptions::default(),
             )?))),
+            // The library's rule (`lmz::backend::gpu::auto`), the browser's too.
             #[cfg(feature = "gpu")]
-            BackendKind::Auto => match auto_gpu()? {
-                AutoGpu::Hardware(g) => Ok(Engine::Gpu(Box::new(GpuBackend::on(*g, model, slots, cache_len)?))),
-                AutoGpu::Software(_) | AutoGpu::Unusable => {
-                    Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?))
-                }
+            BackendKind::Auto => match gpu::auto(Gpu::new(GpuOptions::default()))? {
+                Auto::Gpu(g) => match GpuBackend::on(*g, model, slots, cache_len) {
+                    Ok(b) => Ok(Engine::Gpu(Box::new(b))),
+                    Err(e) if gpu::auto_falls_back(&e) => {
+                        Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?))
+                    }
+                    Err(e) => Err(e),
+                },
+                Auto::Cpu(_) => Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?)),
             },
             #[cfg(not(feature = "gpu"))]
             BackendKind::Gpu => Err(Error::GpuNoAdapter("this lmz was built without the gpu feature".into())),
@@ -120,10 +102,9 @@ impl Engine {
             #[cfg(feature = "gpu")]
             BackendKind::Gpu => Ok(format!("GPU {}", Gpu::new(GpuOptions::default())?.describe())),
             #[cfg(feature = "gpu")]
-            BackendKind::Auto => match auto_gpu()? {
-                AutoGpu::Hardware(g) => Ok(format!("GPU {}", g.describe())),
-                AutoGpu::Software(name) => Ok(format!("{} (the software adapter {name} is slower)", cpu())),
-                AutoGpu::Unusable => Ok(format!("{} (no usable GPU adapter)", cpu())),
+            BackendKind::Auto => match gpu::auto(Gpu::new(GpuOptions::default()))? {
+                Auto::Gpu(g) => Ok(format!("GPU {}", g.describe())),
+                Auto::Cpu(why) => Ok(format!("{} ({why})", cpu())),
             },
             #[cfg(not(feature = "gpu"))]
             BackendKind::Gpu => Err(Error::GpuNoAdapter("this lmz was built without the gpu feature".into())),

@@ -37,7 +37,7 @@ use std::sync::Mutex;
 use js_sys::{Float64Array, Function, Uint32Array, Uint8Array};
 use lmz::backend::cpu::CpuBackend;
 #[cfg(feature = "gpu")]
-use lmz::backend::gpu::{DeviceType, Gpu, GpuBackend, GpuOptions};
+use lmz::backend::gpu::{self, Auto, Gpu, GpuBackend, GpuOptions};
 use lmz::backend::{Backend, Mat, Norm};
 use lmz::container::{self, Codec, Form, Method, Options, Progress};
 use lmz::eval::Policy;
@@ -243,16 +243,14 @@ async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, St
             let b = GpuBackend::on(g, model, SLOTS, cache_len).map_err(gpu_to_js)?;
             Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string()))
         }
-        "auto" => match Gpu::new_async(GpuOptions::default()).await {
-            Ok(g) if g.adapter_info().device_type != DeviceType::Cpu => {
-                match GpuBackend::on(g, model, SLOTS, cache_len) {
-                    Ok(b) => Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string())),
-                    Err(Error::GpuLimits { .. }) | Err(Error::Gpu(_)) => cpu(model),
-                    Err(e) => Err(to_js(e)),
-                }
-            }
-            Ok(_) | Err(Error::GpuNoAdapter(_)) | Err(Error::GpuLimits { .. }) | Err(Error::Gpu(_)) => cpu(model),
-            Err(e) => Err(to_js(e)),
+        // The library's rule (`lmz::backend::gpu::auto`), the CLI's too.
+        "auto" => match gpu::auto(Gpu::new_async(GpuOptions::default()).await).map_err(to_js)? {
+            Auto::Gpu(g) => match GpuBackend::on(*g, model, SLOTS, cache_len) {
+                Ok(b) => Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string())),
+                Err(e) if gpu::auto_falls_back(&e) => cpu(model),
+                Err(e) => Err(to_js(e)),
+            },
+            Auto::Cpu(_) => cpu(model),
         },
         other => Err(js_error(
             codes::INVALID_ARGUMENT,

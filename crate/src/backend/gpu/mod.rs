@@ -364,3 +364,37 @@ impl Backend for GpuBackend {
         self.gpu.check()
     }
 }
+
+// --- `auto`: the one rule of the CLI, the browser bindings and (later) Python ---
+
+/// What `auto` runs the model on.
+pub enum Auto {
+    /// A hardware adapter.
+    Gpu(Box<Gpu>),
+    /// The CPU engine; why not the GPU, for reports.
+    Cpu(String),
+}
+
+/// `auto`'s rule, given what looking for an adapter found (`Gpu::new`, or `Gpu::new_async` in
+/// the browser): a hardware adapter runs the model; a software one (Mesa lavapipe, SwiftShader:
+/// the same kernels on the CPU's own cores, slower than the CPU engine — BENCHMARKS.md), none,
+/// or one too small or failing leaves it to the CPU engine. Every engine gives the same bits,
+/// so the choice never changes a file. Errors that are not about the GPU stay errors.
+pub fn auto(found: Result<Gpu>) -> Result<Auto> {
+    match found {
+        Ok(g) if g.adapter_info().device_type != DeviceType::Cpu => Ok(Auto::Gpu(Box::new(g))),
+        Ok(g) => Ok(Auto::Cpu(format!(
+            "the software adapter {} is slower",
+            g.adapter_info().name
+        ))),
+        Err(e) if auto_falls_back(&e) => Ok(Auto::Cpu("no usable GPU adapter".into())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `e`, met while opening the GPU engine that `auto` chose, leaves the model to the CPU
+/// engine instead of failing the call: no adapter after all, one too small for the model, or a
+/// GPU that fails.
+pub fn auto_falls_back(e: &Error) -> bool {
+    matches!(e, Error::GpuNoAdapter(_) | Error::GpuLimits { .. } | Error::Gpu(_))
+}
