@@ -371,22 +371,30 @@ impl Reference {
 mod tests {
     use super::*;
 
-    fn load() -> (Model, Reference) {
+    /// The real model and its reference, or `None` where the pack is missing outside CI (the
+    /// test says why it skips; in CI, which fetches the pack, it fails).
+    fn load() -> Option<(Model, Reference)> {
         let path = crate::fetch::default_pack_path(None);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "model pack {} not readable ({e}): run `cargo run --release -- model fetch`",
-                path.display()
-            )
-        });
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                let why = format!(
+                    "model pack {} not readable ({e}): run `lmz model fetch`",
+                    path.display()
+                );
+                assert!(std::env::var_os("CI").is_none(), "{why}");
+                eprintln!("SKIPPED (outside CI): {why}");
+                return None;
+            }
+        };
         let model = Model::from_pack_bytes(&bytes).unwrap_or_else(|e| {
             panic!(
-                "model pack {} does not load ({e}): run `cargo run --release -- model fetch`",
+                "model pack {} does not load ({e}): run `lmz model fetch`",
                 path.display()
             )
         });
         let r = Reference::new(&model).expect("reference builds");
-        (model, r)
+        Some((model, r))
     }
 
     fn ids(model: &Model, words: &[&str]) -> Vec<u32> {
@@ -418,7 +426,7 @@ mod tests {
 
     #[test]
     fn reference_is_a_sane_language_model() {
-        let (model, r) = load();
+        let Some((model, r)) = load() else { return };
         let words = [
             "The", "Ġcat", "Ġsat", "Ġon", "Ġthe", "Ġmat", ".", "ĠIt", "Ġwas", "Ġa", "Ġsunny", "Ġday", ".",
         ];
@@ -436,7 +444,7 @@ mod tests {
 
     #[test]
     fn reference_is_causal() {
-        let (model, r) = load();
+        let Some((model, r)) = load() else { return };
         let words = [
             "The", "Ġcat", "Ġsat", "Ġon", "Ġthe", "Ġmat", ".", "ĠIt", "Ġwas", "Ġa", "Ġsunny", "Ġday", ".",
         ];
@@ -474,7 +482,7 @@ mod tests {
     #[test]
     #[ignore]
     fn reference_window() {
-        let (model, r) = load();
+        let Some((model, r)) = load() else { return };
         let (toks, out): (Vec<u32>, _) = match std::env::var("LMZ_REF_TOKENS") {
             Ok(f) => (
                 std::fs::read_to_string(&f)

@@ -1,6 +1,6 @@
 //! The CLI on the GPU engine: `--backend gpu` makes the same files as the CPU engine, and each
 //! decodes the other's (Mesa lavapipe in CI, like crate/tests/gpu.rs of the library, whose
-//! rule it follows: without an adapter it FAILS, unless `LMZ_SKIP_GPU=1`).
+//! rule it follows: without an adapter it says why it skips, and in CI it FAILS).
 
 use lmz::backend::gpu::{Gpu, GpuOptions};
 use lmz::tiny::TinyShape;
@@ -13,7 +13,11 @@ fn gpu() -> Option<Gpu> {
             eprintln!("SKIPPED (LMZ_SKIP_GPU=1): {e}");
             None
         }
-        Err(e) => panic!("{e}\n(set LMZ_SKIP_GPU=1 to skip the GPU tests on a machine without an adapter)"),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("{e} (CI installs Mesa lavapipe: nothing skips there)"),
+        Err(e) => {
+            eprintln!("SKIPPED (outside CI): {e} (apt-get install mesa-vulkan-drivers libvulkan1)");
+            None
+        }
     }
 }
 
