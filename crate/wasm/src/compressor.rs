@@ -1,0 +1,308 @@
+//! The compressor: the `Compressor` class JS sees (a model and an engine), and how a call
+//! runs on the calling thread (single-threaded build) or on a pool worker (threaded build).
+
+#[cfg(feature = "threads")]
+use std::cell::Cell;
+#[cfg(not(feature = "threads"))]
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+#[cfg(feature = "threads")]
+use std::sync::Mutex;
+
+use js_sys::{Float64Array, Function, Uint32Array, Uint8Array};
+use lmz::container::Codec;
+use lmz::model::Fracs;
+use lmz::{Error, Model};
+use wasm_bindgen::prelude::*;
+
+#[cfg(feature = "threads")]
+use crate::control::{lock, next_task, report};
+use crate::control::{CallProgress, Ctl, Stepping};
+#[cfg(not(feature = "threads"))]
+use crate::engine::with_engine;
+use crate::engine::{open, Engine};
+#[cfg(feature = "threads")]
+use crate::errors::js_error;
+use crate::errors::{busy_error, to_js};
+use crate::job::{run_job, set_slots, Job, Out};
+#[cfg(feature = "threads")]
+use crate::PANICKED;
+
+struct Inner {
+    codec: Codec,
+    fracs: Fracs,
+    engine: Engine,
+}
+
+/// A model and an engine, ready to compress and decompress.
+///
+/// Single-threaded build: a call holds the `RefCell` borrow across its awaits on purpose:
+/// that is what makes a second call during the first an `LMZ_BUSY` error (`try_borrow_mut`)
+/// rather than two calls interleaving on one KV cache. Threaded build: the engine sits in a
+/// mutex that the call's pool worker holds, and `busy` refuses a second call. `cancel()` only
+/// touches the separate flag.
+#[wasm_bindgen]
+pub struct Compressor {
+    #[cfg(not(feature = "threads"))]
+    inner: RefCell<Inner>,
+    #[cfg(feature = "threads")]
+    inner: Arc<Mutex<Inner>>,
+    #[cfg(feature = "threads")]
+    busy: Cell<bool>,
+    ctl: Arc<Ctl>,
+    engine: String,
+    adapter: String,
+}
+
+/// How often (ms) the calling thread looks at a call running on the pool (threaded build).
+#[cfg(feature = "threads")]
+const POLL_MS: i32 = 4;
+
+/// Hands the call's chunk to `onChunk`; remembers what it throws (the call then stops).
+fn give_chunk(on_chunk: Option<&Function>, c: &[u8], thrown: &mut Option<JsValue>) -> lmz::Result<()> {
+    if let (Some(f), None) = (on_chunk, &thrown) {
+        if let Err(e) = f.call1(&JsValue::NULL, &Uint8Array::from(c)) {
+            *thrown = Some(e);
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(())
+}
+
+impl Compressor {
+    /// Runs `job` on the engine, in the calling thread, yielding to its event loop between
+    /// forward steps.
+    #[cfg(not(feature = "threads"))]
+    #[allow(clippy::await_holding_refcell_ref)] // deliberate: see the struct's doc
+    pub(crate) async fn call(
+        &self,
+        job: Job,
+        progress: Option<Function>,
+        on_chunk: Option<&Function>,
+    ) -> Result<Out, JsValue> {
+        let mut guard = self.inner.try_borrow_mut().map_err(|_| busy_error())?;
+        self.ctl.cancelled.store(false, Ordering::Relaxed);
+        let Inner { codec, fracs, engine } = &mut *guard;
+        let ctl = &*self.ctl;
+        let mut p = CallProgress { f: progress, ctl };
+        let mut thrown = None;
+        let mut sink = |c: &[u8]| -> lmz::Result<()> {
+            give_chunk(on_chunk, c, &mut thrown)?;
+            ctl.check()
+        };
+        let slots = job.slots();
+        set_slots(engine, slots).map_err(to_js)?;
+        let r =
+            with_engine!(engine, b => run_job(codec, fracs, &mut Stepping::new(b, ctl), job, &mut p, &mut sink).await);
+        // Between calls: one slot, whatever the call gave.
+        set_slots(engine, 1).map_err(to_js)?;
+        match (r, thrown) {
+            (_, Some(e)) => Err(e),
+            (r, None) => r.map_err(to_js),
+        }
+    }
+
+    /// Runs `job` on a worker of the pool, where the engine's parallel loops split without
+    /// crossing threads at every step; this thread's event loop stays free and forwards the
+    /// job's progress and chunks to JS every few milliseconds.
+    #[cfg(feature = "threads")]
+    pub(crate) async fn call(
+        &self,
+        job: Job,
+        progress: Option<Function>,
+        on_chunk: Option<&Function>,
+    ) -> Result<Out, JsValue> {
+        if self.busy.replace(true) {
+            return Err(busy_error());
+        }
+        let ctl = self.ctl.clone();
+        ctl.cancelled.store(false, Ordering::Relaxed);
+        ctl.finished.store(false, Ordering::Relaxed);
+        *lock(&ctl.progress) = None;
+        lock(&ctl.chunks).clear();
+        let result: Arc<Mutex<Option<lmz::Result<Out>>>> = Arc::default();
+        let (inner, c, out) = (self.inner.clone(), ctl.clone(), result.clone());
+        rayon::spawn(move || {
+            let mut guard = lock(&inner);
+            let Inner { codec, fracs, engine } = &mut *guard;
+            let slots = job.slots();
+            let mut p = CallProgress { ctl: &c };
+            let mut sink = |chunk: &[u8]| -> lmz::Result<()> {
+                lock(&c.chunks).push(chunk.to_vec());
+                c.check()
+            };
+            // The CPU engine's futures never wait: the library's block_on polls once.
+            let r = set_slots(engine, slots).and_then(|()| {
+                let Engine::Cpu(b) = &mut *engine;
+                lmz::model::block_on(run_job(codec, fracs, &mut Stepping::new(b, &c), job, &mut p, &mut sink))
+            });
+            let back = set_slots(engine, 1); // between calls: one slot, whatever the call gave
+            let r = r.and_then(|out| back.map(|()| out));
+            *lock(&out) = Some(r);
+            c.finished.store(true, Ordering::Release);
+        });
+        let mut thrown = None;
+        let mut last = None;
+        loop {
+            next_task(POLL_MS).await;
+            // Read before the chunks: every chunk of a finished call is in the list by then.
+            let finished = ctl.finished.load(Ordering::Acquire);
+            let chunks = std::mem::take(&mut *lock(&ctl.chunks));
+            for chunk in &chunks {
+                if give_chunk(on_chunk, chunk, &mut thrown).is_err() {
+                    ctl.cancelled.store(true, Ordering::Relaxed);
+                }
+            }
+            let now = *lock(&ctl.progress);
+            if let (Some((done, total)), true) = (now, now != last) {
+                report(&progress, done, total);
+                last = now;
+            }
+            if finished {
+                break;
+            }
+            if PANICKED.load(Ordering::Acquire) {
+                // `busy` stays set: the engine's state is unknown (the package refuses the
+                // instance after LMZ_INTERNAL anyway).
+                return Err(js_error("LMZ_INTERNAL", "the engine panicked on a pool worker (a bug: the console has its message); this compressor cannot be used any more"));
+            }
+        }
+        self.busy.set(false);
+        let r = lock(&result).take();
+        match (r, thrown) {
+            (_, Some(e)) => Err(e),
+            (Some(r), None) => r.map_err(to_js),
+            (None, None) => Err(js_error("LMZ_INTERNAL", "the pool worker finished without a result")),
+        }
+    }
+}
+
+/// The bytes of a call that makes bytes.
+pub(crate) fn bytes(out: Out) -> Vec<u8> {
+    match out {
+        Out::Bytes(b) => b,
+        Out::Done | Out::Scores { .. } => Vec::new(),
+    }
+}
+
+#[wasm_bindgen]
+impl Compressor {
+    /// Parses the model pack (its SHA-256 is computed again here and becomes the files'
+    /// fingerprint) and opens the engine. `pack` is moved into wasm memory and freed once the
+    /// engine holds its own copy of the weights.
+    pub async fn create(pack: Vec<u8>, engine: String) -> Result<Compressor, JsValue> {
+        let model = Model::from_pack_bytes(&pack).map_err(to_js)?;
+        drop(pack);
+        let codec = Codec::new(&model).map_err(to_js)?;
+        let fracs = Fracs::new(&model.weights);
+        let cache_len = codec.default_policy().window;
+        let (engine_impl, name) = open(&engine, &model, cache_len).await?;
+        let adapter = match &engine_impl {
+            // The kernels this build runs (RelaxedSimd: the relaxed-SIMD builds; Simd128) and
+            // its threads (the threaded build: the pool of `initThreadPool`, started before).
+            Engine::Cpu(_) => {
+                let n = lmz::backend::cpu::threads();
+                format!(
+                    "wasm32 CPU ({:?}), {n} thread{}",
+                    lmz::backend::cpu::Isa::best(),
+                    if n == 1 { "" } else { "s" }
+                )
+            }
+            #[cfg(feature = "gpu")]
+            Engine::Gpu(g) => g.describe(),
+        };
+        let inner = Inner {
+            codec,
+            fracs,
+            engine: engine_impl,
+        };
+        Ok(Compressor {
+            #[cfg(not(feature = "threads"))]
+            inner: RefCell::new(inner),
+            #[cfg(feature = "threads")]
+            inner: Arc::new(Mutex::new(inner)),
+            #[cfg(feature = "threads")]
+            busy: Cell::new(false),
+            ctl: Arc::default(),
+            engine: name,
+            adapter,
+        })
+    }
+
+    /// `"webgpu"` or `"cpu"`: the engine that actually runs.
+    #[wasm_bindgen(getter)]
+    pub fn engine(&self) -> String {
+        self.engine.clone()
+    }
+
+    /// The adapter (WebGPU: its description, backend and dot4 variant) or "wasm32 CPU
+    /// (KERNELS), N thread(s)" (KERNELS: `RelaxedSimd` or `Simd128`, the build the page
+    /// loaded; N: 1, or the threaded build's pool).
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.adapter.clone()
+    }
+
+    /// The model fingerprint (hex) this compressor writes into files.
+    #[wasm_bindgen(getter)]
+    pub fn fingerprint(&self) -> String {
+        #[cfg(not(feature = "threads"))]
+        let inner = self.inner.try_borrow().ok();
+        #[cfg(feature = "threads")]
+        let inner = self.inner.try_lock().ok();
+        inner.map(|i| lmz::pack::hex(i.codec.fingerprint())).unwrap_or_default()
+    }
+
+    /// Asks the running call to stop at its next progress step; it then rejects with
+    /// `LMZ_CANCELLED`.
+    pub fn cancel(&self) {
+        self.ctl.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Compresses `data` into a `.lmz` file. `progress(done, total)` counts input bytes.
+    pub async fn compress(&self, data: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
+        self.call(Job::Compress(data), progress, None).await.map(bytes)
+    }
+
+    /// Decompresses a `.lmz` file (made here or by the CLI). `progress(done, total)` counts
+    /// output bytes.
+    pub async fn decompress(&self, file: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
+        self.call(Job::Decompress(file), progress, None).await.map(bytes)
+    }
+
+    /// Decompresses a `.lmz` file chunk by chunk (the package's `decompressStream`):
+    /// `onChunk(bytes)` gets each chunk's original as a fresh `Uint8Array`, in file order, as
+    /// soon as that chunk is decoded; the promise resolves after the last one once the
+    /// checksum of the whole original has been verified (`Codec::decompress_chunks_async`
+    /// says what is checked when: a checksum mismatch rejects after every chunk was handed
+    /// out). An exception thrown by `onChunk` stops the work and rejects with it.
+    /// `progress(done, total)` counts output bytes.
+    #[wasm_bindgen(js_name = decompressChunks)]
+    pub async fn decompress_chunks(
+        &self,
+        file: Vec<u8>,
+        progress: Option<Function>,
+        on_chunk: Function,
+    ) -> Result<(), JsValue> {
+        self.call(Job::DecompressChunks(file), progress, Some(&on_chunk))
+            .await
+            .map(|_| ())
+    }
+
+    /// The bits the model spends on each token of `data`, for a heat map: an object
+    /// `{ lengths: Uint32Array, bits: Float64Array }` where token `i` spells the next
+    /// `lengths[i]` bytes of `data` (0 for the escape token of an escape pair; its partner
+    /// spells the byte) and costs `bits[i] = log2(2^24 / freq)` under the default policy —
+    /// the same tables a one-chunk `.lmz` is coded with. `progress(done, total)` counts tokens.
+    pub async fn score(&self, data: Vec<u8>, progress: Option<Function>) -> Result<JsValue, JsValue> {
+        let (lengths, bits) = match self.call(Job::Score(data), progress, None).await? {
+            Out::Scores { lengths, bits } => (lengths, bits),
+            Out::Bytes(_) | Out::Done => (Vec::new(), Vec::new()),
+        };
+        let out = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&out, &"lengths".into(), &Uint32Array::from(&lengths[..]));
+        let _ = js_sys::Reflect::set(&out, &"bits".into(), &Float64Array::from(&bits[..]));
+        Ok(out.into())
+    }
+}

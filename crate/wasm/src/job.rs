@@ -1,0 +1,104 @@
+//! The work of a call, on any engine and thread.
+
+use lmz::backend::Backend;
+use lmz::container::{self, Codec, Options, Progress};
+use lmz::eval::Policy;
+use lmz::model::Fracs;
+
+use crate::engine::Engine;
+
+/// What a call does; its input is owned, so it can move to a pool worker.
+pub(crate) enum Job {
+    Compress(Vec<u8>),
+    Decompress(Vec<u8>),
+    DecompressChunks(Vec<u8>),
+    Score(Vec<u8>),
+    CompressRaw(Vec<u8>),
+    DecompressRaw(Vec<u8>, u64),
+}
+
+impl Job {
+    /// The KV cache slots the CPU engine takes for this call: one per model chunk of a file
+    /// to decode, which then decode in lock-step (each step reads the weights once for all
+    /// of them), at most `DECODE_SLOTS` as in the CLI; one otherwise (a header that does not
+    /// parse gets one: the call reports the error).
+    pub(crate) fn slots(&self) -> usize {
+        match self {
+            Job::Decompress(f) | Job::DecompressChunks(f) => container::info(f).map_or(1, |i| i.decode_slots()),
+            _ => 1,
+        }
+    }
+}
+
+/// Sizes the CPU engine's KV cache for a call (the GPU engine keeps its one slot). Between
+/// calls the engine holds one slot: a multi-chunk file's extra slots are given back after it.
+pub(crate) fn set_slots(engine: &mut Engine, slots: usize) -> lmz::Result<()> {
+    match engine {
+        Engine::Cpu(b) => b.set_slots(slots),
+        #[cfg(feature = "gpu")]
+        Engine::Gpu(_) => Ok(()),
+    }
+}
+
+/// What a call gives back (plain Rust data: JS values are made on the calling thread).
+pub(crate) enum Out {
+    Bytes(Vec<u8>),
+    Done,
+    Scores { lengths: Vec<u32>, bits: Vec<f64> },
+}
+
+/// Runs `job` on engine `b`; `sink` takes `DecompressChunks`' chunks in file order.
+pub(crate) async fn run_job<B: Backend>(
+    codec: &Codec,
+    fracs: &Fracs,
+    b: &mut B,
+    job: Job,
+    p: &mut dyn Progress,
+    sink: &mut dyn FnMut(&[u8]) -> lmz::Result<()>,
+) -> lmz::Result<Out> {
+    Ok(match job {
+        Job::Compress(data) => Out::Bytes(codec.compress_async(b, &data, &Options::default(), p).await?),
+        Job::Decompress(file) => Out::Bytes(codec.decompress_async(b, &file, p).await?),
+        Job::DecompressChunks(file) => {
+            codec.decompress_chunks_async(b, &file, p, sink).await?;
+            Out::Done
+        }
+        Job::CompressRaw(data) => Out::Bytes(codec.compress_raw_async(b, &data, container::ModelUse::Auto, p).await?),
+        Job::DecompressRaw(raw, len) => Out::Bytes(codec.decompress_raw_async(b, &raw, len, p).await?),
+        Job::Score(data) => {
+            let tok = codec.tokenizer();
+            let tokens = tok.encode(&data);
+            let mut lengths = Vec::with_capacity(tokens.len());
+            let mut i = 0;
+            while i < tokens.len() {
+                if Some(tokens[i]) == tok.escape_token()
+                    && i + 1 < tokens.len()
+                    && tok.decode(&tokens[i..i + 2]).len() == 1
+                {
+                    lengths.extend_from_slice(&[0, 1]);
+                    i += 2;
+                } else {
+                    lengths.push(tok.token_bytes(tokens[i]).len() as u32);
+                    i += 1;
+                }
+            }
+            let policy: Policy = codec.default_policy();
+            let total = (lmz::freq::FREQ_TOTAL as f64).log2();
+            let mut bits = vec![0f64; tokens.len()];
+            lmz::eval::score_async(
+                b,
+                codec.config(),
+                fracs,
+                &tokens,
+                &policy,
+                &mut |i, f| {
+                    bits[i] = total - (f[tokens[i] as usize] as f64).log2();
+                    Ok(())
+                },
+                &mut |d, t| p.update(d as u64, t as u64),
+            )
+            .await?;
+            Out::Scores { lengths, bits }
+        }
+    })
+}
