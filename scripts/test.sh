@@ -96,7 +96,7 @@ if want rust; then
     cargo clippy --profile ci "${PKGS[@]}" --all-targets "${FEATURES[@]}" -- -D warnings
 
     step "unit and integration tests, the float reference, GPU parity (release optimisations with overflow checks on)"
-    # tests/gpu.rs compares every WGSL kernel and whole forward passes with the CPU on lavapipe;
+    # tests/gpu/ compares every WGSL kernel and whole forward passes with the CPU on lavapipe;
     # the feature 'reference' adds the float model (burn) and its tests.
     cargo test --profile ci "${PKGS[@]}" "${FEATURES[@]}"
 fi

@@ -1,7 +1,7 @@
 //! Fuzzes the decoder: any bytes given to `info`, `decompress` and `decompress_raw` must give
 //! an error or bytes, never a panic, a hang or an allocation sized by a header field.
 //! Inputs that once failed go to `../regressions/`, which `cargo test` replays
-//! (crate/tests/container.rs, `regression_corpus_never_panics`).
+//! (crate/tests/container/hostile.rs, `regression_corpus_never_panics`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -505,7 +505,7 @@ fn subcommand_names_and_interrupts() {
 #[test]
 fn inputs_longer_than_a_segment_stream_through() {
     // 9 MiB: more than one segment (8 MiB) of input. zstd only, so it takes seconds; the
-    // model path goes through the same segments (tests/container.rs checks it on small ones).
+    // model path goes through the same segments (tests/container/segments.rs checks it on small ones).
     let d = tmpdir("long");
     let pack = tiny_pack_file(&d);
     let mut r = lmz::tiny::Rng(11);

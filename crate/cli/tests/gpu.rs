@@ -1,5 +1,5 @@
 //! The CLI on the GPU engine: `--backend gpu` makes the same files as the CPU engine, and each
-//! decodes the other's (Mesa lavapipe in CI, like crate/tests/gpu.rs of the library, whose
+//! decodes the other's (Mesa lavapipe in CI, like crate/tests/gpu/ of the library, whose
 //! rule it follows: without an adapter it says why it skips, and in CI it FAILS).
 
 use lmz::backend::gpu::{Gpu, GpuOptions};

@@ -11,7 +11,7 @@
 //!
 //! One op per file: `fixed.rs` (the formats), `quant.rs` (activation quantisation),
 //! `layout.rs` (the engine's weight layout), `matmul.rs`, `elementwise.rs` (embedding,
-//! RMSNorm, RoPE, SiLU), `attention.rs` (and the KV cache), `par.rs` (threads); `simd/` holds
+//! RMSNorm, RoPE, SiLU), `attention.rs`, `kv.rs` (the KV cache), `par.rs` (threads); `simd/` holds
 //! the hot loops per instruction set, `bench.rs` their speed. This file: the engine,
 //! [`CpuBackend`]. Every item is reached as `cpu::NAME`.
 
@@ -20,20 +20,19 @@ mod attention;
 mod bench;
 mod elementwise;
 mod fixed;
+mod kv;
 mod layout;
 mod matmul;
 mod par;
 mod quant;
 pub mod simd;
 
-pub use attention::{
-    attention_row, attention_split_with, attention_tile_with, kv_shift, kv_store, quantize_qk, AttnScratch, KvCache,
-    KEY_BLOCK,
-};
+pub use attention::{attention_row, attention_split_with, attention_tile_with, AttnScratch, KEY_BLOCK};
 pub use elementwise::{embed, rmsnorm_row, rope_row, silu_mul};
 pub use fixed::{
     ACT_MANT_MAX, ATT_OUT_FRAC, FFN_FRAC, LOGIT_FRAC, QK_FRAC, QK_INT_MAX, Q_SCALE_Q16, RESID_FRAC, V_FRAC,
 };
+pub use kv::{kv_shift, kv_store, quantize_qk, KvCache};
 pub use layout::{CpuQ4, CpuQ8, GROUP};
 pub use matmul::{dot_q4, dot_q8, matmul_q4, matmul_q4_with, matmul_q8, matmul_q8_with, matmuls_q4_with, SplitAcc};
 pub use par::threads;
