@@ -1,13 +1,15 @@
 // Contracts between the Rust library and the npm package that no type checker sees: the
 // package's `isLmz` (web/src/format.ts, used by the demo to open a dropped file) against the
-// CLI's files of every form, and against texts, which it must never take for a file.
+// CLI's files of every form, and against texts, which it must never take for a file; and the
+// `Info` the wasm bindings build in Rust (crate/wasm/src/info.rs) against the TypeScript
+// interface the package casts it to (web/src/types.ts `Info`, `ChunkInfo`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { lmz, SITE } from './browser.mjs';
+import { lmz, ROOT, SITE, start } from './browser.mjs';
 
 const FORMAT_JS = join(SITE, 'node_modules/lmz/dist/format.js');
 
@@ -46,4 +48,34 @@ test("isLmz knows the CLI's files of every form, and no text", async () => {
   // Reserved compact tags are lmz files of a later version: opened (and refused with a clear
   // code), never compressed again.
   assert.ok(isLmz(Uint8Array.of(0xfe, 0, 0)) && isLmz(Uint8Array.of(0xff)));
+});
+
+/** The member names of `export interface NAME { … }` in web/src/types.ts. */
+function tsMembers(name) {
+  const src = readFileSync(join(ROOT, 'web/src/types.ts'), 'utf8');
+  const body = src.match(new RegExp(`export interface ${name} \\{([\\s\\S]*?)\\n\\}`))?.[1];
+  assert.ok(body, `no interface ${name} in web/src/types.ts`);
+  return [...body.matchAll(/^ {2}(?:readonly )?(\w+)\??:/gm)].map((m) => m[1]).sort();
+}
+
+test("info(): the object Rust builds has exactly the members of the package's Info and ChunkInfo", { timeout: 5 * 60_000 }, async () => {
+  const env = await start();
+  try {
+    const page = await env.context.newPage();
+    await page.goto(env.url);
+    // A full-form file (several chunks): its header writes the context policy (window, stride),
+    // so every optional member is present.
+    const file = lmz(['-c', '--chunk-tokens', '8'], Buffer.from('The quick brown fox jumps over the lazy dog. '.repeat(6)));
+    const got = await page.evaluate(async (bytes) => {
+      const { info } = await import('lmz');
+      const i = await info(new Uint8Array(bytes));
+      return { info: Object.keys(i).sort(), chunk: Object.keys(i.chunks[0]).sort(), form: i.form, window: i.window };
+    }, [...file]);
+    assert.equal(got.form, 'full');
+    assert.equal(got.window, 2048);
+    assert.deepEqual(got.info, tsMembers('Info'));
+    assert.deepEqual(got.chunk, tsMembers('ChunkInfo'));
+  } finally {
+    await env.close();
+  }
 });

@@ -548,6 +548,13 @@ fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
 }
 
 fn main() -> ExitCode {
+    // Output into a pipe whose reader has gone (`lmz info f | head -3`) ends lmz quietly, as it
+    // ends gzip or cat, instead of a panic in `println!` (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal at start-up, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let mut cli = Cli::parse();
     files::remove_temporaries_on_interrupt();
     // gzip's habit: the same program decompresses when called `unlmz`.

@@ -584,3 +584,40 @@ fn a_failure_in_a_later_chunk_leaves_no_file() {
     assert!(left.is_empty(), "{left:?}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// `lmz info FILE | head -1`: the reader has closed the pipe; lmz ends quietly (SIGPIPE, as
+/// gzip and cat do), never with a panic's message and exit code 101. The pipe's read end is
+/// closed before lmz starts, so every write of the report meets a closed pipe.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_lmz_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = tmpdir("pipe");
+    let pack = tiny_pack_file(&d);
+    let f = d.join("t.txt");
+    std::fs::write(&f, "the thin theme in an anthem, then the end.\n".repeat(40)).unwrap();
+    let z = lmz()
+        .arg("--model")
+        .arg(&pack)
+        .args(["-c", "--chunk-tokens", "8"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(z.status.success());
+    let zf = d.join("t.txt.lmz");
+    std::fs::write(&zf, &z.stdout).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = lmz()
+        .arg("--model")
+        .arg(&pack)
+        .arg("info")
+        .arg(&zf)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // SIGPIPE is 13 on Linux and the BSDs.
+    assert_eq!(out.status.signal(), Some(13), "{:?}: {err}", out.status);
+}
