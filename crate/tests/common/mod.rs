@@ -29,14 +29,7 @@ pub fn real_model() -> Option<Model> {
     }
 }
 
-/// Outside CI: prints why the test skips and gives `None`. In CI: fails with `why`.
-pub fn skip_outside_ci<T>(why: &str) -> Option<T> {
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED (outside CI): {why}");
-    None
-}
+pub use lmz::tiny::skip_outside_ci;
 
 /// The seeded tiny model (seed 5) and its codec, made once per test binary.
 pub struct Tiny {
