@@ -7,7 +7,7 @@
 // Bindings (group 0):
 //   0 uniform  p: AttentionParams    rows, row0 (first row of this dispatch), cache_len
 //   1 storage  q: array<i32>         read  [rows, N_HEADS·HEAD_DIM]
-//   2 storage  rowinfo: array<u32>   read  [rows, 2]  (position, slot); cache row of position j = slot·cache_len + j
+//   2 storage  rowinfo: array<u32>   read  [rows, 2]  (position, base); cache row of position j = base + j
 //   3 storage  cache_k: array<u32>   read  [slots·cache_len, N_KV·HEAD_DIM/2]  i16 pairs, |k| ≤ 511
 //   4 storage  cache_kexp: array<i32> read [slots·cache_len, N_KV]
 //   5 storage  cache_v: array<u32>   read  [slots·cache_len, N_KV·HEAD_DIM/2]  i16 pairs, Q8
@@ -73,7 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let kvd = N_KV * HEAD_DIM;
     let kvh = h / (N_HEADS / N_KV);
     let n = rowinfo[2u * t] + 1u;
-    let base = rowinfo[2u * t + 1u] * p.cache_len;
+    let base = rowinfo[2u * t + 1u];
     let sc = (wid.y * N_HEADS + h) * p.cache_len;
 
     // q scaled by log2(e)/8 and re-quantised to ≤ 511 (quantize_qk).

@@ -97,9 +97,9 @@ fn main() -> lmz::Result<()> {
     };
     let gc = g.upload_kv(&cache, 3, 64);
     let pos: Vec<u32> = (0..n as u32).collect();
-    let slot = vec![0u32; n];
+    let base = vec![0u32; n];
     time("attention 9 heads, causal", &mut g, &mut |g| {
-        g.attention(&x, &gc, &slot, &pos, n, 9, &gt).expect("shapes are valid")
+        g.attention(&x, &gc, &base, &pos, n, 9, &gt).expect("shapes are valid")
     })?;
     let logits = g.upload_buf(
         &z[..m * 1536]

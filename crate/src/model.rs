@@ -6,7 +6,7 @@
 //! Every operation is a [`Backend`] call with exact integer semantics, so a batch of tokens
 //! (prefill) and the same tokens one at a time give the same bits, on any engine.
 
-use crate::backend::{cpu, Backend, Mat, Norm};
+use crate::backend::{cpu, Backend, KvMap, Mat, Norm};
 use crate::error::{Error, Result};
 use crate::pack::{Config, Weights};
 
@@ -69,7 +69,7 @@ impl Batch {
 
     /// Checks the batch against an engine's cache: slots and positions in range, rows of a
     /// slot in strictly increasing positions, wanted rows in range.
-    fn check(&self, slots: usize, cache_len: usize) -> Result<()> {
+    fn check(&self, map: &KvMap, ctx: usize) -> Result<()> {
         let n = self.tokens.len();
         if self.slot.len() != n || self.pos.len() != n {
             return Err(Error::InvalidArgument(format!(
@@ -78,18 +78,19 @@ impl Batch {
                 self.pos.len()
             )));
         }
-        let mut last: Vec<Option<u32>> = vec![None; slots];
+        let mut last: Vec<Option<u32>> = vec![None; map.streams()];
         for (&s, &p) in self.slot.iter().zip(&self.pos) {
             let s = s as usize;
-            if s >= slots {
+            if s >= map.streams() || map.cap(s) == 0 {
                 return Err(Error::InvalidArgument(format!(
-                    "sequence slot {s} but the engine holds {slots}"
+                    "sequence slot {s} holds no positions in the engine's cache"
                 )));
             }
-            if p as usize >= cache_len {
+            let cap = map.cap(s).min(ctx);
+            if p as usize >= cap {
                 return Err(Error::ContextOverflow {
                     pos: p as usize + 1,
-                    ctx: cache_len,
+                    ctx: cap,
                 });
             }
             if last[s].is_some_and(|q| p <= q) {
@@ -151,7 +152,7 @@ pub async fn forward_to_async<B: Backend>(
     batch: &Batch,
     mut out: Readout<'_>,
 ) -> Result<()> {
-    batch.check(b.slots(), b.cache_len().min(cfg.ctx))?;
+    batch.check(b.kv_map(), cfg.ctx)?;
     if let Readout::Ranges(symbols, _) = &out {
         if symbols.len() != batch.logits.len() {
             return Err(Error::InvalidArgument(format!(

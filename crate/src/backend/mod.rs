@@ -48,8 +48,17 @@ pub trait Backend {
 
     /// The most positions one sequence may use (the KV cache's length per slot).
     fn cache_len(&self) -> usize;
-    /// How many independent sequences the KV cache holds.
+    /// How many independent sequences of `cache_len()` positions the KV cache holds.
     fn slots(&self) -> usize;
+    /// Where each slot's positions are in the cache ([`KvMap`]).
+    fn kv_map(&self) -> &KvMap;
+    /// Places slot `slot` at cache rows `base..base + cap` (`cap ≤ cache_len()`), moving its
+    /// first `keep` positions there from where they were (the two regions may overlap).
+    /// Checked by [`KvMap::place`].
+    fn kv_place(&mut self, slot: usize, base: usize, cap: usize, keep: usize) -> Result<()>;
+    /// Back to the fixed layout, [`KvMap::fixed`]`(slots(), cache_len())`; the cache's
+    /// contents are kept but belong to no sequence.
+    fn kv_reset(&mut self);
     /// Residual stream `[tokens, dim]`, Q12, from the token embedding.
     fn embed(&mut self, tokens: &[u32]) -> Result<Self::Buf>;
     /// RMSNorm times gain; output in the norm's `z_frac` fixed point.
@@ -124,20 +133,91 @@ pub trait Backend {
     }
 }
 
-/// The bounds of [`Backend::kv_shift`] on an engine of `slots` sequences of `cache_len`
-/// positions: a shift of at most `rope_ctx − 1` positions (the RoPE table's rows).
-pub fn check_shift(
-    slots: usize,
+/// Where each sequence slot's positions live in an engine's KV cache of `rows()` positions
+/// per layer: slot `s` holds positions `0..cap(s)` at cache rows `base(s)..base(s) + cap(s)`.
+///
+/// An engine starts in the fixed layout ([`KvMap::fixed`]): `slots` sequences of `cache_len`
+/// positions each, slot `s` at `s·cache_len`, the other slots empty. A caller that knows how
+/// long its sequences are places them itself ([`Backend::kv_place`]): many short streams
+/// decoded in lock-step then take the cache a 60-token note needs, not a whole window each
+/// (`container::arena`). The engine checks every region lies in the cache; keeping regions
+/// of slots in use apart is the caller's work (overlapping regions give wrong tables, never
+/// an access outside the cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvMap {
+    rows: usize,
     cache_len: usize,
-    rope_ctx: usize,
-    slot: usize,
-    src: usize,
-    dst: usize,
-    n: usize,
-) -> Result<()> {
-    if slot >= slots || dst > src || src.checked_add(n).is_none_or(|e| e > cache_len) || src - dst >= rope_ctx {
+    base: Vec<usize>,
+    cap: Vec<usize>,
+}
+
+impl KvMap {
+    /// `slots` sequences of `cache_len` positions, slot `s` at row `s·cache_len`; the other
+    /// slots up to [`cpu::MAX_SLOTS`] hold nothing until placed.
+    pub fn fixed(slots: usize, cache_len: usize) -> KvMap {
+        let n = cpu::MAX_SLOTS;
+        KvMap {
+            rows: slots * cache_len,
+            cache_len,
+            base: (0..n).map(|s| if s < slots { s * cache_len } else { 0 }).collect(),
+            cap: (0..n).map(|s| if s < slots { cache_len } else { 0 }).collect(),
+        }
+    }
+
+    /// Positions per layer in the cache: what all slots share.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// How many slots may be placed ([`cpu::MAX_SLOTS`]).
+    pub fn streams(&self) -> usize {
+        self.base.len()
+    }
+
+    /// Positions slot `slot` holds (0 for an unplaced or unknown slot).
+    pub fn cap(&self, slot: usize) -> usize {
+        self.cap.get(slot).copied().unwrap_or(0)
+    }
+
+    /// The cache row of slot `slot`'s position 0.
+    pub fn base(&self, slot: usize) -> usize {
+        self.base.get(slot).copied().unwrap_or(0)
+    }
+
+    /// The cache row of position `pos` of slot `slot` (positions checked by the caller).
+    pub fn row(&self, slot: usize, pos: usize) -> usize {
+        self.base(slot) + pos
+    }
+
+    /// Checks a [`Backend::kv_place`] and records it; returns the slot's old base.
+    pub fn place(&mut self, slot: usize, base: usize, cap: usize, keep: usize) -> crate::error::Result<usize> {
+        let ok = slot < self.streams()
+            && cap <= self.cache_len
+            && base.checked_add(cap).is_some_and(|e| e <= self.rows)
+            && keep <= cap.min(self.cap(slot));
+        if !ok {
+            return Err(crate::error::Error::InvalidArgument(format!(
+                "kv_place of slot {slot} at rows {base}..{base}+{cap} keeping {keep}: the cache has {} rows, {} slots, at most {} positions a slot, and the slot holds {}",
+                self.rows,
+                self.streams(),
+                self.cache_len,
+                self.cap(slot)
+            )));
+        }
+        let old = self.base[slot];
+        self.base[slot] = base;
+        self.cap[slot] = cap;
+        Ok(old)
+    }
+}
+
+/// The bounds of [`Backend::kv_shift`] on an engine whose slots are placed by `map`: a shift
+/// of at most `rope_ctx − 1` positions (the RoPE table's rows) inside the slot.
+pub fn check_shift(map: &KvMap, rope_ctx: usize, slot: usize, src: usize, dst: usize, n: usize) -> Result<()> {
+    let cap = map.cap(slot);
+    if dst > src || src.checked_add(n).is_none_or(|e| e > cap) || src - dst >= rope_ctx {
         return Err(crate::error::Error::InvalidArgument(format!(
-            "kv_shift of positions {src}..{src}+{n} to {dst} in slot {slot}: an engine of {slots} slots × {cache_len} positions shifts back by less than {rope_ctx}"
+            "kv_shift of positions {src}..{src}+{n} to {dst} in slot {slot}: the slot holds {cap} positions and shifts back by less than {rope_ctx}"
         )));
     }
     Ok(())

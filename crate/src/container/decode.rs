@@ -1,6 +1,7 @@
 //! Decompression: the half of the codec that decodes files and raw streams, and the model
 //! chunks decoded in lock-step.
 
+use std::collections::VecDeque;
 use std::io::Read;
 
 use crate::adapt::Online;
@@ -11,6 +12,7 @@ use crate::eval::{window_at, KvMode, Policy, Window};
 use crate::model::{block_on, forward_async, Batch};
 use crate::tokenizer::Tokenizer;
 
+use super::arena::{round, Arena};
 use super::format::{max_model_tokens, Method, MAX_TOKENS_PER_PAYLOAD_BYTE, MODEL_TOKEN_SLACK, ZSTD_MAX_WINDOW};
 use super::read::{check16, split_raw};
 use super::{Codec, Progress};
@@ -64,17 +66,14 @@ impl Codec {
             self.check_backend(b, &policy)?;
         }
         let out = if method == Method::Model {
-            let job = Job {
-                index: 0,
-                payload: rest,
-                len,
-            };
-            self.decode_streams(b, &[job], &policy, &mut |d| progress.update(d, len))
-                .await
-                .map_err(|(e, _)| e)?
-                .pop()
-                .map(|(_, v)| v)
-                .unwrap_or_default()
+            let job = Job::new(0, rest, len, policy);
+            let mut out = Err(Error::Internal("a raw stream not decoded".into()));
+            self.decode_streams(b, &[job], &mut |d| progress.update(d, len), &mut |_, r| {
+                out = r;
+                Ok(())
+            })
+            .await?;
+            out?
         } else {
             let mut out = Vec::new();
             self.decode_plain(method, rest, len, &mut out)?;
@@ -119,93 +118,198 @@ impl Codec {
         }
     }
 
-    /// Decodes model chunks in lock-step: each runs in its own sequence slot of the engine,
-    /// and every step is one batch holding one row per active chunk (or a window's context
-    /// prefill), so the weights are read once for all of them. A finished chunk hands its
-    /// slot to the next. Returns `(chunk index, bytes)` per job; `progress(bytes)` counts
-    /// the bytes decoded so far over all jobs. An error names the job's chunk index.
+    /// Decodes model-coded streams in lock-step: each runs in its own sequence slot of the
+    /// engine, and every step is one batch holding one row per active stream (or a window's
+    /// context prefill), so the weights are read once for all of them. Each stream's slot
+    /// holds as many cache positions as it needs so far ([`Arena`]): a short note takes a
+    /// few dozen, a long chunk a window, and the engine's cache bounds how many run at once.
+    /// A finished stream hands its slot and rows to the next.
+    ///
+    /// `done(index, bytes or error)` gets each job's result as it finishes (in no fixed
+    /// order); an error of one stream's data (`LMZ_FORMAT_*`) ends that stream only. An error
+    /// returned by `done` or `progress` (bytes decoded so far over all jobs), or of the
+    /// engine, stops all and is returned. The engine is back in its fixed layout after.
     pub(super) async fn decode_streams<B: Backend>(
         &self,
         b: &mut B,
         jobs: &[Job<'_>],
-        policy: &Policy,
         progress: &mut dyn FnMut(u64) -> Result<()>,
-    ) -> std::result::Result<Vec<(usize, Vec<u8>)>, (Error, usize)> {
-        let slots = b.slots().max(1);
-        let mut queue = jobs.iter();
-        let mut active: Vec<(usize, Stream)> = Vec::new(); // (slot, stream)
-        let mut free: Vec<usize> = (0..slots).rev().collect();
-        let mut results: Vec<(usize, Vec<u8>)> = Vec::with_capacity(jobs.len());
+        done: &mut dyn FnMut(usize, Result<Vec<u8>>) -> Result<()>,
+    ) -> Result<()> {
+        let r = self.decode_streams_in(b, jobs, progress, done).await;
+        b.kv_reset();
+        r
+    }
+
+    async fn decode_streams_in<B: Backend>(
+        &self,
+        b: &mut B,
+        jobs: &[Job<'_>],
+        progress: &mut dyn FnMut(u64) -> Result<()>,
+        done: &mut dyn FnMut(usize, Result<Vec<u8>>) -> Result<()>,
+    ) -> Result<()> {
+        let mut arena = Arena::new(b);
+        let cache_len = b.cache_len();
+        let mut queue: VecDeque<&Job> = jobs.iter().collect();
+        let mut active: Vec<Active> = Vec::new(); // in the order they were admitted
+        let mut free: Vec<usize> = (0..b.kv_map().streams()).rev().collect();
         let (mut decoded, mut reported) = (0u64, 0u64);
         let mut batch = Batch::default();
+        let mut ran: Vec<usize> = Vec::new();
+        // No stream is admitted while another waits for rows to grow into (or was sent
+        // back to the queue for them): the rows that free up go to it first.
+        let mut admit = true;
         loop {
-            // Fill the free slots; a zero-length chunk finishes at once.
-            while let Some(slot) = free.last().copied() {
-                let Some(job) = queue.next() else { break };
-                let st = Stream::new(job, policy, self.cfg.vocab);
+            while admit {
+                let (Some(&job), Some(&slot)) = (queue.front(), free.last()) else { break };
+                let st = Stream::new(job, self.cfg.vocab);
                 if st.done {
-                    results.push((job.index, st.finish().map_err(|e| (e, job.index))?));
+                    queue.pop_front();
+                    done(job.index, st.finish())?;
                     continue;
                 }
+                let max = st.max_cap(cache_len);
+                if !arena.alloc(b, slot, round(st.estimate(), max))? {
+                    break;
+                }
+                queue.pop_front();
                 free.pop();
-                active.push((slot, st));
+                active.push(Active { slot, job, st });
             }
             if active.is_empty() {
-                break;
-            }
-            batch.clear();
-            for (slot, st) in active.iter_mut() {
-                if let Some((src, keep)) = st.push_step(*slot, policy, &mut batch) {
-                    b.kv_shift(*slot, src, 1, keep).map_err(|e| (e, st.index))?;
+                if queue.is_empty() {
+                    break;
                 }
+                return Err(Error::Internal(format!(
+                    "the engine's cache of {} positions holds no stream",
+                    arena.free()
+                )));
             }
-            let (mut i, mut at) = (0usize, None);
+            // Each stream's next step, where its region holds it (grown if need be).
+            batch.clear();
+            ran.clear();
+            for (k, a) in active.iter_mut().enumerate() {
+                let plan = a.st.plan();
+                let need = plan.need(a.st.pos);
+                let cap = arena.cap(a.slot);
+                if need > cap {
+                    let max = a.st.max_cap(cache_len);
+                    if !arena.grow(b, a.slot, round(need.max(2 * cap), max))? {
+                        continue;
+                    }
+                }
+                if let Some((src, keep)) = a.st.push_step(plan, a.slot, &mut batch) {
+                    b.kv_shift(a.slot, src, 1, keep)?;
+                }
+                ran.push(k);
+            }
+            admit = ran.len() == active.len();
+            if ran.is_empty() {
+                // Every stream waits for rows: the newest goes back to the queue, to start
+                // again from its first token when rows are free (a stream alone always fits:
+                // a window is at most the engine's cache_len ≤ its rows).
+                let a = active.pop().ok_or_else(|| Error::Internal("no stream to send back".into()))?;
+                decoded -= a.st.out.len() as u64; // reported again when decoded again
+                arena.release(a.slot);
+                free.push(a.slot);
+                queue.push_front(a.job);
+                continue;
+            }
+            let mut i = 0usize;
             forward_async(b, &self.cfg, &self.fracs, &batch, &mut |_, table| {
-                let (_, st) = &mut active[i];
+                let st = &mut active[ran[i]].st;
                 i += 1;
-                at = Some(st.index);
                 let before = st.out.len() as u64;
-                st.take(table, &self.tok)?;
+                if let Err(e) = st.take(table, &self.tok) {
+                    st.failed = Some(e);
+                    st.done = true;
+                }
                 decoded += st.out.len() as u64 - before;
                 Ok(())
             })
-            .await
-            .map_err(|e| (e, at.unwrap_or(0)))?;
-            if decoded - reported >= 256 {
-                progress(decoded).map_err(|e| (e, at.unwrap_or(0)))?;
+            .await?;
+            if decoded >= reported + 256 {
+                progress(decoded)?;
                 reported = decoded;
             }
             let mut k = 0;
             while k < active.len() {
-                if active[k].1.done {
-                    let (slot, st) = active.swap_remove(k);
-                    let index = st.index;
-                    results.push((index, st.finish().map_err(|e| (e, index))?));
-                    free.push(slot);
+                if active[k].st.done {
+                    let a = active.remove(k);
+                    arena.release(a.slot);
+                    free.push(a.slot);
+                    admit = true;
+                    done(a.job.index, a.st.finish())?;
                 } else {
                     k += 1;
                 }
             }
         }
-        progress(decoded).map_err(|e| (e, 0))?;
-        Ok(results)
+        progress(decoded)
     }
 }
 
-/// A model chunk to decode.
+/// A model-coded stream to decode: a chunk of a file, or a raw stream.
 pub(super) struct Job<'a> {
     pub(super) index: usize,
     pub(super) payload: &'a [u8],
     pub(super) len: u64,
+    pub(super) policy: Policy,
+    /// Stop once this many bytes are spelled (`len`: decode it all). A stream stopped
+    /// early returns its prefix unchecked.
+    pub(super) limit: u64,
 }
 
-/// The state of one model chunk being decoded: its range decoder, the tokens and bytes so
-/// far, and where it stands in the context policy's windows.
+impl<'a> Job<'a> {
+    pub(super) fn new(index: usize, payload: &'a [u8], len: u64, policy: Policy) -> Job<'a> {
+        Job {
+            index,
+            payload,
+            len,
+            policy,
+            limit: len,
+        }
+    }
+}
+
+/// A stream being decoded, in the engine's slot `slot`.
+struct Active<'a, 'j> {
+    slot: usize,
+    job: &'j Job<'a>,
+    st: Stream<'a>,
+}
+
+/// What a stream's next step runs.
+#[derive(Clone, Copy)]
+enum Plan {
+    /// The last decoded token, at the next position of the current window.
+    Next,
+    /// A new window whose context is kept in the cache: positions `src..src + keep` moved
+    /// to `1..`, then the last decoded token at `1 + keep`.
+    Shift { w: Window, src: usize, keep: usize },
+    /// A new window run from position 0: the start token and the window's context.
+    Prefill { w: Window },
+}
+
+impl Plan {
+    /// The positions the stream's slot must hold for this step, the next position being `pos`.
+    fn need(self, pos: usize) -> usize {
+        match self {
+            Plan::Next => pos + 1,
+            Plan::Shift { keep, .. } => 2 + keep,
+            Plan::Prefill { w } => w.score_start - w.ctx_start + 1,
+        }
+    }
+}
+
+/// The state of one model-coded stream being decoded: its range decoder, the tokens and
+/// bytes so far, and where it stands in the context policy's windows.
 struct Stream<'a> {
-    index: usize,
     dec: Decoder<'a>,
     len: u64,
+    limit: u64,
     max_tokens: u64,
+    policy: Policy,
     tokens: Vec<u32>,
     out: Vec<u8>,
     pending_escape: bool,
@@ -214,16 +318,19 @@ struct Stream<'a> {
     /// The position the next single-token step runs at.
     pos: usize,
     done: bool,
+    /// Why the stream's data is wrong, once it is.
+    failed: Option<Error>,
     /// The online models of the policy ([`Policy::adapt`], [`Policy::ngram`]).
     online: Option<Online>,
 }
 
 impl<'a> Stream<'a> {
-    fn new(job: &Job<'a>, policy: &Policy, vocab: usize) -> Stream<'a> {
+    fn new(job: &Job<'a>, vocab: usize) -> Stream<'a> {
+        let policy = job.policy;
         Stream {
-            index: job.index,
             dec: Decoder::new(job.payload),
             len: job.len,
+            limit: job.limit.min(job.len),
             // Every token but an escape spells ≥ 1 byte, and an escape pair spells one: a
             // valid chunk has at most 2·len tokens.
             // and at most `max_model_tokens` per payload (the bound on decoding work).
@@ -232,12 +339,14 @@ impl<'a> Stream<'a> {
                 .saturating_mul(2)
                 .saturating_add(2)
                 .min(max_model_tokens(job.payload.len())),
+            policy,
             tokens: Vec::new(),
             out: Vec::new(),
             pending_escape: false,
             window: None,
             pos: 0,
-            done: job.len == 0,
+            done: job.len == 0 || job.limit == 0,
+            failed: None,
             online: if job.len > 0 {
                 Online::new(vocab, policy.adapt, policy.ngram)
             } else {
@@ -246,31 +355,57 @@ impl<'a> Stream<'a> {
         }
     }
 
-    /// Adds this stream's next step to `batch`: a new window's context (start token and the
-    /// tokens before the window's scored ones, from position 0) or, with
-    /// [`KvMode::Shift`], the last decoded token after its context is shifted in the cache
-    /// (returned as `(src, n)` for [`Backend::kv_shift`] to positions `1..`, which the caller
-    /// runs before the batch); otherwise the last decoded token.
-    fn push_step(&mut self, slot: usize, policy: &Policy, batch: &mut Batch) -> Option<(usize, usize)> {
+    /// The most positions the stream can use: a window, its tokens and the start token, or
+    /// the engine's `cache_len`, whichever is least.
+    fn max_cap(&self, cache_len: usize) -> usize {
+        let tokens = usize::try_from(self.max_tokens.saturating_add(1)).unwrap_or(usize::MAX);
+        self.policy.window.min(cache_len).min(tokens).max(1)
+    }
+
+    /// The positions to start with: text is about 4 bytes a token, so a third of the length
+    /// is seldom outgrown (and growing is a copy of the rows).
+    fn estimate(&self) -> usize {
+        usize::try_from(self.len / 3 + 16).unwrap_or(usize::MAX)
+    }
+
+    /// What the next step runs ([`Stream::push_step`] runs it).
+    fn plan(&self) -> Plan {
         let n = self.tokens.len();
         if self.window.is_some_and(|w| n < w.end) {
-            batch.push_seq(slot, &self.tokens[n - 1..], self.pos, 0);
-            self.pos += 1;
-            return None;
+            return Plan::Next;
         }
         // With an unbounded length, `end` is the window's nominal end.
-        let w = window_at(n, usize::MAX, policy);
-        let prev = self.window.replace(w);
-        match (policy.kv, prev) {
+        let w = window_at(n, usize::MAX, &self.policy);
+        match (self.policy.kv, self.window) {
             (KvMode::Shift, Some(p)) => {
                 let (src, keep) = w.shift_from(&p);
+                Plan::Shift { w, src, keep }
+            }
+            _ => Plan::Prefill { w },
+        }
+    }
+
+    /// Adds the step `plan` to `batch` in slot `slot`; for [`Plan::Shift`] returns the
+    /// cache move `(src, n)` to positions `1..` ([`Backend::kv_shift`]), which the caller
+    /// runs before the batch.
+    fn push_step(&mut self, plan: Plan, slot: usize, batch: &mut Batch) -> Option<(usize, usize)> {
+        let n = self.tokens.len();
+        match plan {
+            Plan::Next => {
+                batch.push_seq(slot, &self.tokens[n - 1..], self.pos, 0);
+                self.pos += 1;
+                None
+            }
+            Plan::Shift { w, src, keep } => {
+                self.window = Some(w);
                 batch.push_seq(slot, &self.tokens[n - 1..], 1 + keep, 0);
                 self.pos = 2 + keep;
                 Some((src, keep))
             }
-            _ => {
+            Plan::Prefill { w } => {
+                self.window = Some(w);
                 let mut input = Vec::with_capacity(w.score_start - w.ctx_start + 1);
-                input.push(policy.start);
+                input.push(self.policy.start);
                 input.extend_from_slice(&self.tokens[w.ctx_start..w.score_start]);
                 let len = input.len();
                 batch.push_seq(slot, &input, 0, len - 1);
@@ -309,12 +444,19 @@ impl<'a> Stream<'a> {
                 self.len
             )));
         }
-        self.done = n == self.len && !self.pending_escape;
+        self.done = n >= self.limit && !self.pending_escape;
         Ok(())
     }
 
-    /// Checks the range decoder consumed its payload exactly and returns the bytes.
+    /// Checks the range decoder consumed its payload exactly and returns the bytes, or
+    /// why the stream's data is wrong.
     fn finish(self) -> Result<Vec<u8>> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if (self.out.len() as u64) < self.len {
+            return Ok(self.out); // a prefix ([`Job::limit`]): the coder is not at its end
+        }
         self.dec.finish()?;
         Ok(self.out)
     }

@@ -12,9 +12,11 @@
 //! Pure: no file system, threads or clocks, generic over [`Backend`], so the same code runs
 //! in the CLI, in wasm and with a GPU engine.
 
+mod arena;
 mod decode;
 mod encode;
 mod format;
+mod many;
 mod read;
 mod segments;
 mod stream;
@@ -27,6 +29,7 @@ use crate::pack::{Config, Model};
 use crate::tokenizer::Tokenizer;
 
 pub use encode::{ModelUse, Options};
+pub use many::ItemSink;
 pub use format::{
     max_model_tokens, ChunkInfo, Form, Info, Method, AUTO_MIN_BYTES_PER_TOKEN, COMPACT_FP_BYTES, DECODE_SLOTS,
     DEFAULT_CHUNK_TOKENS, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, MAGIC, MAX_TOKENS_PER_PAYLOAD_BYTE, MODEL_TOKEN_SLACK,

@@ -84,11 +84,7 @@ impl Codec {
             for i in next..end {
                 let (ch, payload) = (&info.chunks[i], p.payloads[i]);
                 if ch.method == Method::Model {
-                    jobs.push(Job {
-                        index: i,
-                        payload,
-                        len: ch.original_len,
-                    });
+                    jobs.push(Job::new(i, payload, ch.original_len, policy));
                 } else {
                     self.decode_plain(ch.method, payload, ch.original_len, &mut parts[i - next])
                         .map_err(|e| in_chunk(e, i, n))?;
@@ -97,13 +93,11 @@ impl Codec {
                 }
             }
             let base = done + plain;
-            for (i, part) in self
-                .decode_streams(b, &jobs, &policy, &mut |d| progress.update(base + d, total))
-                .await
-                .map_err(|(e, i)| in_chunk(e, i, n))?
-            {
-                parts[i - next] = part;
-            }
+            self.decode_streams(b, &jobs, &mut |d| progress.update(base + d, total), &mut |i, r| {
+                parts[i - next] = r.map_err(|e| in_chunk(e, i, n))?;
+                Ok(())
+            })
+            .await?;
             for (i, part) in (next..end).zip(parts) {
                 let ch = &info.chunks[i];
                 if part.len() as u64 != ch.original_len {
@@ -153,7 +147,7 @@ impl Codec {
 
     /// The context policy a file was made with (its header's for the full form, its tag's
     /// for the compact form), once its fingerprint matches this model's.
-    fn file_policy(&self, info: &Info) -> Result<Policy> {
+    pub(super) fn file_policy(&self, info: &Info) -> Result<Policy> {
         let have = hex(&self.fingerprint);
         match info.form {
             Form::Full => {

@@ -18,6 +18,7 @@ use common::{backend, tiny};
 mod api;
 mod compact;
 mod hostile;
+mod many;
 mod round_trips;
 mod segments;
 

@@ -529,7 +529,9 @@ fn attention_row() {
         let gt = g.upload_tables(&t, hd);
         let gc = g.upload_kv(&cache, n_kv, hd);
         let qb = g.upload_buf(&q, qd);
-        let out = g.attention(&qb, &gc, &slot, &pos, cache_len, n_heads, &gt).unwrap();
+        // The kernel takes each row's cache base: slot s at row s·cache_len.
+        let base: Vec<u32> = slot.iter().map(|&s| s * cache_len as u32).collect();
+        let out = g.attention(&qb, &gc, &base, &pos, cache_len, n_heads, &gt).unwrap();
         assert_eq!(
             g.read_buf(&out).unwrap(),
             want,
@@ -537,7 +539,7 @@ fn attention_row() {
         );
         // Rows in chunks of 3 (several dispatches sharing one scratch buffer): the same bits.
         g.set_chunk_bytes(3 * n_heads * cache_len * 4);
-        let out = g.attention(&qb, &gc, &slot, &pos, cache_len, n_heads, &gt).unwrap();
+        let out = g.attention(&qb, &gc, &base, &pos, cache_len, n_heads, &gt).unwrap();
         assert_eq!(g.read_buf(&out).unwrap(), want, "in chunks of 3 rows");
         g.set_chunk_bytes(32 << 20);
     }

@@ -101,6 +101,15 @@ impl<B: Backend> Backend for Stepping<'_, B> {
     fn slots(&self) -> usize {
         self.b.slots()
     }
+    fn kv_map(&self) -> &lmz::backend::KvMap {
+        self.b.kv_map()
+    }
+    fn kv_place(&mut self, slot: usize, base: usize, cap: usize, keep: usize) -> lmz::Result<()> {
+        self.b.kv_place(slot, base, cap, keep)
+    }
+    fn kv_reset(&mut self) {
+        self.b.kv_reset()
+    }
     fn embed(&mut self, tokens: &[u32]) -> lmz::Result<B::Buf> {
         self.b.embed(tokens)
     }

@@ -39,7 +39,7 @@ pub use par::threads;
 pub use quant::{quantize, quantize_row, QAct};
 pub use simd::Isa;
 
-use crate::backend::{Backend, Mat, Norm};
+use crate::backend::{Backend, KvMap, Mat, Norm};
 use crate::error::{Error, Result};
 use crate::pack::{Config, Model, NormWeight, Tables};
 
@@ -158,6 +158,7 @@ pub struct CpuBackend {
     out_norm: NormWeight,
     tables: Tables,
     cache: Vec<KvCache>,
+    map: KvMap,
 }
 
 impl CpuBackend {
@@ -206,6 +207,7 @@ impl CpuBackend {
             cfg,
             slots,
             cache_len,
+            map: KvMap::fixed(slots, cache_len),
         })
     }
 
@@ -222,7 +224,18 @@ impl CpuBackend {
             self.cache = kv_caches(&self.cfg, slots * self.cache_len);
             self.slots = slots;
         }
+        self.kv_reset();
         Ok(())
+    }
+
+    /// Every layer's KV cache (for tests and tools that look inside).
+    pub fn kv_caches(&self) -> &[KvCache] {
+        &self.cache
+    }
+
+    /// [`CpuBackend::kv_caches`], to write (tests).
+    pub fn kv_caches_mut(&mut self) -> &mut [KvCache] {
+        &mut self.cache
     }
 
     fn q4(&self, m: Mat) -> &CpuQ4 {
@@ -248,6 +261,27 @@ impl Backend for CpuBackend {
 
     fn slots(&self) -> usize {
         self.slots
+    }
+
+    fn kv_map(&self) -> &KvMap {
+        &self.map
+    }
+
+    fn kv_place(&mut self, slot: usize, base: usize, cap: usize, keep: usize) -> Result<()> {
+        let old = self.map.place(slot, base, cap, keep)?;
+        let (kvd, nkv) = (self.cfg.n_kv_heads * self.cfg.head_dim, self.cfg.n_kv_heads);
+        if keep > 0 && old != base {
+            par::for_each_mut(&mut self.cache, |c: &mut KvCache| {
+                c.k.copy_within(old * kvd..(old + keep) * kvd, base * kvd);
+                c.k_exp.copy_within(old * nkv..(old + keep) * nkv, base * nkv);
+                c.v.copy_within(old * kvd..(old + keep) * kvd, base * kvd);
+            });
+        }
+        Ok(())
+    }
+
+    fn kv_reset(&mut self) {
+        self.map = KvMap::fixed(self.slots, self.cache_len);
     }
 
     fn embed(&mut self, tokens: &[u32]) -> Result<CpuBuf> {
@@ -322,16 +356,8 @@ impl Backend for CpuBackend {
 
     fn kv_shift(&mut self, slot: usize, src: usize, dst: usize, n: usize) -> Result<()> {
         let half = (self.cfg.head_dim / 2).max(1);
-        crate::backend::check_shift(
-            self.slots,
-            self.cache_len,
-            self.tables.rope_cos.len() / half,
-            slot,
-            src,
-            dst,
-            n,
-        )?;
-        let base = slot * self.cache_len;
+        crate::backend::check_shift(&self.map, self.tables.rope_cos.len() / half, slot, src, dst, n)?;
+        let base = self.map.base(slot);
         let (nkv, hd, t) = (self.cfg.n_kv_heads, self.cfg.head_dim, &self.tables);
         let shift = |c: &mut KvCache| kv_shift(c, base + src, base + dst, n, nkv, hd, t);
         par::for_each_mut(&mut self.cache, shift);
@@ -339,7 +365,7 @@ impl Backend for CpuBackend {
     }
 
     fn attention(&mut self, layer: usize, q: &CpuBuf, k: &CpuBuf, v: &CpuBuf, slot: &[u32], pos: &[u32]) -> CpuBuf {
-        let (cfg, cl) = (&self.cfg, self.cache_len);
+        let (cfg, map) = (&self.cfg, &self.map);
         let cache = &mut self.cache[layer];
         for (r, (kr, vr)) in k
             .data
@@ -347,7 +373,7 @@ impl Backend for CpuBackend {
             .zip(v.data.chunks_exact(v.width))
             .enumerate()
         {
-            kv_store(cache, slot[r] as usize * cl + pos[r] as usize, kr, vr, cfg.head_dim);
+            kv_store(cache, map.row(slot[r] as usize, pos[r] as usize), kr, vr, cfg.head_dim);
         }
         let cache = &self.cache[layer];
         let exp = &self.tables.att_exp;
@@ -355,7 +381,7 @@ impl Backend for CpuBackend {
         let threads = threads();
         if slot.len() * cfg.n_kv_heads < 2 * threads && threads > 1 {
             // Fewer (row, key head) pairs than a couple per thread: cut the keys instead.
-            let base: Vec<usize> = slot.iter().map(|&s| s as usize * cl).collect();
+            let base: Vec<usize> = slot.iter().map(|&s| map.base(s as usize)).collect();
             let parts = (2 * threads).div_ceil(slot.len() * cfg.n_kv_heads);
             return CpuBuf {
                 width: q.width,
@@ -384,7 +410,7 @@ impl Backend for CpuBackend {
                     t.heads.clone(),
                     &pos[t.rows.clone()],
                     cache,
-                    slot[r] as usize * cl,
+                    map.base(slot[r] as usize),
                     cfg,
                     exp,
                     part,

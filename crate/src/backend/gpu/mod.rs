@@ -48,7 +48,7 @@ mod pool;
 pub use wgpu::{AdapterInfo, DeviceType};
 
 use crate::backend::cpu;
-use crate::backend::{Backend, Mat, Norm};
+use crate::backend::{Backend, KvMap, Mat, Norm};
 use crate::error::{Error, Result};
 use crate::pack::{Config, Model};
 
@@ -84,6 +84,7 @@ pub struct GpuBackend {
     out_norm: GpuNorm,
     tables: GpuTables,
     cache: Vec<GpuKv>,
+    map: KvMap,
 }
 
 impl GpuBackend {
@@ -163,6 +164,7 @@ impl GpuBackend {
             cfg,
             slots,
             cache_len,
+            map: KvMap::fixed(slots, cache_len),
         };
         b.gpu.check()?;
         Ok(b)
@@ -203,6 +205,25 @@ impl Backend for GpuBackend {
 
     fn slots(&self) -> usize {
         self.slots
+    }
+
+    fn kv_map(&self) -> &KvMap {
+        &self.map
+    }
+
+    fn kv_place(&mut self, slot: usize, base: usize, cap: usize, keep: usize) -> Result<()> {
+        let old = self.map.place(slot, base, cap, keep)?;
+        if keep > 0 && old != base {
+            let scratch = self.gpu.new_kv(keep, self.cfg.n_kv_heads, self.cfg.head_dim);
+            for c in &self.cache {
+                self.gpu.kv_copy(c, &scratch, old, base, keep);
+            }
+        }
+        Ok(())
+    }
+
+    fn kv_reset(&mut self) {
+        self.map = KvMap::fixed(self.slots, self.cache_len);
     }
 
     fn embed(&mut self, tokens: &[u32]) -> Result<GpuBuf> {
@@ -250,11 +271,11 @@ impl Backend for GpuBackend {
     }
 
     fn kv_shift(&mut self, slot: usize, src: usize, dst: usize, n: usize) -> Result<()> {
-        crate::backend::check_shift(self.slots, self.cache_len, self.tables.ctx, slot, src, dst, n)?;
+        crate::backend::check_shift(&self.map, self.tables.ctx, slot, src, dst, n)?;
         if n == 0 {
             return Ok(());
         }
-        let base = slot * self.cache_len;
+        let base = self.map.base(slot);
         let scratch = self.gpu.new_kv(n, self.cfg.n_kv_heads, self.cfg.head_dim);
         for c in &self.cache {
             self.gpu.kv_shift(c, &scratch, base + src, base + dst, n, &self.tables);
@@ -263,16 +284,13 @@ impl Backend for GpuBackend {
     }
 
     fn attention(&mut self, layer: usize, q: &GpuBuf, k: &GpuBuf, v: &GpuBuf, slot: &[u32], pos: &[u32]) -> GpuBuf {
-        let dst: Vec<u32> = slot
-            .iter()
-            .zip(pos)
-            .map(|(&s, &p)| s * self.cache_len as u32 + p)
-            .collect();
+        let base: Vec<u32> = slot.iter().map(|&s| self.map.base(s as usize) as u32).collect();
+        let dst: Vec<u32> = base.iter().zip(pos).map(|(&b, &p)| b + p).collect();
         self.gpu.kv_store(&self.cache[layer], k, v, &dst);
         match self.gpu.attention(
             q,
             &self.cache[layer],
-            slot,
+            &base,
             pos,
             self.cache_len,
             self.cfg.n_heads,

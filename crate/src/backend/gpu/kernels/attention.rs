@@ -63,14 +63,30 @@ impl Gpu {
         enc.copy_buffer_to_buffer(&scratch.v, 0, &c.v, dst as u64 * kv, n as u64 * kv);
     }
 
+    /// Cache rows `src..src + n` copied to `dst..dst + n` through `scratch` (a cache of at
+    /// least `n` rows; a buffer cannot be copied onto itself): a slot moved to another place
+    /// ([`crate::backend::Backend::kv_place`]). The CPU's twin is a `copy_within`.
+    pub fn kv_copy(&mut self, c: &GpuKv, scratch: &GpuKv, src: usize, dst: usize, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let (kv, e) = ((c.n_kv * c.head_dim * 2) as u64, (c.n_kv * 4) as u64);
+        let n = n as u64;
+        let enc = self.encoder();
+        for (buf, tmp, w) in [(&c.k, &scratch.k, kv), (&c.kexp, &scratch.kexp, e), (&c.v, &scratch.v, kv)] {
+            enc.copy_buffer_to_buffer(buf, src as u64 * w, tmp, 0, n * w);
+            enc.copy_buffer_to_buffer(tmp, 0, buf, dst as u64 * w, n * w);
+        }
+    }
+
     /// `shaders/attention.wgsl` ↔ [`cpu::attention_row`] on every row: row `r` attends over
-    /// positions `0..=pos[r]` of sequence `slot[r]` (cache rows `slot·cache_len + j`).
+    /// positions `0..=pos[r]` of its sequence, at cache rows `base[r] + j`.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
         q: &GpuBuf,
         c: &GpuKv,
-        slot: &[u32],
+        base: &[u32],
         pos: &[u32],
         cache_len: usize,
         n_heads: usize,
@@ -83,7 +99,7 @@ impl Gpu {
             )));
         }
         let rows = q.rows;
-        let info: Vec<u32> = pos.iter().zip(slot).flat_map(|(&p, &s)| [p, s]).collect();
+        let info: Vec<u32> = pos.iter().zip(base).flat_map(|(&p, &b)| [p, b]).collect();
         let info_buf = self.upload_rows("attention.rowinfo", &info);
         let out = GpuBuf {
             buf: self.buffer("attention.out", rows * q.width * 4),

@@ -1,0 +1,250 @@
+//! Many independent inputs in one call: small files, notes, records — decoded in lock-step
+//! (one forward pass per step for all of them, each in a KV region as long as it needs),
+//! encoded with their windows in shared batches. Every item's bytes are exactly what the
+//! one-item call makes or returns; one corrupt item is reported with its error and does not
+//! stop the others.
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::eval::Policy;
+use crate::model::block_on;
+
+use super::decode::Job;
+use super::format::{Form, Info, Method};
+use super::read::{check16, parse, split_raw};
+use super::segments::Offset;
+use super::{Codec, Progress};
+
+/// What a many-item call hands back for item `index`, as soon as it is known: its bytes or
+/// why it failed. An error returned by the sink stops the call.
+pub type ItemSink<'a> = dyn FnMut(usize, Result<Vec<u8>>) -> Result<()> + 'a;
+
+/// How an item decoded in lock-step is checked once its stream is done.
+#[derive(Clone, Copy)]
+enum Check {
+    /// A full-form file: crc32 of the original.
+    Crc32(u32),
+    /// A compact file or a raw stream: [`check16`].
+    Check16(u16),
+    /// A raw stream's prefix ([`Codec::decompress_raw_many`] with `prefix`): unchecked.
+    Prefix,
+}
+
+impl Codec {
+    /// Decompresses many standalone `.lmz` files (any form, any size) in one call; result
+    /// `i` is file `i`'s original or its error. Files of one model chunk — compact files,
+    /// every short text — are decoded in lock-step; files of several chunks one after the
+    /// other, each in lock-step over its own chunks. `progress(done, total)` counts output
+    /// bytes over all files as their headers state them. Synchronous, like
+    /// [`Codec::decompress`].
+    pub fn decompress_many<B: Backend>(
+        &self,
+        b: &mut B,
+        files: &[&[u8]],
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Result<Vec<u8>>>> {
+        let mut out = places(files.len());
+        block_on(self.decompress_many_async(b, files, progress, &mut |i, r| {
+            out[i] = Some(r);
+            Ok(())
+        }))?;
+        Ok(gather(out))
+    }
+
+    /// [`Codec::decompress_many`] for any engine, handing each file's result to `sink` as
+    /// soon as it is known (files that fail their header first, then in the order they
+    /// finish).
+    pub async fn decompress_many_async<B: Backend>(
+        &self,
+        b: &mut B,
+        files: &[&[u8]],
+        progress: &mut dyn Progress,
+        sink: &mut ItemSink<'_>,
+    ) -> Result<()> {
+        let mut jobs = Vec::new();
+        let mut checks = Vec::new();
+        let mut whole = Vec::new();
+        let mut total = 0u64;
+        for (i, &file) in files.iter().enumerate() {
+            let p = match parse(file) {
+                Ok(p) => p,
+                Err(e) => {
+                    sink(i, Err(e))?;
+                    continue;
+                }
+            };
+            total = total.saturating_add(p.info.original_len);
+            let one_model = p.info.chunks.len() == 1 && p.info.chunks[0].method == Method::Model;
+            if !one_model {
+                whole.push(i);
+                continue;
+            }
+            match self.model_policy(&p.info, b) {
+                Ok(policy) => {
+                    let c = &p.info.chunks[0];
+                    jobs.push(Job::new(i, p.payloads[0], c.original_len, policy));
+                    checks.push(match p.info.form {
+                        Form::Full => Check::Crc32(p.info.checksum),
+                        Form::Compact => Check::Check16(p.info.checksum as u16),
+                    });
+                }
+                Err(e) => sink(i, Err(e))?,
+            }
+        }
+        let by_index = |i: usize| jobs.iter().position(|j| j.index == i);
+        let mut done = 0u64;
+        self.decode_streams(
+            b,
+            &jobs,
+            &mut |d| progress.update(d, total),
+            &mut |i, r| {
+                let k = by_index(i).ok_or_else(|| Error::Internal(format!("no job {i}")))?;
+                sink(i, r.and_then(|out| self.verify(checks[k], jobs[k].len, out)))
+            },
+        )
+        .await?;
+        done += jobs.iter().map(|j| j.len).sum::<u64>();
+        for i in whole {
+            let mut p = Offset {
+                inner: &mut *progress,
+                base: done,
+                total,
+            };
+            let r = self.decompress_async(b, files[i], &mut p).await;
+            done += r.as_ref().map_or(0, |v| v.len() as u64);
+            match r {
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                r => sink(i, r)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes many raw streams (`(stream, original length)`, made by
+    /// [`Codec::compress_raw`]) in one call, in lock-step; result `i` is stream `i`'s
+    /// original or its error.
+    ///
+    /// With `prefix: Some(n)`, each model-coded stream stops once it has spelled at least
+    /// `n` bytes (an arithmetic decoder can stop at any token): its result is then a prefix
+    /// of the original, shorter than the stated length and not checked (its check covers
+    /// the whole) — what a list of titles needs, at a fraction of the work. Streams whose
+    /// result has the stated length were checked as usual.
+    pub fn decompress_raw_many<B: Backend>(
+        &self,
+        b: &mut B,
+        items: &[(&[u8], u64)],
+        prefix: Option<u64>,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Result<Vec<u8>>>> {
+        let mut out = places(items.len());
+        block_on(self.decompress_raw_many_async(b, items, prefix, progress, &mut |i, r| {
+            out[i] = Some(r);
+            Ok(())
+        }))?;
+        Ok(gather(out))
+    }
+
+    /// [`Codec::decompress_raw_many`] for any engine, handing each stream's result to
+    /// `sink` as soon as it is known.
+    pub async fn decompress_raw_many_async<B: Backend>(
+        &self,
+        b: &mut B,
+        items: &[(&[u8], u64)],
+        prefix: Option<u64>,
+        progress: &mut dyn Progress,
+        sink: &mut ItemSink<'_>,
+    ) -> Result<()> {
+        let mut jobs = Vec::new();
+        let mut checks = Vec::new();
+        let total = items.iter().fold(0u64, |t, &(_, n)| t.saturating_add(prefix.map_or(n, |p| p.min(n))));
+        let mut plain = 0u64;
+        for (i, &(raw, len)) in items.iter().enumerate() {
+            let (_, method, (kv, adapt, ngram), check, payload) = match split_raw(raw) {
+                Ok(s) => s,
+                Err(e) => {
+                    sink(i, Err(e))?;
+                    continue;
+                }
+            };
+            if method != Method::Model {
+                let mut out = Vec::new();
+                let r = self
+                    .decode_plain(method, payload, len, &mut out)
+                    .and_then(|()| self.verify(Check::Check16(check), len, out));
+                plain += len;
+                sink(i, r)?;
+                continue;
+            }
+            let policy = Policy::for_tag(&self.cfg, kv, adapt, ngram);
+            if let Err(e) = self.check_backend(b, &policy) {
+                sink(i, Err(e))?;
+                continue;
+            }
+            let mut job = Job::new(i, payload, len, policy);
+            match prefix {
+                Some(p) if p < len => {
+                    job.limit = p;
+                    checks.push(Check::Prefix);
+                }
+                _ => checks.push(Check::Check16(check)),
+            }
+            jobs.push(job);
+        }
+        let by_index = |i: usize| jobs.iter().position(|j| j.index == i);
+        self.decode_streams(
+            b,
+            &jobs,
+            &mut |d| progress.update(plain + d, total),
+            &mut |i, r| {
+                let k = by_index(i).ok_or_else(|| Error::Internal(format!("no job {i}")))?;
+                sink(i, r.and_then(|out| self.verify(checks[k], jobs[k].len, out)))
+            },
+        )
+        .await
+    }
+
+    /// The context policy of a file's model chunk, checked against the model and `b`.
+    fn model_policy<B: Backend>(&self, info: &Info, b: &B) -> Result<Policy> {
+        let policy = self.file_policy(info)?;
+        policy
+            .validate(&self.cfg)
+            .map_err(|e| Error::FormatCorrupt(format!("the file's context policy does not fit the model: {e}")))?;
+        self.check_backend(b, &policy)?;
+        Ok(policy)
+    }
+
+    /// An item's decoded bytes against its stated length and check.
+    fn verify(&self, check: Check, len: u64, out: Vec<u8>) -> Result<Vec<u8>> {
+        let expected = match check {
+            Check::Prefix => return Ok(out),
+            Check::Crc32(c) => (c, crc32fast::hash(&out), 8),
+            Check::Check16(c) => (c as u32, check16(&self.fingerprint, &out) as u32, 4),
+        };
+        if out.len() as u64 != len {
+            return Err(Error::FormatCorrupt(format!(
+                "the data decodes to {} bytes, not {len}",
+                out.len()
+            )));
+        }
+        let (want, have, w) = expected;
+        if want != have {
+            return Err(Error::FormatChecksum {
+                expected: format!("{want:0w$x}"),
+                actual: format!("{have:0w$x}"),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Where a synchronous many-item call puts each result: slot `i` for item `i`.
+fn places(n: usize) -> Vec<Option<Result<Vec<u8>>>> {
+    (0..n).map(|_| None).collect()
+}
+
+/// The results in item order (every item gets one: a call that returns `Ok` has sunk each).
+fn gather(v: Vec<Option<Result<Vec<u8>>>>) -> Vec<Result<Vec<u8>>> {
+    v.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(Error::Internal("an item got no result".into()))))
+        .collect()
+}
