@@ -9,6 +9,7 @@ use lmz::fetch;
 mod bench;
 mod engine;
 mod files;
+mod many;
 
 use engine::BackendKind;
 
@@ -126,6 +127,21 @@ enum Cmd {
         /// Engine for lmz.
         #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
         backend: BackendKind,
+        /// Many small files (notes, records), each one item: decoded one at a time against
+        /// the first N together in one call, for each N of --streams (lock-step decoding).
+        #[arg(long, conflicts_with_all = ["no_lmz", "speed", "ablation"])]
+        many: bool,
+        /// With --many: how many items go in one call (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "4,16,64", requires = "many")]
+        streams: Vec<usize>,
+        /// With --many: also decode only each item's first N bytes, all in one call (what a
+        /// list of titles needs).
+        #[arg(long, value_name = "N", requires = "many")]
+        prefix: Option<u64>,
+        /// With --many: the KV cache, in windows of 2,048 positions (~48 MB each), that the
+        /// items in flight share.
+        #[arg(long, value_name = "N", default_value_t = 4, requires = "many")]
+        kv_windows: usize,
     },
     /// Show what a .lmz file's header says: form, version, model, sizes, chunks, bpb.
     Info {
@@ -423,7 +439,23 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
             ablation,
             threads,
             backend,
+            many,
+            streams,
+            prefix,
+            kv_windows,
         }) => {
+            if many {
+                let a = many::ManyArgs {
+                    model_flag: cli.model.as_deref(),
+                    files: &files,
+                    streams: &streams,
+                    prefix,
+                    kv_windows,
+                    backend,
+                };
+                many::run(a, threads)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let mode = if speed {
                 bench::Mode::Speed
             } else if ablation {

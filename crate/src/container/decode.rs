@@ -160,8 +160,7 @@ impl Codec {
         // back to the queue for them): the rows that free up go to it first.
         let mut admit = true;
         loop {
-            while admit {
-                let (Some(&job), Some(&slot)) = (queue.front(), free.last()) else { break };
+            while let (true, Some(&job), Some(&slot)) = (admit, queue.front(), free.last()) {
                 let st = Stream::new(job, self.cfg.vocab);
                 if st.done {
                     queue.pop_front();
@@ -208,7 +207,9 @@ impl Codec {
                 // Every stream waits for rows: the newest goes back to the queue, to start
                 // again from its first token when rows are free (a stream alone always fits:
                 // a window is at most the engine's cache_len ≤ its rows).
-                let a = active.pop().ok_or_else(|| Error::Internal("no stream to send back".into()))?;
+                let a = active
+                    .pop()
+                    .ok_or_else(|| Error::Internal("no stream to send back".into()))?;
                 decoded -= a.st.out.len() as u64; // reported again when decoded again
                 arena.release(a.slot);
                 free.push(a.slot);

@@ -93,15 +93,10 @@ impl Codec {
         }
         let by_index = |i: usize| jobs.iter().position(|j| j.index == i);
         let mut done = 0u64;
-        self.decode_streams(
-            b,
-            &jobs,
-            &mut |d| progress.update(d, total),
-            &mut |i, r| {
-                let k = by_index(i).ok_or_else(|| Error::Internal(format!("no job {i}")))?;
-                sink(i, r.and_then(|out| self.verify(checks[k], jobs[k].len, out)))
-            },
-        )
+        self.decode_streams(b, &jobs, &mut |d| progress.update(d, total), &mut |i, r| {
+            let k = by_index(i).ok_or_else(|| Error::Internal(format!("no job {i}")))?;
+            sink(i, r.and_then(|out| self.verify(checks[k], jobs[k].len, out)))
+        })
         .await?;
         done += jobs.iter().map(|j| j.len).sum::<u64>();
         for i in whole {
@@ -156,7 +151,9 @@ impl Codec {
     ) -> Result<()> {
         let mut jobs = Vec::new();
         let mut checks = Vec::new();
-        let total = items.iter().fold(0u64, |t, &(_, n)| t.saturating_add(prefix.map_or(n, |p| p.min(n))));
+        let total = items
+            .iter()
+            .fold(0u64, |t, &(_, n)| t.saturating_add(prefix.map_or(n, |p| p.min(n))));
         let mut plain = 0u64;
         for (i, &(raw, len)) in items.iter().enumerate() {
             let (_, method, (kv, adapt, ngram), check, payload) = match split_raw(raw) {
@@ -191,15 +188,10 @@ impl Codec {
             jobs.push(job);
         }
         let by_index = |i: usize| jobs.iter().position(|j| j.index == i);
-        self.decode_streams(
-            b,
-            &jobs,
-            &mut |d| progress.update(plain + d, total),
-            &mut |i, r| {
-                let k = by_index(i).ok_or_else(|| Error::Internal(format!("no job {i}")))?;
-                sink(i, r.and_then(|out| self.verify(checks[k], jobs[k].len, out)))
-            },
-        )
+        self.decode_streams(b, &jobs, &mut |d| progress.update(plain + d, total), &mut |i, r| {
+            let k = by_index(i).ok_or_else(|| Error::Internal(format!("no job {i}")))?;
+            sink(i, r.and_then(|out| self.verify(checks[k], jobs[k].len, out)))
+        })
         .await
     }
 

@@ -29,13 +29,13 @@ use crate::pack::{Config, Model};
 use crate::tokenizer::Tokenizer;
 
 pub use encode::{ModelUse, Options};
-pub use many::ItemSink;
 pub use format::{
     max_model_tokens, ChunkInfo, Form, Info, Method, AUTO_MIN_BYTES_PER_TOKEN, COMPACT_FP_BYTES, DECODE_SLOTS,
     DEFAULT_CHUNK_TOKENS, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, MAGIC, MAX_TOKENS_PER_PAYLOAD_BYTE, MODEL_TOKEN_SLACK,
     TAG_MODEL, TAG_MODEL_ADAPT, TAG_MODEL_MIXED, TAG_MODEL_SHIFT, TAG_STORED, TAG_ZSTD, VERSION,
 };
-pub use read::{info, raw_to_compact};
+pub use many::ItemSink;
+pub use read::{compact_to_raw, info, raw_to_compact};
 pub use segments::{segment_len, SEGMENT_BYTES};
 
 /// Where long work reports how far it got: `update(done, total)` (bytes). An error returned

@@ -295,6 +295,23 @@ pub(super) fn split_raw(raw: &[u8]) -> Result<(u8, Method, (KvMode, bool, bool),
     ))
 }
 
+/// The raw stream inside a compact file, and its original length: the inverse of
+/// [`raw_to_compact`] (the fingerprint's bytes are dropped, not checked; decoding checks
+/// them through the check). An `LMZ_FORMAT_*` error for a full-form or broken file.
+pub fn compact_to_raw(file: &[u8]) -> Result<(Vec<u8>, u64)> {
+    let p = parse(file)?;
+    if p.info.form != Form::Compact {
+        return Err(Error::FormatCorrupt(
+            "a full-form file has no raw stream inside (only the compact form does)".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(3 + p.payloads[0].len());
+    out.push(file[0]);
+    out.extend_from_slice(&(p.info.checksum as u16).to_le_bytes());
+    out.extend_from_slice(p.payloads[0]);
+    Ok((out, p.info.original_len))
+}
+
 /// The standalone compact file holding a raw stream of `len` original bytes made with the
 /// model pack whose SHA-256 is `fingerprint`: the raw stream with the fingerprint's first
 /// bytes and the length put back (both forms carry the same check, over the whole

@@ -73,7 +73,9 @@ fn raw_streams_decode_together_as_they_do_alone() {
 /// another (and some start again); each still decodes to its text.
 #[test]
 fn streams_share_a_small_cache_and_still_decode() {
-    let texts: Vec<Vec<u8>> = (0..24).map(|i| common::words_text(60 + 37 * i, 90 + i as u64)).collect();
+    let texts: Vec<Vec<u8>> = (0..24)
+        .map(|i| common::words_text(60 + 37 * i, 90 + i as u64))
+        .collect();
     let raws: Vec<Vec<u8>> = texts.iter().map(|t| raw(t)).collect();
     let items: Vec<(&[u8], u64)> = raws.iter().zip(&texts).map(|(r, t)| (&r[..], t.len() as u64)).collect();
     let mut b = CpuBackend::with_slots(&tiny().model, 1, 128).unwrap();
@@ -116,7 +118,13 @@ fn files_of_every_form_decode_together_as_they_do_alone() {
     files.push(compress(&texts[8], &multi(97))); // several chunks, in lock-step of their own
     files.push(compress(&texts[6], &multi(10_000))); // one chunk, full form
     files.push(compress(&random(300, 4), &always())); // stored
-    files.push(compress(&texts[7], &Options { model: ModelUse::Never, ..Options::default() })); // zstd or stored
+    files.push(compress(
+        &texts[7],
+        &Options {
+            model: ModelUse::Never,
+            ..Options::default()
+        },
+    )); // zstd or stored
     let mut bad = files[5].clone();
     let n = bad.len();
     bad[n - 3] ^= 0x40;

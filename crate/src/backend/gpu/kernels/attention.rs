@@ -73,7 +73,11 @@ impl Gpu {
         let (kv, e) = ((c.n_kv * c.head_dim * 2) as u64, (c.n_kv * 4) as u64);
         let n = n as u64;
         let enc = self.encoder();
-        for (buf, tmp, w) in [(&c.k, &scratch.k, kv), (&c.kexp, &scratch.kexp, e), (&c.v, &scratch.v, kv)] {
+        for (buf, tmp, w) in [
+            (&c.k, &scratch.k, kv),
+            (&c.kexp, &scratch.kexp, e),
+            (&c.v, &scratch.v, kv),
+        ] {
             enc.copy_buffer_to_buffer(buf, src as u64 * w, tmp, 0, n * w);
             enc.copy_buffer_to_buffer(tmp, 0, buf, dst as u64 * w, n * w);
         }
