@@ -10,6 +10,7 @@ use crate::eval::Policy;
 use crate::model::block_on;
 
 use super::decode::Job;
+use super::encode::{ModelUse, Options};
 use super::format::{Form, Info, Method};
 use super::read::{check16, parse, split_raw};
 use super::segments::Offset;
@@ -18,6 +19,15 @@ use super::{Codec, Progress};
 /// What a many-item call hands back for item `index`, as soon as it is known: its bytes or
 /// why it failed. An error returned by the sink stops the call.
 pub type ItemSink<'a> = dyn FnMut(usize, Result<Vec<u8>>) -> Result<()> + 'a;
+
+/// What a many-item compression makes of each input.
+#[derive(Clone, Copy)]
+enum Framing<'a> {
+    /// A standalone file ([`Codec::compress`]).
+    File(&'a Options),
+    /// A raw stream ([`Codec::compress_raw`]).
+    Raw(ModelUse),
+}
 
 /// How an item decoded in lock-step is checked once its stream is done.
 #[derive(Clone, Copy)]
@@ -193,6 +203,97 @@ impl Codec {
             sink(i, r.and_then(|out| self.verify(checks[k], jobs[k].len, out)))
         })
         .await
+    }
+
+    /// Compresses many inputs in one call; result `i` is exactly what [`Codec::compress`]
+    /// makes of input `i` with `opts`, or its error. `progress(done, total)` counts input
+    /// bytes over all inputs. Synchronous, like [`Codec::compress`].
+    pub fn compress_many<B: Backend>(
+        &self,
+        b: &mut B,
+        items: &[&[u8]],
+        opts: &Options,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Result<Vec<u8>>>> {
+        let mut out = places(items.len());
+        block_on(self.compress_many_async(b, items, opts, progress, &mut |i, r| {
+            out[i] = Some(r);
+            Ok(())
+        }))?;
+        Ok(gather(out))
+    }
+
+    /// [`Codec::compress_many`] for any engine, handing each result to `sink` as soon as
+    /// it is made.
+    pub async fn compress_many_async<B: Backend>(
+        &self,
+        b: &mut B,
+        items: &[&[u8]],
+        opts: &Options,
+        progress: &mut dyn Progress,
+        sink: &mut ItemSink<'_>,
+    ) -> Result<()> {
+        self.encode_many(b, items, Framing::File(opts), progress, sink).await
+    }
+
+    /// Compresses many inputs into raw streams in one call; result `i` is exactly what
+    /// [`Codec::compress_raw`] makes of input `i`, or its error.
+    pub fn compress_raw_many<B: Backend>(
+        &self,
+        b: &mut B,
+        items: &[&[u8]],
+        model: ModelUse,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Result<Vec<u8>>>> {
+        let mut out = places(items.len());
+        block_on(self.compress_raw_many_async(b, items, model, progress, &mut |i, r| {
+            out[i] = Some(r);
+            Ok(())
+        }))?;
+        Ok(gather(out))
+    }
+
+    /// [`Codec::compress_raw_many`] for any engine, handing each result to `sink` as soon
+    /// as it is made.
+    pub async fn compress_raw_many_async<B: Backend>(
+        &self,
+        b: &mut B,
+        items: &[&[u8]],
+        model: ModelUse,
+        progress: &mut dyn Progress,
+        sink: &mut ItemSink<'_>,
+    ) -> Result<()> {
+        self.encode_many(b, items, Framing::Raw(model), progress, sink).await
+    }
+
+    /// The one encoder behind the many-item compressions.
+    async fn encode_many<B: Backend>(
+        &self,
+        b: &mut B,
+        items: &[&[u8]],
+        framing: Framing<'_>,
+        progress: &mut dyn Progress,
+        sink: &mut ItemSink<'_>,
+    ) -> Result<()> {
+        let total = items.iter().fold(0u64, |t, i| t.saturating_add(i.len() as u64));
+        let mut done = 0u64;
+        for (i, &data) in items.iter().enumerate() {
+            let mut p = Offset {
+                inner: &mut *progress,
+                base: done,
+                total,
+            };
+            let r = match framing {
+                Framing::File(opts) => self.compress_async(b, data, opts, &mut p).await,
+                Framing::Raw(model) => self.compress_raw_async(b, data, model, &mut p).await,
+            };
+            done += data.len() as u64;
+            match r {
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                r => sink(i, r)?,
+            }
+        }
+        Ok(())
     }
 
     /// The context policy of a file's model chunk, checked against the model and `b`.
