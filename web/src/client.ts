@@ -16,9 +16,10 @@
 
 import { fromErrorData, LmzError, PackageCodes } from './errors.js';
 import { inputKind, readStream } from './input.js';
-import type { FromWorker, Method, ToWorker } from './protocol.js';
+import { byteItems, rawItems, safeOnItem } from './many.js';
+import type { FromWorker, ManyMethod, Method, ToWorker } from './protocol.js';
 import { byteTransform } from './stream.js';
-import type { ByteTransform, CallOptions, Compressor, EngineKind, Info, Input, Progress, TokenScores } from './types.js';
+import type { ByteTransform, CallOptions, Compressor, EngineKind, Info, Input, ItemResult, ManyOptions, Progress, RawItem, RawManyOptions, TokenScores } from './types.js';
 import type { EngineOptions } from './engine.js';
 
 /** How long a cancelled call may take to stop by itself before its worker is replaced. */
@@ -30,6 +31,9 @@ interface Call {
   input: Input;
   /** The original length (decompressRaw). */
   length?: number;
+  /** A many-item call: its inputs (copied and transferred when its turn comes), the raw
+   * streams' lengths and prefix (decompressRawMany), `onItem`, and the results by index. */
+  many?: { items: Uint8Array[]; lengths?: number[]; prefix?: number; onItem?: (index: number, r: ItemResult) => void; results: ItemResult[] };
   transfer: boolean;
   signal?: AbortSignal;
   resolve: (v: unknown) => void;
@@ -88,6 +92,12 @@ function owned(bytes: Uint8Array, transfer: boolean): Uint8Array {
   return transfer && whole ? bytes : bytes.slice();
 }
 
+/** The items of a many-item call in input order; an index the worker never answered (a bug)
+ * is rejected with LMZ_INTERNAL rather than left a hole. */
+function ordered(results: ItemResult[], n: number): ItemResult[] {
+  return Array.from({ length: n }, (_, i) => results[i] ?? { status: 'rejected', reason: new LmzError(PackageCodes.INTERNAL, `item ${i} got no result from the worker`) });
+}
+
 export class WorkerClient implements Compressor {
   readonly engine: EngineKind;
   readonly adapter: string;
@@ -130,8 +140,15 @@ export class WorkerClient implements Compressor {
       case 'chunk':
         a.onChunk?.(m.bytes);
         break;
+      case 'item': {
+        if (!a.many) break;
+        const r: ItemResult = m.error ? { status: 'rejected', reason: fromErrorData(m.error) } : { status: 'fulfilled', value: m.value ?? new Uint8Array() };
+        a.many.results[m.index] = r;
+        a.many.onItem?.(m.index, r);
+        break;
+      }
       case 'result':
-        this.finish(a, () => a.resolve(m.value));
+        this.finish(a, () => a.resolve(a.many ? ordered(a.many.results, a.many.items.length) : m.value));
         break;
       case 'error':
         this.finish(a, () => a.reject(fromErrorData(m.error)));
@@ -178,23 +195,30 @@ export class WorkerClient implements Compressor {
     try {
       if (!this.#worker) throw new LmzError(PackageCodes.DISPOSED, 'this compressor was disposed');
       w = await this.#worker;
-      let data: Uint8Array | Blob;
-      switch (inputKind(c.input)) {
-        case 'bytes':
-          data = owned(c.input as Uint8Array, c.transfer);
-          break;
-        case 'buffer':
-          data = owned(new Uint8Array(c.input as ArrayBuffer), c.transfer);
-          break;
-        case 'blob':
-          data = c.input as Blob;
-          break;
-        case 'stream':
-          data = await readStream(c.input as ReadableStream<Uint8Array>, c.prep.signal);
-          break;
+      if (c.many) {
+        // Copies (the caller's arrays stay theirs), transferred.
+        const items = c.many.items.map((b) => b.slice());
+        for (const b of items) transfer.push(b.buffer);
+        msg = { type: 'call', id: c.id, method: c.method as ManyMethod, items, lengths: c.many.lengths, prefix: c.many.prefix };
+      } else {
+        let data: Uint8Array | Blob;
+        switch (inputKind(c.input)) {
+          case 'bytes':
+            data = owned(c.input as Uint8Array, c.transfer);
+            break;
+          case 'buffer':
+            data = owned(new Uint8Array(c.input as ArrayBuffer), c.transfer);
+            break;
+          case 'blob':
+            data = c.input as Blob;
+            break;
+          case 'stream':
+            data = await readStream(c.input as ReadableStream<Uint8Array>, c.prep.signal);
+            break;
+        }
+        if (data instanceof Uint8Array) transfer.push(data.buffer);
+        msg = { type: 'call', id: c.id, method: c.method as Exclude<Method, ManyMethod>, data, length: c.length };
       }
-      if (data instanceof Uint8Array) transfer.push(data.buffer);
-      msg = { type: 'call', id: c.id, method: c.method, data, length: c.length };
     } catch (e) {
       this.finish(c, () => c.reject(e instanceof LmzError ? e : new LmzError(PackageCodes.INTERNAL, String(e))));
       return;
@@ -253,7 +277,7 @@ export class WorkerClient implements Compressor {
     }, CANCEL_GRACE_MS);
   }
 
-  private call<T>(method: Method, input: Input, opts?: CallOptions, extra: { length?: number; onChunk?: (chunk: Uint8Array) => void } = {}): Promise<T> {
+  private call<T>(method: Method, input: Input, opts?: CallOptions, extra: { length?: number; onChunk?: (chunk: Uint8Array) => void; many?: Call['many'] } = {}): Promise<T> {
     const signal = opts?.signal;
     return new Promise<T>((resolve, reject) => {
       if (!this.#worker) {
@@ -288,6 +312,7 @@ export class WorkerClient implements Compressor {
         },
         onProgress: opts?.onProgress ?? this.#opts.onProgress,
         onChunk: extra.onChunk,
+        many: extra.many,
         prep: new AbortController(),
         settled: false,
       };
@@ -325,6 +350,30 @@ export class WorkerClient implements Compressor {
 
   decompressRaw(raw: Uint8Array, length: number, opts?: CallOptions): Promise<Uint8Array> {
     return this.call('decompressRaw', raw, opts, { length });
+  }
+
+  /** A many-item call: its inputs are checked now, copied when its turn comes. */
+  private callMany(method: ManyMethod, items: Uint8Array[], opts: ManyOptions | undefined, raw: { lengths?: number[]; prefix?: number } = {}): Promise<ItemResult[]> {
+    const many = { items, ...raw, onItem: safeOnItem(opts?.onItem), results: [] as ItemResult[] };
+    // `input` is unused by a many-item call; an empty array passes the input check.
+    return this.call(method, new Uint8Array(), opts, { many });
+  }
+
+  async compressMany(inputs: readonly Uint8Array[], opts?: ManyOptions): Promise<ItemResult[]> {
+    return this.callMany('compressMany', byteItems(inputs, 'inputs'), opts);
+  }
+
+  async decompressMany(files: readonly Uint8Array[], opts?: ManyOptions): Promise<ItemResult[]> {
+    return this.callMany('decompressMany', byteItems(files, 'files'), opts);
+  }
+
+  async compressRawMany(inputs: readonly Uint8Array[], opts?: ManyOptions): Promise<ItemResult[]> {
+    return this.callMany('compressRawMany', byteItems(inputs, 'inputs'), opts);
+  }
+
+  async decompressRawMany(items: readonly RawItem[], opts?: RawManyOptions): Promise<ItemResult[]> {
+    const { raws, lengths, prefix } = rawItems(items, opts?.prefix);
+    return this.callMany('decompressRawMany', raws, opts, { lengths, prefix });
   }
 
   score(data: Uint8Array, opts?: CallOptions): Promise<TokenScores> {

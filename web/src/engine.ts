@@ -5,13 +5,14 @@
 import type { Compressor as WasmCompressor } from './wasm/lmz_wasm.js';
 import { LmzError, PackageCodes, toLmzError } from './errors.js';
 import { readInput } from './input.js';
+import { byteItems, itemResult, rawItems, safeOnItem } from './many.js';
 import { loadModel } from './model.js';
 import { byteTransform } from './stream.js';
-import type { ByteTransform, CallOptions, Compressor, EngineChoice, EngineKind, Info, Input, Phase, Progress, TokenScores } from './types.js';
+import type { ByteTransform, CallOptions, Compressor, EngineChoice, EngineKind, Info, Input, ItemResult, ManyOptions, Phase, Progress, RawItem, RawManyOptions, TokenScores } from './types.js';
 
 /** The bindings of one build: the single-threaded glue (SIMD128 and relaxed-SIMD modules share
  * it) or the threaded one, which adds `initThreadPool`. */
-type Bindings = Pick<typeof import('./wasm/lmz_wasm.js'), 'default' | 'Compressor' | 'info' | 'packFingerprint' | 'rawToFile'> & { initThreadPool?: (n: number) => Promise<unknown> };
+type Bindings = Pick<typeof import('./wasm/lmz_wasm.js'), 'default' | 'Compressor' | 'info' | 'packFingerprint' | 'rawToFile' | 'fileToRaw'> & { initThreadPool?: (n: number) => Promise<unknown> };
 
 /** The builds instantiated in this thread, by kind (at most one of each). */
 const loaded = new Map<'single' | 'threads', Promise<Bindings>>();
@@ -119,6 +120,16 @@ export async function readRawToFile(raw: Uint8Array, length: number): Promise<Ui
   }
 }
 
+/** The raw stream and length inside a compact `.lmz` file of this build's model; needs no model. */
+export async function readFileToRaw(file: Uint8Array): Promise<RawItem> {
+  const m = await anyWasm();
+  try {
+    return m.fileToRaw(file);
+  } catch (e) {
+    throw toLmzError(e);
+  }
+}
+
 /** The part of WebGPU's adapter info that names it (wgpu passes on only `description`,
  * which Chromium leaves empty for SwiftShader). */
 interface GpuAdapterInfoLike {
@@ -208,6 +219,19 @@ export class LocalEngine implements Compressor {
   /** Runs `f` after every earlier call (the wasm compressor runs one call at a time); an
    * `input` is read (a Blob, a stream) when the call's turn comes. */
   #run<T>(phase: Phase, opts: CallOptions | undefined, input: Input, f: (c: WasmCompressor, data: Uint8Array, progress: (done: number, total: number) => void) => Promise<T>): Promise<T> {
+    return this.#queued(phase, opts, (signal) => readInput(input, signal), f);
+  }
+
+  /** A many-item call: its results in item order, each `onItem` as it comes. */
+  #many(phase: Phase, opts: ManyOptions | undefined, f: (c: WasmCompressor, progress: (done: number, total: number) => void, onItem: (index: number, v: unknown) => void) => Promise<unknown[]>): Promise<ItemResult[]> {
+    const onItem = safeOnItem(opts?.onItem);
+    return this.#queued(phase, opts, async () => undefined, async (c, _, p) => {
+      const out = await f(c, p, (i, v) => onItem?.(i, itemResult(v)));
+      return out.map(itemResult);
+    });
+  }
+
+  #queued<D, T>(phase: Phase, opts: Pick<CallOptions, 'signal' | 'onProgress'> | undefined, read: (signal?: AbortSignal) => Promise<D>, f: (c: WasmCompressor, data: D, progress: (done: number, total: number) => void) => Promise<T>): Promise<T> {
     const onProgress = opts?.onProgress ?? this.#onProgress;
     const signal = opts?.signal;
     const next = this.#queue.then(async () => {
@@ -217,7 +241,7 @@ export class LocalEngine implements Compressor {
       signal?.addEventListener('abort', abort);
       try {
         if (signal?.aborted) throw new LmzError(PackageCodes.CANCELLED, 'the call was cancelled before it started');
-        const data = await readInput(input, signal);
+        const data = await read(signal);
         if (signal?.aborted) throw new LmzError(PackageCodes.CANCELLED, 'the call was cancelled before it started');
         return await f(c, data, (done, total) => onProgress?.({ phase, done, total }));
       } catch (e) {
@@ -261,6 +285,26 @@ export class LocalEngine implements Compressor {
 
   decompressRaw(raw: Uint8Array, length: number, opts?: CallOptions): Promise<Uint8Array> {
     return this.#run('decompress', opts, raw, (c, d, p) => c.decompressRaw(d, length, p));
+  }
+
+  async compressMany(inputs: readonly Uint8Array[], opts?: ManyOptions): Promise<ItemResult[]> {
+    const items = byteItems(inputs, 'inputs');
+    return this.#many('compress', opts, (c, p, onItem) => c.compressMany(items, p, onItem));
+  }
+
+  async decompressMany(files: readonly Uint8Array[], opts?: ManyOptions): Promise<ItemResult[]> {
+    const items = byteItems(files, 'files');
+    return this.#many('decompress', opts, (c, p, onItem) => c.decompressMany(items, p, onItem));
+  }
+
+  async compressRawMany(inputs: readonly Uint8Array[], opts?: ManyOptions): Promise<ItemResult[]> {
+    const items = byteItems(inputs, 'inputs');
+    return this.#many('compress', opts, (c, p, onItem) => c.compressRawMany(items, p, onItem));
+  }
+
+  async decompressRawMany(items: readonly RawItem[], opts?: RawManyOptions): Promise<ItemResult[]> {
+    const { raws, lengths, prefix } = rawItems(items, opts?.prefix);
+    return this.#many('decompress', opts, (c, p, onItem) => c.decompressRawMany(raws, new Float64Array(lengths), prefix, p, onItem));
   }
 
   score(data: Uint8Array, opts?: CallOptions): Promise<TokenScores> {

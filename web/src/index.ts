@@ -8,16 +8,16 @@
 // The weights (99 MB) are fetched once from `modelUrl`, kept in Cache Storage and SHA-256-
 // checked against the fingerprint this build pins before every use.
 
-import { LocalEngine, readInfo, readRawToFile } from './engine.js';
+import { LocalEngine, readFileToRaw, readInfo, readRawToFile } from './engine.js';
 import { WorkerClient } from './client.js';
 import { LmzError, PackageCodes } from './errors.js';
-import type { Compressor, CompressorOptions, Info } from './types.js';
+import type { Compressor, CompressorOptions, Info, RawItem } from './types.js';
 
 export { Codes, LmzError, PackageCodes } from './errors.js';
 export { LibraryCodes } from './codes.js';
 export { CACHE_NAME } from './model.js';
 export { isLmz } from './format.js';
-export type { ByteTransform, CallOptions, ChunkInfo, Compressor, CompressorOptions, EngineChoice, EngineKind, Info, Input, Phase, Progress, TokenScores } from './types.js';
+export type { ByteTransform, CallOptions, ChunkInfo, Compressor, CompressorOptions, EngineChoice, EngineKind, Info, Input, ItemResult, ManyOptions, Phase, Progress, RawItem, RawManyOptions, TokenScores } from './types.js';
 
 /** The model pack's file name; the default `modelUrl` is this name next to the package. */
 export const MODEL_FILE = 'smollm2-135m.lmz.safetensors';
@@ -46,4 +46,14 @@ export function info(data: Uint8Array): Promise<Info> {
  * `length` bytes: what `lmz -d` and `decompress` open. Runs no model (needs the wasm module). */
 export function rawToFile(raw: Uint8Array, length: number): Promise<Uint8Array> {
   return readRawToFile(raw, length);
+}
+
+/** The raw stream inside a compact `.lmz` file and its original length — the inverse of
+ * `rawToFile`, for an embedder that stores raw streams (the notes extension importing CLI
+ * files keeps their coding as it is). Runs no model; checks only the header:
+ * `LMZ_FORMAT_MODEL_MISMATCH` for another model pack's file, `LMZ_FORMAT_CORRUPT` for a
+ * full-form file (several chunks or a long text: not one raw stream). Damaged payload bytes
+ * show when the stream is decoded (`decompressRaw`: its check). */
+export function fileToRaw(file: Uint8Array): Promise<RawItem> {
+  return readFileToRaw(file);
 }

@@ -1,6 +1,8 @@
 // The public types of the package: one interface, two implementations (a Web Worker client
 // and the in-thread engine).
 
+import type { LmzError } from './errors.js';
+
 /** Which engine runs the model. Every engine gives the same bytes. */
 export type EngineKind = 'webgpu' | 'cpu';
 /** What to ask for: `auto` takes a hardware WebGPU adapter when there is one, else wasm-CPU. */
@@ -56,6 +58,40 @@ export interface CallOptions {
    * covers its whole ArrayBuffer; otherwise it is copied as without this option. No effect
    * with `worker: false` (nothing is copied there). Default `false`. */
   transfer?: boolean;
+}
+
+/** One item's outcome in a many-item call, in the shape of `Promise.allSettled`'s elements:
+ * its bytes, or why it failed (an `LmzError` with the item's own `LMZ_*` code). */
+export type ItemResult<T = Uint8Array> = { status: 'fulfilled'; value: T } | { status: 'rejected'; reason: LmzError };
+
+/** Options of the many-item calls (`compressMany`, `decompressMany`, …). */
+export interface ManyOptions {
+  /** Aborting rejects the whole call with `LMZ_CANCELLED` and stops the work (items already
+   * handed to `onItem` stay delivered). */
+  signal?: AbortSignal;
+  /** Progress over all items: bytes out (decompressing) or in (compressing). */
+  onProgress?: (p: Progress) => void;
+  /** Each item's result as soon as it is known, in any order (`index`: its place in the
+   * input; the same object is in the final array). An exception thrown here does not stop
+   * the call; it is rethrown on its own task (it shows as an uncaught error). */
+  onItem?: (index: number, result: ItemResult) => void;
+}
+
+/** A raw stream and the length of its original (what `compressRaw` made, and the length the
+ * embedder kept). */
+export interface RawItem {
+  raw: Uint8Array;
+  length: number;
+}
+
+export interface RawManyOptions extends ManyOptions {
+  /** Stop each model-coded stream once it has spelled at least this many bytes (a whole
+   * number): its value is then the start of the original (at least `prefix` bytes, unless
+   * the original is shorter; it may end inside a UTF-8 character — decode it with
+   * `TextDecoder`'s `stream: true`) and is **not checked** (the check covers the whole
+   * original). Values of the stated length were checked. For titles and previews, at a
+   * fraction of the work. */
+  prefix?: number;
 }
 
 /** A pair of streams, like `CompressionStream`: write bytes into `writable`, read the result
@@ -132,6 +168,21 @@ export interface Compressor {
   /** Decodes a raw stream of exactly `length` original bytes (a wrong length is an error:
    * `LMZ_FORMAT_CHECKSUM` or `LMZ_FORMAT_CORRUPT`). */
   decompressRaw(raw: Uint8Array, length: number, opts?: CallOptions): Promise<Uint8Array>;
+  /** Compresses many inputs in one call (messages, rows, notes): element `i` of the result is
+   * exactly what `compress` makes of input `i`, or its error. Results in input order;
+   * `onItem` hears of each as soon as it is made. */
+  compressMany(inputs: readonly Uint8Array[], opts?: ManyOptions): Promise<ItemResult[]>;
+  /** Decompresses many `.lmz` files in one call; short files (one model chunk: every text
+   * up to ~60 KB) decode in lock-step — one forward pass per step for all of them, several
+   * times faster than one after the other (web/README.md). A corrupt file is `rejected` with
+   * its `LMZ_FORMAT_*` code and the others still decode. Results in input order; `onItem`
+   * hears of each as soon as it is checked. */
+  decompressMany(files: readonly Uint8Array[], opts?: ManyOptions): Promise<ItemResult[]>;
+  /** `compressRaw` of many inputs in one call (results in input order). */
+  compressRawMany(inputs: readonly Uint8Array[], opts?: ManyOptions): Promise<ItemResult[]>;
+  /** `decompressRaw` of many raw streams in one call, in lock-step; with `prefix`, only the
+   * start of each (titles). Results in input order. */
+  decompressRawMany(items: readonly RawItem[], opts?: RawManyOptions): Promise<ItemResult[]>;
   /** Per-token cost of `data` under the model (for a heat map); runs the model once. */
   score(data: Uint8Array, opts?: CallOptions): Promise<TokenScores>;
   /** Frees the engine (terminates the worker); later calls reject with `LMZ_DISPOSED`. */

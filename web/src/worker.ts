@@ -5,7 +5,7 @@ import { LocalEngine } from './engine.js';
 import { errorData, LmzError, PackageCodes } from './errors.js';
 import { readInput } from './input.js';
 import type { FromWorker, ToWorker } from './protocol.js';
-import type { Progress, TokenScores } from './types.js';
+import type { ItemResult, Progress, TokenScores } from './types.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 const post = (m: FromWorker, transfer: Transferable[] = []) => scope.postMessage(m, transfer);
@@ -35,6 +35,21 @@ scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
     if (!engine) throw new LmzError(PackageCodes.WORKER, 'the worker was called before init');
     const e = await engine;
     const opts = { signal: ac.signal, onProgress: (progress: Progress) => post({ type: 'progress', id: m.id, progress }) };
+    if ('items' in m) {
+      // Each item goes to the client as it comes (its bytes transferred: a fresh copy out of
+      // wasm memory); the client puts them in order, so the result itself is empty.
+      const onItem = (index: number, r: ItemResult) =>
+        r.status === 'fulfilled' ? post({ type: 'item', id: m.id, index, value: r.value }, [r.value.buffer]) : post({ type: 'item', id: m.id, index, error: errorData(r.reason) });
+      const o = { ...opts, onItem };
+      if (m.method === 'decompressRawMany') {
+        const lengths = m.lengths ?? [];
+        await e.decompressRawMany(m.items.map((raw, i) => ({ raw, length: lengths[i] ?? Number.NaN })), { ...o, prefix: m.prefix });
+      } else {
+        await e[m.method](m.items, o);
+      }
+      post({ type: 'result', id: m.id, value: undefined });
+      return;
+    }
     switch (m.method) {
       case 'compress':
       case 'decompress': {

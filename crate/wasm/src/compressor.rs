@@ -10,7 +10,7 @@ use std::sync::Arc;
 #[cfg(feature = "threads")]
 use std::sync::Mutex;
 
-use js_sys::{Float64Array, Function, Uint32Array, Uint8Array};
+use js_sys::{Array, Float64Array, Function, Uint32Array, Uint8Array};
 use lmz::container::Codec;
 use lmz::model::Fracs;
 use lmz::{Error, Model};
@@ -59,15 +59,52 @@ pub struct Compressor {
 #[cfg(feature = "threads")]
 const POLL_MS: i32 = 4;
 
-/// Hands the call's chunk to `onChunk`; remembers what it throws (the call then stops).
-fn give_chunk(on_chunk: Option<&Function>, c: &[u8], thrown: &mut Option<JsValue>) -> lmz::Result<()> {
-    if let (Some(f), None) = (on_chunk, &thrown) {
-        if let Err(e) = f.call1(&JsValue::NULL, &Uint8Array::from(c)) {
-            *thrown = Some(e);
-            return Err(Error::Cancelled);
+/// Where a call's output goes besides its result: `onChunk` (decompressChunks); for the
+/// many-item calls, `onItem(index, bytes | error)` and the array that collects every item's
+/// result at its index.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Hooks<'a> {
+    pub(crate) on_chunk: Option<&'a Function>,
+    pub(crate) on_item: Option<&'a Function>,
+    pub(crate) items: Option<&'a Array>,
+}
+
+impl Hooks<'_> {
+    /// Hands the call's chunk to `onChunk`; remembers what it throws (the call then stops).
+    fn chunk(&self, c: &[u8], thrown: &mut Option<JsValue>) -> lmz::Result<()> {
+        if let (Some(f), None) = (self.on_chunk, &thrown) {
+            if let Err(e) = f.call1(&JsValue::NULL, &Uint8Array::from(c)) {
+                *thrown = Some(e);
+                return Err(Error::Cancelled);
+            }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Puts item `i`'s result (a fresh `Uint8Array`, or a JS `Error` whose `name` and `code`
+    /// are its `LMZ_*` code) at its index and hands it to `onItem`; remembers what `onItem`
+    /// throws (the call then stops).
+    fn item(&self, i: usize, value: JsValue, thrown: &mut Option<JsValue>) -> lmz::Result<()> {
+        if let Some(a) = self.items {
+            a.set(i as u32, value.clone());
+        }
+        if let (Some(f), None) = (self.on_item, &thrown) {
+            if let Err(e) = f.call2(&JsValue::NULL, &JsValue::from_f64(i as f64), &value) {
+                *thrown = Some(e);
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An item's result as JS sees it.
+#[cfg(not(feature = "threads"))]
+fn item_value(r: lmz::Result<Vec<u8>>) -> JsValue {
+    match r {
+        Ok(b) => Uint8Array::from(&b[..]).into(),
+        Err(e) => to_js(e),
+    }
 }
 
 impl Compressor {
@@ -75,29 +112,29 @@ impl Compressor {
     /// forward steps.
     #[cfg(not(feature = "threads"))]
     #[allow(clippy::await_holding_refcell_ref)] // deliberate: see the struct's doc
-    pub(crate) async fn call(
-        &self,
-        job: Job,
-        progress: Option<Function>,
-        on_chunk: Option<&Function>,
-    ) -> Result<Out, JsValue> {
+    pub(crate) async fn call(&self, job: Job, progress: Option<Function>, hooks: Hooks<'_>) -> Result<Out, JsValue> {
         let mut guard = self.inner.try_borrow_mut().map_err(|_| busy_error())?;
         self.ctl.cancelled.store(false, Ordering::Relaxed);
         let Inner { codec, fracs, engine } = &mut *guard;
         let ctl = &*self.ctl;
         let mut p = CallProgress { f: progress, ctl };
-        let mut thrown = None;
+        // The two sinks never run at once (a call has one kind of output), but each borrows
+        // what `onChunk`/`onItem` threw: a cell shares it.
+        let thrown = RefCell::new(None);
         let mut sink = |c: &[u8]| -> lmz::Result<()> {
-            give_chunk(on_chunk, c, &mut thrown)?;
+            hooks.chunk(c, &mut thrown.borrow_mut())?;
             ctl.check()
         };
-        let slots = job.slots();
+        let mut items = |i: usize, r: lmz::Result<Vec<u8>>| -> lmz::Result<()> {
+            hooks.item(i, item_value(r), &mut thrown.borrow_mut())?;
+            ctl.check()
+        };
+        let slots = job.slots(codec.default_policy().window);
         set_slots(engine, slots).map_err(to_js)?;
-        let r =
-            with_engine!(engine, b => run_job(codec, fracs, &mut Stepping::new(b, ctl), job, &mut p, &mut sink).await);
+        let r = with_engine!(engine, b => run_job(codec, fracs, &mut Stepping::new(b, ctl), job, &mut p, &mut sink, &mut items).await);
         // Between calls: one slot, whatever the call gave.
         set_slots(engine, 1).map_err(to_js)?;
-        match (r, thrown) {
+        match (r, thrown.into_inner()) {
             (_, Some(e)) => Err(e),
             (r, None) => r.map_err(to_js),
         }
@@ -107,12 +144,7 @@ impl Compressor {
     /// crossing threads at every step; this thread's event loop stays free and forwards the
     /// job's progress and chunks to JS every few milliseconds.
     #[cfg(feature = "threads")]
-    pub(crate) async fn call(
-        &self,
-        job: Job,
-        progress: Option<Function>,
-        on_chunk: Option<&Function>,
-    ) -> Result<Out, JsValue> {
+    pub(crate) async fn call(&self, job: Job, progress: Option<Function>, hooks: Hooks<'_>) -> Result<Out, JsValue> {
         if self.busy.replace(true) {
             return Err(busy_error());
         }
@@ -121,21 +153,34 @@ impl Compressor {
         ctl.finished.store(false, Ordering::Relaxed);
         *lock(&ctl.progress) = None;
         lock(&ctl.chunks).clear();
+        lock(&ctl.items).clear();
         let result: Arc<Mutex<Option<lmz::Result<Out>>>> = Arc::default();
         let (inner, c, out) = (self.inner.clone(), ctl.clone(), result.clone());
         rayon::spawn(move || {
             let mut guard = lock(&inner);
             let Inner { codec, fracs, engine } = &mut *guard;
-            let slots = job.slots();
+            let slots = job.slots(codec.default_policy().window);
             let mut p = CallProgress { ctl: &c };
             let mut sink = |chunk: &[u8]| -> lmz::Result<()> {
                 lock(&c.chunks).push(chunk.to_vec());
                 c.check()
             };
+            let mut items = |i: usize, r: lmz::Result<Vec<u8>>| -> lmz::Result<()> {
+                lock(&c.items).push((i, r.map_err(|e| (e.code(), e.to_string()))));
+                c.check()
+            };
             // The CPU engine's futures never wait: the library's block_on polls once.
             let r = set_slots(engine, slots).and_then(|()| {
                 let Engine::Cpu(b) = &mut *engine;
-                lmz::model::block_on(run_job(codec, fracs, &mut Stepping::new(b, &c), job, &mut p, &mut sink))
+                lmz::model::block_on(run_job(
+                    codec,
+                    fracs,
+                    &mut Stepping::new(b, &c),
+                    job,
+                    &mut p,
+                    &mut sink,
+                    &mut items,
+                ))
             });
             let back = set_slots(engine, 1); // between calls: one slot, whatever the call gave
             let r = r.and_then(|out| back.map(|()| out));
@@ -146,11 +191,21 @@ impl Compressor {
         let mut last = None;
         loop {
             next_task(POLL_MS).await;
-            // Read before the chunks: every chunk of a finished call is in the list by then.
+            // Read before the chunks and items: every one of a finished call is in its list by then.
             let finished = ctl.finished.load(Ordering::Acquire);
             let chunks = std::mem::take(&mut *lock(&ctl.chunks));
             for chunk in &chunks {
-                if give_chunk(on_chunk, chunk, &mut thrown).is_err() {
+                if hooks.chunk(chunk, &mut thrown).is_err() {
+                    ctl.cancelled.store(true, Ordering::Relaxed);
+                }
+            }
+            let items = std::mem::take(&mut *lock(&ctl.items));
+            for (i, r) in items {
+                let value = match r {
+                    Ok(b) => Uint8Array::from(&b[..]).into(),
+                    Err((code, message)) => js_error(code, &message),
+                };
+                if hooks.item(i, value, &mut thrown).is_err() {
                     ctl.cancelled.store(true, Ordering::Relaxed);
                 }
             }
@@ -262,13 +317,17 @@ impl Compressor {
 
     /// Compresses `data` into a `.lmz` file. `progress(done, total)` counts input bytes.
     pub async fn compress(&self, data: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
-        self.call(Job::Compress(data), progress, None).await.map(bytes)
+        self.call(Job::Compress(data), progress, Hooks::default())
+            .await
+            .map(bytes)
     }
 
     /// Decompresses a `.lmz` file (made here or by the CLI). `progress(done, total)` counts
     /// output bytes.
     pub async fn decompress(&self, file: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
-        self.call(Job::Decompress(file), progress, None).await.map(bytes)
+        self.call(Job::Decompress(file), progress, Hooks::default())
+            .await
+            .map(bytes)
     }
 
     /// Decompresses a `.lmz` file chunk by chunk (the package's `decompressStream`):
@@ -285,9 +344,16 @@ impl Compressor {
         progress: Option<Function>,
         on_chunk: Function,
     ) -> Result<(), JsValue> {
-        self.call(Job::DecompressChunks(file), progress, Some(&on_chunk))
-            .await
-            .map(|_| ())
+        self.call(
+            Job::DecompressChunks(file),
+            progress,
+            Hooks {
+                on_chunk: Some(&on_chunk),
+                ..Hooks::default()
+            },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The bits the model spends on each token of `data`, for a heat map: an object
@@ -296,7 +362,7 @@ impl Compressor {
     /// spells the byte) and costs `bits[i] = log2(2^24 / freq)` under the default policy —
     /// the same tables a one-chunk `.lmz` is coded with. `progress(done, total)` counts tokens.
     pub async fn score(&self, data: Vec<u8>, progress: Option<Function>) -> Result<JsValue, JsValue> {
-        let (lengths, bits) = match self.call(Job::Score(data), progress, None).await? {
+        let (lengths, bits) = match self.call(Job::Score(data), progress, Hooks::default()).await? {
             Out::Scores { lengths, bits } => (lengths, bits),
             Out::Bytes(_) | Out::Done => (Vec::new(), Vec::new()),
         };

@@ -13,8 +13,9 @@ use lmz::Error;
 use wasm_bindgen::prelude::*;
 
 /// Shared by a running call and the JS side: the cancel flag `cancel()` sets; in the
-/// threaded build also the progress and decoded chunks the call leaves for the calling thread
-/// (which alone may call JS functions) to hand on, and whether the call has finished.
+/// threaded build also the progress, decoded chunks and many-item results the call leaves for
+/// the calling thread (which alone may call JS functions) to hand on, and whether the call has
+/// finished.
 #[derive(Default)]
 pub(crate) struct Ctl {
     pub(crate) cancelled: AtomicBool,
@@ -22,6 +23,8 @@ pub(crate) struct Ctl {
     pub(crate) progress: Mutex<Option<(u64, u64)>>,
     #[cfg(feature = "threads")]
     pub(crate) chunks: Mutex<Vec<Vec<u8>>>,
+    #[cfg(feature = "threads")]
+    pub(crate) items: Mutex<Vec<(usize, ItemResult)>>,
     #[cfg(feature = "threads")]
     pub(crate) finished: AtomicBool,
 }
@@ -36,6 +39,11 @@ impl Ctl {
         Ok(())
     }
 }
+
+/// One item's result as it waits for the calling thread: its bytes, or its error's code and
+/// message (what `errors::to_js` makes of it there).
+#[cfg(feature = "threads")]
+pub(crate) type ItemResult = Result<Vec<u8>, (&'static str, String)>;
 
 /// Locks a mutex; a poisoned one (a panic elsewhere: a bug, and the instance is given up
 /// then) still gives its data.

@@ -12,6 +12,12 @@
 //! - `compress`, `decompress`, `decompressChunks` (the original chunk by chunk, for the
 //!   package's `decompressStream`), `score` on a `Compressor`, each returning a Promise, with
 //!   a progress callback `(done, total)` and `cancel()`.
+//! - Many items in one call (`many.rs`): `decompressMany`, `decompressRawMany` (with a
+//!   `prefix` for titles), `compressMany`, `compressRawMany`; each item's result (bytes, or
+//!   its own `LMZ_*` error) to `onItem(index, result)` as soon as it is known, and all in
+//!   item order at the end.
+//! - Raw streams (`raw.rs`): `compressRaw`, `decompressRaw`, and without a model `rawToFile`
+//!   and `fileToRaw` (a compact file ↔ its raw stream and length).
 //!
 //! - `initThreadPool(n)` (the threaded build only, from wasm-bindgen-rayon): starts `n` Web
 //!   Workers that share this module's memory as rayon's global pool, which the CPU kernels'
@@ -31,6 +37,7 @@ mod engine;
 mod errors;
 mod info;
 mod job;
+mod many;
 mod raw;
 
 #[cfg(feature = "threads")]
@@ -43,7 +50,7 @@ pub use wasm_bindgen_rayon::init_thread_pool;
 pub use compressor::Compressor;
 pub use errors::codes;
 pub use info::{info, pack_fingerprint, version};
-pub use raw::raw_to_file;
+pub use raw::{file_to_raw, raw_to_file};
 
 #[wasm_bindgen(start)]
 fn start() {

@@ -1,11 +1,11 @@
 //! Raw streams (for embedders that store the length themselves: the notes extension):
-//! `compressRaw`, `decompressRaw` and `rawToFile`.
+//! `compressRaw`, `decompressRaw`, `rawToFile` and `fileToRaw`.
 
 use js_sys::Function;
 use lmz::container;
 use wasm_bindgen::prelude::*;
 
-use crate::compressor::{bytes, Compressor};
+use crate::compressor::{bytes, Compressor, Hooks};
 use crate::errors::{codes, js_error, to_js};
 use crate::job::Job;
 
@@ -18,7 +18,9 @@ impl Compressor {
     /// method). `progress(done, total)` counts input bytes.
     #[wasm_bindgen(js_name = compressRaw)]
     pub async fn compress_raw(&self, data: Vec<u8>, progress: Option<Function>) -> Result<Vec<u8>, JsValue> {
-        self.call(Job::CompressRaw(data), progress, None).await.map(bytes)
+        self.call(Job::CompressRaw(data), progress, Hooks::default())
+            .await
+            .map(bytes)
     }
 
     /// Decodes a raw stream made by `compressRaw` from `length` bytes. `length` must be the
@@ -32,7 +34,9 @@ impl Compressor {
         progress: Option<Function>,
     ) -> Result<Vec<u8>, JsValue> {
         let len = raw_length(length)?;
-        self.call(Job::DecompressRaw(raw, len), progress, None).await.map(bytes)
+        self.call(Job::DecompressRaw(raw, len), progress, Hooks::default())
+            .await
+            .map(bytes)
     }
 }
 
@@ -46,6 +50,31 @@ impl Compressor {
 pub fn raw_to_file(raw: &[u8], length: f64) -> Result<Vec<u8>, JsValue> {
     let len = raw_length(length)?;
     container::raw_to_compact(&pinned_fingerprint(), raw, len).map_err(to_js)
+}
+
+/// The raw stream inside a compact `.lmz` file made with this build's model pack, and its
+/// original length: `{ raw: Uint8Array, length: number }`, the inverse of `rawToFile` — no
+/// model run (`container::compact_to_raw`). An embedder that stores raw streams (the notes
+/// extension importing CLI files) keeps the file's own coding. Only the header is checked
+/// here: a file of another model pack is `LMZ_FORMAT_MODEL_MISMATCH`, a full-form file (not
+/// one raw stream: several chunks, or a long text) `LMZ_FORMAT_CORRUPT`, a damaged header its
+/// `LMZ_FORMAT_*` code; damaged payload bytes show when the stream is decoded (its check).
+#[wasm_bindgen(js_name = fileToRaw, unchecked_return_type = "{ raw: Uint8Array; length: number }")]
+pub fn file_to_raw(file: &[u8]) -> Result<JsValue, JsValue> {
+    let info = container::info(file).map_err(to_js)?;
+    let fp = pinned_fingerprint();
+    if info.form == container::Form::Compact && info.fingerprint[..] != fp[..container::COMPACT_FP_BYTES] {
+        return Err(to_js(lmz::Error::FormatModelMismatch {
+            wanted: format!("starts with {}", lmz::pack::hex(&info.fingerprint)),
+            have: lmz::pack::hex(&fp),
+        }));
+    }
+    let (raw, len) = container::compact_to_raw(file).map_err(to_js)?;
+    let out = js_sys::Object::new();
+    // Setting properties on a fresh object cannot fail.
+    let _ = js_sys::Reflect::set(&out, &"raw".into(), &js_sys::Uint8Array::from(&raw[..]));
+    let _ = js_sys::Reflect::set(&out, &"length".into(), &JsValue::from_f64(len as f64));
+    Ok(out.into())
 }
 
 /// [`lmz::pack::PACK_SHA256`] as bytes: the pack the package loads (web/src/model.ts checks
@@ -64,7 +93,7 @@ fn pinned_fingerprint() -> [u8; 32] {
     fp
 }
 
-fn raw_length(length: f64) -> Result<u64, JsValue> {
+pub(crate) fn raw_length(length: f64) -> Result<u64, JsValue> {
     // NaN is in no range: refused too.
     if !((0.0..=9_007_199_254_740_991.0).contains(&length) && length.fract() == 0.0) {
         return Err(js_error(

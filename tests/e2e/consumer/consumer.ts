@@ -1,6 +1,6 @@
 // A TypeScript user of the packed package (out/site/node_modules/lmz, installed from the
 // `npm pack` tarball): types.test.mjs type-checks this file with tsc. Never run.
-import { Codes, createCompressor, info, isLmz, LibraryCodes, LmzError, PackageCodes, type ByteTransform, type Compressor, type Info, type Input, type Progress } from 'lmz';
+import { Codes, createCompressor, fileToRaw, info, isLmz, LibraryCodes, LmzError, PackageCodes, rawToFile, type ByteTransform, type Compressor, type Info, type Input, type ItemResult, type Progress, type RawItem } from 'lmz';
 
 export async function roundTrip(bytes: Uint8Array): Promise<Uint8Array> {
   const seen: Progress[] = [];
@@ -37,7 +37,23 @@ export async function streams(lz: Compressor, file: File): Promise<Blob> {
   return new Blob(chunks as BlobPart[]);
 }
 
+// Many items in one call: results in input order in Promise.allSettled's shape, each to onItem
+// as it comes; a corrupt item is rejected alone with its code.
+export async function many(lz: Compressor, notes: Uint8Array[], files: Uint8Array[]): Promise<string[]> {
+  const seen: number[] = [];
+  const made: ItemResult[] = await lz.compressRawMany(notes, { onItem: (i) => seen.push(i) });
+  const raws: RawItem[] = made.flatMap((r, i) => (r.status === 'fulfilled' ? [{ raw: r.value, length: notes[i].length }] : []));
+  const titles = await lz.decompressRawMany(raws, { prefix: 80, signal: new AbortController().signal, onProgress: (p: Progress) => void p.done });
+  const back = await lz.decompressMany(files, { onItem: (i, r) => void (r.status === 'rejected' ? r.reason.code : r.value.length + i) });
+  await lz.compressMany(notes);
+  const one: RawItem = await fileToRaw(await rawToFile(raws[0].raw, raws[0].length));
+  void one;
+  return [...titles, ...back].map((r) => (r.status === 'fulfilled' ? new TextDecoder().decode(r.value, { stream: true }) : r.reason.code));
+}
+
 // The types refuse what the package refuses.
+// @ts-expect-error: decompressRawMany needs each stream's length
+void (null as unknown as Compressor).decompressRawMany([new Uint8Array(3)]);
 // @ts-expect-error: not an engine
 void createCompressor({ engine: 'vulkan' });
 // @ts-expect-error: compress takes bytes, not a string
