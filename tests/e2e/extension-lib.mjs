@@ -85,7 +85,7 @@ export function notesApp({ ctx, id, logs }) {
     stored(page) {
       return page.evaluate(async () => {
         const { allNotes } = await import('./store.js');
-        return (await allNotes()).map((n) => ({ id: n.id, rev: n.rev, length: n.length, text: n.text, raw: n.raw ? Array.from(n.raw) : undefined }));
+        return (await allNotes()).map((n) => ({ id: n.id, rev: n.rev, length: n.length, text: n.text, raw: n.raw ? Array.from(n.raw) : undefined, unchecked: n.unchecked }));
       });
     },
 
@@ -116,15 +116,26 @@ export function notesApp({ ctx, id, logs }) {
       return page.evaluate(async () => (await chrome.runtime.getContexts({ contextTypes: ['OFFSCREEN_DOCUMENT'] })).map((c) => ({ contextId: c.contextId, documentId: c.documentId })));
     },
 
-    /** Closes the offscreen document (and the texts it keeps in memory, and its model). */
-    async closeOffscreen() {
+    /** Closes the offscreen document (and the texts it keeps in memory, and its model). With
+     * `forget`, the session cache of decoded texts (cache.js) is emptied too, as after a
+     * browser restart: the texts must then come from the stored raw streams. */
+    async closeOffscreen({ forget = false } = {}) {
       const page = await ctx.newPage();
       await page.goto(`chrome-extension://${id}/notes.html`);
-      await page.evaluate(async () => {
+      await page.evaluate(async (forget) => {
         const have = await chrome.runtime.getContexts({ contextTypes: ['OFFSCREEN_DOCUMENT'] });
         if (have.length) await chrome.offscreen.closeDocument();
-      });
+        if (!forget) return;
+        // After the document's last announcements have reached the service worker's cache.
+        await new Promise((r) => setTimeout(r, 300));
+        await chrome.storage.session.clear();
+      }, forget);
       await page.close();
+    },
+
+    /** The session cache of decoded texts: { id: { rev, text, full } }. */
+    sessionTexts(page) {
+      return page.evaluate(async () => Object.fromEntries(Object.entries(await chrome.storage.session.get(null)).map(([k, v]) => [k.replace(/^t:/, ''), v])));
     },
 
     /** The extension's trace (store.js: meta 'traceOn' turns it on), one line per event. */

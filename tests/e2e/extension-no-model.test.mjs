@@ -104,7 +104,8 @@ describe('the notes extension built without its model', { concurrency: 1 }, () =
       assert.equal((await app.state(page)).error, '');
       await page.close();
     };
-    await app.closeOffscreen();
+    // Read back from the stored raw streams (the session cache of texts emptied).
+    await app.closeOffscreen({ forget: true });
     await check();
 
     // The browser restarts (same profile), still offline and with no server.

@@ -50,7 +50,7 @@ describe('the notes extension in Chromium', { concurrency: 1 }, () => {
     const m = JSON.parse(readFileSync(join(EXT, 'manifest.json'), 'utf8'));
     assert.equal(m.manifest_version, 3);
     assert.equal(m.content_security_policy.extension_pages, "script-src 'self' 'wasm-unsafe-eval'; object-src 'self'");
-    assert.deepEqual(m.permissions.sort(), ['offscreen', 'unlimitedStorage']);
+    assert.deepEqual(m.permissions.sort(), ['offscreen', 'storage', 'unlimitedStorage']);
     assert.equal(m.host_permissions, undefined);
   });
 
@@ -76,9 +76,10 @@ describe('the notes extension in Chromium', { concurrency: 1 }, () => {
     await page.screenshot({ path: join(ARTIFACTS, 'extension-popup.png') });
     await page.close();
 
-    // The offscreen document (and the texts it keeps in memory) goes away: the texts must
-    // come from the stored raw streams.
-    await closeOffscreen();
+    // The offscreen document (and the texts it keeps in memory) goes away, and the session
+    // cache is emptied (as after a browser restart): the texts must come from the stored raw
+    // streams.
+    await closeOffscreen({ forget: true });
     const t0 = Date.now();
     const again = await openNotes();
     await settled(again, 2);
@@ -263,8 +264,8 @@ describe('the notes extension in Chromium', { concurrency: 1 }, () => {
       assert.equal(cached, srv.size);
 
       // A new document loads the model from Cache Storage: no second download, and the
-      // note decompresses.
-      await closeOffscreen();
+      // note decompresses (not from the session cache: emptied).
+      await closeOffscreen({ forget: true });
       const again = await openNotes();
       await settled(again, count + 1);
       assert.equal(await textOf(again, waiting.id), WAITING);

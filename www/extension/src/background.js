@@ -1,11 +1,13 @@
-// The service worker: makes sure no note stays uncompressed, and closes the offscreen document
-// when it is idle. Pages keep a port open to it; when the last one closes (the popup closed,
+// The service worker: makes sure no note stays uncompressed, closes the offscreen document
+// when it is idle, and keeps the texts the offscreen document decodes in the session cache
+// (cache.js; the offscreen document cannot reach chrome.storage itself). Pages keep a port open to it; when the last one closes (the popup closed,
 // maybe in the middle of an edit whose text is already in the database) and whenever the
 // browser starts with pending notes, it asks the offscreen document to compress them. The
 // service worker itself never runs the model.
 
 import { allNotes, trace } from './store.js';
 import { ask, offscreenContext } from './protocol.js';
+import { cacheText } from './cache.js';
 
 async function sweepIfPending() {
   const pending = (await allNotes()).some((n) => n.text !== undefined);
@@ -56,5 +58,19 @@ chrome.runtime.onMessage.addListener((msg) => {
   closing = closing
     .then(() => closeIfStill(msg.instance))
     .catch((e) => console.error('lmz notes: closing the idle offscreen document failed:', e));
+  return false;
+});
+
+// --- the session cache ---
+//
+// Every title and text the offscreen document announces, kept for the browser session, so that
+// a popup opened again shows them at once. One write at a time: a title announced just before
+// the whole text must not land after it.
+
+let caching = Promise.resolve();
+
+chrome.runtime.onMessage.addListener((msg) => {
+  if (msg?.to !== 'ui' || msg.type !== 'text') return false;
+  caching = caching.then(() => cacheText(msg.id, msg.rev, msg.text, msg.full)).catch((e) => console.error('lmz notes: caching a text failed:', e));
   return false;
 });

@@ -2,10 +2,17 @@
 // the model: it writes every edit to the database at once (the pending text), asks the
 // offscreen document to compress, and asks it for the texts of stored notes. So this page
 // never freezes and a note is never lost when it closes.
+//
+// Texts it shows come from, in this order: the pending text in the database; the session cache
+// (chrome.storage.session, cache.js: every text decoded since the browser started, so a popup
+// opened again lists and searches everything without the model); the offscreen document,
+// which decodes the rest — titles first, newest notes first, many notes per call — and
+// announces each as it comes.
 
 import { Codes as LmzCodes, rawToFile } from './lmz.js';
 import { allNotes, deleteNote, getMeta, getNote, saveText, setMeta, storedBytes } from './store.js';
 import { ask, Codes } from './protocol.js';
+import { cachedTexts, uncache } from './cache.js';
 import { PACKAGED_MODEL } from './config.js';
 
 const $ = (id) => document.getElementById(id);
@@ -19,7 +26,8 @@ const PHASES = { download: 'downloading the model', verify: 'checking the model 
 const MODEL_ERRORS = new Set([LmzCodes.FETCH, LmzCodes.HASH_MISMATCH, LmzCodes.STORAGE_QUOTA, LmzCodes.FORMAT_MODEL_MISMATCH, Codes.NO_MODEL_URL, Codes.INVALID_URL]);
 
 let notes = []; // records, newest first
-const texts = new Map(); // id → { rev, text } known to this page
+const texts = new Map(); // id → { rev, text, full } known to this page (full: false for a title only)
+const asked = new Set(); // `${kind}:${id}:${rev}` asked of the offscreen document, not yet answered
 let current; // id of the note in the editor
 let saving = Promise.resolve(); // the chain of writes of the current page (kept in order)
 let sweepTimer;
@@ -78,15 +86,37 @@ chrome.runtime.onMessage.addListener((msg) => {
   if (msg?.to !== 'ui') return false;
   if (msg.type === 'status') showStatus(msg.status);
   if (msg.type === 'changed') void refresh();
+  if (msg.type === 'text') gotText(msg);
+  if (msg.type === 'text-error') showError(Object.assign(new Error(`a stored note does not decode: ${msg.error.message}`), { code: msg.error.code }));
   return false;
 });
 
+/** A title or whole text announced by the offscreen document (for any page: ignored when it
+ * is not of the revision listed here, or a title of a note whose text is known). */
+function gotText({ id, rev, text, full }) {
+  const n = notes.find((x) => x.id === id);
+  const have = texts.get(id);
+  if (n?.rev !== rev || (have?.rev === rev && have.full && !full)) return;
+  texts.set(id, { rev, text, full });
+  if (full && id === current && $('text').disabled) {
+    $('text').value = text;
+    $('text').disabled = false;
+  }
+  renderSoon();
+}
+
 // --- the list ---
 
-function titleOf(n) {
+/** What this page knows of note `n` at its revision: { rev, text, full } or undefined. */
+function known(n) {
   const t = texts.get(n.id);
+  return t?.rev === n.rev ? t : undefined;
+}
+
+function titleOf(n) {
+  const t = known(n);
   if (!t) return null;
-  return t.text.trim().split('\n')[0].slice(0, 80) || '(empty note)';
+  return t.text.trim().split('\n')[0].slice(0, 80) || (t.full ? '(empty note)' : '…');
 }
 
 function renderTotals() {
@@ -116,8 +146,9 @@ function sizeLine(n) {
 
 function matches(n, q) {
   if (!q) return true;
-  const t = texts.get(n.id);
-  return t ? t.text.toLowerCase().includes(q) : true; // not yet decompressed: kept until known
+  const t = known(n);
+  // Not yet decompressed (or only its title): kept until known.
+  return t?.text.toLowerCase().includes(q) || !t?.full;
 }
 
 function renderList() {
@@ -129,6 +160,7 @@ function renderList() {
     const li = document.createElement('li');
     li.dataset.id = n.id;
     li.dataset.state = n.raw ? 'stored' : 'pending';
+    li.dataset.text = known(n)?.full ? 'full' : known(n) ? 'title' : 'none';
     li.dataset.length = n.length;
     li.dataset.stored = storedBytes(n);
     if (n.id === current) li.classList.add('current');
@@ -145,6 +177,21 @@ function renderList() {
   $('empty').hidden = notes.length > 0;
   renderTotals();
   renderNoteSize();
+  // 'all': every note's whole text is known (search is complete); `titles` likewise for titles.
+  document.body.dataset.loaded = notes.every((n) => known(n)?.full) ? 'all' : 'some';
+  document.body.dataset.titles = notes.every((n) => known(n)) ? 'all' : 'some';
+}
+
+let renderQueued = false;
+
+/** Renders once per frame however many texts arrive. */
+function renderSoon() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    renderList();
+  });
 }
 
 function renderNoteSize() {
@@ -153,30 +200,33 @@ function renderNoteSize() {
   el.textContent = !n ? '' : n.raw ? sizeLine(n) : `${fmt(n.length)} B of text, saving…`;
 }
 
-/** Reloads the records, then fetches the texts of stored notes this page does not know. */
+/** Reloads the records, takes what the session cache knows, and asks the offscreen document
+ * for the rest: titles of the notes with none, newest first, then whole texts. */
 async function refresh() {
   notes = await allNotes();
-  for (const n of notes) if (n.text !== undefined) texts.set(n.id, { rev: n.rev, text: n.text });
-  renderList();
-  document.body.dataset.loaded = notes.every((n) => texts.get(n.id)?.rev === n.rev) ? 'all' : 'some';
-  for (const n of notes) {
-    if (texts.get(n.id)?.rev === n.rev) continue;
-    try {
-      const { texts: got } = await ask({ op: 'texts', ids: [n.id] });
-      if (got[n.id] !== undefined) {
-        texts.set(n.id, { rev: n.rev, text: got[n.id] });
-        if (n.id === current && $('text').disabled) {
-          $('text').value = got[n.id];
-          $('text').disabled = false;
-        }
-      }
-    } catch (e) {
-      showError(e);
-      return;
-    }
-    renderList();
+  for (const n of notes) if (n.text !== undefined) texts.set(n.id, { rev: n.rev, text: n.text, full: true });
+  const unknown = notes.filter((n) => !known(n)?.full);
+  const cached = await cachedTexts(unknown.map((n) => n.id));
+  for (const n of unknown) {
+    const c = cached.get(n.id);
+    if (c?.rev === n.rev && !(known(n) && !c.full)) texts.set(n.id, c);
   }
-  document.body.dataset.loaded = 'all';
+  renderList();
+  const want = (kind, ns) => ns.filter((n) => !asked.has(`${kind}:${n.id}:${n.rev}`));
+  const titles = want('title', notes.filter((n) => !known(n)));
+  const full = want('full', notes.filter((n) => !known(n)?.full));
+  if (!titles.length && !full.length) return;
+  const keys = [...titles.map((n) => `title:${n.id}:${n.rev}`), ...full.map((n) => `full:${n.id}:${n.rev}`)];
+  for (const k of keys) asked.add(k);
+  try {
+    const { errors } = await ask({ op: 'decode', titles: titles.map((n) => n.id), full: full.map((n) => n.id) });
+    if (errors.length) showError(Object.assign(new Error(`${errors.length} stored note(s) do not decode: ${errors[0].message}`), { code: errors[0].code }));
+  } catch (e) {
+    showError(e);
+  } finally {
+    // Whatever was not answered is asked again by the next refresh.
+    for (const k of keys) asked.delete(k);
+  }
 }
 
 // --- the editor ---
@@ -189,12 +239,16 @@ function showEditor(on) {
 
 function open(id) {
   current = id;
-  $('text').value = texts.get(id)?.text ?? '';
-  $('text').disabled = !texts.has(id) && notes.some((n) => n.id === id); // still decompressing
+  const n = notes.find((x) => x.id === id);
+  const t = n && known(n);
+  $('text').value = t?.full ? t.text : '';
+  $('text').disabled = Boolean(n) && !t?.full; // still decompressing
   $('delete').textContent = 'Delete';
   showEditor(true);
   renderList();
   $('text').focus();
+  // Its whole text before anything else queued.
+  if (n && !t?.full) ask({ op: 'decode', full: [id], first: true }).catch(showError);
 }
 
 /** Asks for the pending notes to be compressed, `ms` from now (edits in between wait for the
@@ -227,7 +281,7 @@ $('text').addEventListener('input', () => {
     .then((rec) => {
       // Other open pages (the popup and the full page) list it too.
       chrome.runtime.sendMessage({ to: 'ui', type: 'changed', id }).catch(() => {});
-      texts.set(id, { rev: rec.rev, text });
+      texts.set(id, { rev: rec.rev, text, full: true });
       const i = notes.findIndex((n) => n.id === id);
       if (i >= 0) notes.splice(i, 1);
       notes.unshift(rec);
@@ -262,6 +316,7 @@ $('delete').addEventListener('click', async () => {
   await saving;
   await deleteNote(id).catch(showError);
   texts.delete(id);
+  void uncache(id);
   current = undefined;
   showEditor(false);
   await refresh();
@@ -325,17 +380,33 @@ function toBase64(bytes) {
   return btoa(s);
 }
 
+/** Files per import request: a message carries them base64-encoded, up to this many bytes. */
+const IMPORT_BYTES = 16 << 20;
+
 $('import').addEventListener('change', async (ev) => {
   const files = [...ev.target.files];
   ev.target.value = '';
   showError(null);
-  for (const f of files) {
-    try {
-      await ask({ op: 'import', name: f.name, base64: toBase64(new Uint8Array(await f.arrayBuffer())) });
-      await refresh();
-    } catch (e) {
-      showError(Object.assign(new Error(`${f.name}: ${e.message}`), { code: e.code }));
+  // In batches: the offscreen document stores them at once (a compact file as its raw stream,
+  // no model run), lists them, then decodes them all together to check them, titles first.
+  const errors = [];
+  for (let i = 0; i < files.length; ) {
+    const batch = [];
+    for (let size = 0; i < files.length && (!batch.length || size + files[i].size < IMPORT_BYTES); i++) {
+      batch.push({ name: files[i].name, base64: toBase64(new Uint8Array(await files[i].arrayBuffer())) });
+      size += files[i].size;
     }
+    try {
+      const r = await ask({ op: 'import', files: batch });
+      errors.push(...r.errors);
+    } catch (e) {
+      errors.push(...batch.map((f) => ({ name: f.name, code: e.code, message: e.message })));
+    }
+    await refresh();
+  }
+  if (errors.length) {
+    const text = errors.map((e) => `${e.name}: ${e.message}`).join('; ');
+    showError(Object.assign(new Error(errors.length === 1 ? text : `${errors.length} files were not imported: ${text}`), { code: errors[0].code }));
   }
 });
 

@@ -3,8 +3,11 @@
 // in a Web Worker, so even this document's thread stays free.
 //
 // It loads the model on first use (the packaged copy by default, or the URL set under
-// "Model"), compresses pending notes into raw streams (`sweep`), decompresses stored ones
-// for the pages (keeping the texts in memory, keyed by revision), and imports `.lmz` files.
+// "Model"), compresses pending notes into raw streams (`sweep`, many notes per call),
+// decodes stored ones for the pages — titles first (each note's first TITLE_BYTES), then whole
+// texts, many notes in one lock-step call, each announced as it comes and kept in memory by
+// revision (the service worker keeps them for the session) — and imports `.lmz` files (a
+// compact file as its raw stream, without running the model, then checked by decoding it).
 //
 // It holds ~300 MB (the model and the engine), so it closes itself when idle: IDLE_MS after
 // the last job ends (meta 'offscreenIdleMs' overrides it, for tests), if no job is running or
@@ -12,9 +15,9 @@
 // asks the service worker to close it. Nothing is lost: every note's text is in the database
 // before any job about it starts.
 
-import { Codes as LmzCodes, createCompressor, MODEL_FILE } from './lmz.js';
-import { allNotes, getMeta, getNote, saveText, setMeta, storeCompressed, trace, utf8 } from './store.js';
-import { Codes, errorData } from './protocol.js';
+import { Codes as LmzCodes, createCompressor, fileToRaw, info as lmzInfo, MODEL_FILE } from './lmz.js';
+import { addNotes, allNotes, dropUnchecked, getMeta, getNote, getNotes, markChecked, saveText, setMeta, storeCompressed, trace, utf8 } from './store.js';
+import { Codes, errorData, TITLE_BYTES } from './protocol.js';
 import { PACKAGED_MODEL } from './config.js';
 
 /** Default idle time before the document closes. */
@@ -156,6 +159,9 @@ let sweeping; // Promise while a sweep runs
 let again = false;
 let lastSweepFailed = false;
 
+/** Notes compressed in one call (`compressRawMany`); each is stored as soon as it is made. */
+const SWEEP_BATCH = 16;
+
 /** Compresses every pending note, oldest edit first, until none is left. */
 function sweep() {
   if (sweeping) {
@@ -168,7 +174,7 @@ function sweep() {
       do {
         again = false;
         const pending = (await allNotes()).filter((n) => n.text !== undefined).reverse();
-        for (const n of pending) await compressNote(n);
+        for (let i = 0; i < pending.length; i += SWEEP_BATCH) await compressNotes(pending.slice(i, i + SWEEP_BATCH));
       } while (again);
       lastSweepFailed = false;
     } catch (e) {
@@ -182,35 +188,170 @@ function sweep() {
   return sweeping;
 }
 
-/** Compresses one pending note and stores the raw stream if the note did not change. */
-async function compressNote(n) {
+/** Compresses pending notes in one call and stores each raw stream if its note did not change
+ * meanwhile; the text is announced for the session cache. */
+async function compressNotes(ns) {
   const c = await lz();
-  const raw = await c.compressRaw(utf8.encode(n.text), busy('compress', n.id));
-  if (await storeCompressed(n.id, n.rev, raw)) {
-    texts.set(n.id, { rev: n.rev, text: n.text });
-    changed(n.id);
-  }
+  const stores = [];
+  let failed;
+  await c.compressRawMany(
+    ns.map((n) => utf8.encode(n.text)),
+    {
+      ...busy('compress', ns.length === 1 ? ns[0].id : undefined),
+      onItem: (i, r) => {
+        const n = ns[i];
+        if (r.status === 'rejected') {
+          failed ??= r.reason;
+          return;
+        }
+        stores.push(
+          storeCompressed(n.id, n.rev, r.value).then((stored) => {
+            if (!stored) return;
+            texts.set(n.id, { rev: n.rev, text: n.text });
+            announce(n, n.text, true);
+            changed(n.id);
+          }),
+        );
+      },
+    },
+  );
+  await Promise.all(stores);
+  if (failed) throw failed;
 }
 
-/** Tells the open pages that note `id` changed in the database. */
+/** Tells the open pages that note `id` (or, without one, several notes) changed in the database. */
 function changed(id) {
   chrome.runtime.sendMessage({ to: 'ui', type: 'changed', id }).catch(() => {});
 }
 
-// --- decompression for the pages ---
+/** Announces a decoded title (`full` false) or whole text of note `n` to the pages and to the
+ * service worker, which keeps it in the session cache. */
+function announce(n, text, full) {
+  chrome.runtime.sendMessage({ to: 'ui', type: 'text', id: n.id, rev: n.rev, text, full }).catch(() => {});
+}
+
+// --- decoding for the pages ---
+//
+// Three queues of note ids, worked in this order, a batch per call: `urgent` (whole texts an
+// editor waits for), `title` (the first TITLE_BYTES of each note, for the list), `full` (whole
+// texts, for search, in the background). A batch is one `decompressRawMany` call: its notes
+// are decoded in lock-step, one forward pass per step for all of them. The first batch of
+// titles is small, so that a popup's first screen comes first; later ones are larger, which
+// is faster per note.
+
+const TITLE_FIRST = 8;
+const BATCH = 48;
+const queues = { urgent: [], title: [], full: [] };
+let draining; // Promise while the queues are worked
+/** Why an imported note was dropped (by id), until its import asks. */
+const dropped = new Map();
+/** Stored notes that did not decode (by id): { code, message }. */
+const undecodable = new Map();
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** The text of note `n` (a record): its pending text, the cached text, or decompressed. */
-async function textOf(n) {
-  if (n.text !== undefined) return n.text;
-  const hit = texts.get(n.id);
-  if (hit?.rev === n.rev) return hit.text;
+function enqueue(kind, ids, first = false) {
+  const q = queues[kind];
+  const add = ids.filter((id) => first || !q.includes(id));
+  for (const id of first ? add : []) {
+    const at = q.indexOf(id);
+    if (at >= 0) q.splice(at, 1);
+  }
+  if (first) q.unshift(...add);
+  else q.push(...add);
+}
+
+const queued = (ids) => ids.some((id) => queues.urgent.includes(id) || queues.title.includes(id) || queues.full.includes(id));
+
+/** Works the queues until they are empty; one drain at a time. */
+function drain() {
+  draining ??= job(async () => {
+    let firstTitles = true;
+    try {
+      for (;;) {
+        const kind = ['urgent', 'title', 'full'].find((k) => queues[k].length);
+        if (!kind) break;
+        const n = kind === 'title' && firstTitles ? TITLE_FIRST : BATCH;
+        if (kind === 'title') firstTitles = false;
+        await decodeBatch(queues[kind].splice(0, n), kind === 'title');
+      }
+    } catch (e) {
+      // The model or the engine failed: what was asked is asked again by the pages.
+      for (const q of Object.values(queues)) q.length = 0;
+      throw e;
+    } finally {
+      draining = undefined;
+      setStatus({ busy: undefined });
+    }
+  }, 'decode');
+  return draining;
+}
+
+/** Decodes notes `ids` in one call: titles (their first TITLE_BYTES, unchecked), or whole
+ * texts (checked; an imported note is then checked too, or dropped). */
+async function decodeBatch(ids, title) {
+  const todo = [];
+  for (const n of await getNotes(ids)) {
+    const hit = texts.get(n.id);
+    if (n.text !== undefined) announce(n, n.text, true);
+    else if (hit?.rev === n.rev) announce(n, hit.text, true);
+    else todo.push(n);
+  }
+  if (!todo.length) return;
   const c = await lz();
-  const bytes = await c.decompressRaw(n.raw, n.length, busy('decompress', n.id));
-  const text = strictUtf8.decode(bytes);
-  texts.set(n.id, { rev: n.rev, text });
-  return text;
+  const done = [];
+  await c.decompressRawMany(
+    todo.map((n) => ({ raw: n.raw, length: n.length })),
+    { ...busy('decompress'), prefix: title ? TITLE_BYTES : undefined, onItem: (i, r) => done.push(settle(todo[i], r)) },
+  );
+  await Promise.all(done);
+}
+
+/** One note's decoded bytes (or error): announced, kept, and for an import checked or dropped. */
+async function settle(n, r) {
+  if (r.status === 'fulfilled' && r.value.length < n.length) {
+    // A title: the start of the text, maybe cut inside a character (dropped by `stream`).
+    announce(n, new TextDecoder().decode(r.value, { stream: true }), false);
+    return;
+  }
+  let error = r.reason;
+  if (r.status === 'fulfilled') {
+    try {
+      const text = strictUtf8.decode(r.value);
+      texts.set(n.id, { rev: n.rev, text });
+      if (n.unchecked !== undefined) await markChecked(n.id, n.rev);
+      undecodable.delete(n.id);
+      announce(n, text, true);
+      return;
+    } catch {
+      error = coded(Codes.NOT_TEXT, `it decodes to ${r.value.length} bytes that are not UTF-8 text; notes hold text only`);
+    }
+  }
+  if (n.unchecked !== undefined) {
+    // An imported file that does not decode was never a note: it goes, and its import says why.
+    if (await dropUnchecked(n.id, n.rev)) {
+      dropped.set(n.id, { name: n.unchecked, ...errorData(error) });
+      changed(n.id);
+    }
+    return;
+  }
+  undecodable.set(n.id, errorData(error));
+  chrome.runtime.sendMessage({ to: 'ui', type: 'text-error', id: n.id, rev: n.rev, error: errorData(error) }).catch(() => {});
+}
+
+/** Decodes what `titles` and `full` ask for (and whatever else is queued); resolves when the
+ * queues are empty, with the errors of the notes asked for. */
+async function decode({ titles = [], full = [], first = false }) {
+  if (first) enqueue('urgent', full, true);
+  else {
+    enqueue('title', titles);
+    enqueue('full', full);
+  }
+  const ids = [...titles, ...full];
+  // A drain that was finishing when these were queued does not see them: drain again.
+  do await drain();
+  while (queued(ids));
+  return { errors: ids.filter((id) => undecodable.has(id)).map((id) => ({ id, ...undecodable.get(id) })) };
 }
 
 // --- import ---
@@ -222,23 +363,74 @@ function fromBase64(s) {
   return out;
 }
 
-/** A `.lmz` file (from the CLI, the demo page or an export) → a new pending note. The file is
- * decoded and checked first: a damaged file or one that is not text adds nothing. */
-async function importFile(name, base64) {
-  const c = await lz();
-  const bytes = await c.decompress(fromBase64(base64), busy('import', name));
-  let text;
-  try {
-    text = strictUtf8.decode(bytes);
-  } catch {
-    const e = new Error(`${name} decompresses to ${bytes.length} bytes that are not UTF-8 text; notes hold text only`);
-    e.code = Codes.NOT_TEXT;
-    throw e;
+/** `.lmz` files (from the CLI, the demo page or an export) → new notes. A compact file made
+ * with this model is kept as its raw stream, as it is — no model run to store it — and then
+ * decoded in lock-step with the others, titles first: that checks it (a damaged file or one
+ * that is not text is dropped, and its error returned). Any other file (the full form: a long
+ * text, several chunks) is decoded and checked first (all of them in one call) and stored as
+ * a pending note, compressed by the next sweep. Resolves with the new notes' ids and each
+ * failed file's error. */
+async function importFiles(files) {
+  const errors = [];
+  const fail = (name, e) => errors.push({ name, ...errorData(e) });
+  const now = Date.now();
+  const records = [];
+  const whole = [];
+  for (const f of files) {
+    const bytes = fromBase64(f.base64);
+    try {
+      if ((await lmzInfo(bytes)).form !== 'compact') {
+        whole.push({ name: f.name, bytes });
+        continue;
+      }
+      const { raw, length } = await fileToRaw(bytes);
+      // Newest first in the list is the order the files were given in.
+      const t = now - records.length;
+      records.push({ id: crypto.randomUUID(), created: t, updated: t, rev: 1, length, raw, unchecked: f.name });
+    } catch (e) {
+      fail(f.name, e);
+    }
   }
-  const rec = await saveText(crypto.randomUUID(), text);
-  changed(rec.id);
-  void sweep().catch(() => {}); // errors reach the pages through the status
-  return { id: rec.id };
+  const ids = records.map((r) => r.id);
+  if (records.length) {
+    await addNotes(records);
+    changed();
+  }
+  if (whole.length) {
+    const c = await lz();
+    const out = await c.decompressMany(
+      whole.map((w) => w.bytes),
+      busy('import'),
+    );
+    for (const [i, r] of out.entries()) {
+      const { name } = whole[i];
+      if (r.status === 'rejected') {
+        fail(name, r.reason);
+        continue;
+      }
+      let text;
+      try {
+        text = strictUtf8.decode(r.value);
+      } catch {
+        fail(name, coded(Codes.NOT_TEXT, `it decompresses to ${r.value.length} bytes that are not UTF-8 text; notes hold text only`));
+        continue;
+      }
+      ids.push((await saveText(crypto.randomUUID(), text)).id);
+    }
+    changed();
+    void sweep().catch(() => {}); // errors reach the pages through the status
+  }
+  if (records.length) {
+    await decode({ titles: records.map((r) => r.id), full: records.map((r) => r.id) });
+    for (const r of records) {
+      const why = dropped.get(r.id);
+      if (!why) continue;
+      dropped.delete(r.id);
+      errors.push(why);
+      ids.splice(ids.indexOf(r.id), 1);
+    }
+  }
+  return { ids, errors };
 }
 
 // --- messages ---
@@ -251,21 +443,16 @@ const ops = {
     await sweep();
     return {};
   },
-  async texts({ ids }) {
-    const out = {};
-    for (const id of ids) {
-      const n = await getNote(id);
-      if (n) out[id] = await textOf(n);
-    }
-    return { texts: out };
+  async decode(msg) {
+    return decode(msg);
   },
   async compress({ id }) {
     const n = await getNote(id);
-    if (n?.text !== undefined) await compressNote(n);
+    if (n?.text !== undefined) await compressNotes([n]);
     return {};
   },
-  async import({ name, base64 }) {
-    return importFile(name, base64);
+  async import({ files }) {
+    return importFiles(files);
   },
   async load() {
     await lz();

@@ -1,10 +1,18 @@
 // Messages between the extension's contexts (chrome.runtime.sendMessage, JSON only).
 //
 //   page/worker → offscreen   { to: 'offscreen', op, ... }  answered through sendResponse
-//       op 'sweep'                            compress every pending note (resolves when none is left)
-//       op 'texts', ids: string[]             the texts of those notes: { texts: { id: text } }
+//       op 'sweep'                            compress every pending note, in batches (resolves when none is left)
+//       op 'decode', titles: ids, full: ids, first?   decode those notes' titles (their first
+//                                             TITLE_BYTES, in one lock-step call per batch), then
+//                                             their whole texts; each announced as it comes (type
+//                                             'text' below); `first`: ahead of queued work (the
+//                                             note an editor waits for). Resolves once the queue
+//                                             is empty: { errors: [{ id, code, message }] }
 //       op 'compress', id                     compress note `id` now (export of a pending note)
-//       op 'import', name, base64             a .lmz file → a new note: { id }
+//       op 'import', files: [{ name, base64 }]   .lmz files → new notes: a compact file of this
+//                                             model is kept as its raw stream (no model run) and
+//                                             checked by decoding it; others are decoded and
+//                                             stored as pending text. { ids, errors: [{ name, code, message }] }
 //       op 'load'                             load the model now (after its URL was set)
 //       op 'status'                           the current status (below)
 //       op 'reset'                            forget the loaded model and a failed load (its URL changed)
@@ -13,6 +21,10 @@
 //       status: { model: 'idle'|'loading'|'ready'|'error', progress?: {phase, done, total},
 //                 engine?, adapter?, error?: {code, message}, busy?: {op, id, done, total} }
 //   offscreen → pages          { to: 'ui', type: 'changed', id }      note `id` changed in the database
+//   offscreen → pages, worker  { to: 'ui', type: 'text', id, rev, text, full }   a note's title
+//                              (full: false) or whole text (full: true) at revision `rev`, decoded;
+//                              the service worker keeps it in chrome.storage.session (cache.js)
+//   offscreen → pages          { to: 'ui', type: 'text-error', id, rev, error }   a stored note that does not decode
 //   offscreen → worker         { to: 'background', type: 'idle', instance }   idle: close me (repeated until closed)
 //   any answer: { ok: true, ...value } or { ok: false, error: { code, message } }
 //
@@ -24,6 +36,9 @@
 import { trace } from './store.js';
 
 export const OFFSCREEN_URL = 'offscreen.html';
+/** Bytes of a note decoded for its title (the list shows the first line, at most 80
+ * characters): the rest of the text follows in the background. */
+export const TITLE_BYTES = 96;
 
 /** The extension's own error codes (the package's and the library's come through as they are). */
 export const Codes = {

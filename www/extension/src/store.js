@@ -4,6 +4,9 @@
 // A note is one record in the store `notes`:
 //   { id, created, updated, rev, length, text }   pending: the raw text, written first
 //   { id, created, updated, rev, length, raw }    stored: the lmz raw stream (Uint8Array)
+//   { …, raw, unchecked: name }                   imported from the compact .lmz file `name`
+//                                                 as its raw stream (no model run), not yet
+//                                                 decoded and checked: deleted if it fails
 // `length` is the UTF-8 byte length of the text; `rev` grows with every edit. The page writes
 // the text on every edit (a pending record), and the offscreen document replaces it with the
 // raw stream once compressed — only if `rev` has not moved meanwhile (`storeCompressed`), so
@@ -70,6 +73,11 @@ export function getNote(id) {
   return tx('notes', 'readonly', (s) => request(s.get(id)));
 }
 
+/** The records of notes `ids` that exist, in the order of `ids` (one transaction). */
+export function getNotes(ids) {
+  return tx('notes', 'readonly', async (s) => (await Promise.all(ids.map((id) => request(s.get(id))))).filter(Boolean));
+}
+
 /** Writes `text` as the pending form of note `id` (a new note when there is none) and
  * resolves with the record once the write is durable. */
 export function saveText(id, text) {
@@ -90,6 +98,34 @@ export function storeCompressed(id, rev, raw) {
     if (!old || old.rev !== rev || old.text === undefined) return false;
     const { text: _, ...rest } = old;
     await request(s.put({ ...rest, raw }));
+    return true;
+  });
+}
+
+/** Adds imported notes (records with `raw` and `unchecked`) in one transaction. */
+export function addNotes(records) {
+  return tx('notes', 'readwrite', async (s) => {
+    for (const r of records) await request(s.put(r));
+  });
+}
+
+/** An imported note decoded and checked: no longer `unchecked` (if still at revision `rev`). */
+export function markChecked(id, rev) {
+  return tx('notes', 'readwrite', async (s) => {
+    const old = await request(s.get(id));
+    if (!old || old.rev !== rev || old.unchecked === undefined) return false;
+    const { unchecked: _, ...rest } = old;
+    await request(s.put(rest));
+    return true;
+  });
+}
+
+/** Deletes an imported note that failed its check (only while it is still unchecked at `rev`). */
+export function dropUnchecked(id, rev) {
+  return tx('notes', 'readwrite', async (s) => {
+    const old = await request(s.get(id));
+    if (!old || old.rev !== rev || old.unchecked === undefined) return false;
+    await request(s.delete(id));
     return true;
   });
 }
