@@ -44,10 +44,6 @@ mkdir -p "$dest"
 cp www/extension/manifest.json www/extension/package.json "$dest"/
 cp -r www/extension/src/. "$dest"/
 (cd "$dest" && npm install -s --no-audit --no-fund --offline --no-package-lock "$tarball")
-# The package's threaded wasm builds need a cross-origin-isolated page; the extension's
-# offscreen document is not one, so the package never loads them here (web/src/engine.ts,
-# canUseThreads): the store's copy goes without them (1.3 MB).
-rm -rf "$dest"/node_modules/lmz/dist/wasm-threads
 # npm records the tarball in package.json; the store's copy needs neither file.
 rm -f "$dest"/package.json
 if [ "$with_model" = 1 ]; then

@@ -62,6 +62,25 @@ threaded "$CARGO_TARGET_DIR-threads" +simd128,+relaxed-simd web/src/wasm-threads
 threaded "$CARGO_TARGET_DIR-threads-simd128" +simd128 "$tmp/threads-simd128"
 cmp -s <(code "$tmp/threads-simd128/lmz_wasm.js") <(code web/src/wasm-threads/lmz_wasm.js) || { echo "the two threaded builds' JS glue differs" >&2; exit 1; }
 cp "$tmp/threads-simd128/lmz_wasm_bg.wasm" web/src/wasm-threads/lmz_wasm_simd128_bg.wasm
+# wasm-bindgen-rayon starts each pool worker from a blob: copy of its helper script (so that a
+# helper on a CDN still starts). A page whose CSP allows no blob: workers cannot run that — an
+# extension's pages may not allow them at all (Manifest V3) — so a helper on the page's own
+# origin starts from its own URL; elsewhere the blob as before.
+node - web/src/wasm-threads/snippets/*/src/workerHelpers.no-bundler.js <<'JS'
+const fs = require('node:fs');
+const file = process.argv[2];
+// (The file has CRLF line ends: matched and kept as they are.)
+const from = /let scriptBlob = await fetch\(import\.meta\.url\)\.then\(r => r\.blob\(\)\);(\r?\n)([ \t]*)let url = URL\.createObjectURL\(scriptBlob\);/;
+const to = (_, eol, indent) =>
+  [
+    '// lmz (scripts/build-web.sh): same origin → its own URL (no blob: worker for the CSP).',
+    "const same = import.meta.url.startsWith(new URL('/', self.location.href).href);",
+    'let url = same ? import.meta.url : URL.createObjectURL(await fetch(import.meta.url).then(r => r.blob()));',
+  ].join(eol + indent);
+const src = fs.readFileSync(file, 'utf8');
+if (!from.test(src)) throw new Error(`${file}: the worker start to patch is not there (a new wasm-bindgen-rayon?)`);
+fs.writeFileSync(file, src.replace(from, to));
+JS
 
 echo "== npm package (web/)"
 mkdir -p out

@@ -90,6 +90,12 @@ describe('the notes extension with 40 notes', { concurrency: 1 }, () => {
     note('import: every text decoded and checked (search complete)', await until(page, t0, 'texts', all(N, 'full')));
     await app.settled(page, N);
     assert.equal((await app.state(page)).error, '');
+    // The offscreen document is cross-origin isolated (the manifest's COOP and COEP), so the
+    // package runs its threaded wasm build there, one thread per core.
+    const engine = await page.evaluate(() => import('./protocol.js').then((p) => p.ask({ op: 'status' })).then((a) => ({ adapter: a.status.adapter, cores: navigator.hardwareConcurrency, isolated: self.crossOriginIsolated })));
+    console.log(`engine: ${engine.adapter}`);
+    assert.ok(engine.isolated, 'the extension pages are not cross-origin isolated');
+    assert.match(engine.adapter, new RegExp(`, ${engine.cores} threads?$`));
     // Newest first is the order the files were given in; every title is its note's.
     assert.deepEqual((await app.listed(page)).map((r) => r.title), notes.map(title));
     // Stored as the CLI coded them: each raw stream is the file without its 2 fingerprint

@@ -46,12 +46,14 @@ describe('the notes extension in Chromium', { concurrency: 1 }, () => {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  test('the manifest allows wasm and nothing more, and names no remote code', () => {
+  test('the manifest allows wasm and nothing more, names no remote code, and isolates its pages', () => {
     const m = JSON.parse(readFileSync(join(EXT, 'manifest.json'), 'utf8'));
     assert.equal(m.manifest_version, 3);
     assert.equal(m.content_security_policy.extension_pages, "script-src 'self' 'wasm-unsafe-eval'; object-src 'self'");
     assert.deepEqual(m.permissions.sort(), ['offscreen', 'storage', 'unlimitedStorage']);
     assert.equal(m.host_permissions, undefined);
+    // Cross-origin isolated pages (the offscreen document runs the threaded wasm build).
+    assert.deepEqual([m.cross_origin_embedder_policy, m.cross_origin_opener_policy], [{ value: 'require-corp' }, { value: 'same-origin' }]);
   });
 
   test('notes are saved compressed, and found intact when the popup opens again', { timeout: 30 * MIN }, async () => {
