@@ -169,8 +169,24 @@ impl Codec {
             }
             len += seg.len() as u64;
         }
+        self.file_head(&policy, opts, &table, len, crc.finalize(), check.finalize())
+    }
+
+    /// The bytes before the payloads of a file of `len` bytes whose chunks are `table`: the
+    /// compact form when `opts` allows it and the policy has a tag (one chunk at most), else
+    /// the full header and chunk table. `crc` is the original's crc32, `check` the crc32 of
+    /// the fingerprint and the original (the compact form keeps its low 16 bits).
+    pub(super) fn file_head(
+        &self,
+        policy: &Policy,
+        opts: &Options,
+        table: &[ChunkInfo],
+        len: u64,
+        crc: u32,
+        check: u32,
+    ) -> Result<Vec<u8>> {
         // A nonempty segment makes at least one chunk: one chunk means one segment.
-        if opts.compact && self.has_tag(&policy) && table.len() <= 1 {
+        if opts.compact && self.has_tag(policy) && table.len() <= 1 {
             let method = table.first().map_or(Method::Stored, |c| c.method);
             // has_tag: every method has a tag under this policy.
             let tag = method
@@ -179,7 +195,7 @@ impl Codec {
             let mut out = vec![tag];
             out.extend_from_slice(&self.fingerprint[..COMPACT_FP_BYTES]);
             put_varint(&mut out, len);
-            out.extend_from_slice(&(check.finalize() as u16).to_le_bytes());
+            out.extend_from_slice(&(check as u16).to_le_bytes());
             return Ok(out);
         }
         let mut out = Vec::with_capacity(FIXED_HEADER + 24 * table.len());
@@ -195,11 +211,11 @@ impl Codec {
         out.extend_from_slice(&(policy.window as u32).to_le_bytes());
         out.extend_from_slice(&(policy.stride as u32).to_le_bytes());
         out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&crc.finalize().to_le_bytes());
+        out.extend_from_slice(&crc.to_le_bytes());
         let count = u32::try_from(table.len())
             .map_err(|_| Error::InvalidArgument("more than 2^32 chunks: use larger chunks".into()))?;
         out.extend_from_slice(&count.to_le_bytes());
-        for c in &table {
+        for c in table {
             out.push(c.method as u8);
             put_varint(&mut out, c.original_len);
             put_varint(&mut out, c.stored_len);
@@ -241,6 +257,12 @@ impl Codec {
             .await?
             .into_iter()
             .next();
+        self.raw_frame(&policy, chunk, data)
+    }
+
+    /// The raw stream of `data` under `policy` (which has a tag) from its one chunk (none:
+    /// the empty input).
+    pub(super) fn raw_frame(&self, policy: &Policy, chunk: Option<Chunk>, data: &[u8]) -> Result<Vec<u8>> {
         let (method, payload) = chunk.map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
         // The default policy has a tag (a test keeps it so).
         let tag = method
@@ -286,13 +308,8 @@ impl Codec {
         for piece in &pieces {
             let n = piece.bytes.len() as u64;
             let start = piece.bytes.as_ptr() as usize - data.as_ptr() as usize;
-            let use_model = match opts.model {
-                ModelUse::Always | ModelUse::Force => true,
-                ModelUse::Never => false,
-                ModelUse::Auto => piece.bytes.len() as f64 >= AUTO_MIN_BYTES_PER_TOKEN * piece.tokens.len() as f64,
-            };
             let mut model = None;
-            if use_model {
+            if uses_model(opts.model, piece.bytes, piece.tokens) {
                 self.check_backend(b, policy)?;
                 let ntok = piece.tokens.len() as u64;
                 let coded = self
@@ -300,14 +317,7 @@ impl Codec {
                         progress.update(done + n * d as u64 / ntok.max(1), total)
                     })
                     .await?;
-                let bounded = piece.tokens.len() as u64 <= max_model_tokens(coded.len());
-                if bounded && (coded.len() < piece.bytes.len() || opts.model == ModelUse::Force) {
-                    model = Some(Chunk {
-                        method: Method::Model,
-                        payload: coded,
-                        original_len: piece.bytes.len(),
-                    });
-                }
+                model = model_chunk(opts.model, piece.bytes, piece.tokens.len(), coded);
             }
             match (model, run) {
                 (Some(c), _) => {
@@ -398,31 +408,57 @@ impl Codec {
             progress,
         )
         .await?;
-        let bytes = enc.finish();
-        let mut d = Decoder::new(&bytes);
-        for &(c, f) in &coded {
-            let t = d.target()?;
-            if t < c || t - c >= f {
-                return Err(Error::InvalidArgument(
-                    "internal check failed: the range coder does not round-trip".into(),
-                ));
-            }
-            d.consume(c, f)?;
-        }
-        d.finish()?;
-        Ok(bytes)
+        finish_coded(enc, &coded)
     }
 }
 
+/// The coder's output, checked to decode back to the same ranges `coded` (the coder half of
+/// a round trip, without re-running the model).
+pub(super) fn finish_coded(enc: Encoder, coded: &[(u32, u32)]) -> Result<Vec<u8>> {
+    let bytes = enc.finish();
+    let mut d = Decoder::new(&bytes);
+    for &(c, f) in coded {
+        let t = d.target()?;
+        if t < c || t - c >= f {
+            return Err(Error::InvalidArgument(
+                "internal check failed: the range coder does not round-trip".into(),
+            ));
+        }
+        d.consume(c, f)?;
+    }
+    d.finish()?;
+    Ok(bytes)
+}
+
+/// Whether the model runs on a chunk of `bytes` spelled by `tokens` ([`ModelUse`]).
+pub(super) fn uses_model(model: ModelUse, bytes: &[u8], tokens: &[u32]) -> bool {
+    match model {
+        ModelUse::Always | ModelUse::Force => true,
+        ModelUse::Never => false,
+        ModelUse::Auto => bytes.len() as f64 >= AUTO_MIN_BYTES_PER_TOKEN * tokens.len() as f64,
+    }
+}
+
+/// The model chunk of `bytes` (`ntokens` tokens) coded as `coded`, if it is kept: within the
+/// decoding-work bound, and smaller than the bytes (or [`ModelUse::Force`]).
+pub(super) fn model_chunk(model: ModelUse, bytes: &[u8], ntokens: usize, coded: Vec<u8>) -> Option<Chunk> {
+    let bounded = ntokens as u64 <= max_model_tokens(coded.len());
+    (bounded && (coded.len() < bytes.len() || model == ModelUse::Force)).then(|| Chunk {
+        method: Method::Model,
+        payload: coded,
+        original_len: bytes.len(),
+    })
+}
+
 /// One chunk on the way out.
-struct Chunk {
-    method: Method,
-    payload: Vec<u8>,
-    original_len: usize,
+pub(super) struct Chunk {
+    pub(super) method: Method,
+    pub(super) payload: Vec<u8>,
+    pub(super) original_len: usize,
 }
 
 /// `bytes` as the smaller of zstd and stored.
-fn plain_chunk(bytes: &[u8]) -> Chunk {
+pub(super) fn plain_chunk(bytes: &[u8]) -> Chunk {
     match zstd_compress(bytes) {
         Some(z) if z.len() < bytes.len() => Chunk {
             method: Method::Zstd,

@@ -4,13 +4,16 @@
 //! one-item call makes or returns; one corrupt item is reported with its error and does not
 //! stop the others.
 
+use crate::adapt::Online;
 use crate::backend::Backend;
+use crate::coder::{cum_freq, Encoder};
 use crate::error::{Error, Result};
 use crate::eval::Policy;
-use crate::model::block_on;
+use crate::model::{block_on, forward_to_async, Batch, Readout};
 
 use super::decode::Job;
-use super::encode::{ModelUse, Options};
+use super::encode::{finish_coded, model_chunk, plain_chunk, uses_model, ModelUse, Options};
+use super::format::ChunkInfo;
 use super::format::{Form, Info, Method};
 use super::read::{check16, parse, split_raw};
 use super::segments::Offset;
@@ -27,6 +30,37 @@ enum Framing<'a> {
     File(&'a Options),
     /// A raw stream ([`Codec::compress_raw`]).
     Raw(ModelUse),
+}
+
+impl Framing<'_> {
+    /// The policy, model use, chunk size and segment size the one-item call would use.
+    fn settings(self, c: &Codec) -> (Policy, ModelUse, usize, usize) {
+        match self {
+            Framing::File(o) => (
+                o.policy.unwrap_or_else(|| c.default_policy()),
+                o.model,
+                o.chunk_tokens,
+                o.segment_bytes,
+            ),
+            Framing::Raw(m) => (c.default_policy(), m, usize::MAX, usize::MAX),
+        }
+    }
+}
+
+/// Most rows of one batch of [`Codec::compress_many`]'s one-window inputs.
+const BATCH_ROWS: usize = 4096;
+
+/// An input coded in a shared batch, and its tokens.
+struct Together {
+    index: usize,
+    tokens: Vec<u32>,
+}
+
+/// One input's coder in a shared batch.
+struct Coding {
+    enc: Encoder,
+    coded: Vec<(u32, u32)>,
+    online: Option<Online>,
 }
 
 /// How an item decoded in lock-step is checked once its stream is done.
@@ -266,7 +300,11 @@ impl Codec {
         self.encode_many(b, items, Framing::Raw(model), progress, sink).await
     }
 
-    /// The one encoder behind the many-item compressions.
+    /// The one encoder behind the many-item compressions. Inputs that the model codes in
+    /// one window and one chunk (every note-sized text) are run together: their windows'
+    /// tokens in shared batches, each in its own slot holding just its tokens. The others go
+    /// one by one through [`Codec::compress_async`] / [`Codec::compress_raw_async`]. Either
+    /// way each input gets the bytes the one-item call makes.
     async fn encode_many<B: Backend>(
         &self,
         b: &mut B,
@@ -276,8 +314,32 @@ impl Codec {
         sink: &mut ItemSink<'_>,
     ) -> Result<()> {
         let total = items.iter().fold(0u64, |t, i| t.saturating_add(i.len() as u64));
+        let (together, alone) = self.sort_for_batches(b, items, framing);
         let mut done = 0u64;
-        for (i, &data) in items.iter().enumerate() {
+        let limit = b.kv_map().rows().min(BATCH_ROWS);
+        let mut k = 0;
+        while k < together.len() {
+            // A group: as many as fit the batch's rows and the engine's slots.
+            let (mut end, mut rows) = (k, 0usize);
+            while end < together.len()
+                && end - k < b.kv_map().streams()
+                && (end == k || rows + together[end].tokens.len() <= limit)
+            {
+                rows += together[end].tokens.len();
+                end += 1;
+            }
+            let group = &together[k..end];
+            let r = self.encode_group(b, items, group, framing).await;
+            b.kv_reset();
+            for (p, out) in group.iter().zip(r?) {
+                done += items[p.index].len() as u64;
+                sink(p.index, out)?;
+            }
+            progress.update(done, total)?;
+            k = end;
+        }
+        for i in alone {
+            let data = items[i];
             let mut p = Offset {
                 inner: &mut *progress,
                 base: done,
@@ -294,6 +356,139 @@ impl Codec {
             }
         }
         Ok(())
+    }
+
+    /// The inputs whose model-coded chunk is one window (coded together, with their
+    /// tokens), and the others' indices.
+    fn sort_for_batches<B: Backend>(
+        &self,
+        b: &B,
+        items: &[&[u8]],
+        framing: Framing<'_>,
+    ) -> (Vec<Together>, Vec<usize>) {
+        let (policy, model, chunk_tokens, segment_bytes) = framing.settings(self);
+        let engine_ok = self.check_backend(b, &policy).is_ok();
+        let (mut together, mut alone) = (Vec::new(), Vec::new());
+        for (i, &data) in items.iter().enumerate() {
+            if !engine_ok || data.is_empty() || data.len() > segment_bytes || chunk_tokens == 0 {
+                alone.push(i);
+                continue;
+            }
+            let tokens = self.tok.encode(data);
+            let one = tokens.len() <= policy.window
+                && tokens.len() / chunk_tokens <= 1
+                && uses_model(model, data, &tokens)
+                && tokens.iter().all(|&t| (t as usize) < self.cfg.vocab)
+                && self.tok.decode(&tokens) == data;
+            if one {
+                together.push(Together { index: i, tokens });
+            } else {
+                alone.push(i);
+            }
+        }
+        (together, alone)
+    }
+
+    /// One batch of one-window inputs: each in slot `k` of the group at its own rows, every
+    /// token's table (or range) coded for its input, then each framed as the one-item call
+    /// frames it.
+    async fn encode_group<B: Backend>(
+        &self,
+        b: &mut B,
+        items: &[&[u8]],
+        group: &[Together],
+        framing: Framing<'_>,
+    ) -> Result<Vec<Result<Vec<u8>>>> {
+        let (policy, model, ..) = framing.settings(self);
+        let mut batch = Batch::default();
+        let mut base = 0;
+        let mut symbols = Vec::new();
+        for (slot, t) in group.iter().enumerate() {
+            let n = t.tokens.len();
+            b.kv_place(slot, base, n, 0)?;
+            base += n;
+            // The first window: the start token and every token but the last, all scored.
+            let mut input = Vec::with_capacity(n);
+            input.push(policy.start);
+            input.extend_from_slice(&t.tokens[..n - 1]);
+            batch.push_seq(slot, &input, 0, 0);
+            symbols.extend_from_slice(&t.tokens);
+        }
+        let mut coders: Vec<Coding> = group
+            .iter()
+            .map(|_| Coding {
+                enc: Encoder::new(),
+                coded: Vec::new(),
+                online: Online::new(self.cfg.vocab, policy.adapt, policy.ngram),
+            })
+            .collect();
+        // Logits row r predicts symbols[r]: item `k` while r < ends[k].
+        let ends: Vec<usize> = group
+            .iter()
+            .scan(0, |e, t| {
+                *e += t.tokens.len();
+                Some(*e)
+            })
+            .collect();
+        let mut k = 0;
+        let mut item_of = |r: usize| {
+            while r >= ends[k] {
+                k += 1;
+            }
+            k
+        };
+        if policy.adapt || policy.ngram {
+            let mut sink = |r: usize, f: &[u32]| -> Result<()> {
+                let c = &mut coders[item_of(r)];
+                let t = symbols[r];
+                let on = c.online.as_mut().ok_or_else(|| Error::Internal("no online models".into()))?;
+                let (enc, coded) = (&mut c.enc, &mut c.coded);
+                on.step(f, |q| {
+                    let (cum, freq) = cum_freq(q, t)
+                        .ok_or_else(|| Error::InvalidArgument(format!("token {t} outside the vocabulary")))?;
+                    enc.encode(cum, freq);
+                    coded.push((cum, freq));
+                    Ok(t)
+                })?;
+                Ok(())
+            };
+            forward_to_async(b, &self.cfg, &self.fracs, &batch, Readout::Tables(&mut sink)).await?;
+        } else {
+            let mut sink = |r: usize, cum: u32, freq: u32| -> Result<()> {
+                let c = &mut coders[item_of(r)];
+                c.enc.encode(cum, freq);
+                c.coded.push((cum, freq));
+                Ok(())
+            };
+            forward_to_async(b, &self.cfg, &self.fracs, &batch, Readout::Ranges(&symbols, &mut sink)).await?;
+        }
+        Ok(group
+            .iter()
+            .zip(coders)
+            .map(|(t, c)| {
+                let data = items[t.index];
+                let coded = finish_coded(c.enc, &c.coded)?;
+                let chunk = model_chunk(model, data, t.tokens.len(), coded).unwrap_or_else(|| plain_chunk(data));
+                match framing {
+                    Framing::Raw(_) => self.raw_frame(&policy, Some(chunk), data),
+                    Framing::File(opts) => {
+                        let table = [ChunkInfo {
+                            method: chunk.method,
+                            original_len: data.len() as u64,
+                            stored_len: chunk.payload.len() as u64,
+                        }];
+                        let mut check = crc32fast::Hasher::new();
+                        check.update(&self.fingerprint);
+                        check.update(data);
+                        let crc = crc32fast::hash(data);
+                        let mut out =
+                            self.file_head(&policy, opts, &table, data.len() as u64, crc, check.finalize())?;
+                        out.extend_from_slice(&chunk.payload);
+                        Ok(out)
+                    }
+                }
+            })
+            .collect())
     }
 
     /// The context policy of a file's model chunk, checked against the model and `b`.
