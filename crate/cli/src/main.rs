@@ -205,7 +205,6 @@ fn eval(model_flag: Option<&std::path::Path>, a: EvalArgs) -> lmz::Result<()> {
 }
 
 fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Result<()> {
-    use lmz::eval::{score, windows, Policy};
     use std::time::Instant;
     let threads = rayon::current_num_threads();
     let text = std::fs::read(&a.file).map_err(|e| lmz::Error::io(&a.file, e))?;
@@ -213,10 +212,62 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
     let model = fetch::load(&path)?;
     let cfg = model.config().clone();
     let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
-    let mut policy = Policy::default_for(&cfg);
+    let mut policy = eval_policy(a, &cfg)?;
+    let tokens = tok.encode(&text);
+    let bar = progress_bar(tokens.len() as u64, "scoring");
+    let t0 = Instant::now();
+    let mut adapts = adapt_rates(a, &cfg)?;
+    if !adapts.is_empty() && (a.reference || policy.adapt) {
+        return Err(lmz::Error::InvalidArgument(
+            "--adapt rates are measured on the integer engine's own tables: add --no-adapt (and drop --reference)"
+                .into(),
+        ));
+    }
+    // The float reference scores the model alone.
+    policy.adapt &= !a.reference;
+    policy.ngram &= !a.reference;
+    let (engine, bits) = if a.reference {
+        if policy.kv != lmz::eval::KvMode::Recompute {
+            return Err(lmz::Error::InvalidArgument(
+                "the float reference scores windows from scratch: add --kv recompute".into(),
+            ));
+        }
+        score_reference(&model, &tokens, &policy, &bar)?
+    } else {
+        score_integer(a.backend, &model, &tokens, &policy, &bar, &mut adapts)?
+    };
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let report = EvalReport {
+        a,
+        path: &path,
+        model: &model,
+        policy: &policy,
+        engine,
+        text_len: text.len(),
+        n: tokens.len(),
+        positions: positions_run(tokens.len(), &policy),
+        bits,
+        adapts: &adapts,
+        secs,
+        threads,
+    };
+    if a.json {
+        report.print_json();
+    } else {
+        report.print_text();
+    }
+    Ok(())
+}
+
+/// The scoring policy: the format's default, changed by `--kv`, `--no-adapt`, `--no-ngram`,
+/// `--window` and `--stride`, and checked against the model.
+fn eval_policy(a: &EvalArgs, cfg: &lmz::pack::Config) -> lmz::Result<lmz::eval::Policy> {
+    use lmz::eval::Policy;
+    let mut policy = Policy::default_for(cfg);
     if let Some(kv) = &a.kv {
         policy = Policy::for_tag(
-            &cfg,
+            cfg,
             kv.parse().map_err(lmz::Error::InvalidArgument)?,
             policy.adapt,
             policy.ngram,
@@ -230,12 +281,12 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
     if let Some(s) = a.stride {
         policy.stride = s;
     }
-    policy.validate(&cfg)?;
-    let tokens = tok.encode(&text);
-    let bar = progress_bar(tokens.len() as u64, "scoring");
-    let t0 = Instant::now();
-    let mut bits = 0f64;
-    let engine: String;
+    policy.validate(cfg)?;
+    Ok(policy)
+}
+
+/// One adaptive bias per `--adapt` learning rate, each with the bits it has scored so far.
+fn adapt_rates(a: &EvalArgs, cfg: &lmz::pack::Config) -> lmz::Result<Vec<(lmz::adapt::Adapt, f64)>> {
     let mut adapts = Vec::new();
     for &r in &a.adapt {
         if !(r > 0.0 && r <= 4.0) {
@@ -251,42 +302,40 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
             0f64,
         ));
     }
-    if !adapts.is_empty() && (a.reference || policy.adapt) {
-        return Err(lmz::Error::InvalidArgument(
-            "--adapt rates are measured on the integer engine's own tables: add --no-adapt (and drop --reference)"
-                .into(),
-        ));
-    }
-    // The float reference scores the model alone.
-    policy.adapt &= !a.reference;
-    policy.ngram &= !a.reference;
-    if a.reference {
-        if policy.kv != lmz::eval::KvMode::Recompute {
-            return Err(lmz::Error::InvalidArgument(
-                "the float reference scores windows from scratch: add --kv recompute".into(),
-            ));
+    Ok(adapts)
+}
+
+/// Scores `tokens` on the integer engine: its name and the bits, adding to each adaptive
+/// bias in `adapts` the bits it would have given.
+fn score_integer(
+    kind: BackendKind,
+    model: &lmz::Model,
+    tokens: &[u32],
+    policy: &lmz::eval::Policy,
+    bar: &indicatif::ProgressBar,
+    adapts: &mut [(lmz::adapt::Adapt, f64)],
+) -> lmz::Result<(String, f64)> {
+    let cfg = model.config();
+    let mut bits = 0f64;
+    let mut backend = engine::Engine::open(kind, model, 1, policy.window)?;
+    let engine = format!("integer, {}", backend.describe());
+    let fr = lmz::model::Fracs::new(&model.weights);
+    let mut q = vec![0u32; cfg.vocab];
+    engine::with_engine!(&mut backend, b => lmz::eval::score(b, cfg, &fr, tokens, policy, &mut |i, f| {
+        bits += lmz::freq::bits(f, tokens[i]);
+        for (ad, abits) in adapts.iter_mut() {
+            ad.apply(f, &mut q);
+            *abits += lmz::freq::bits(&q, tokens[i]);
+            ad.learn(&q, tokens[i]);
         }
-        (engine, bits) = score_reference(&model, &tokens, &policy, &bar)?;
-    } else {
-        let mut backend = engine::Engine::open(a.backend, &model, 1, policy.window)?;
-        engine = format!("integer, {}", backend.describe());
-        let fr = lmz::model::Fracs::new(&model.weights);
-        let mut q = vec![0u32; cfg.vocab];
-        engine::with_engine!(&mut backend, b => score(b, &cfg, &fr, &tokens, &policy, &mut |i, f| {
-            bits += lmz::freq::bits(f, tokens[i]);
-            for (ad, abits) in adapts.iter_mut() {
-                ad.apply(f, &mut q);
-                *abits += lmz::freq::bits(&q, tokens[i]);
-                ad.learn(&q, tokens[i]);
-            }
-            Ok(())
-        }, &mut |done, _| bar.set_position(done as u64)))?;
-    }
-    bar.finish_and_clear();
-    let secs = t0.elapsed().as_secs_f64();
-    let n = tokens.len();
-    let bpb = if text.is_empty() { 0.0 } else { bits / text.len() as f64 };
-    let positions: usize = windows(n, &policy)
+        Ok(())
+    }, &mut |done, _| bar.set_position(done as u64)))?;
+    Ok((engine, bits))
+}
+
+/// How many positions the model runs to score `n` tokens under `policy`.
+fn positions_run(n: usize, policy: &lmz::eval::Policy) -> usize {
+    lmz::eval::windows(n, policy)
         .iter()
         .map(|w| {
             if w.score_start > 0 && policy.kv == lmz::eval::KvMode::Shift {
@@ -295,45 +344,105 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
                 w.end - w.ctx_start
             }
         })
-        .sum();
-    if a.json {
+        .sum()
+}
+
+/// What `lmz eval` measured, printed as text or as one JSON object.
+struct EvalReport<'a> {
+    a: &'a EvalArgs,
+    path: &'a std::path::Path,
+    model: &'a lmz::Model,
+    policy: &'a lmz::eval::Policy,
+    engine: String,
+    text_len: usize,
+    n: usize,
+    positions: usize,
+    bits: f64,
+    adapts: &'a [(lmz::adapt::Adapt, f64)],
+    secs: f64,
+    threads: usize,
+}
+
+impl EvalReport<'_> {
+    fn bpb(&self) -> f64 {
+        if self.text_len == 0 {
+            0.0
+        } else {
+            self.bits / self.text_len as f64
+        }
+    }
+
+    fn print_json(&self) {
+        let EvalReport {
+            a,
+            path,
+            model,
+            policy,
+            ref engine,
+            text_len,
+            n,
+            positions,
+            bits,
+            adapts,
+            secs,
+            threads,
+        } = *self;
         let j = serde_json::json!({
             "file": a.file.display().to_string(),
-            "bytes": text.len(),
+            "bytes": text_len,
             "tokens": n,
             "bits": bits,
             "bits_per_token": if n > 0 { bits / n as f64 } else { 0.0 },
-            "bpb": bpb,
+            "bpb": self.bpb(),
             "engine": engine,
             "threads": threads,
             "policy": { "window": policy.window, "stride": policy.stride, "start_token": policy.start, "kv": policy.kv.name(), "adapt": policy.adapt, "ngram": policy.ngram, "description": policy.describe() },
             "positions_run": positions,
             "seconds": secs,
             "tokens_per_second": n as f64 / secs,
-            "bytes_per_second": text.len() as f64 / secs,
+            "bytes_per_second": text_len as f64 / secs,
             "model": { "path": path.display().to_string(), "fingerprint": lmz::pack::hex(&model.fingerprint) },
-            "adapt": a.adapt.iter().zip(&adapts).map(|(r, (_, ab))| serde_json::json!({ "rate": r, "bits": ab, "bpb": if text.is_empty() { 0.0 } else { ab / text.len() as f64 } })).collect::<Vec<_>>(),
+            "adapt": a.adapt.iter().zip(adapts).map(|(r, (_, ab))| serde_json::json!({ "rate": r, "bits": ab, "bpb": if text_len == 0 { 0.0 } else { ab / text_len as f64 } })).collect::<Vec<_>>(),
         });
         println!("{j}");
-    } else {
-        println!("file:        {} ({} bytes)", a.file.display(), text.len());
+    }
+
+    fn print_text(&self) {
+        let EvalReport {
+            a,
+            model,
+            policy,
+            ref engine,
+            text_len,
+            n,
+            positions,
+            bits,
+            adapts,
+            secs,
+            ..
+        } = *self;
+        println!("file:        {} ({} bytes)", a.file.display(), text_len);
         println!(
             "model:       {} (fingerprint {})",
-            cfg.name,
+            model.config().name,
             &lmz::pack::hex(&model.fingerprint)[..16]
         );
         println!("engine:      {engine}");
         println!("policy:      {}", policy.describe());
         println!("tokens:      {n} ({positions} positions run)");
         println!("bits/token:  {:.4}", if n > 0 { bits / n as f64 } else { 0.0 });
-        println!("bpb:         {bpb:.4} (ideal code length {:.0} bytes)", bits / 8.0);
+        println!(
+            "bpb:         {:.4} (ideal code length {:.0} bytes)",
+            self.bpb(),
+            bits / 8.0
+        );
         println!(
             "time:        {secs:.1} s, {:.1} tokens/s, {:.0} bytes/s",
             n as f64 / secs,
-            text.len() as f64 / secs
+            text_len as f64 / secs
         );
-        for (r, (_, ab)) in a.adapt.iter().zip(&adapts) {
-            let abpb = if text.is_empty() { 0.0 } else { ab / text.len() as f64 };
+        for (r, (_, ab)) in a.adapt.iter().zip(adapts) {
+            let abpb = if text_len == 0 { 0.0 } else { ab / text_len as f64 };
             println!(
                 "adapt {r:<6} bpb {abpb:.4} ({:+.2} %, ideal code length {:.0} bytes)",
                 if bits > 0.0 { 100.0 * (ab / bits - 1.0) } else { 0.0 },
@@ -341,7 +450,6 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
             );
         }
     }
-    Ok(())
 }
 
 fn progress_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
