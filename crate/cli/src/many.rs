@@ -59,7 +59,9 @@ fn run_on_pool(a: ManyArgs) -> Result<()> {
     let compress_together = s.elapsed().as_secs_f64();
     for (r, f) in together.into_iter().zip(&files) {
         if r? != *f {
-            return Err(Error::FormatCorrupt("compress_many made other bytes than compress".into()));
+            return Err(Error::FormatCorrupt(
+                "compress_many made other bytes than compress".into(),
+            ));
         }
     }
     let all: u64 = tokens.iter().sum();

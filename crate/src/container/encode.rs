@@ -443,7 +443,7 @@ pub(super) fn uses_model(model: ModelUse, bytes: &[u8], tokens: &[u32]) -> bool 
 /// decoding-work bound, and smaller than the bytes (or [`ModelUse::Force`]).
 pub(super) fn model_chunk(model: ModelUse, bytes: &[u8], ntokens: usize, coded: Vec<u8>) -> Option<Chunk> {
     let bounded = ntokens as u64 <= max_model_tokens(coded.len());
-    (bounded && (coded.len() < bytes.len() || model == ModelUse::Force)).then(|| Chunk {
+    (bounded && (coded.len() < bytes.len() || model == ModelUse::Force)).then_some(Chunk {
         method: Method::Model,
         payload: coded,
         original_len: bytes.len(),

@@ -441,7 +441,10 @@ impl Codec {
             let mut sink = |r: usize, f: &[u32]| -> Result<()> {
                 let c = &mut coders[item_of(r)];
                 let t = symbols[r];
-                let on = c.online.as_mut().ok_or_else(|| Error::Internal("no online models".into()))?;
+                let on = c
+                    .online
+                    .as_mut()
+                    .ok_or_else(|| Error::Internal("no online models".into()))?;
                 let (enc, coded) = (&mut c.enc, &mut c.coded);
                 on.step(f, |q| {
                     let (cum, freq) = cum_freq(q, t)

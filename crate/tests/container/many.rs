@@ -170,16 +170,25 @@ fn compressing_together_makes_the_bytes_of_one_at_a_time() {
                 ..Options::default()
             };
             let mut b = CpuBackend::with_slots(&tiny().model, 2, 128).unwrap();
-            let many = tiny().codec.compress_many(&mut b, &refs, &opts, &mut |_, _| {}).unwrap();
+            let many = tiny()
+                .codec
+                .compress_many(&mut b, &refs, &opts, &mut |_, _| {})
+                .unwrap();
             for (i, (m, t)) in many.iter().zip(&refs).enumerate() {
                 let alone = tiny().codec.compress(&mut backend(), t, &opts, &mut |_, _| {}).unwrap();
                 assert_eq!(m.as_ref().unwrap(), &alone, "input {i}, {model:?}, {policy:?}");
             }
         }
         let mut b = CpuBackend::with_slots(&tiny().model, 1, 128).unwrap();
-        let many = tiny().codec.compress_raw_many(&mut b, &refs, model, &mut |_, _| {}).unwrap();
+        let many = tiny()
+            .codec
+            .compress_raw_many(&mut b, &refs, model, &mut |_, _| {})
+            .unwrap();
         for (i, (m, t)) in many.iter().zip(&refs).enumerate() {
-            let alone = tiny().codec.compress_raw(&mut backend(), t, model, &mut |_, _| {}).unwrap();
+            let alone = tiny()
+                .codec
+                .compress_raw(&mut backend(), t, model, &mut |_, _| {})
+                .unwrap();
             assert_eq!(m.as_ref().unwrap(), &alone, "raw input {i}, {model:?}");
         }
     }

@@ -22,6 +22,8 @@ use lmz::{Error, Result};
 use crate::engine::{with_engine, BackendKind, Engine as ModelEngine};
 use crate::{IoArgs, UseModel};
 
+mod batch;
+
 const SUFFIX: &str = ".lmz";
 
 /// Temporary files being written right now: removed if the process is interrupted.
@@ -149,11 +151,34 @@ fn run_files(model_flag: Option<&Path>, a: &IoArgs) -> Result<ExitCode> {
     }
     let mut engine: Option<Engine> = None;
     let mut ok = true;
-    for input in &inputs {
-        if let Err(e) = one(model_flag, a, input, &mut engine) {
-            eprintln!("lmz: {}: error [{}]: {e}", display(input), e.code());
-            ok = false;
+    let mut say = |input: &Path, e: &Error| {
+        eprintln!("lmz: {}: error [{}]: {e}", display(input), e.code());
+        ok = false;
+    };
+    // Several small files are coded together (batch.rs); the others one by one, in order.
+    let together = inputs.len() > 1;
+    let mut i = 0;
+    while i < inputs.len() {
+        let run: Vec<&Path> = inputs[i..]
+            .iter()
+            .take_while(|p| together && batch::is_small(p))
+            .map(PathBuf::as_path)
+            .collect();
+        if run.len() > 1 {
+            for g in batch::groups(&run) {
+                for (input, r) in batch::group(model_flag, a, &g, &mut engine) {
+                    if let Err(e) = r {
+                        say(&input, &e);
+                    }
+                }
+            }
+            i += run.len();
+            continue;
         }
+        if let Err(e) = one(model_flag, a, &inputs[i], &mut engine) {
+            say(&inputs[i], &e);
+        }
+        i += 1;
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
