@@ -135,7 +135,7 @@ impl Codec {
                 Err(e) => sink(i, Err(e))?,
             }
         }
-        let by_index = |i: usize| jobs.iter().position(|j| j.index == i);
+        let by_index = job_of(files.len(), &jobs);
         let mut done = 0u64;
         self.decode_streams(b, &jobs, &mut |d| progress.update(d, total), &mut |i, r| {
             let k = by_index(i).ok_or_else(|| Error::Internal(format!("no job {i}")))?;
@@ -231,7 +231,7 @@ impl Codec {
             }
             jobs.push(job);
         }
-        let by_index = |i: usize| jobs.iter().position(|j| j.index == i);
+        let by_index = job_of(items.len(), &jobs);
         self.decode_streams(b, &jobs, &mut |d| progress.update(plain + d, total), &mut |i, r| {
             let k = by_index(i).ok_or_else(|| Error::Internal(format!("no job {i}")))?;
             sink(i, r.and_then(|out| self.verify(checks[k], jobs[k].len, out)))
@@ -526,6 +526,15 @@ impl Codec {
         }
         Ok(out)
     }
+}
+
+/// Item index → its job's position in `jobs` (items without a job: `None`).
+fn job_of(n: usize, jobs: &[Job]) -> impl Fn(usize) -> Option<usize> {
+    let mut at = vec![None; n];
+    for (k, j) in jobs.iter().enumerate() {
+        at[j.index] = Some(k);
+    }
+    move |i| at.get(i).copied().flatten()
 }
 
 /// Where a synchronous many-item call puts each result: slot `i` for item `i`.

@@ -199,7 +199,9 @@ fn compressing_together_makes_the_bytes_of_one_at_a_time() {
 /// alone. The cache holds one window, so the streams' regions grow, move and wait.
 #[test]
 fn damaged_items_never_disturb_the_others() {
-    let texts: Vec<Vec<u8>> = (0..8).map(|i| common::words_text(25 + 60 * i, 500 + i as u64)).collect();
+    let texts: Vec<Vec<u8>> = (0..8)
+        .map(|i| common::words_text(25 + 60 * i, 500 + i as u64))
+        .collect();
     let raws: Vec<Vec<u8>> = texts.iter().map(|t| raw(t)).collect();
     let mut r = Rng(77);
     let mut b = CpuBackend::with_slots(&tiny().model, 1, 128).unwrap();
@@ -218,7 +220,10 @@ fn damaged_items_never_disturb_the_others() {
             }
         }
         let refs: Vec<(&[u8], u64)> = items.iter().map(|(x, n)| (&x[..], *n)).collect();
-        let many = tiny().codec.decompress_raw_many(&mut b, &refs, None, &mut |_, _| {}).unwrap();
+        let many = tiny()
+            .codec
+            .decompress_raw_many(&mut b, &refs, None, &mut |_, _| {})
+            .unwrap();
         for (i, (m, &(x, n))) in many.iter().zip(&refs).enumerate() {
             let alone = tiny().codec.decompress_raw(&mut backend(), x, n, &mut |_, _| {});
             assert!(same(m, &alone), "round {round}, item {i}: {m:?} alone: {alone:?}");
