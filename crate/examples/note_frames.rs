@@ -53,7 +53,19 @@ fn main() -> lmz::Result<()> {
         notes.len()
     );
     let user = tok.encode(b"user\n");
+    let chat = |role: &str| [vec![ims], tok.encode(format!("{role}\n").as_bytes())].concat();
     let frames: Vec<(&str, Vec<u32>, u32)> = vec![
+        ("<|im_start|>assistant\\n, end <|im_end|>", chat("assistant"), ime),
+        (
+            "<|im_start|>user\\nNote:\\n, end <|im_end|>",
+            [chat("user"), tok.encode(b"Note:\n")].concat(),
+            ime,
+        ),
+        (
+            "<|im_end|>\\n<|im_start|>user\\n, end <|im_end|>",
+            [vec![ime], tok.encode(b"\n"), chat("user")].concat(),
+            ime,
+        ),
         ("<|endoftext|> (now)", vec![eot], eot),
         ("<|endoftext|>, end <|endoftext|>", vec![eot], eot),
         (

@@ -286,13 +286,14 @@ fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
         ),
     }
     let kv = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         match i.kv {
             lmz::eval::KvMode::Shift => "context kept in the KV cache",
             lmz::eval::KvMode::Recompute => "context recomputed",
         },
         if i.adapt { ", adaptive bias" } else { "" },
-        if i.ngram { ", n-gram mixer" } else { "" }
+        if i.ngram { ", n-gram mixer" } else { "" },
+        if i.chat { ", note frame" } else { "" }
     );
     match i.window_stride {
         _ if !i.chunks.iter().any(|c| c.method == lmz::container::Method::Model) => {

@@ -211,13 +211,14 @@ fn compress_and_decompress_files_like_gzip() {
         out.status.success() && s.contains("engine:      CPU, ") && s.contains("(--backend cpu)"),
         "{s}"
     );
-    // Model-coded, the default has the adaptive bias and the n-gram mixer (tag 0xFD);
+    // Model-coded, the default has the adaptive bias and the n-gram mixer, in the note frame
+    // for one chunk (tag 0xFE);
     // --no-ngram the bias alone (0xFC); --no-adapt codes with the model's tables alone
     // (tag 0xFB); -d reads which from the file.
     std::fs::write(d.join("b.txt"), &body).unwrap();
-    use lmz::container::{TAG_MODEL_ADAPT, TAG_MODEL_MIXED, TAG_MODEL_SHIFT};
+    use lmz::container::{TAG_MODEL_ADAPT, TAG_MODEL_CHAT, TAG_MODEL_SHIFT};
     for (flag, tag, says) in [
-        (None, TAG_MODEL_MIXED, ", adaptive bias, n-gram mixer"),
+        (None, TAG_MODEL_CHAT, ", adaptive bias, n-gram mixer, note frame"),
         (Some("--no-ngram"), TAG_MODEL_ADAPT, ", adaptive bias\n"),
         (Some("--no-adapt"), TAG_MODEL_SHIFT, "KV cache\n"),
     ] {

@@ -13,7 +13,7 @@ use super::format::MAX_TOKENS_PER_PAYLOAD_BYTE;
 #[cfg(feature = "zstd")]
 use super::format::ZSTD_LEVEL;
 use super::format::{
-    max_model_tokens, ChunkInfo, Method, AUTO_MIN_BYTES_PER_TOKEN, COMPACT_FP_BYTES, DEFAULT_CHUNK_TOKENS,
+    max_model_tokens, ChunkInfo, Method, TagPolicy, AUTO_MIN_BYTES_PER_TOKEN, COMPACT_FP_BYTES, DEFAULT_CHUNK_TOKENS,
     FIXED_HEADER, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, MAGIC, MERGE_LIMIT, VERSION,
 };
 use super::read::{check16, put_varint};
@@ -146,12 +146,14 @@ impl Codec {
         progress: &mut dyn Progress,
         payloads: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<Vec<u8>> {
-        let policy = opts.policy.unwrap_or_else(|| self.default_policy());
+        let mut policy = opts.policy.unwrap_or_else(|| self.default_policy());
+        // A text of one segment and one chunk, in the compact form, is framed as a note.
+        let may_frame = opts.policy.is_none() && opts.compact;
         let (mut crc, mut check) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
         check.update(&self.fingerprint);
         let mut table: Vec<ChunkInfo> = Vec::new();
         let mut len = 0u64;
-        while let Some(seg) = src.next_segment()? {
+        while let Some((seg, last)) = src.next_segment()? {
             crc.update(seg);
             check.update(seg);
             let mut seg_progress = Offset {
@@ -159,7 +161,12 @@ impl Codec {
                 base: len,
                 total,
             };
-            for c in self.encode_chunks(b, seg, opts, &policy, &mut seg_progress).await? {
+            let frame = may_frame && len == 0 && last;
+            let (chunks, used) = self
+                .encode_chunks(b, seg, opts, &policy, frame, &mut seg_progress)
+                .await?;
+            policy = used;
+            for c in chunks {
                 payloads(&c.payload)?;
                 table.push(ChunkInfo {
                     method: c.method,
@@ -190,7 +197,7 @@ impl Codec {
             let method = table.first().map_or(Method::Stored, |c| c.method);
             // has_tag: every method has a tag under this policy.
             let tag = method
-                .tag(policy.kv, policy.adapt, policy.ngram)
+                .tag(TagPolicy::of(policy))
                 .ok_or_else(|| Error::InvalidArgument("internal: a policy without a compact tag".into()))?;
             let mut out = vec![tag];
             out.extend_from_slice(&self.fingerprint[..COMPACT_FP_BYTES]);
@@ -252,12 +259,8 @@ impl Codec {
             model,
             ..Options::default()
         };
-        let chunk = self
-            .encode_chunks(b, data, &opts, &policy, progress)
-            .await?
-            .into_iter()
-            .next();
-        self.raw_frame(&policy, chunk, data)
+        let (chunks, policy) = self.encode_chunks(b, data, &opts, &policy, true, progress).await?;
+        self.raw_frame(&policy, chunks.into_iter().next(), data)
     }
 
     /// The raw stream of `data` under `policy` (which has a tag) from its one chunk (none:
@@ -266,7 +269,7 @@ impl Codec {
         let (method, payload) = chunk.map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
         // The default policy has a tag (a test keeps it so).
         let tag = method
-            .tag(policy.kv, policy.adapt, policy.ngram)
+            .tag(TagPolicy::of(policy))
             .ok_or_else(|| Error::InvalidArgument("internal: the default policy has no compact tag".into()))?;
         let mut out = vec![tag];
         out.extend_from_slice(&check16(&self.fingerprint, data).to_le_bytes());
@@ -276,24 +279,31 @@ impl Codec {
 
     // --- compression ---
 
-    /// Tokenizes `data`, cuts it into chunks and encodes each with the smallest method.
+    /// Tokenizes `data`, cuts it into chunks and encodes each with the smallest method under
+    /// `policy` — or, when `frame` and it makes one chunk, under the note frame
+    /// ([`Codec::chat_policy`], if the model has it). Returns the chunks and the policy used.
     async fn encode_chunks<B: Backend>(
         &self,
         b: &mut B,
         data: &[u8],
         opts: &Options,
         policy: &Policy,
+        frame: bool,
         progress: &mut dyn Progress,
-    ) -> Result<Vec<Chunk>> {
+    ) -> Result<(Vec<Chunk>, Policy)> {
         if opts.chunk_tokens == 0 {
             return Err(Error::InvalidArgument("chunks must hold at least one token".into()));
         }
         let total = data.len() as u64;
         if data.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), *policy));
         }
         let tokens = self.tok.encode(data);
         let pieces = self.cut(data, &tokens, opts.chunk_tokens)?;
+        let policy = &match self.chat_policy() {
+            Some(p) if frame && pieces.len() == 1 => p,
+            _ => *policy,
+        };
         let mut chunks: Vec<Chunk> = Vec::with_capacity(pieces.len());
         // Consecutive pieces the model does not win are merged into one chunk of up to
         // MERGE_LIMIT bytes (fewer table entries, and zstd sees more), compressed once when
@@ -336,7 +346,7 @@ impl Codec {
             progress.update(done, total)?;
         }
         flush(&mut run, &mut chunks);
-        Ok(chunks)
+        Ok((chunks, *policy))
     }
 
     /// Cuts the token sequence into `max(1, floor(n / size))` runs of equal length (so every
@@ -393,19 +403,25 @@ impl Codec {
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
             return Err(Error::InvalidArgument(format!("token {t} outside the vocabulary")));
         }
+        // The known tokens ([`Policy::chat`]) go first, through the model and the online
+        // models, and are coded as nothing.
+        let known = self.known(policy).len();
+        let all = [self.known(policy), tokens].concat();
         // Only each token's range comes back from the engine, not its whole table.
         score_ranges_async(
             b,
             &self.cfg,
             &self.fracs,
-            tokens,
+            &all,
             policy,
-            &mut |_, c, f| {
-                enc.encode(c, f);
-                coded.push((c, f));
+            &mut |i, c, f| {
+                if i >= known {
+                    enc.encode(c, f);
+                    coded.push((c, f));
+                }
                 Ok(())
             },
-            progress,
+            &mut |d, n| progress(d.saturating_sub(known), n - known),
         )
         .await?;
         finish_coded(enc, &coded)

@@ -33,16 +33,22 @@ enum Framing<'a> {
 }
 
 impl Framing<'_> {
-    /// The policy, model use, chunk size and segment size the one-item call would use.
+    /// The policy of a one-chunk input (the note frame where the one-item call would use
+    /// it: [`Codec::chat_policy`]), the model use, chunk size and segment size.
     fn settings(self, c: &Codec) -> (Policy, ModelUse, usize, usize) {
+        let framed = || c.chat_policy().unwrap_or_else(|| c.default_policy());
         match self {
             Framing::File(o) => (
-                o.policy.unwrap_or_else(|| c.default_policy()),
+                match o.policy {
+                    Some(p) => p,
+                    None if o.compact => framed(),
+                    None => c.default_policy(),
+                },
                 o.model,
                 o.chunk_tokens,
                 o.segment_bytes,
             ),
-            Framing::Raw(m) => (c.default_policy(), m, usize::MAX, usize::MAX),
+            Framing::Raw(m) => (framed(), m, usize::MAX, usize::MAX),
         }
     }
 }
@@ -50,10 +56,12 @@ impl Framing<'_> {
 /// Most rows of one batch of [`Codec::compress_many`]'s one-window inputs.
 const BATCH_ROWS: usize = 4096;
 
-/// An input coded in a shared batch, and its tokens.
+/// An input coded in a shared batch: its tokens after the policy's known ones
+/// ([`Policy::chat`]), which come first in `tokens`.
 struct Together {
     index: usize,
     tokens: Vec<u32>,
+    known: usize,
 }
 
 /// One input's coder in a shared batch.
@@ -200,7 +208,7 @@ impl Codec {
             .fold(0u64, |t, &(_, n)| t.saturating_add(prefix.map_or(n, |p| p.min(n))));
         let mut plain = 0u64;
         for (i, &(raw, len)) in items.iter().enumerate() {
-            let (_, method, (kv, adapt, ngram), check, payload) = match split_raw(raw) {
+            let (_, method, t, check, payload) = match split_raw(raw) {
                 Ok(s) => s,
                 Err(e) => {
                     sink(i, Err(e))?;
@@ -216,7 +224,13 @@ impl Codec {
                 sink(i, r)?;
                 continue;
             }
-            let policy = Policy::for_tag(&self.cfg, kv, adapt, ngram);
+            let policy = match self.tag_policy(t) {
+                Ok(p) => p,
+                Err(e) => {
+                    sink(i, Err(e))?;
+                    continue;
+                }
+            };
             if let Err(e) = self.check_backend(b, &policy) {
                 sink(i, Err(e))?;
                 continue;
@@ -375,13 +389,18 @@ impl Codec {
                 continue;
             }
             let tokens = self.tok.encode(data);
-            let one = tokens.len() <= policy.window
+            let known = self.known(&policy);
+            let one = known.len() + tokens.len() <= policy.window
                 && tokens.len() / chunk_tokens <= 1
                 && uses_model(model, data, &tokens)
                 && tokens.iter().all(|&t| (t as usize) < self.cfg.vocab)
                 && self.tok.decode(&tokens) == data;
             if one {
-                together.push(Together { index: i, tokens });
+                together.push(Together {
+                    index: i,
+                    tokens: [known, &tokens].concat(),
+                    known: known.len(),
+                });
             } else {
                 alone.push(i);
             }
@@ -422,7 +441,16 @@ impl Codec {
                 online: Online::new(self.cfg.vocab, policy.adapt, policy.ngram),
             })
             .collect();
-        // Logits row r predicts symbols[r]: item `k` while r < ends[k].
+        // Logits row r predicts symbols[r]: item `k` while r < ends[k]; its first `known`
+        // rows predict known tokens, coded as nothing.
+        let coded_from: Vec<usize> = group
+            .iter()
+            .scan(0, |e, t| {
+                let from = *e + t.known;
+                *e += t.tokens.len();
+                Some(from)
+            })
+            .collect();
         let ends: Vec<usize> = group
             .iter()
             .scan(0, |e, t| {
@@ -439,18 +467,22 @@ impl Codec {
         };
         if policy.adapt || policy.ngram {
             let mut sink = |r: usize, f: &[u32]| -> Result<()> {
-                let c = &mut coders[item_of(r)];
+                let k = item_of(r);
+                let c = &mut coders[k];
                 let t = symbols[r];
                 let on = c
                     .online
                     .as_mut()
                     .ok_or_else(|| Error::Internal("no online models".into()))?;
                 let (enc, coded) = (&mut c.enc, &mut c.coded);
+                let code = r >= coded_from[k];
                 on.step(f, |q| {
-                    let (cum, freq) = cum_freq(q, t)
-                        .ok_or_else(|| Error::InvalidArgument(format!("token {t} outside the vocabulary")))?;
-                    enc.encode(cum, freq);
-                    coded.push((cum, freq));
+                    if code {
+                        let (cum, freq) = cum_freq(q, t)
+                            .ok_or_else(|| Error::InvalidArgument(format!("token {t} outside the vocabulary")))?;
+                        enc.encode(cum, freq);
+                        coded.push((cum, freq));
+                    }
                     Ok(t)
                 })?;
                 Ok(())
@@ -458,9 +490,12 @@ impl Codec {
             forward_to_async(b, &self.cfg, &self.fracs, &batch, Readout::Tables(&mut sink)).await?;
         } else {
             let mut sink = |r: usize, cum: u32, freq: u32| -> Result<()> {
-                let c = &mut coders[item_of(r)];
-                c.enc.encode(cum, freq);
-                c.coded.push((cum, freq));
+                let k = item_of(r);
+                if r >= coded_from[k] {
+                    let c = &mut coders[k];
+                    c.enc.encode(cum, freq);
+                    c.coded.push((cum, freq));
+                }
                 Ok(())
             };
             forward_to_async(b, &self.cfg, &self.fracs, &batch, Readout::Ranges(&symbols, &mut sink)).await?;
@@ -471,7 +506,8 @@ impl Codec {
             .map(|(t, c)| {
                 let data = items[t.index];
                 let coded = finish_coded(c.enc, &c.coded)?;
-                let chunk = model_chunk(model, data, t.tokens.len(), coded).unwrap_or_else(|| plain_chunk(data));
+                let chunk =
+                    model_chunk(model, data, t.tokens.len() - t.known, coded).unwrap_or_else(|| plain_chunk(data));
                 match framing {
                     Framing::Raw(_) => self.raw_frame(&policy, Some(chunk), data),
                     Framing::File(opts) => {

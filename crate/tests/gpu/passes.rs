@@ -178,6 +178,7 @@ fn tiny_model_sliding_window_cpu_equals_gpu() {
             kv: KvMode::Shift,
             adapt: false,
             ngram: false,
+            chat: false,
         };
         let mut cb = CpuBackend::new(&m, window).unwrap();
         let want = scored(&mut cb, &m, &toks, &p);
