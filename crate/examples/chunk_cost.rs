@@ -35,6 +35,7 @@ fn main() -> lmz::Result<()> {
         kv: KvMode::Recompute,
         adapt: false,
         ngram: false,
+        chat: false,
     };
     let mut backend = CpuBackend::new(&model, len)?;
     let mut b = vec![0f64; len];

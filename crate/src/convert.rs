@@ -187,6 +187,26 @@ fn norm(g: &Gguf, name: &str, dim: usize, mul: f64, out: &mut Out, dst: &str) ->
 /// Converts a SmolLM2-style llama GGUF to pack bytes.
 pub fn gguf_to_pack(gguf_bytes: &[u8], source: &str) -> Result<Vec<u8>> {
     let g = Gguf::parse(gguf_bytes)?;
+    let (config, tokens) = read_config(&g)?;
+    let mut out = Out { tensors: Vec::new() };
+    push_tokenizer(&g, &config, &tokens, &mut out)?;
+    push_weights(&g, &config, &mut out)?;
+    push_tables(&config, &mut out);
+
+    let meta = PackMeta {
+        format: PACK_FORMAT.into(),
+        version: PACK_VERSION,
+        config,
+        source_sha256: pack::hex(&pack::sha256(gguf_bytes)),
+        source: source.into(),
+        license: g.get_str("general.license").unwrap_or("unknown").to_string(),
+    };
+    out.serialize(&meta)
+}
+
+/// The model's configuration and the tokenizer's vocabulary, from the GGUF's metadata;
+/// refuses what the pack cannot hold (another architecture or tokenizer, partial RoPE).
+fn read_config(g: &Gguf) -> Result<(Config, Vec<String>)> {
     let arch = g.get_str("general.architecture")?;
     if arch != "llama" {
         return Err(Error::Gguf(format!(
@@ -229,42 +249,49 @@ pub fn gguf_to_pack(gguf_bytes: &[u8], source: &str) -> Result<Vec<u8>> {
             return Err(Error::Gguf("partial RoPE is not supported".into()));
         }
     }
-    let c = &config;
-    let mut out = Out { tensors: Vec::new() };
-    out.strings("tok.tokens", &tokens);
+    Ok((config, tokens))
+}
+
+/// The tokenizer's tensors: tokens, merges and token types.
+fn push_tokenizer(g: &Gguf, c: &Config, tokens: &[String], out: &mut Out) -> Result<()> {
+    out.strings("tok.tokens", tokens);
     out.strings("tok.merges", &g.get_str_array("tokenizer.ggml.merges")?);
     let types = g.get_i32_array("tokenizer.ggml.token_type")?;
     if types.len() != c.vocab {
         return Err(Error::Gguf("token_type length differs from the vocabulary".into()));
     }
     out.push("tok.types", Dtype::I32, vec![c.vocab], le32(&types));
-    q8_0(&g, "token_embd.weight", c.vocab, dim, &mut out, "embd")?;
+    Ok(())
+}
+
+/// The model's weights in integer form: the (tied) embedding, each layer's norms and
+/// projections, and the final norm.
+fn push_weights(g: &Gguf, c: &Config, out: &mut Out) -> Result<()> {
+    let dim = c.dim;
+    q8_0(g, "token_embd.weight", c.vocab, dim, out, "embd")?;
     let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
     for l in 0..c.n_layers {
         let s = |x: &str| format!("blk.{l}.{x}.weight");
         let d = |x: &str| format!("blk.{l}.{x}");
-        norm(&g, &s("attn_norm"), dim, 1.0, &mut out, &d("attn_norm"))?;
-        q4_1(&g, &s("attn_q"), qd, dim, &mut out, &d("wq"))?;
-        q4_1(&g, &s("attn_k"), kvd, dim, &mut out, &d("wk"))?;
-        q4_1(&g, &s("attn_v"), kvd, dim, &mut out, &d("wv"))?;
-        q4_1(&g, &s("attn_output"), dim, qd, &mut out, &d("wo"))?;
-        norm(&g, &s("ffn_norm"), dim, 1.0, &mut out, &d("ffn_norm"))?;
-        q4_1(&g, &s("ffn_gate"), c.hidden, dim, &mut out, &d("w_gate"))?;
-        q4_1(&g, &s("ffn_up"), c.hidden, dim, &mut out, &d("w_up"))?;
-        q4_1(&g, &s("ffn_down"), dim, c.hidden, &mut out, &d("w_down"))?;
+        norm(g, &s("attn_norm"), dim, 1.0, out, &d("attn_norm"))?;
+        q4_1(g, &s("attn_q"), qd, dim, out, &d("wq"))?;
+        q4_1(g, &s("attn_k"), kvd, dim, out, &d("wk"))?;
+        q4_1(g, &s("attn_v"), kvd, dim, out, &d("wv"))?;
+        q4_1(g, &s("attn_output"), dim, qd, out, &d("wo"))?;
+        norm(g, &s("ffn_norm"), dim, 1.0, out, &d("ffn_norm"))?;
+        q4_1(g, &s("ffn_gate"), c.hidden, dim, out, &d("w_gate"))?;
+        q4_1(g, &s("ffn_up"), c.hidden, dim, out, &d("w_up"))?;
+        q4_1(g, &s("ffn_down"), dim, c.hidden, out, &d("w_down"))?;
     }
     if g.tensor("output.weight").is_ok() {
         return Err(Error::Gguf("untied output projection is not supported".into()));
     }
     // Logits in log2 units: fold log2(e) into the final norm's gain.
-    norm(
-        &g,
-        "output_norm.weight",
-        dim,
-        std::f64::consts::LOG2_E,
-        &mut out,
-        "out_norm",
-    )?;
+    norm(g, "output_norm.weight", dim, std::f64::consts::LOG2_E, out, "out_norm")
+}
+
+/// The integer tables the engines share: RoPE, the two exp2 tables and SiLU.
+fn push_tables(c: &Config, out: &mut Out) {
     let (cos, sin) = tables::rope(c.ctx, c.head_dim, c.rope_base);
     out.push("tab.rope_cos", Dtype::I16, vec![c.ctx, c.head_dim / 2], le16(&cos));
     out.push("tab.rope_sin", Dtype::I16, vec![c.ctx, c.head_dim / 2], le16(&sin));
@@ -286,27 +313,24 @@ pub fn gguf_to_pack(gguf_bytes: &[u8], source: &str) -> Result<Vec<u8>> {
         vec![tables::SILU_ENTRIES],
         le32(&tables::silu()),
     );
+}
 
-    let meta = PackMeta {
-        format: PACK_FORMAT.into(),
-        version: PACK_VERSION,
-        config,
-        source_sha256: pack::hex(&pack::sha256(gguf_bytes)),
-        source: source.into(),
-        license: g.get_str("general.license").unwrap_or("unknown").to_string(),
-    };
-    let meta_json = serde_json::to_string(&meta).map_err(|e| Error::Pack(e.to_string()))?;
-    let views: Vec<(String, TensorView)> = out
-        .tensors
-        .iter()
-        .map(|(n, dt, sh, data)| {
-            TensorView::new(*dt, sh.clone(), data)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| Error::Pack(format!("{n}: {e}")))
-        })
-        .collect::<Result<_>>()?;
-    let meta_map: HashMap<String, String> = [(META_KEY.to_string(), meta_json)].into_iter().collect();
-    safetensors::serialize(views, Some(meta_map)).map_err(|e| Error::Pack(e.to_string()))
+impl Out {
+    /// The pack's bytes: the tensors in the order pushed, and `meta` as JSON.
+    fn serialize(&self, meta: &PackMeta) -> Result<Vec<u8>> {
+        let meta_json = serde_json::to_string(meta).map_err(|e| Error::Pack(e.to_string()))?;
+        let views: Vec<(String, TensorView)> = self
+            .tensors
+            .iter()
+            .map(|(n, dt, sh, data)| {
+                TensorView::new(*dt, sh.clone(), data)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| Error::Pack(format!("{n}: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let meta_map: HashMap<String, String> = [(META_KEY.to_string(), meta_json)].into_iter().collect();
+        safetensors::serialize(views, Some(meta_map)).map_err(|e| Error::Pack(e.to_string()))
+    }
 }
 
 #[cfg(test)]

@@ -74,6 +74,12 @@ pub struct Policy {
     /// Whether the n-gram mixer of the chunk's tokens so far is mixed in after the bias
     /// ([`crate::ngram`]).
     pub ngram: bool,
+    /// The note frame (compact tag `0xFE`, one chunk): `start` is `<|im_start|>` and the
+    /// chunk's tokens follow the known tokens of `user\n` — a chat turn, after which the
+    /// Instruct model predicts a short text ~2 % better than after `<|endoftext|>`. The
+    /// frame's tokens are run through the model and the online models like the text's but
+    /// coded as nothing ([`crate::container::Codec`] knows them).
+    pub chat: bool,
 }
 
 impl Policy {
@@ -128,6 +134,7 @@ impl Policy {
             kv: KvMode::Shift,
             adapt: false,
             ngram: false,
+            chat: false,
         }
     }
 
@@ -141,6 +148,7 @@ impl Policy {
             kv: KvMode::Recompute,
             adapt: false,
             ngram: false,
+            chat: false,
         }
     }
 
@@ -162,7 +170,7 @@ impl Policy {
 
     pub fn describe(&self) -> String {
         format!(
-            "windows of {} positions (start token {} + up to {} text tokens), stride {}: each scored token sees ≥ {} tokens of context, {}; no BOS added to the text{}",
+            "windows of {} positions (start token {} + up to {} text tokens), stride {}: each scored token sees ≥ {} tokens of context, {}; no BOS added to the text{}{}",
             self.window,
             self.start,
             self.window - 1,
@@ -177,7 +185,8 @@ impl Policy {
                 (true, false) => "; the model's tables reweighted by an adaptive bias",
                 (false, true) => "; the model's tables mixed with an n-gram model of the chunk",
                 (true, true) => "; the model's tables reweighted by an adaptive bias and mixed with an n-gram model of the chunk",
-            }
+            },
+            if self.chat { "; the text framed as a chat turn (<|im_start|>user)" } else { "" }
         )
     }
 }
@@ -399,6 +408,7 @@ mod tests {
             kv: KvMode::Recompute,
             adapt: false,
             ngram: false,
+            chat: false,
         };
         for n in 0..40 {
             let ws = windows(n, &p);

@@ -20,7 +20,7 @@ test("isLmz knows the CLI's files of every form, and no text", async () => {
   const long = Buffer.from('The quick brown fox jumps over the lazy dog. '.repeat(12));
   const binary = Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 2654435761) >>> 24));
   const files = {
-    'compact, n-gram mixer (0xFD, the default)': lmz(['-c'], text),
+    'compact, note frame (0xFE, the default for one chunk)': lmz(['-c'], text),
     'compact, adaptive bias (0xFC)': lmz(['-c', '--no-ngram'], text),
     'compact, model tables alone': lmz(['-c', '--no-adapt'], text),
     'compact, stored or zstd': lmz(['-c', '--use-model', 'never'], binary),
@@ -41,13 +41,13 @@ test("isLmz knows the CLI's files of every form, and no text", async () => {
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
-  assert.ok(tags.has(0xfd) && tags.has(0xfc) && tags.has(0x89), `forms seen: ${[...tags].map((t) => t.toString(16))}`);
+  assert.ok(tags.has(0xfe) && tags.has(0xfc) && tags.has(0x89), `forms seen: ${[...tags].map((t) => t.toString(16))}`);
   for (const t of [text, long, Buffer.from('{"json": true}'), Buffer.from('é accented first'), Buffer.from('\u{1F600} emoji first'), Buffer.alloc(0), Buffer.from([0x89, 0x50, 0x4e, 0x47])]) {
     assert.equal(isLmz(t), false, `taken for an lmz file: ${t.subarray(0, 8).toString('hex')}`);
   }
-  // Reserved compact tags are lmz files of a later version: opened (and refused with a clear
-  // code), never compressed again.
-  assert.ok(isLmz(Uint8Array.of(0xfe, 0, 0)) && isLmz(Uint8Array.of(0xff)));
+  // The reserved compact tag is an lmz file of a later version: opened (and refused with a
+  // clear code), never compressed again.
+  assert.ok(isLmz(Uint8Array.of(0xff, 0, 0)) && isLmz(Uint8Array.of(0xff)));
 });
 
 /** The member names of `export interface NAME { … }` in web/src/types.ts. */

@@ -109,9 +109,9 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
     await page.close();
   });
 
-  test('a compact file (tag 0xFD, the CLI\'s default for a short text) dropped under any name is opened, not compressed', { timeout: 20 * MIN }, async () => {
+  test('a compact file (tag 0xFE, the CLI\'s default for a short text) dropped under any name is opened, not compressed', { timeout: 20 * MIN }, async () => {
     const file = lmz(['-c'], Buffer.from(TEXT2));
-    assert.equal(file[0], 0xfd);
+    assert.equal(file[0], 0xfe);
     const page = await env.context.newPage();
     await page.goto(`${env.url}?engine=cpu`);
     await page.waitForFunction(() => document.body.dataset.ready === '1');

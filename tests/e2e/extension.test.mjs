@@ -64,13 +64,13 @@ describe('the notes extension in Chromium', { concurrency: 1 }, () => {
     const rows = await listed(page);
     assert.deepEqual(rows.map((r) => r.state), ['stored', 'stored']);
     assert.deepEqual(rows.map((r) => r.title), [NOTE2, NOTE300].map(title));
-    // What the page reports is what IndexedDB holds: raw streams (model-coded: tag FC) plus
+    // What the page reports is what IndexedDB holds: raw streams (model-coded in the note frame: tag FE) plus
     // the length's varint, and no text.
     const db = await stored(page);
     for (const r of rows) {
       const n = db.find((x) => x.id === r.id);
       assert.equal(n.text, undefined, 'a stored note keeps no text');
-      assert.equal(n.raw[0], 0xfd);
+      assert.equal(n.raw[0], 0xfe);
       assert.equal(r.stored, n.raw.length + varint(n.length));
       assert.equal(r.length, Buffer.byteLength(r.id === rows[0].id ? NOTE2 : NOTE300));
     }
@@ -257,7 +257,7 @@ describe('the notes extension in Chromium', { concurrency: 1 }, () => {
       const db = await stored(page);
       const done = db.find((n) => n.id === waiting.id);
       assert.equal(done.text, undefined);
-      assert.equal(done.raw[0], 0xfd);
+      assert.equal(done.raw[0], 0xfe);
       // Kept in Cache Storage under its URL, whole.
       const cached = await page.evaluate(async (u) => {
         const r = await (await caches.open('lmz-model-v1')).match(u);

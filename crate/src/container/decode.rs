@@ -60,8 +60,8 @@ impl Codec {
         len: u64,
         progress: &mut dyn Progress,
     ) -> Result<Vec<u8>> {
-        let (_, method, (kv, adapt, ngram), check, rest) = split_raw(raw)?;
-        let policy = Policy::for_tag(&self.cfg, kv, adapt, ngram);
+        let (_, method, t, check, rest) = split_raw(raw)?;
+        let policy = self.tag_policy(t)?;
         if method == Method::Model {
             self.check_backend(b, &policy)?;
         }
@@ -161,7 +161,7 @@ impl Codec {
         let mut admit = true;
         loop {
             while let (true, Some(&job), Some(&slot)) = (admit, queue.front(), free.last()) {
-                let st = Stream::new(job, self.cfg.vocab);
+                let st = Stream::new(job, self.cfg.vocab, self.known(&job.policy));
                 if st.done {
                     queue.pop_front();
                     done(job.index, st.finish())?;
@@ -307,6 +307,9 @@ impl Plan {
 /// bytes so far, and where it stands in the context policy's windows.
 struct Stream<'a> {
     dec: Decoder<'a>,
+    /// The tokens the stream's tokens follow, known without decoding ([`Policy::chat`]):
+    /// run through the model and the online models first, spelling nothing.
+    known: Vec<u32>,
     len: u64,
     limit: u64,
     max_tokens: u64,
@@ -326,10 +329,11 @@ struct Stream<'a> {
 }
 
 impl<'a> Stream<'a> {
-    fn new(job: &Job<'a>, vocab: usize) -> Stream<'a> {
+    fn new(job: &Job<'a>, vocab: usize, known: &[u32]) -> Stream<'a> {
         let policy = job.policy;
         Stream {
             dec: Decoder::new(job.payload),
+            known: known.to_vec(),
             len: job.len,
             limit: job.limit.min(job.len),
             // Every token but an escape spells ≥ 1 byte, and an escape pair spells one: a
@@ -339,7 +343,8 @@ impl<'a> Stream<'a> {
                 .len
                 .saturating_mul(2)
                 .saturating_add(2)
-                .min(max_model_tokens(job.payload.len())),
+                .min(max_model_tokens(job.payload.len()))
+                .saturating_add(known.len() as u64),
             policy,
             tokens: Vec::new(),
             out: Vec::new(),
@@ -418,6 +423,14 @@ impl<'a> Stream<'a> {
 
     /// Decodes one token with `table` and spells it exactly as `Tokenizer::decode` does.
     fn take(&mut self, table: &[u32], tok: &Tokenizer) -> Result<()> {
+        if let Some(&t) = self.known.get(self.tokens.len()) {
+            // A known token: the online models learn it as the encoder's did; no bytes.
+            if let Some(on) = &mut self.online {
+                on.step(table, |_| Ok(t))?;
+            }
+            self.tokens.push(t);
+            return Ok(());
+        }
         let dec = &mut self.dec;
         let t = match &mut self.online {
             Some(on) => on.step(table, |r| dec.decode(r))?,

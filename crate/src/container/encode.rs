@@ -13,7 +13,7 @@ use super::format::MAX_TOKENS_PER_PAYLOAD_BYTE;
 #[cfg(feature = "zstd")]
 use super::format::ZSTD_LEVEL;
 use super::format::{
-    max_model_tokens, ChunkInfo, Method, AUTO_MIN_BYTES_PER_TOKEN, COMPACT_FP_BYTES, DEFAULT_CHUNK_TOKENS,
+    max_model_tokens, ChunkInfo, Method, TagPolicy, AUTO_MIN_BYTES_PER_TOKEN, COMPACT_FP_BYTES, DEFAULT_CHUNK_TOKENS,
     FIXED_HEADER, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, MAGIC, MERGE_LIMIT, VERSION,
 };
 use super::read::{check16, put_varint};
@@ -146,12 +146,14 @@ impl Codec {
         progress: &mut dyn Progress,
         payloads: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<Vec<u8>> {
-        let policy = opts.policy.unwrap_or_else(|| self.default_policy());
+        let mut policy = opts.policy.unwrap_or_else(|| self.default_policy());
+        // A text of one segment and one chunk, in the compact form, is framed as a note.
+        let may_frame = opts.policy.is_none() && opts.compact;
         let (mut crc, mut check) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
         check.update(&self.fingerprint);
         let mut table: Vec<ChunkInfo> = Vec::new();
         let mut len = 0u64;
-        while let Some(seg) = src.next_segment()? {
+        while let Some((seg, last)) = src.next_segment()? {
             crc.update(seg);
             check.update(seg);
             let mut seg_progress = Offset {
@@ -159,7 +161,12 @@ impl Codec {
                 base: len,
                 total,
             };
-            for c in self.encode_chunks(b, seg, opts, &policy, &mut seg_progress).await? {
+            let frame = may_frame && len == 0 && last;
+            let (chunks, used) = self
+                .encode_chunks(b, seg, opts, &policy, frame, &mut seg_progress)
+                .await?;
+            policy = used;
+            for c in chunks {
                 payloads(&c.payload)?;
                 table.push(ChunkInfo {
                     method: c.method,
@@ -169,17 +176,33 @@ impl Codec {
             }
             len += seg.len() as u64;
         }
+        self.file_head(&policy, opts, &table, len, crc.finalize(), check.finalize())
+    }
+
+    /// The bytes before the payloads of a file of `len` bytes whose chunks are `table`: the
+    /// compact form when `opts` allows it and the policy has a tag (one chunk at most), else
+    /// the full header and chunk table. `crc` is the original's crc32, `check` the crc32 of
+    /// the fingerprint and the original (the compact form keeps its low 16 bits).
+    pub(super) fn file_head(
+        &self,
+        policy: &Policy,
+        opts: &Options,
+        table: &[ChunkInfo],
+        len: u64,
+        crc: u32,
+        check: u32,
+    ) -> Result<Vec<u8>> {
         // A nonempty segment makes at least one chunk: one chunk means one segment.
-        if opts.compact && self.has_tag(&policy) && table.len() <= 1 {
+        if opts.compact && self.has_tag(policy) && table.len() <= 1 {
             let method = table.first().map_or(Method::Stored, |c| c.method);
             // has_tag: every method has a tag under this policy.
             let tag = method
-                .tag(policy.kv, policy.adapt, policy.ngram)
+                .tag(TagPolicy::of(policy))
                 .ok_or_else(|| Error::InvalidArgument("internal: a policy without a compact tag".into()))?;
             let mut out = vec![tag];
             out.extend_from_slice(&self.fingerprint[..COMPACT_FP_BYTES]);
             put_varint(&mut out, len);
-            out.extend_from_slice(&(check.finalize() as u16).to_le_bytes());
+            out.extend_from_slice(&(check as u16).to_le_bytes());
             return Ok(out);
         }
         let mut out = Vec::with_capacity(FIXED_HEADER + 24 * table.len());
@@ -195,11 +218,11 @@ impl Codec {
         out.extend_from_slice(&(policy.window as u32).to_le_bytes());
         out.extend_from_slice(&(policy.stride as u32).to_le_bytes());
         out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&crc.finalize().to_le_bytes());
+        out.extend_from_slice(&crc.to_le_bytes());
         let count = u32::try_from(table.len())
             .map_err(|_| Error::InvalidArgument("more than 2^32 chunks: use larger chunks".into()))?;
         out.extend_from_slice(&count.to_le_bytes());
-        for c in &table {
+        for c in table {
             out.push(c.method as u8);
             put_varint(&mut out, c.original_len);
             put_varint(&mut out, c.stored_len);
@@ -236,15 +259,17 @@ impl Codec {
             model,
             ..Options::default()
         };
-        let chunk = self
-            .encode_chunks(b, data, &opts, &policy, progress)
-            .await?
-            .into_iter()
-            .next();
+        let (chunks, policy) = self.encode_chunks(b, data, &opts, &policy, true, progress).await?;
+        self.raw_frame(&policy, chunks.into_iter().next(), data)
+    }
+
+    /// The raw stream of `data` under `policy` (which has a tag) from its one chunk (none:
+    /// the empty input).
+    pub(super) fn raw_frame(&self, policy: &Policy, chunk: Option<Chunk>, data: &[u8]) -> Result<Vec<u8>> {
         let (method, payload) = chunk.map_or((Method::Stored, Vec::new()), |c| (c.method, c.payload));
         // The default policy has a tag (a test keeps it so).
         let tag = method
-            .tag(policy.kv, policy.adapt, policy.ngram)
+            .tag(TagPolicy::of(policy))
             .ok_or_else(|| Error::InvalidArgument("internal: the default policy has no compact tag".into()))?;
         let mut out = vec![tag];
         out.extend_from_slice(&check16(&self.fingerprint, data).to_le_bytes());
@@ -254,24 +279,31 @@ impl Codec {
 
     // --- compression ---
 
-    /// Tokenizes `data`, cuts it into chunks and encodes each with the smallest method.
+    /// Tokenizes `data`, cuts it into chunks and encodes each with the smallest method under
+    /// `policy` — or, when `frame` and it makes one chunk, under the note frame
+    /// ([`Codec::chat_policy`], if the model has it). Returns the chunks and the policy used.
     async fn encode_chunks<B: Backend>(
         &self,
         b: &mut B,
         data: &[u8],
         opts: &Options,
         policy: &Policy,
+        frame: bool,
         progress: &mut dyn Progress,
-    ) -> Result<Vec<Chunk>> {
+    ) -> Result<(Vec<Chunk>, Policy)> {
         if opts.chunk_tokens == 0 {
             return Err(Error::InvalidArgument("chunks must hold at least one token".into()));
         }
         let total = data.len() as u64;
         if data.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), *policy));
         }
         let tokens = self.tok.encode(data);
         let pieces = self.cut(data, &tokens, opts.chunk_tokens)?;
+        let policy = &match self.chat_policy() {
+            Some(p) if frame && pieces.len() == 1 => p,
+            _ => *policy,
+        };
         let mut chunks: Vec<Chunk> = Vec::with_capacity(pieces.len());
         // Consecutive pieces the model does not win are merged into one chunk of up to
         // MERGE_LIMIT bytes (fewer table entries, and zstd sees more), compressed once when
@@ -286,13 +318,8 @@ impl Codec {
         for piece in &pieces {
             let n = piece.bytes.len() as u64;
             let start = piece.bytes.as_ptr() as usize - data.as_ptr() as usize;
-            let use_model = match opts.model {
-                ModelUse::Always | ModelUse::Force => true,
-                ModelUse::Never => false,
-                ModelUse::Auto => piece.bytes.len() as f64 >= AUTO_MIN_BYTES_PER_TOKEN * piece.tokens.len() as f64,
-            };
             let mut model = None;
-            if use_model {
+            if uses_model(opts.model, piece.bytes, piece.tokens) {
                 self.check_backend(b, policy)?;
                 let ntok = piece.tokens.len() as u64;
                 let coded = self
@@ -300,14 +327,7 @@ impl Codec {
                         progress.update(done + n * d as u64 / ntok.max(1), total)
                     })
                     .await?;
-                let bounded = piece.tokens.len() as u64 <= max_model_tokens(coded.len());
-                if bounded && (coded.len() < piece.bytes.len() || opts.model == ModelUse::Force) {
-                    model = Some(Chunk {
-                        method: Method::Model,
-                        payload: coded,
-                        original_len: piece.bytes.len(),
-                    });
-                }
+                model = model_chunk(opts.model, piece.bytes, piece.tokens.len(), coded);
             }
             match (model, run) {
                 (Some(c), _) => {
@@ -326,7 +346,7 @@ impl Codec {
             progress.update(done, total)?;
         }
         flush(&mut run, &mut chunks);
-        Ok(chunks)
+        Ok((chunks, *policy))
     }
 
     /// Cuts the token sequence into `max(1, floor(n / size))` runs of equal length (so every
@@ -383,46 +403,78 @@ impl Codec {
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
             return Err(Error::InvalidArgument(format!("token {t} outside the vocabulary")));
         }
+        // The known tokens ([`Policy::chat`]) go first, through the model and the online
+        // models, and are coded as nothing.
+        let known = self.known(policy).len();
+        let all = [self.known(policy), tokens].concat();
         // Only each token's range comes back from the engine, not its whole table.
         score_ranges_async(
             b,
             &self.cfg,
             &self.fracs,
-            tokens,
+            &all,
             policy,
-            &mut |_, c, f| {
-                enc.encode(c, f);
-                coded.push((c, f));
+            &mut |i, c, f| {
+                if i >= known {
+                    enc.encode(c, f);
+                    coded.push((c, f));
+                }
                 Ok(())
             },
-            progress,
+            &mut |d, n| progress(d.saturating_sub(known), n - known),
         )
         .await?;
-        let bytes = enc.finish();
-        let mut d = Decoder::new(&bytes);
-        for &(c, f) in &coded {
-            let t = d.target()?;
-            if t < c || t - c >= f {
-                return Err(Error::InvalidArgument(
-                    "internal check failed: the range coder does not round-trip".into(),
-                ));
-            }
-            d.consume(c, f)?;
-        }
-        d.finish()?;
-        Ok(bytes)
+        finish_coded(enc, &coded)
     }
 }
 
+/// The coder's output, checked to decode back to the same ranges `coded` (the coder half of
+/// a round trip, without re-running the model).
+pub(super) fn finish_coded(enc: Encoder, coded: &[(u32, u32)]) -> Result<Vec<u8>> {
+    let bytes = enc.finish();
+    let mut d = Decoder::new(&bytes);
+    for &(c, f) in coded {
+        let t = d.target()?;
+        if t < c || t - c >= f {
+            return Err(Error::InvalidArgument(
+                "internal check failed: the range coder does not round-trip".into(),
+            ));
+        }
+        d.consume(c, f)?;
+    }
+    d.finish()?;
+    Ok(bytes)
+}
+
+/// Whether the model runs on a chunk of `bytes` spelled by `tokens` ([`ModelUse`]).
+pub(super) fn uses_model(model: ModelUse, bytes: &[u8], tokens: &[u32]) -> bool {
+    match model {
+        ModelUse::Always | ModelUse::Force => true,
+        ModelUse::Never => false,
+        ModelUse::Auto => bytes.len() as f64 >= AUTO_MIN_BYTES_PER_TOKEN * tokens.len() as f64,
+    }
+}
+
+/// The model chunk of `bytes` (`ntokens` tokens) coded as `coded`, if it is kept: within the
+/// decoding-work bound, and smaller than the bytes (or [`ModelUse::Force`]).
+pub(super) fn model_chunk(model: ModelUse, bytes: &[u8], ntokens: usize, coded: Vec<u8>) -> Option<Chunk> {
+    let bounded = ntokens as u64 <= max_model_tokens(coded.len());
+    (bounded && (coded.len() < bytes.len() || model == ModelUse::Force)).then_some(Chunk {
+        method: Method::Model,
+        payload: coded,
+        original_len: bytes.len(),
+    })
+}
+
 /// One chunk on the way out.
-struct Chunk {
-    method: Method,
-    payload: Vec<u8>,
-    original_len: usize,
+pub(super) struct Chunk {
+    pub(super) method: Method,
+    pub(super) payload: Vec<u8>,
+    pub(super) original_len: usize,
 }
 
 /// `bytes` as the smaller of zstd and stored.
-fn plain_chunk(bytes: &[u8]) -> Chunk {
+pub(super) fn plain_chunk(bytes: &[u8]) -> Chunk {
     match zstd_compress(bytes) {
         Some(z) if z.len() < bytes.len() => Chunk {
             method: Method::Zstd,

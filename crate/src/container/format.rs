@@ -1,8 +1,6 @@
 //! The format's constants (docs/FORMAT.md) and what a file's header says.
 
-use crate::eval::KvMode;
-#[cfg(doc)]
-use crate::eval::Policy;
+use crate::eval::{KvMode, Policy};
 
 /// First bytes of the full form. 0x89 is never the first byte of UTF-8 text.
 pub const MAGIC: [u8; 4] = [0x89, b'L', b'M', b'Z'];
@@ -29,12 +27,16 @@ pub const TAG_MODEL: u8 = 0xFA;
 pub const TAG_MODEL_SHIFT: u8 = 0xFB;
 /// Model-coded under [`Policy::adaptive_for`].
 pub const TAG_MODEL_ADAPT: u8 = 0xFC;
-/// Model-coded under [`Policy::mixed_for`] (what this version writes).
+/// Model-coded under [`Policy::mixed_for`] (what this version writes for a text of
+/// several chunks, or when the model has no chat tokens).
 pub const TAG_MODEL_MIXED: u8 = 0xFD;
+/// Model-coded under [`Policy::mixed_for`] in the note frame ([`Policy::chat`]): what this
+/// version writes for a text of one chunk.
+pub const TAG_MODEL_CHAT: u8 = 0xFE;
 /// The last tag this version reads.
-pub(super) const TAG_LAST: u8 = TAG_MODEL_MIXED;
+pub(super) const TAG_LAST: u8 = TAG_MODEL_CHAT;
 /// Tags reserved for later compact versions (a decoder says "unsupported version").
-pub(super) const TAG_RESERVED: std::ops::RangeInclusive<u8> = 0xFE..=0xFF;
+pub(super) const TAG_RESERVED: std::ops::RangeInclusive<u8> = 0xFF..=0xFF;
 /// Bytes of the model fingerprint that the compact form keeps.
 pub const COMPACT_FP_BYTES: usize = 2;
 /// Chunk size (tokens) when the caller does not choose one: a text of n tokens is cut into
@@ -87,29 +89,33 @@ impl Method {
             _ => None,
         }
     }
-    /// The compact tag of a chunk coded this way under the fixed policy `(kv, adapt, ngram)`
-    /// names; `None` for a model chunk under a policy without a tag.
-    pub(super) fn tag(self, kv: KvMode, adapt: bool, ngram: bool) -> Option<u8> {
-        match (self, kv, adapt, ngram) {
+    /// The compact tag of a chunk coded this way under the fixed policy `t` names; `None`
+    /// for a model chunk under a policy without a tag.
+    pub(super) fn tag(self, t: TagPolicy) -> Option<u8> {
+        let TagPolicy { kv, adapt, ngram, chat } = t;
+        match (self, kv, adapt, ngram, chat) {
             (Method::Stored, ..) => Some(TAG_STORED),
             (Method::Zstd, ..) => Some(TAG_ZSTD),
-            (Method::Model, KvMode::Recompute, false, false) => Some(TAG_MODEL),
-            (Method::Model, KvMode::Shift, false, false) => Some(TAG_MODEL_SHIFT),
-            (Method::Model, KvMode::Shift, true, false) => Some(TAG_MODEL_ADAPT),
-            (Method::Model, KvMode::Shift, true, true) => Some(TAG_MODEL_MIXED),
+            (Method::Model, KvMode::Recompute, false, false, false) => Some(TAG_MODEL),
+            (Method::Model, KvMode::Shift, false, false, false) => Some(TAG_MODEL_SHIFT),
+            (Method::Model, KvMode::Shift, true, false, false) => Some(TAG_MODEL_ADAPT),
+            (Method::Model, KvMode::Shift, true, true, false) => Some(TAG_MODEL_MIXED),
+            (Method::Model, KvMode::Shift, true, true, true) => Some(TAG_MODEL_CHAT),
             (Method::Model, ..) => None,
         }
     }
-    /// A compact tag's method and policy `(kv, adapt, ngram)` (the policy only matters to
-    /// model-coded data; the stored and zstd tags say what this version writes).
-    pub(super) fn from_tag(t: u8) -> Option<(Method, KvMode, bool, bool)> {
+    /// A compact tag's method and policy (the policy only matters to model-coded data; the
+    /// stored and zstd tags say what this version writes for more than one chunk).
+    pub(super) fn from_tag(t: u8) -> Option<(Method, TagPolicy)> {
+        let p = |kv, adapt, ngram, chat| TagPolicy { kv, adapt, ngram, chat };
         match t {
-            TAG_STORED => Some((Method::Stored, KvMode::Shift, true, true)),
-            TAG_ZSTD => Some((Method::Zstd, KvMode::Shift, true, true)),
-            TAG_MODEL => Some((Method::Model, KvMode::Recompute, false, false)),
-            TAG_MODEL_SHIFT => Some((Method::Model, KvMode::Shift, false, false)),
-            TAG_MODEL_ADAPT => Some((Method::Model, KvMode::Shift, true, false)),
-            TAG_MODEL_MIXED => Some((Method::Model, KvMode::Shift, true, true)),
+            TAG_STORED => Some((Method::Stored, p(KvMode::Shift, true, true, false))),
+            TAG_ZSTD => Some((Method::Zstd, p(KvMode::Shift, true, true, false))),
+            TAG_MODEL => Some((Method::Model, p(KvMode::Recompute, false, false, false))),
+            TAG_MODEL_SHIFT => Some((Method::Model, p(KvMode::Shift, false, false, false))),
+            TAG_MODEL_ADAPT => Some((Method::Model, p(KvMode::Shift, true, false, false))),
+            TAG_MODEL_MIXED => Some((Method::Model, p(KvMode::Shift, true, true, false))),
+            TAG_MODEL_CHAT => Some((Method::Model, p(KvMode::Shift, true, true, true))),
             _ => None,
         }
     }
@@ -118,6 +124,27 @@ impl Method {
             Method::Stored => "stored",
             Method::Zstd => "zstd",
             Method::Model => "model",
+        }
+    }
+}
+
+/// The part of a context policy a compact tag names (the windows follow from it:
+/// [`Policy::for_tag`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagPolicy {
+    pub kv: KvMode,
+    pub adapt: bool,
+    pub ngram: bool,
+    pub chat: bool,
+}
+
+impl TagPolicy {
+    pub fn of(p: &Policy) -> TagPolicy {
+        TagPolicy {
+            kv: p.kv,
+            adapt: p.adapt,
+            ngram: p.ngram,
+            chat: p.chat,
         }
     }
 }
@@ -157,6 +184,8 @@ pub struct Info {
     pub adapt: bool,
     /// Whether the n-gram mixer follows (full form: the flags; compact: the tag).
     pub ngram: bool,
+    /// Whether the text is in the note frame ([`Policy::chat`]; compact tag `0xFE` only).
+    pub chat: bool,
     pub chunks: Vec<ChunkInfo>,
 }
 

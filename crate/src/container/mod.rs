@@ -29,10 +29,11 @@ use crate::pack::{Config, Model};
 use crate::tokenizer::Tokenizer;
 
 pub use encode::{ModelUse, Options};
+use format::TagPolicy;
 pub use format::{
     max_model_tokens, ChunkInfo, Form, Info, Method, AUTO_MIN_BYTES_PER_TOKEN, COMPACT_FP_BYTES, DECODE_SLOTS,
     DEFAULT_CHUNK_TOKENS, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, MAGIC, MAX_TOKENS_PER_PAYLOAD_BYTE, MODEL_TOKEN_SLACK,
-    TAG_MODEL, TAG_MODEL_ADAPT, TAG_MODEL_MIXED, TAG_MODEL_SHIFT, TAG_STORED, TAG_ZSTD, VERSION,
+    TAG_MODEL, TAG_MODEL_ADAPT, TAG_MODEL_CHAT, TAG_MODEL_MIXED, TAG_MODEL_SHIFT, TAG_STORED, TAG_ZSTD, VERSION,
 };
 pub use many::ItemSink;
 pub use read::{compact_to_raw, info, raw_to_compact};
@@ -62,15 +63,35 @@ pub struct Codec {
     fracs: Fracs,
     tok: Tokenizer,
     fingerprint: [u8; 32],
+    /// The note frame ([`Policy::chat`]), when the vocabulary has `<|im_start|>`.
+    chat: Option<ChatFrame>,
+}
+
+/// The note frame's tokens: the start token `<|im_start|>`, and the tokens of `user\n`
+/// that every framed chunk's tokens follow (known to both sides, coded as nothing).
+struct ChatFrame {
+    start: u32,
+    known: Vec<u32>,
 }
 
 impl Codec {
     pub fn new(model: &Model) -> Result<Codec> {
+        let tok = Tokenizer::new(&model.tokenizer)?;
+        let chat = model
+            .tokenizer
+            .tokens
+            .iter()
+            .position(|t| t == "<|im_start|>")
+            .map(|start| ChatFrame {
+                start: start as u32,
+                known: tok.encode(b"user\n"),
+            });
         Ok(Codec {
             cfg: model.config().clone(),
             fracs: Fracs::new(&model.weights),
-            tok: Tokenizer::new(&model.tokenizer)?,
+            tok,
             fingerprint: model.fingerprint,
+            chat,
         })
     }
 
@@ -90,9 +111,38 @@ impl Codec {
         Policy::default_for(&self.cfg)
     }
 
+    /// The default policy in the note frame ([`Policy::chat`], compact tag `0xFE`): what a
+    /// text of one chunk is coded with; `None` when the vocabulary has no `<|im_start|>`.
+    pub fn chat_policy(&self) -> Option<Policy> {
+        self.chat.as_ref().map(|c| Policy {
+            chat: true,
+            start: c.start,
+            ..self.default_policy()
+        })
+    }
+
+    /// The fixed policy a compact tag names.
+    pub(super) fn tag_policy(&self, t: TagPolicy) -> Result<Policy> {
+        if t.chat {
+            return self.chat_policy().ok_or_else(|| {
+                Error::FormatCorrupt("a text in the note frame, but the model has no <|im_start|>".into())
+            });
+        }
+        Ok(Policy::for_tag(&self.cfg, t.kv, t.adapt, t.ngram))
+    }
+
+    /// The tokens a chunk coded under `p` follows, known to both sides ([`Policy::chat`]).
+    pub(super) fn known(&self, p: &Policy) -> &[u32] {
+        match (&self.chat, p.chat) {
+            (Some(c), true) => &c.known,
+            _ => &[],
+        }
+    }
+
     /// Whether the compact form can name `p` (its tag's fixed policy).
     fn has_tag(&self, p: &Policy) -> bool {
-        *p == Policy::for_tag(&self.cfg, p.kv, p.adapt, p.ngram) && Method::Model.tag(p.kv, p.adapt, p.ngram).is_some()
+        let t = TagPolicy::of(p);
+        self.tag_policy(t).is_ok_and(|q| q == *p) && Method::Model.tag(t).is_some()
     }
 
     fn check_backend<B: Backend>(&self, b: &B, p: &Policy) -> Result<()> {

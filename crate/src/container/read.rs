@@ -5,8 +5,8 @@ use crate::eval::KvMode;
 use crate::pack::hex;
 
 use super::format::{
-    ChunkInfo, Form, Info, Method, COMPACT_FP_BYTES, FLAGS_KNOWN, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, MAGIC,
-    TAG_LAST, TAG_RESERVED, TAG_STORED, VERSION,
+    ChunkInfo, Form, Info, Method, TagPolicy, COMPACT_FP_BYTES, FLAGS_KNOWN, FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM,
+    MAGIC, TAG_LAST, TAG_RESERVED, TAG_STORED, VERSION,
 };
 #[cfg(doc)]
 use super::Codec;
@@ -103,7 +103,7 @@ pub(super) fn parse(file: &[u8]) -> Result<Parsed<'_>> {
             supported: format!("full {VERSION}, compact tags 0x{TAG_STORED:02X}–0x{TAG_LAST:02X}"),
         }),
         Some(_) => Err(Error::FormatBadMagic(format!(
-            "it starts with {} (an lmz file starts with 89 4C 4D 5A or a byte F8–FD)",
+            "it starts with {} (an lmz file starts with 89 4C 4D 5A or a byte F8–{TAG_LAST:02X})",
             hex(&file[..file.len().min(4)])
         ))),
     }
@@ -212,6 +212,7 @@ fn parse_full(file: &[u8]) -> Result<Parsed<'_>> {
         compressed_len: file.len() as u64,
         checksum,
         window_stride: Some((window, stride)),
+        chat: false,
         kv,
         adapt,
         ngram,
@@ -228,8 +229,7 @@ fn parse_compact(file: &[u8]) -> Result<Parsed<'_>> {
     let check = c.take(2, "the check")?;
     let checksum = u16::from_le_bytes([check[0], check[1]]) as u32;
     let payload = c.rest();
-    let (method, kv, adapt, ngram) =
-        Method::from_tag(tag).ok_or_else(|| Error::FormatCorrupt(format!("tag {tag:02X}")))?;
+    let (method, t) = Method::from_tag(tag).ok_or_else(|| Error::FormatCorrupt(format!("tag {tag:02X}")))?;
     let chunks = if original_len == 0 && payload.is_empty() {
         vec![]
     } else {
@@ -247,9 +247,10 @@ fn parse_compact(file: &[u8]) -> Result<Parsed<'_>> {
         compressed_len: file.len() as u64,
         checksum,
         window_stride: None,
-        kv,
-        adapt,
-        ngram,
+        kv: t.kv,
+        adapt: t.adapt,
+        ngram: t.ngram,
+        chat: t.chat,
         chunks,
     };
     Ok(Parsed {
@@ -264,12 +265,11 @@ pub fn info(file: &[u8]) -> Result<Info> {
 }
 
 /// A raw stream's tag, method, policy, check and payload (docs/FORMAT.md, "Raw stream").
-#[allow(clippy::type_complexity)]
-pub(super) fn split_raw(raw: &[u8]) -> Result<(u8, Method, (KvMode, bool, bool), u16, &[u8])> {
+pub(super) fn split_raw(raw: &[u8]) -> Result<(u8, Method, TagPolicy, u16, &[u8])> {
     let (&tag, rest) = raw
         .split_first()
         .ok_or_else(|| Error::FormatTruncated("the raw stream is empty".into()))?;
-    let (method, kv, adapt, ngram) = match Method::from_tag(tag) {
+    let (method, t) = match Method::from_tag(tag) {
         Some(m) => m,
         None if TAG_RESERVED.contains(&tag) => {
             return Err(Error::FormatVersion {
@@ -279,20 +279,14 @@ pub(super) fn split_raw(raw: &[u8]) -> Result<(u8, Method, (KvMode, bool, bool),
         }
         None => {
             return Err(Error::FormatBadMagic(format!(
-                "raw stream tag {tag:02X} (expected F8–FD)"
+                "raw stream tag {tag:02X} (expected F8–{TAG_LAST:02X})"
             )))
         }
     };
     if rest.len() < 2 {
         return truncated("the check");
     }
-    Ok((
-        tag,
-        method,
-        (kv, adapt, ngram),
-        u16::from_le_bytes([rest[0], rest[1]]),
-        &rest[2..],
-    ))
+    Ok((tag, method, t, u16::from_le_bytes([rest[0], rest[1]]), &rest[2..]))
 }
 
 /// The raw stream inside a compact file, and its original length: the inverse of

@@ -39,8 +39,9 @@ pub fn segment_len(buf: &[u8], eof: bool, max: usize) -> usize {
 
 /// Compression's input, one segment at a time.
 pub(super) trait Segments {
-    /// The next segment ([`segment_len`] of what is left), or `None` at the end.
-    fn next_segment(&mut self) -> Result<Option<&[u8]>>;
+    /// The next segment ([`segment_len`] of what is left) and whether it is the last, or
+    /// `None` at the end.
+    fn next_segment(&mut self) -> Result<Option<(&[u8], bool)>>;
 }
 
 /// An input already in memory.
@@ -50,13 +51,13 @@ pub(super) struct SliceSegments<'a> {
 }
 
 impl Segments for SliceSegments<'_> {
-    fn next_segment(&mut self) -> Result<Option<&[u8]>> {
+    fn next_segment(&mut self) -> Result<Option<(&[u8], bool)>> {
         if self.rest.is_empty() {
             return Ok(None);
         }
         let (seg, rest) = self.rest.split_at(segment_len(self.rest, true, self.max));
         self.rest = rest;
-        Ok(Some(seg))
+        Ok(Some((seg, rest.is_empty())))
     }
 }
 
@@ -71,7 +72,7 @@ pub(super) struct ReadSegments<'a> {
 }
 
 impl Segments for ReadSegments<'_> {
-    fn next_segment(&mut self) -> Result<Option<&[u8]>> {
+    fn next_segment(&mut self) -> Result<Option<(&[u8], bool)>> {
         self.buf.drain(..self.used);
         self.used = 0;
         let max = self.max.max(8); // as segment_len counts
@@ -88,7 +89,11 @@ impl Segments for ReadSegments<'_> {
             return Ok(None);
         }
         self.used = segment_len(&self.buf, self.eof, self.max);
-        Ok(Some(&self.buf[..self.used]))
+        // The last when the input has ended and nothing is left over (an input of exactly
+        // `max` bytes has not seen its end yet: that needs one more read, but such an input
+        // is never one chunk, which is all this is asked for).
+        let last = self.eof && self.used == self.buf.len();
+        Ok(Some((&self.buf[..self.used], last)))
     }
 }
 

@@ -7,7 +7,7 @@ use crate::model::block_on;
 use crate::pack::hex;
 
 use super::decode::Job;
-use super::format::{Form, Info, Method, COMPACT_FP_BYTES};
+use super::format::{Form, Info, Method, TagPolicy, COMPACT_FP_BYTES};
 use super::read::{check16, parse};
 use super::{Codec, Progress};
 
@@ -165,6 +165,7 @@ impl Codec {
                     kv: info.kv,
                     adapt: info.adapt,
                     ngram: info.ngram,
+                    chat: false,
                 })
             }
             Form::Compact => {
@@ -174,7 +175,12 @@ impl Codec {
                         have,
                     });
                 }
-                Ok(Policy::for_tag(&self.cfg, info.kv, info.adapt, info.ngram))
+                self.tag_policy(TagPolicy {
+                    kv: info.kv,
+                    adapt: info.adapt,
+                    ngram: info.ngram,
+                    chat: info.chat,
+                })
             }
         }
     }

@@ -14,7 +14,8 @@ fn compact_forms_cost_few_bytes_over_the_coder() {
         .codec
         .compress_raw(&mut backend(), &note, ModelUse::Force, &mut |_, _| {})
         .unwrap();
-    assert_eq!(raw[0], lmz::container::TAG_MODEL_MIXED);
+    // One chunk: the note frame's tag.
+    assert_eq!(raw[0], lmz::container::TAG_MODEL_CHAT);
     let coder_bytes = raw.len() - 3;
     assert_eq!(
         t.codec
@@ -101,7 +102,7 @@ fn raw_streams_become_compact_files() {
         "LMZ_FORMAT_BAD_MAGIC"
     );
     assert_eq!(
-        lmz::container::raw_to_compact(fp, &[0xFE, 1, 2], 0).unwrap_err().code(),
+        lmz::container::raw_to_compact(fp, &[0xFF, 1, 2], 0).unwrap_err().code(),
         "LMZ_FORMAT_UNSUPPORTED_VERSION"
     );
 }

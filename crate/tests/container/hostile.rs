@@ -118,7 +118,7 @@ fn hostile_headers() {
     assert_eq!(code(b""), "LMZ_FORMAT_TRUNCATED");
     assert_eq!(code(b"hello world"), "LMZ_FORMAT_BAD_MAGIC");
     assert_eq!(code(&[0x89, b'L', b'M']), "LMZ_FORMAT_BAD_MAGIC");
-    assert_eq!(code(&[0xFE, 1, 2, 3]), "LMZ_FORMAT_UNSUPPORTED_VERSION");
+    assert_eq!(code(&[0xFF, 1, 2, 3]), "LMZ_FORMAT_UNSUPPORTED_VERSION");
     let mut v2 = file.clone();
     v2[4] = 2;
     assert_eq!(code(&v2), "LMZ_FORMAT_UNSUPPORTED_VERSION");

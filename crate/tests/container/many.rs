@@ -145,3 +145,88 @@ fn files_of_every_form_decode_together_as_they_do_alone() {
     assert_eq!(many[k].as_ref().unwrap(), &texts[8]);
     assert!(many[k + 4].is_err() && many[k + 5].is_err() && many[k + 6].is_err());
 }
+
+/// `compress_many` and `compress_raw_many` make, for every input, the bytes the one-item
+/// call makes: short texts (coded together), long ones (several windows: alone), empty,
+/// binary, under each model use and context policy.
+#[test]
+fn compressing_together_makes_the_bytes_of_one_at_a_time() {
+    let mut inputs = texts();
+    inputs.push(random(200, 8));
+    inputs.push(random(3, 9));
+    inputs.extend((0..12).map(|i| common::words_text(20 + 9 * i, 70 + i as u64)));
+    let refs: Vec<&[u8]> = inputs.iter().map(|t| &t[..]).collect();
+    let cfg = tiny().model.config();
+    let policies = [
+        None,
+        Some(lmz::eval::Policy::shift_for(cfg)),
+        Some(lmz::eval::Policy::recompute_for(cfg)),
+    ];
+    for model in [ModelUse::Auto, ModelUse::Force, ModelUse::Never] {
+        for policy in policies {
+            let opts = Options {
+                model,
+                policy,
+                ..Options::default()
+            };
+            let mut b = CpuBackend::with_slots(&tiny().model, 2, 128).unwrap();
+            let many = tiny()
+                .codec
+                .compress_many(&mut b, &refs, &opts, &mut |_, _| {})
+                .unwrap();
+            for (i, (m, t)) in many.iter().zip(&refs).enumerate() {
+                let alone = tiny().codec.compress(&mut backend(), t, &opts, &mut |_, _| {}).unwrap();
+                assert_eq!(m.as_ref().unwrap(), &alone, "input {i}, {model:?}, {policy:?}");
+            }
+        }
+        let mut b = CpuBackend::with_slots(&tiny().model, 1, 128).unwrap();
+        let many = tiny()
+            .codec
+            .compress_raw_many(&mut b, &refs, model, &mut |_, _| {})
+            .unwrap();
+        for (i, (m, t)) in many.iter().zip(&refs).enumerate() {
+            let alone = tiny()
+                .codec
+                .compress_raw(&mut backend(), t, model, &mut |_, _| {})
+                .unwrap();
+            assert_eq!(m.as_ref().unwrap(), &alone, "raw input {i}, {model:?}");
+        }
+    }
+}
+
+/// Random damage to some items of a call — flipped bits, cuts, junk, a wrong length — never
+/// panics and never changes what the other items get: each item gets exactly its result
+/// alone. The cache holds one window, so the streams' regions grow, move and wait.
+#[test]
+fn damaged_items_never_disturb_the_others() {
+    let texts: Vec<Vec<u8>> = (0..8)
+        .map(|i| common::words_text(25 + 60 * i, 500 + i as u64))
+        .collect();
+    let raws: Vec<Vec<u8>> = texts.iter().map(|t| raw(t)).collect();
+    let mut r = Rng(77);
+    let mut b = CpuBackend::with_slots(&tiny().model, 1, 128).unwrap();
+    for round in 0..40 {
+        let mut items: Vec<(Vec<u8>, u64)> = raws.iter().cloned().zip(texts.iter().map(|t| t.len() as u64)).collect();
+        for (raw, len) in items.iter_mut() {
+            match r.below(6) {
+                0 if !raw.is_empty() => {
+                    let i = r.below(raw.len() as u64) as usize;
+                    raw[i] ^= 1 << r.below(8);
+                }
+                1 => raw.truncate(r.below(raw.len() as u64 + 1) as usize),
+                2 => raw.extend((0..r.below(5)).map(|_| r.below(256) as u8)),
+                3 => *len = r.below(2 * *len + 2),
+                _ => {}
+            }
+        }
+        let refs: Vec<(&[u8], u64)> = items.iter().map(|(x, n)| (&x[..], *n)).collect();
+        let many = tiny()
+            .codec
+            .decompress_raw_many(&mut b, &refs, None, &mut |_, _| {})
+            .unwrap();
+        for (i, (m, &(x, n))) in many.iter().zip(&refs).enumerate() {
+            let alone = tiny().codec.decompress_raw(&mut backend(), x, n, &mut |_, _| {});
+            assert!(same(m, &alone), "round {round}, item {i}: {m:?} alone: {alone:?}");
+        }
+    }
+}

@@ -61,7 +61,7 @@ fn round_trips() {
 /// shorter than a window the two code the same bytes, on a longer one they differ.
 #[test]
 fn kv_shift_and_recompute_policies() {
-    use lmz::container::{FLAG_KV_SHIFT, TAG_MODEL, TAG_MODEL_MIXED, TAG_MODEL_SHIFT};
+    use lmz::container::{FLAG_KV_SHIFT, TAG_MODEL, TAG_MODEL_CHAT, TAG_MODEL_MIXED, TAG_MODEL_SHIFT};
     use lmz::eval::{KvMode, Policy};
     let cfg = tiny().model.config();
     let recompute = Options {
@@ -113,16 +113,36 @@ fn kv_shift_and_recompute_policies() {
     assert_eq!(info(&f).unwrap().form, Form::Full);
     assert_eq!(info(&f).unwrap().window_stride, Some((128, 17)));
     assert_eq!(decompress(&f).unwrap(), data);
-    // Raw streams of every tag decode (the default's is 0xFD).
+    // Raw streams of every tag decode (the default's is 0xFE, the note frame: one chunk).
     let raw = tiny()
         .codec
         .compress_raw(&mut backend(), &data, ModelUse::Force, &mut |_, _| {})
         .unwrap();
-    assert_eq!(raw[0], TAG_MODEL_MIXED);
+    assert_eq!(raw[0], TAG_MODEL_CHAT);
     assert_eq!(
         tiny()
             .codec
             .decompress_raw(&mut backend(), &raw, data.len() as u64, &mut |_, _| {})
+            .unwrap(),
+        data
+    );
+    // The previous default, 0xFD (the same policy without the note frame: what a policy named
+    // explicitly still writes), decodes as a file and as a raw stream.
+    let mixed = compress(
+        &data,
+        &Options {
+            chunk_tokens: usize::MAX,
+            policy: Some(tiny().codec.default_policy()),
+            ..forced()
+        },
+    );
+    assert_eq!(mixed[0], TAG_MODEL_MIXED);
+    assert_eq!(decompress(&mixed).unwrap(), data);
+    let (mixed_raw, n) = lmz::container::compact_to_raw(&mixed).unwrap();
+    assert_eq!(
+        tiny()
+            .codec
+            .decompress_raw(&mut backend(), &mixed_raw, n, &mut |_, _| {})
             .unwrap(),
         data
     );
@@ -167,7 +187,7 @@ fn kv_shift_and_recompute_policies() {
 /// a combination no tag names takes the full form.
 #[test]
 fn online_model_policies() {
-    use lmz::container::{FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, TAG_MODEL_ADAPT, TAG_MODEL_MIXED};
+    use lmz::container::{FLAG_ADAPT, FLAG_KV_SHIFT, FLAG_NGRAM, TAG_MODEL_ADAPT, TAG_MODEL_CHAT};
     use lmz::eval::Policy;
     let cfg = tiny().model.config();
     let data = text(1500);
@@ -193,7 +213,8 @@ fn online_model_policies() {
         let (im, ia, ip) = (info(&m).unwrap(), info(&a).unwrap(), info(&p).unwrap());
         assert!(im.adapt && im.ngram && ia.adapt && !ia.ngram && !ip.adapt && !ip.ngram);
         if compact {
-            assert_eq!((m[0], a[0]), (TAG_MODEL_MIXED, TAG_MODEL_ADAPT));
+            // The default policy's one chunk is framed as a note; a policy named explicitly is not.
+            assert_eq!((m[0], a[0]), (TAG_MODEL_CHAT, TAG_MODEL_ADAPT));
         } else {
             assert_eq!(
                 (m[5], a[5]),

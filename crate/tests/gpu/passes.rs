@@ -178,6 +178,7 @@ fn tiny_model_sliding_window_cpu_equals_gpu() {
             kv: KvMode::Shift,
             adapt: false,
             ngram: false,
+            chat: false,
         };
         let mut cb = CpuBackend::new(&m, window).unwrap();
         let want = scored(&mut cb, &m, &toks, &p);
@@ -265,4 +266,36 @@ fn real_model_cpu_equals_gpu_on_a_short_text() {
         assert!(a == b, "table {i} differs");
     }
     assert_eq!(got.len(), want.len());
+}
+
+/// Many streams decoded in lock-step on the GPU engine — each in a KV region placed for it,
+/// grown and moved as it decodes (a cache of one window for 20 streams) — and many inputs
+/// coded together: the CPU engine's bytes.
+#[test]
+fn tiny_model_many_streams_cpu_equals_gpu() {
+    let m = tiny_model(6, TinyShape::default()).unwrap();
+    let codec = Codec::new(&m).unwrap();
+    let texts: Vec<Vec<u8>> = (0..20)
+        .map(|i| common::words_text(30 + 41 * i, 300 + i as u64))
+        .collect();
+    let refs: Vec<&[u8]> = texts.iter().map(|t| &t[..]).collect();
+    let mut cpu = CpuBackend::with_slots(&m, 1, 128).unwrap();
+    let Some(mut gpu) = gpu_backend(&m, 1, 128) else { return };
+    let on_cpu = codec
+        .compress_raw_many(&mut cpu, &refs, ModelUse::Force, &mut |_, _| {})
+        .unwrap();
+    let on_gpu = codec
+        .compress_raw_many(&mut gpu, &refs, ModelUse::Force, &mut |_, _| {})
+        .unwrap();
+    let raws: Vec<Vec<u8>> = on_cpu.into_iter().map(Result::unwrap).collect();
+    for (i, (g, c)) in on_gpu.iter().zip(&raws).enumerate() {
+        assert_eq!(g.as_ref().unwrap(), c, "input {i} coded together");
+    }
+    let items: Vec<(&[u8], u64)> = raws.iter().zip(&texts).map(|(r, t)| (&r[..], t.len() as u64)).collect();
+    let back = codec
+        .decompress_raw_many(&mut gpu, &items, None, &mut |_, _| {})
+        .unwrap();
+    for (i, (b, t)) in back.iter().zip(&texts).enumerate() {
+        assert_eq!(b.as_ref().unwrap(), t, "stream {i} decoded on the GPU");
+    }
 }

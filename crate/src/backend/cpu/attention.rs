@@ -254,32 +254,7 @@ pub fn attention_split_with(
 ) -> Vec<i32> {
     let (hd, nh, nkv) = (cfg.head_dim, cfg.n_heads, cfg.n_kv_heads);
     let (kvd, group, width) = (nkv * hd, nh / nkv, nh * hd);
-    let mut work: Vec<KeyPart> = Vec::new();
-    for (r, &p) in pos.iter().enumerate() {
-        let n = p as usize + 1;
-        let per = n.div_ceil(parts.max(1)).max(KEY_BLOCK);
-        for kvh in 0..nkv {
-            for lo in (0..n).step_by(per) {
-                let keys = lo..(lo + per).min(n);
-                let m = keys.len();
-                let s = AttnScratch {
-                    qi: vec![0; group * hd],
-                    shift: vec![0; group],
-                    tmax: vec![i32::MIN; group],
-                    sum: Vec::new(),
-                    scores: vec![0; group * m],
-                    probs: vec![0; group * m],
-                };
-                work.push(KeyPart {
-                    r,
-                    kvh,
-                    keys,
-                    s,
-                    out: vec![0; group * hd],
-                });
-            }
-        }
-    }
+    let mut work = key_parts(pos, parts, nkv, group, hd);
     let scores = |w: &mut KeyPart| {
         let b = base[w.r];
         let (k, k_exp) = (
@@ -311,28 +286,7 @@ pub fn attention_split_with(
         }
     };
     par::for_each_mut(&mut work, scores);
-    // Per (row, head): the maximum over the parts, then the probabilities and their sum.
-    let mut tmax = vec![i32::MIN; pos.len() * nh];
-    for w in &work {
-        for i in 0..group {
-            let t = &mut tmax[w.r * nh + w.kvh * group + i];
-            *t = (*t).max(w.s.tmax[i]);
-        }
-    }
-    let mut sum = vec![0u32; pos.len() * nh];
-    for w in &mut work {
-        let m = w.keys.len();
-        for i in 0..group {
-            let j = w.r * nh + w.kvh * group + i;
-            sum[j] += simd::head_probs(
-                isa,
-                &w.s.scores[i * m..(i + 1) * m],
-                tmax[j],
-                exp_q15,
-                &mut w.s.probs[i * m..(i + 1) * m],
-            );
-        }
-    }
+    let sum = part_probs(isa, &mut work, pos.len(), nh, group, exp_q15);
     let values = |w: &mut KeyPart| {
         let b = base[w.r];
         let v = &cache.v[(b + w.keys.start) * kvd..(b + w.keys.end) * kvd];
@@ -354,8 +308,73 @@ pub fn attention_split_with(
         }
     };
     par::for_each_mut(&mut work, values);
-    let mut out = vec![0i32; pos.len() * width];
-    for w in &work {
+    add_parts(&work, pos.len(), width, group, hd)
+}
+
+/// The parts of [`attention_split_with`], with their scratch: for each row (at `pos[r]`,
+/// so `pos[r] + 1` keys) and key head, the keys cut into `parts` ranges of at least a key
+/// block each.
+fn key_parts(pos: &[u32], parts: usize, nkv: usize, group: usize, hd: usize) -> Vec<KeyPart> {
+    let mut work: Vec<KeyPart> = Vec::new();
+    for (r, &p) in pos.iter().enumerate() {
+        let n = p as usize + 1;
+        let per = n.div_ceil(parts.max(1)).max(KEY_BLOCK);
+        for kvh in 0..nkv {
+            for lo in (0..n).step_by(per) {
+                let keys = lo..(lo + per).min(n);
+                let m = keys.len();
+                let s = AttnScratch {
+                    qi: vec![0; group * hd],
+                    shift: vec![0; group],
+                    tmax: vec![i32::MIN; group],
+                    sum: Vec::new(),
+                    scores: vec![0; group * m],
+                    probs: vec![0; group * m],
+                };
+                work.push(KeyPart {
+                    r,
+                    kvh,
+                    keys,
+                    s,
+                    out: vec![0; group * hd],
+                });
+            }
+        }
+    }
+    work
+}
+
+/// The serial middle step of [`attention_split_with`]: per (row, head) the maximum score
+/// over the parts, then each part's probabilities with it; returns their sums `[rows, nh]`.
+fn part_probs(isa: Isa, work: &mut [KeyPart], rows: usize, nh: usize, group: usize, exp_q15: &[u32]) -> Vec<u32> {
+    let mut tmax = vec![i32::MIN; rows * nh];
+    for w in work.iter() {
+        for i in 0..group {
+            let t = &mut tmax[w.r * nh + w.kvh * group + i];
+            *t = (*t).max(w.s.tmax[i]);
+        }
+    }
+    let mut sum = vec![0u32; rows * nh];
+    for w in work.iter_mut() {
+        let m = w.keys.len();
+        for i in 0..group {
+            let j = w.r * nh + w.kvh * group + i;
+            sum[j] += simd::head_probs(
+                isa,
+                &w.s.scores[i * m..(i + 1) * m],
+                tmax[j],
+                exp_q15,
+                &mut w.s.probs[i * m..(i + 1) * m],
+            );
+        }
+    }
+    sum
+}
+
+/// The output `[rows, width]` of [`attention_split_with`]: the parts' outputs added.
+fn add_parts(work: &[KeyPart], rows: usize, width: usize, group: usize, hd: usize) -> Vec<i32> {
+    let mut out = vec![0i32; rows * width];
+    for w in work {
         let o = &mut out[w.r * width + w.kvh * group * hd..w.r * width + (w.kvh + 1) * group * hd];
         for (a, &b) in o.iter_mut().zip(&w.out) {
             *a += b;
@@ -372,16 +391,10 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    /// The engine's attention gives the oracle's bits with every [`Isa`] that runs here, in
-    /// tiles of every shape the engine cuts: one head, a key head's group, several rows of
-    /// every head (rows at different positions: causal lengths differ inside a tile, across
-    /// key blocks). Random and extreme caches and queries, several sequence offsets, contexts
-    /// up to the model's 8192.
-    #[test]
-    fn attention_tiles_equal_the_oracle() {
-        let mut r = Rng(31);
-        let exp = crate::tables::exp2_table(8, 15);
-        let cfg = Config {
+    /// SmolLM2-135M's attention shape (9 heads, 3 key heads of 64), with the model's 8192
+    /// positions; the rest is unused here.
+    fn attention_shape() -> Config {
+        Config {
             name: String::new(),
             n_layers: 1,
             dim: 576,
@@ -396,31 +409,77 @@ mod tests {
             eos: 0,
             doc_start: 0,
             norm_eps_q24: 0,
-        };
+        }
+    }
+
+    /// A cache of `rows` positions for [`attention_tiles_equal_the_oracle`]: random, or
+    /// (`extreme`) the largest keys and values of either sign and every key exponent.
+    fn tile_cache(r: &mut Rng, rows: usize, kvd: usize, extreme: bool) -> KvCache {
+        let k: Vec<i16> = (0..rows * kvd)
+            .map(|i| {
+                if extreme {
+                    [511, -511, 0][i % 3]
+                } else {
+                    (r.below(1023) as i32 - 511) as i16
+                }
+            })
+            .collect();
+        let v: Vec<i16> = (0..rows * kvd)
+            .map(|i| {
+                if extreme {
+                    [i16::MAX, i16::MIN][i % 2]
+                } else {
+                    r.next_u64() as i16
+                }
+            })
+            .collect();
+        let k_exp: Vec<i32> = (0..rows * 3)
+            .map(|i| if extreme { (i % 24) as i32 } else { r.below(22) as i32 })
+            .collect();
+        KvCache { k, k_exp, v }
+    }
+
+    /// The tiles [`attention_tiles_equal_the_oracle`] checks in a cache of `rows` positions:
+    /// (base, positions of the tile's rows).
+    fn tile_cases(rows: usize) -> Vec<(usize, Vec<u32>)> {
+        if rows > 8192 {
+            vec![
+                (3, vec![8188, 8189, 8190, 8191]),
+                (0, vec![2047]),
+                (1, vec![0]),
+                (0, vec![127, 128, 129, 255]),
+            ]
+        } else if rows > 40 {
+            vec![
+                (0, vec![0, 1, 2, 3]),
+                (5, vec![126, 127, 128]),
+                (17, vec![255, 256, 257, 258]),
+                (0, vec![0]),
+            ]
+        } else {
+            vec![
+                (0, vec![0]),
+                (0, vec![36, 37, 38, 39]),
+                (5, vec![20, 21]),
+                (39, vec![0]),
+                (17, vec![22]),
+            ]
+        }
+    }
+
+    /// The engine's attention gives the oracle's bits with every [`Isa`] that runs here, in
+    /// tiles of every shape the engine cuts: one head, a key head's group, several rows of
+    /// every head (rows at different positions: causal lengths differ inside a tile, across
+    /// key blocks). Random and extreme caches and queries, several sequence offsets, contexts
+    /// up to the model's 8192.
+    #[test]
+    fn attention_tiles_equal_the_oracle() {
+        let mut r = Rng(31);
+        let exp = crate::tables::exp2_table(8, 15);
+        let cfg = attention_shape();
         let kvd = 192;
         for (rows, extreme) in [(300, false), (40, true), (8192 + 3, false)] {
-            let k: Vec<i16> = (0..rows * kvd)
-                .map(|i| {
-                    if extreme {
-                        [511, -511, 0][i % 3]
-                    } else {
-                        (r.below(1023) as i32 - 511) as i16
-                    }
-                })
-                .collect();
-            let v: Vec<i16> = (0..rows * kvd)
-                .map(|i| {
-                    if extreme {
-                        [i16::MAX, i16::MIN][i % 2]
-                    } else {
-                        r.next_u64() as i16
-                    }
-                })
-                .collect();
-            let k_exp: Vec<i32> = (0..rows * 3)
-                .map(|i| if extreme { (i % 24) as i32 } else { r.below(22) as i32 })
-                .collect();
-            let cache = KvCache { k, k_exp, v };
+            let cache = tile_cache(&mut r, rows, kvd, extreme);
             let row = |r: &mut Rng, kind: usize| -> Vec<i32> {
                 match kind % 5 {
                     0 => (0..576).map(|_| (r.next_u64() as i32) >> r.below(24)).collect(),
@@ -430,30 +489,7 @@ mod tests {
                     _ => (0..576).map(|_| (r.below(2001) as i32 - 1000) << 10).collect(),
                 }
             };
-            // (base, positions of the tile's rows)
-            let cases: Vec<(usize, Vec<u32>)> = if rows > 8192 {
-                vec![
-                    (3, vec![8188, 8189, 8190, 8191]),
-                    (0, vec![2047]),
-                    (1, vec![0]),
-                    (0, vec![127, 128, 129, 255]),
-                ]
-            } else if rows > 40 {
-                vec![
-                    (0, vec![0, 1, 2, 3]),
-                    (5, vec![126, 127, 128]),
-                    (17, vec![255, 256, 257, 258]),
-                    (0, vec![0]),
-                ]
-            } else {
-                vec![
-                    (0, vec![0]),
-                    (0, vec![36, 37, 38, 39]),
-                    (5, vec![20, 21]),
-                    (39, vec![0]),
-                    (17, vec![22]),
-                ]
-            };
+            let cases = tile_cases(rows);
             for kind in 0..5 {
                 for (base, pos) in &cases {
                     let q: Vec<i32> = (0..pos.len()).flat_map(|i| row(&mut r, kind + i)).collect();
@@ -515,22 +551,7 @@ mod tests {
     fn attention_split_equals_the_oracle() {
         let mut r = Rng(37);
         let exp = crate::tables::exp2_table(8, 15);
-        let cfg = Config {
-            name: String::new(),
-            n_layers: 1,
-            dim: 576,
-            hidden: 64,
-            n_heads: 9,
-            n_kv_heads: 3,
-            head_dim: 64,
-            vocab: 2,
-            ctx: 8192,
-            rope_base: 1e4,
-            bos: 0,
-            eos: 0,
-            doc_start: 0,
-            norm_eps_q24: 0,
-        };
+        let cfg = attention_shape();
         let (kvd, rows) = (192, 8192 + 300);
         let cache = KvCache {
             k: (0..rows * kvd).map(|_| (r.below(1023) as i32 - 511) as i16).collect(),

@@ -22,6 +22,8 @@ use lmz::{Error, Result};
 use crate::engine::{with_engine, BackendKind, Engine as ModelEngine};
 use crate::{IoArgs, UseModel};
 
+mod batch;
+
 const SUFFIX: &str = ".lmz";
 
 /// Temporary files being written right now: removed if the process is interrupted.
@@ -149,11 +151,34 @@ fn run_files(model_flag: Option<&Path>, a: &IoArgs) -> Result<ExitCode> {
     }
     let mut engine: Option<Engine> = None;
     let mut ok = true;
-    for input in &inputs {
-        if let Err(e) = one(model_flag, a, input, &mut engine) {
-            eprintln!("lmz: {}: error [{}]: {e}", display(input), e.code());
-            ok = false;
+    let mut say = |input: &Path, e: &Error| {
+        eprintln!("lmz: {}: error [{}]: {e}", display(input), e.code());
+        ok = false;
+    };
+    // Several small files are coded together (batch.rs); the others one by one, in order.
+    let together = inputs.len() > 1;
+    let mut i = 0;
+    while i < inputs.len() {
+        let run: Vec<&Path> = inputs[i..]
+            .iter()
+            .take_while(|p| together && batch::is_small(p))
+            .map(PathBuf::as_path)
+            .collect();
+        if run.len() > 1 {
+            for g in batch::groups(&run) {
+                for (input, r) in batch::group(model_flag, a, &g, &mut engine) {
+                    if let Err(e) = r {
+                        say(&input, &e);
+                    }
+                }
+            }
+            i += run.len();
+            continue;
         }
+        if let Err(e) = one(model_flag, a, &inputs[i], &mut engine) {
+            say(&inputs[i], &e);
+        }
+        i += 1;
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -169,7 +194,41 @@ fn display(p: &Path) -> String {
 fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<Engine>) -> Result<()> {
     let stdin = input == Path::new("-");
     let decompress = a.decompress || a.test;
-    // Where the output goes, decided (and refused) before any work is done.
+    let dest = destination(a, input, stdin, decompress)?;
+    let (meta, reader) = open_input(input, stdin)?;
+    let total = meta.as_ref().map_or(0, |m| m.len());
+
+    if engine.is_none() {
+        *engine = Some(Engine::load(model_flag)?);
+    }
+    let Some(eng) = engine.as_mut() else {
+        return Err(Error::InvalidArgument("no model".into()));
+    };
+    let bar = bar(a, total, if decompress { "decompressing" } else { "compressing" });
+    let t0 = Instant::now();
+    let mut out = Output::open(&dest)?;
+    let read = if decompress {
+        decompress_into(eng, a, input, reader, &bar, &mut out)?
+    } else {
+        compress_into(eng, a, reader, total, &bar, &mut out)?
+    };
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let written = out.finish(meta.as_ref())?;
+    if let Dest::File { remove_input: true, .. } = &dest {
+        if !stdin {
+            std::fs::remove_file(input).map_err(|e| Error::io(input, e))?;
+        }
+    }
+    if a.verbose || (a.test && !a.quiet) {
+        let (orig, comp) = if decompress { (written, read) } else { (read, written) };
+        report(a, input, eng, orig, comp, secs);
+    }
+    Ok(())
+}
+
+/// Where the output goes, decided (and refused) before any work is done.
+fn destination(a: &IoArgs, input: &Path, stdin: bool, decompress: bool) -> Result<Dest> {
     let dest = if a.test {
         Dest::Nowhere
     } else if a.stdout || (stdin && a.output.is_none()) {
@@ -180,26 +239,8 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
             remove_input: false,
         }
     } else {
-        let name = input.to_string_lossy();
-        let path = if decompress {
-            match name.strip_suffix(SUFFIX) {
-                Some(stem) if !stem.is_empty() && !stem.ends_with('/') => PathBuf::from(stem),
-                _ => {
-                    return Err(Error::InvalidArgument(format!(
-                        "unknown suffix (expected {SUFFIX}); use -c or -o to choose the output"
-                    )))
-                }
-            }
-        } else {
-            if name.ends_with(SUFFIX) && !a.force {
-                return Err(Error::InvalidArgument(format!(
-                    "already has the {SUFFIX} suffix; unchanged (use -f to compress it again)"
-                )));
-            }
-            PathBuf::from(format!("{name}{SUFFIX}"))
-        };
         Dest::File {
-            path,
+            path: output_name(a, input, decompress)?,
             remove_input: !a.keep,
         }
     };
@@ -216,6 +257,32 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
             "compressed data not written to a terminal (use -f to force, or -c > FILE)".into(),
         ));
     }
+    Ok(dest)
+}
+
+/// The output file's name when none is given: the input's with [`SUFFIX`] added
+/// (compressing) or taken off (decompressing).
+fn output_name(a: &IoArgs, input: &Path, decompress: bool) -> Result<PathBuf> {
+    let name = input.to_string_lossy();
+    if decompress {
+        match name.strip_suffix(SUFFIX) {
+            Some(stem) if !stem.is_empty() && !stem.ends_with('/') => Ok(PathBuf::from(stem)),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown suffix (expected {SUFFIX}); use -c or -o to choose the output"
+            ))),
+        }
+    } else {
+        if name.ends_with(SUFFIX) && !a.force {
+            return Err(Error::InvalidArgument(format!(
+                "already has the {SUFFIX} suffix; unchanged (use -f to compress it again)"
+            )));
+        }
+        Ok(PathBuf::from(format!("{name}{SUFFIX}")))
+    }
+}
+
+/// The input's metadata (none for stdin; refused unless a regular file) and a reader on it.
+fn open_input(input: &Path, stdin: bool) -> Result<(Option<std::fs::Metadata>, Box<dyn Read>)> {
     let meta = if stdin {
         None
     } else {
@@ -224,113 +291,120 @@ fn one(model_flag: Option<&Path>, a: &IoArgs, input: &Path, engine: &mut Option<
     if meta.as_ref().is_some_and(|m| !m.is_file()) {
         return Err(Error::InvalidArgument("not a regular file".into()));
     }
-    let total = meta.as_ref().map_or(0, |m| m.len());
-    let mut reader: Box<dyn Read> = if stdin {
+    let reader: Box<dyn Read> = if stdin {
         Box::new(std::io::stdin().lock())
     } else {
         Box::new(std::fs::File::open(input).map_err(|e| Error::io(input, e))?)
     };
+    Ok((meta, reader))
+}
 
-    if engine.is_none() {
-        *engine = Some(Engine::load(model_flag)?);
+/// Decompresses `reader` into `out`; returns the compressed size read.
+fn decompress_into(
+    eng: &mut Engine,
+    a: &IoArgs,
+    input: &Path,
+    mut reader: Box<dyn Read>,
+    bar: &indicatif::ProgressBar,
+    out: &mut Output,
+) -> Result<u64> {
+    // The compressed file is read whole (the chunk table comes first); the original is
+    // written chunk by chunk as it decodes, so memory holds the file and a few chunks.
+    let mut data = Vec::new();
+    reader.read_to_end(&mut data).map_err(|e| Error::io(input, e))?;
+    let info = lmz::container::info(&data)?;
+    bar.set_length(info.original_len);
+    set_style(bar, info.original_len);
+    let window = info
+        .window_stride
+        .map_or(eng.codec.default_policy().window, |(w, _)| w as usize);
+    // Model chunks decode in lock-step, one sequence slot each (the weights are read once
+    // per step for all of them); the KV cache costs ~47 MB per slot at window 2048.
+    let slots = info.decode_slots();
+    let (codec, backend) = eng.backend(a.backend, window, slots)?;
+    with_engine!(backend, b => codec.decompress_chunks(b, &data, &mut |d, t| {
+        bar.set_length(t);
+        bar.set_position(d);
+    }, &mut |part| out.write(part)))?;
+    Ok(data.len() as u64)
+}
+
+/// Compresses `reader` (`total` bytes if known, else 0) into `out`; returns the original
+/// size read.
+fn compress_into(
+    eng: &mut Engine,
+    a: &IoArgs,
+    reader: Box<dyn Read>,
+    total: u64,
+    bar: &indicatif::ProgressBar,
+    out: &mut Output,
+) -> Result<u64> {
+    let opts = compress_options(a, &eng.codec);
+    // Payloads go to an unnamed temporary file as they are made; the head (header and
+    // chunk table) is known only at the end and goes first.
+    let mut spool = std::io::BufWriter::new(tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?);
+    let mut counted = Counted { inner: reader, n: 0 };
+    let window = eng.codec.default_policy().window;
+    let (codec, backend) = eng.backend(a.backend, window, 1)?;
+    let head = with_engine!(backend, b => codec.compress_stream(b, &mut counted, total, &opts, &mut |d, _| bar.set_position(d), &mut |p| {
+        spool.write_all(p).map_err(|e| Error::io(std::env::temp_dir(), e))
+    }))?;
+    out.write(&head)?;
+    let mut spool = spool
+        .into_inner()
+        .map_err(|e| Error::io(std::env::temp_dir(), e.into_error()))?;
+    spool
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = spool.read(&mut buf).map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        if n == 0 {
+            break;
+        }
+        out.write(&buf[..n])?;
     }
-    let Some(eng) = engine.as_mut() else {
-        return Err(Error::InvalidArgument("no model".into()));
-    };
-    let bar = bar(a, total, if decompress { "decompressing" } else { "compressing" });
-    let t0 = Instant::now();
-    let mut out = Output::open(&dest)?;
-    let read = if decompress {
-        // The compressed file is read whole (the chunk table comes first); the original is
-        // written chunk by chunk as it decodes, so memory holds the file and a few chunks.
-        let mut data = Vec::new();
-        reader.read_to_end(&mut data).map_err(|e| Error::io(input, e))?;
-        let info = lmz::container::info(&data)?;
-        bar.set_length(info.original_len);
-        set_style(&bar, info.original_len);
-        let window = info
-            .window_stride
-            .map_or(eng.codec.default_policy().window, |(w, _)| w as usize);
-        // Model chunks decode in lock-step, one sequence slot each (the weights are read once
-        // per step for all of them); the KV cache costs ~47 MB per slot at window 2048.
-        let slots = info.decode_slots();
-        let (codec, backend) = eng.backend(a.backend, window, slots)?;
-        with_engine!(backend, b => codec.decompress_chunks(b, &data, &mut |d, t| {
-            bar.set_length(t);
-            bar.set_position(d);
-        }, &mut |part| out.write(part)))?;
-        data.len() as u64
+    Ok(counted.n)
+}
+
+/// The container options the command line asks for.
+fn compress_options(a: &IoArgs, codec: &Codec) -> Options {
+    Options {
+        chunk_tokens: a.chunk_tokens.unwrap_or(lmz::container::DEFAULT_CHUNK_TOKENS),
+        policy: (a.no_adapt || a.no_ngram).then(|| lmz::eval::Policy {
+            adapt: !a.no_adapt,
+            ngram: false,
+            ..codec.default_policy()
+        }),
+        model: match a.use_model {
+            UseModel::Auto => ModelUse::Auto,
+            UseModel::Always => ModelUse::Always,
+            UseModel::Force => ModelUse::Force,
+            UseModel::Never => ModelUse::Never,
+        },
+        compact: true,
+        segment_bytes: lmz::container::SEGMENT_BYTES,
+    }
+}
+
+/// The `-v` / `-t` line on stderr: sizes, bits per byte, time, speed and engine.
+fn report(a: &IoArgs, input: &Path, eng: &Engine, orig: u64, comp: u64, secs: f64) {
+    let bpb = if orig > 0 { 8.0 * comp as f64 / orig as f64 } else { 0.0 };
+    let what = if a.test {
+        "OK".to_string()
     } else {
-        let opts = Options {
-            chunk_tokens: a.chunk_tokens.unwrap_or(lmz::container::DEFAULT_CHUNK_TOKENS),
-            policy: (a.no_adapt || a.no_ngram).then(|| lmz::eval::Policy {
-                adapt: !a.no_adapt,
-                ngram: false,
-                ..eng.codec.default_policy()
-            }),
-            model: match a.use_model {
-                UseModel::Auto => ModelUse::Auto,
-                UseModel::Always => ModelUse::Always,
-                UseModel::Force => ModelUse::Force,
-                UseModel::Never => ModelUse::Never,
-            },
-            compact: true,
-            segment_bytes: lmz::container::SEGMENT_BYTES,
-        };
-        // Payloads go to an unnamed temporary file as they are made; the head (header and
-        // chunk table) is known only at the end and goes first.
-        let mut spool = std::io::BufWriter::new(tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?);
-        let mut counted = Counted { inner: reader, n: 0 };
-        let window = eng.codec.default_policy().window;
-        let (codec, backend) = eng.backend(a.backend, window, 1)?;
-        let head = with_engine!(backend, b => codec.compress_stream(b, &mut counted, total, &opts, &mut |d, _| bar.set_position(d), &mut |p| {
-            spool.write_all(p).map_err(|e| Error::io(std::env::temp_dir(), e))
-        }))?;
-        out.write(&head)?;
-        let mut spool = spool
-            .into_inner()
-            .map_err(|e| Error::io(std::env::temp_dir(), e.into_error()))?;
-        spool
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = spool.read(&mut buf).map_err(|e| Error::io(std::env::temp_dir(), e))?;
-            if n == 0 {
-                break;
-            }
-            out.write(&buf[..n])?;
-        }
-        counted.n
+        format!("{orig} ↔ {comp} bytes")
     };
-    bar.finish_and_clear();
-    let secs = t0.elapsed().as_secs_f64();
-    let written = out.finish(meta.as_ref())?;
-    if let Dest::File { remove_input: true, .. } = &dest {
-        if !stdin {
-            std::fs::remove_file(input).map_err(|e| Error::io(input, e))?;
-        }
-    }
-    if a.verbose || (a.test && !a.quiet) {
-        let (orig, comp) = if decompress { (written, read) } else { (read, written) };
-        let bpb = if orig > 0 { 8.0 * comp as f64 / orig as f64 } else { 0.0 };
-        let what = if a.test {
-            "OK".to_string()
-        } else {
-            format!("{orig} ↔ {comp} bytes")
-        };
-        let engine = eng
-            .backend
-            .as_ref()
-            .map_or_else(|| "no model run".to_string(), |b| b.describe());
-        eprintln!(
-            "{}: {what}, {bpb:.4} bpb, {:.1} s, {:.0} bytes/s ({engine})",
-            display(input),
-            secs,
-            orig as f64 / secs.max(1e-9)
-        );
-    }
-    Ok(())
+    let engine = eng
+        .backend
+        .as_ref()
+        .map_or_else(|| "no model run".to_string(), |b| b.describe());
+    eprintln!(
+        "{}: {what}, {bpb:.4} bpb, {:.1} s, {:.0} bytes/s ({engine})",
+        display(input),
+        secs,
+        orig as f64 / secs.max(1e-9)
+    );
 }
 
 /// A reader that counts the bytes read through it.
