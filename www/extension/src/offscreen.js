@@ -63,6 +63,7 @@ const PERMANENT = new Set([LmzCodes.HASH_MISMATCH, LmzCodes.FORMAT_MODEL_MISMATC
 function lz() {
   compressor ??= (async () => {
     setStatus({ model: 'loading', progress: undefined, error: undefined });
+    const t0 = performance.now();
     const { custom, ...src } = await modelSource();
     if (failed?.url === src.modelUrl) throw failed.error;
     let c;
@@ -86,6 +87,7 @@ function lz() {
       throw e;
     }
     setStatus({ model: 'ready', progress: undefined, engine: c.engine, adapter: c.adapter });
+    trace('model-ready', { instance, ms: Math.round(performance.now() - t0), adapter: c.adapter });
     return c;
   })().catch((e) => {
     compressor = undefined;
@@ -300,11 +302,13 @@ async function decodeBatch(ids, title) {
   if (!todo.length) return;
   const c = await lz();
   const done = [];
+  const t0 = performance.now();
   await c.decompressRawMany(
     todo.map((n) => ({ raw: n.raw, length: n.length })),
     { ...busy('decompress'), prefix: title ? TITLE_BYTES : undefined, onItem: (i, r) => done.push(settle(todo[i], r)) },
   );
   await Promise.all(done);
+  trace('decoded', { instance, notes: todo.length, title, bytes: todo.reduce((a, n) => a + (title ? Math.min(n.length, TITLE_BYTES) : n.length), 0), ms: Math.round(performance.now() - t0) });
 }
 
 /** One note's decoded bytes (or error): announced, kept, and for an import checked or dropped. */

@@ -38,7 +38,7 @@ import { trace } from './store.js';
 export const OFFSCREEN_URL = 'offscreen.html';
 /** Bytes of a note decoded for its title (the list shows the first line, at most 80
  * characters): the rest of the text follows in the background. */
-export const TITLE_BYTES = 96;
+export const TITLE_BYTES = 80;
 
 /** The extension's own error codes (the package's and the library's come through as they are). */
 export const Codes = {
