@@ -292,7 +292,8 @@ impl Compressor {
                     let _ = tx.send(r);
                 });
                 let mut raised: Option<PyErr> = None;
-                let mut last = None;
+                // The callback hears only what the library reported (nothing before its first report).
+                let mut last = Some((0, 0));
                 loop {
                     let got = rx.recv_timeout(POLL);
                     if raised.is_none() {
