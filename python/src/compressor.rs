@@ -227,6 +227,9 @@ pub(crate) fn input(obj: &Bound<'_, PyAny>) -> PyResult<PyBackedBytes> {
     )))
 }
 
+/// What a batch call does to each item: `State::compress` or `State::decompress`.
+type ItemFn = fn(&mut State, &[u8], &mut dyn Progress) -> Result<Vec<u8>>;
+
 /// How a batch call treats an item that fails.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum OnError {
@@ -346,7 +349,7 @@ impl Compressor {
         items: &Bound<'py, PyAny>,
         errors: &str,
         progress: Option<&Bound<'py, PyAny>>,
-        one: fn(&mut State, &[u8], &mut dyn Progress) -> Result<Vec<u8>>,
+        one: ItemFn,
     ) -> PyResult<Bound<'py, PyList>> {
         let on_error = OnError::parse(errors).map_err(|e| to_py(py, &e))?;
         let inputs = items.try_iter()?.map(|o| input(&o?)).collect::<PyResult<Vec<_>>>()?;
