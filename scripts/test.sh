@@ -14,9 +14,9 @@
 #     browser   the browser build (wasm bindings, npm package, demo site, notes extension) and
 #               the end-to-end tests in headless Chromium (playwright-core) against the CLI
 #     python    the Python package (python/: PyO3, built with maturin into an abi3 wheel; clippy
-#               -D warnings), installed in a fresh venv and checked against the CLI, its pytest
-#               suite, and lmz.ray's on a local Ray cluster of 2 CPUs (a venv with the pinned
-#               maturin, pytest and ray[data] of python/requirements-test.txt, installed)
+#               -D warnings, ruff), installed in a fresh venv and checked against the CLI, its
+#               pytest suite, and lmz.ray's on a local Ray cluster of 2 CPUs (a venv with the
+#               pinned maturin, pytest, ruff and ray[data] of python/requirements-test.txt)
 #
 # Every native cargo command here names the same packages and features (PKGS, FEATURES): the
 # library (crate/, package lmz) with the GPU engine and the float reference, and the CLI
@@ -152,15 +152,17 @@ fi
 # --- python ---
 
 if want python; then
-    step "python: a venv with the pinned maturin, pytest and ray[data] (python/requirements-test.txt)"
+    step "python: a venv with the pinned maturin, pytest, ruff and ray[data] (python/requirements-test.txt)"
     PYVENV="${LMZ_PYTHON_VENV:-$HOME/.cache/lmz/venv-python}"
     if [ ! -x "$PYVENV/bin/python" ]; then
         python3 -m venv "$PYVENV" || { apt_install python3-venv; python3 -m venv "$PYVENV"; }
     fi
     "$PYVENV/bin/python" -m pip install -q --disable-pip-version-check -r python/requirements-test.txt
 
-    step "python: clippy -D warnings on the bindings (python/, package lmz-python)"
+    step "python: lint: clippy -D warnings on the bindings (python/, package lmz-python), ruff check and ruff format --check"
     PYO3_PYTHON="$PYVENV/bin/python" cargo clippy --profile ci -p lmz-python --all-targets -- -D warnings
+    "$PYVENV/bin/ruff" check --config python/pyproject.toml python scripts/bench-ray.py
+    "$PYVENV/bin/ruff" format --config python/pyproject.toml --check python scripts/bench-ray.py
 
     step "python: the abi3 wheel (maturin, profile ci), installed in a fresh venv: held-out text round-trips, byte-identical to lmz -c"
     rm -rf "$CARGO_TARGET_DIR/wheels"

@@ -20,7 +20,6 @@ over a dataset on a Ray cluster (``python -m lmz.ray compress SRC DST``).
 from __future__ import annotations
 
 import threading
-from typing import Optional
 
 from ._errors import ArgumentError, FormatError, GpuError, LmzError, ModelError
 from ._lmz import (
@@ -53,7 +52,7 @@ __all__ = [
     "info",
 ]
 
-_default: Optional[Compressor] = None
+_default: Compressor | None = None
 _default_lock = threading.Lock()
 
 

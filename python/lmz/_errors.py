@@ -13,8 +13,6 @@ act on::
 
 from __future__ import annotations
 
-from typing import Dict, Tuple, Type
-
 
 class LmzError(Exception):
     """An error of lmz, with the library's stable ``code`` (``lmz.CODES`` lists them)."""
@@ -30,7 +28,7 @@ class LmzError(Exception):
     def __str__(self) -> str:
         return f"{self.message} [{self.code}]"
 
-    def __reduce__(self) -> Tuple[type, Tuple[str, str]]:
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
         # Pickles as (class, code, message): exceptions cross process boundaries (Ray,
         # multiprocessing) intact.
         return (type(self), (self.code, self.message))
@@ -55,7 +53,7 @@ class GpuError(LmzError):
 # Each code of the library (``lmz.CODES``, from the Rust ``Error::CODES``) and its class; the
 # tests check that every code is here, so a new code is given a group on purpose. A code this
 # table does not know (a newer native module) is a plain LmzError.
-CLASSES: Dict[str, Type[LmzError]] = {
+CLASSES: dict[str, type[LmzError]] = {
     "LMZ_GGUF": ModelError,
     "LMZ_PACK": ModelError,
     "LMZ_MODEL_MISSING": ModelError,

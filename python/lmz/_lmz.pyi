@@ -1,7 +1,8 @@
 """Types of the native module lmz._lmz (re-exported by lmz)."""
 
 import os
-from typing import Callable, Iterable, Literal, Mapping, TypedDict, overload
+from collections.abc import Iterable, Mapping
+from typing import Callable, Literal, TypedDict, overload
 
 from ._errors import LmzError
 

@@ -29,26 +29,31 @@ For rows of a dataset you already have (text or bytes), use the callable classes
 from __future__ import annotations
 
 import argparse
+import builtins
 import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
-
-import numpy as np
-import pyarrow.fs as pafs
-import ray
-import ray.data
+from typing import Any
 
 import lmz
+
+try:
+    import numpy as np
+    import pyarrow.fs as pafs
+    import ray
+    import ray.data
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError(f"lmz.ray needs Ray Data ({e}): pip install 'ray[data]' (or the lmz[ray] extra)") from e
 
 SUFFIX = ".lmz"
 
 # --- the callable classes: one compressor per actor ---
 
 
-def _actor_threads(threads: Optional[int]) -> Optional[int]:
+def _actor_threads(threads: int | None) -> int | None:
     """The CPU engine's threads: as given, else the CPUs Ray reserved for this actor (its
     ``num_cpus``, at least 1), else (outside Ray) one per core."""
     if threads:
@@ -73,14 +78,12 @@ def _as_bytes(x: Any) -> bytes:
 class _Coder:
     """What the callable classes share: the compressor, and the per-row outcome columns."""
 
-    def __init__(
-        self, column: str, out: str, model: Optional[str], backend: str, threads: Optional[int]
-    ) -> None:
+    def __init__(self, column: str, out: str, model: str | None, backend: str, threads: int | None) -> None:
         self.column = column
         self.out = out
         self.compressor = lmz.Compressor(model, backend=backend, threads=_actor_threads(threads))
 
-    def _code(self, batch: Dict[str, np.ndarray], decode: bool) -> Dict[str, np.ndarray]:
+    def _code(self, batch: dict[str, np.ndarray], decode: bool) -> dict[str, np.ndarray]:
         items = [_as_bytes(x) for x in batch[self.column]]
         t0 = time.perf_counter()
         if decode:
@@ -116,13 +119,13 @@ class Compress(_Coder):
         self,
         column: str = "bytes",
         out: str = "lmz",
-        model: Optional[str] = None,
+        model: str | None = None,
         backend: str = "cpu",
-        threads: Optional[int] = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(column, out, model, backend, threads)
 
-    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._code(batch, decode=False)
 
 
@@ -135,20 +138,20 @@ class Decompress(_Coder):
         self,
         column: str = "lmz",
         out: str = "data",
-        model: Optional[str] = None,
+        model: str | None = None,
         backend: str = "cpu",
-        threads: Optional[int] = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(column, out, model, backend, threads)
 
-    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._code(batch, decode=True)
 
 
 # --- files: where they are, and writing them from the actors ---
 
 
-def _fs(uri: str) -> Tuple[pafs.FileSystem, str]:
+def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
     """A path or URI as pyarrow's (file system, path), local paths made absolute."""
     if "://" not in uri:
         uri = os.path.abspath(uri)
@@ -163,10 +166,10 @@ class _Tree:
     fs: pafs.FileSystem
     root: str
     is_file: bool
-    files: List[str]
+    files: builtins.list[str]
 
     @staticmethod
-    def list(uri: str, suffix: str = "") -> "_Tree":
+    def list(uri: str, suffix: str = "") -> _Tree:
         fs, root = _fs(uri)
         info = fs.get_file_info(root)
         if info.type == pafs.FileType.File:
@@ -216,7 +219,7 @@ class _FileJob:
     there and compares), and returns only the report's columns: no data goes back."""
 
     def __init__(
-        self, mode: str, inputs: str, outputs: str, model: Optional[str], backend: str, threads: Optional[int]
+        self, mode: str, inputs: str, outputs: str, model: str | None, backend: str, threads: int | None
     ) -> None:
         self.mode = mode
         self.inputs = _Tree.list(inputs, "" if mode == "compress" else SUFFIX)
@@ -224,7 +227,7 @@ class _FileJob:
         coder = Compress if mode == "compress" else Decompress
         self.coder = coder(column="bytes", out="out", model=model, backend=backend, threads=threads)
 
-    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         b = self.coder(batch)
         rels, errors, messages = [], list(b["out_error"]), list(b["out_message"])
         for i, path in enumerate(b["path"]):
@@ -262,12 +265,12 @@ class Report:
     ``error`` = its ``LMZ_*`` code, ``"MISMATCH"`` or ``"MISSING"``, else ``""``)."""
 
     mode: str
-    rows: List[Dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     actors: int = 1
 
     @property
-    def failed(self) -> List[Dict[str, Any]]:
+    def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["error"]]
 
     @property
@@ -291,7 +294,9 @@ class Report:
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        return json.dumps({"mode": self.mode, "seconds": self.seconds, "actors": self.actors, "files": self.rows}, indent=1)
+        return json.dumps(
+            {"mode": self.mode, "seconds": self.seconds, "actors": self.actors, "files": self.rows}, indent=1
+        )
 
 
 def run_files(
@@ -302,10 +307,10 @@ def run_files(
     actors: int = 1,
     cpus_per_actor: float = 1,
     gpus_per_actor: float = 0,
-    backend: Optional[str] = None,
-    threads: Optional[int] = None,
+    backend: str | None = None,
+    threads: int | None = None,
     batch_size: int = 16,
-    model: Optional[str] = None,
+    model: str | None = None,
     progress: bool = True,
 ) -> Report:
     """Runs a file job on the Ray cluster this process is connected to (``ray.init``).
@@ -323,7 +328,10 @@ def run_files(
     # verify reads the .lmz files (under dst) and compares with the originals (under src).
     inputs, outputs = (dst, src) if mode == "verify" else (src, dst)
     tree = _Tree.list(inputs, "" if mode == "compress" else SUFFIX)
+    report = Report(mode=mode, actors=actors)
     t0 = time.perf_counter()
+    if not tree.files:
+        return report
     ds = ray.data.read_binary_files(
         [tree.path(p) for p in tree.files],
         filesystem=tree.fs,
@@ -347,7 +355,6 @@ def run_files(
         batch_size=batch_size,
         batch_format="numpy",
     )
-    report = Report(mode=mode, actors=actors)
     last = 0.0
     for row in ds.iter_rows():
         report.rows.append(
@@ -372,14 +379,20 @@ def run_files(
         for p in _Tree.list(src).files:
             if p not in have:
                 report.rows.append(
-                    {"path": p + SUFFIX, "input_size": 0, "output_size": 0, "error": "MISSING",
-                     "message": f"no {p}{SUFFIX} under {dst}", "model_seconds": 0.0}
+                    {
+                        "path": p + SUFFIX,
+                        "input_size": 0,
+                        "output_size": 0,
+                        "error": "MISSING",
+                        "message": f"no {p}{SUFFIX} under {dst}",
+                        "model_seconds": 0.0,
+                    }
                 )
     report.rows.sort(key=lambda r: r["path"])
     return report
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m lmz.ray",
         description="Compress, decompress or verify a tree of files with lmz on a Ray cluster "
@@ -387,11 +400,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     p.add_argument("mode", choices=["compress", "decompress", "verify"])
     p.add_argument("src", help="compress: the originals; decompress: the .lmz files; verify: the originals")
-    p.add_argument("dst", help="compress: where the .lmz files go; decompress: where the originals go; verify: the .lmz files")
+    p.add_argument(
+        "dst", help="compress: where the .lmz files go; decompress: where the originals go; verify: the .lmz files"
+    )
     p.add_argument("--actors", type=int, default=1, help="model copies (default 1)")
     p.add_argument("--cpus-per-actor", type=float, default=1, help="CPUs each actor reserves (its threads; default 1)")
     p.add_argument("--gpus-per-actor", type=float, default=0, help="GPUs each actor reserves (then --backend gpu)")
-    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: cpu, or gpu with --gpus-per-actor)")
+    p.add_argument(
+        "--backend", choices=["cpu", "gpu", "auto"], help="engine (default: cpu, or gpu with --gpus-per-actor)"
+    )
     p.add_argument("--threads", type=int, help="CPU engine threads per actor (default: its CPUs)")
     p.add_argument("--batch-size", type=int, default=16, help="files per batch (default 16)")
     p.add_argument("--model", help="model pack, the same path on every node (default: lmz.default_model_path())")
@@ -402,7 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a = p.parse_args(argv)
     if a.quiet:
         ray.data.DataContext.get_current().enable_progress_bars = False
-    init: Dict[str, Any] = {"address": a.address} if a.address else {}
+    init: dict[str, Any] = {"address": a.address} if a.address else {}
     if a.num_cpus is not None and not (a.address or os.environ.get("RAY_ADDRESS")):
         init["num_cpus"] = a.num_cpus
     ray.init(**init, logging_level="warning", log_to_driver=not a.quiet)

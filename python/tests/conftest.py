@@ -12,11 +12,9 @@ import os
 import subprocess
 import zlib
 from pathlib import Path
-from typing import List, Optional, Tuple
-
-import pytest
 
 import lmz
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +26,7 @@ def skip_outside_ci(why: str) -> None:
     pytest.skip(f"outside CI: {why}")
 
 
-def cli_path() -> Optional[Path]:
+def cli_path() -> Path | None:
     """The lmz CLI: $LMZ_BIN, else the ci build in $CARGO_TARGET_DIR (scripts/test.sh's)."""
     if os.environ.get("LMZ_BIN"):
         return Path(os.environ["LMZ_BIN"])
@@ -57,10 +55,8 @@ class Cli:
         self.path = path
         self.model = model
 
-    def run(self, args: List[str], data: bytes = b"") -> bytes:
-        r = subprocess.run(
-            [str(self.path), "--model", self.model, *args], input=data, capture_output=True, check=False
-        )
+    def run(self, args: list[str], data: bytes = b"") -> bytes:
+        r = subprocess.run([str(self.path), "--model", self.model, *args], input=data, capture_output=True, check=False)
         if r.returncode != 0:
             raise AssertionError(f"lmz {' '.join(args)} failed ({r.returncode}): {r.stderr.decode(errors='replace')}")
         return r.stdout
@@ -72,7 +68,7 @@ class Cli:
     def decompress(self, file: bytes) -> bytes:
         return self.run(["-dc", "-q"], file)
 
-    def compress_files(self, paths: List[Path]) -> None:
+    def compress_files(self, paths: list[Path]) -> None:
         """``lmz -k -f -q FILE…``: FILE.lmz beside each, in one process (the model loads once)."""
         self.run(["-k", "-f", "-q", *map(str, paths)])
 
@@ -97,7 +93,7 @@ UNICODE = "Grüße aus Zürich — 東京の天気は晴れ. Ça va? Ελλην�
 CODE = b"def f(x):\n    return [i * i for i in range(x) if i % 3]\n\nprint(f(10))\n"
 
 
-def alice_paragraphs(n: int, lo: int = 100, hi: int = 300) -> List[bytes]:
+def alice_paragraphs(n: int, lo: int = 100, hi: int = 300) -> list[bytes]:
     """The first ``n`` paragraphs of samples/alice29.txt of ``lo``..``hi`` bytes."""
     text = (ROOT / "samples" / "alice29.txt").read_bytes()
     paras = [p.strip() for p in text.replace(b"\r\n", b"\n").split(b"\n\n")]
@@ -122,7 +118,7 @@ def random_bytes(n: int, seed: int) -> bytes:
 # --- editing files (docs/FORMAT.md) ---
 
 
-def _varint(b: bytes, i: int) -> Tuple[int, int]:
+def _varint(b: bytes, i: int) -> tuple[int, int]:
     v, shift = 0, 0
     while True:
         v |= (b[i] & 0x7F) << shift

@@ -9,17 +9,16 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List
 
 import pytest
 from conftest import Cli, alice_paragraphs, skip_outside_ci, with_wrong_checksum
 
 try:
+    import lmz.ray as lray
     import ray
     import ray.data
-
-    import lmz.ray as lray
 except ImportError as e:  # pragma: no cover - what the skip says
     ray = None
     RAY_MISSING = f"Ray Data is not installed ({e}): pip install 'ray[data]'"
@@ -37,7 +36,7 @@ def cluster() -> Iterator[str]:
         ray.shutdown()
 
 
-def make_tree(root: Path, texts: List[bytes]) -> List[str]:
+def make_tree(root: Path, texts: list[bytes]) -> list[str]:
     """``texts`` as files under ``root``, a few of them in a subfolder; their relative paths."""
     rels = []
     for i, t in enumerate(texts):
@@ -78,7 +77,7 @@ def test_files_through_actors(cluster: str, cli: Cli, model_path: str, tmp_path:
     (bad / (gone + ".lmz")).unlink()
     out = tmp_path / "restored"
     d = lray.run_files("decompress", str(bad), str(out), actors=2, batch_size=4, model=model_path, progress=False)
-    codes: Dict[str, str] = {r["path"]: r["error"] for r in d.failed}
+    codes: dict[str, str] = {r["path"]: r["error"] for r in d.failed}
     assert codes == {wrong + ".lmz": "LMZ_FORMAT_CHECKSUM", short + ".lmz": "LMZ_FORMAT_TRUNCATED"}, d.summary()
     for r in rels:
         if r in (wrong, short, gone):
@@ -131,15 +130,20 @@ def test_the_command(cluster: str, cli: Cli, model_path: str, tmp_path: Path) ->
     assert "3 of 3 files ok" in r.stdout
     assert "compress 3/3 files" in r.stderr  # the progress lines
     (dst / (rels[1] + ".lmz")).write_bytes(b"\x89LMZ\x07")
+    (src / rels[2]).write_bytes((src / rels[2]).read_bytes() + b"!")  # the original changed since
     report = tmp_path / "report.json"
     r = subprocess.run(
-        [*run, "verify", str(src), str(dst), *common, "--report", str(report), "-q"], env=env, capture_output=True, text=True
+        [*run, "verify", str(src), str(dst), *common, "--report", str(report), "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"FAILED {rels[1]}.lmz: LMZ_FORMAT_UNSUPPORTED_VERSION" in r.stdout
     rows = json.loads(report.read_text())["files"]
-    assert [(x["path"], x["error"]) for x in rows] == [
-        (p + ".lmz", "LMZ_FORMAT_UNSUPPORTED_VERSION" if p == rels[1] else "") for p in rels
-    ]
-    r = subprocess.run([*run, "verify", str(src), str(tmp_path / "nowhere"), *common], env=env, capture_output=True, text=True)
+    errors = {rels[1]: "LMZ_FORMAT_UNSUPPORTED_VERSION", rels[2]: "MISMATCH"}
+    assert [(x["path"], x["error"]) for x in rows] == [(p + ".lmz", errors.get(p, "")) for p in rels]
+    r = subprocess.run(
+        [*run, "verify", str(src), str(tmp_path / "nowhere"), *common], env=env, capture_output=True, text=True
+    )
     assert r.returncode == 1 and "no such file or directory" in r.stderr
