@@ -101,6 +101,18 @@ def test_eval_is_lmz_eval(compressor: lmz.Compressor, cli: Cli, tmp_path: Path) 
     assert got["policy"] == want["policy"]["description"]
 
 
+def test_eval_of_nothing(compressor: lmz.Compressor) -> None:
+    e = compressor.eval(b"")
+    assert (e["bytes"], e["tokens"], e["bits"], e["bpb"]) == (0, 0, 0.0, 0.0)
+
+
+def test_fetch_model_is_idempotent(model_path: str) -> None:
+    # The pack is there with the pinned fingerprint: nothing is downloaded, its path comes back.
+    said: list[str] = []
+    assert lmz.fetch_model(model_path, log=said.append) == model_path
+    assert len(said) == 1 and "present" in said[0] and lmz.PACK_FINGERPRINT in said[0]
+
+
 def test_info(compressor: lmz.Compressor) -> None:
     blob = compressor.compress(HELD_OUT)
     i = compressor.info(blob)
