@@ -330,7 +330,9 @@ def test_progress(compressor: lmz.Compressor) -> None:
 
 
 def test_an_exception_in_progress_stops_the_call(compressor: lmz.Compressor) -> None:
-    data = b"\n\n".join(alice_paragraphs(3))
+    # Decoding reports every 256 bytes and stops at its next report after the exception: by
+    # ~512 of these ~1,300 bytes.
+    data = b"\n\n".join(alice_paragraphs(6))
     blob = compressor.compress(data)
     t0 = time.perf_counter()
     assert compressor.decompress(blob) == data
@@ -346,12 +348,12 @@ def test_an_exception_in_progress_stops_the_call(compressor: lmz.Compressor) -> 
     with pytest.raises(Stop):
         compressor.decompress(blob, progress=stop)
     assert time.perf_counter() - t0 < 0.7 * full, "it did not stop"
-    assert compressor.decompress(blob) == data  # still usable
+    assert compressor.decompress(compressor.compress(HELD_OUT)) == HELD_OUT  # still usable
 
 
 def test_ctrl_c_interrupts_a_call(model_path: str) -> None:
     # Decoding stops at its next progress step (every 256 bytes): well before the end.
-    text = b"\n\n".join(alice_paragraphs(4))
+    text = b"\n\n".join(alice_paragraphs(6))
     code = f"""
 import os, signal, threading, time, lmz
 c = lmz.Compressor({model_path!r})
@@ -366,7 +368,7 @@ try:
     print("finished", time.perf_counter() - t0, full)
 except KeyboardInterrupt:
     print("interrupted", time.perf_counter() - t0, full)
-print(c.decompress(blob) == {text!r})
+print(c.decompress(c.compress(b"still works")) == b"still works")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=600, check=False)
     assert r.returncode == 0, r.stderr.decode(errors="replace")
