@@ -105,7 +105,25 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     ray.init(num_cpus=a.cpus, include_dashboard=False, logging_level="warning", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    warm = work / "warm"
+    warm.mkdir()
+    (warm / "w.txt").write_bytes(texts[0])
     for rnd in range(a.rounds):
+        # Ray ends idle worker processes: a first job after a pause starts them again (the
+        # cold start: in round 1, the cluster's too), which every configuration would pay in
+        # turn. A small job first, timed apart, so that the table compares warm jobs.
+        t0 = time.perf_counter()
+        for actors, cpus, _ in configs:
+            lray.run_files(
+                "compress",
+                str(warm),
+                str(work / "warm-out"),
+                actors=actors,
+                cpus_per_actor=cpus,
+                model=model,
+                progress=False,
+            )
+        record("warm-up", "Ray, one 1-file job of each actor shape", time.perf_counter() - t0)
         # The CLI, one process over all files (the model loads once).
         for t in sorted({1, a.cpus}):
             d = work / f"cli{t}"
@@ -188,6 +206,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for (what, how), xs in times.items():
+        if what == "warm-up":
+            continue
         walls = [x[0] for x in xs]
         secs, model_s, actors = med(what, how), med(what, how, 1), xs[0][2]
         base = med(what, "CLI, one process, --threads 1")
@@ -219,6 +239,8 @@ def main() -> None:
             f"{outside[a.batch_size] - per_batch * nb:.2f} s, is the job's start (actor, model load, listing) and end"
         )
     # Per core: bytes over the seconds the actors spent in the model, with every core busy.
+    warmups = [x[0] for x in times[("warm-up", "Ray, one 1-file job of each actor shape")]]
+    print(f"warm-up before each round ({len(configs)} one-file jobs): {', '.join(f'{w:.1f}' for w in warmups)} s")
     rate = total / med("compress", many, 1)
     print(f"\nper-core rate in the model, compress, {a.cpus} actors × 1 CPU: {rate:,.0f} B/s")
     for nodes, cores in [(1, 16), (10, 16), (100, 16)]:

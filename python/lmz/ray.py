@@ -29,7 +29,6 @@ For rows of a dataset you already have (text or bytes), use the callable classes
 from __future__ import annotations
 
 import argparse
-import builtins
 import json
 import os
 import sys
@@ -166,22 +165,25 @@ class _Tree:
     fs: pafs.FileSystem
     root: str
     is_file: bool
-    files: builtins.list[str]
+    files: list[str]
+    bytes: int = 0
 
     @staticmethod
-    def list(uri: str, suffix: str = "") -> _Tree:
+    def scan(uri: str, suffix: str = "") -> _Tree:
         fs, root = _fs(uri)
         info = fs.get_file_info(root)
         if info.type == pafs.FileType.File:
-            return _Tree(fs, root, True, [os.path.basename(root)] if root.endswith(suffix) else [])
+            ok = root.endswith(suffix)
+            return _Tree(fs, root, True, [os.path.basename(root)] if ok else [], info.size if ok else 0)
         if info.type != pafs.FileType.Directory:
             raise FileNotFoundError(f"{uri}: no such file or directory")
-        files = [
-            os.path.relpath(f.path, root)
+        found = [
+            f
             for f in fs.get_file_info(pafs.FileSelector(root, recursive=True))
             if f.type == pafs.FileType.File and f.path.endswith(suffix) and not os.path.basename(f.path).startswith(".")
         ]
-        return _Tree(fs, root, False, sorted(files))
+        files = sorted(os.path.relpath(f.path, root) for f in found)
+        return _Tree(fs, root, False, files, sum(f.size for f in found))
 
     def path(self, rel: str) -> str:
         return self.root if self.is_file else os.path.join(self.root, rel)
@@ -222,7 +224,7 @@ class _FileJob:
         self, mode: str, inputs: str, outputs: str, model: str | None, backend: str, threads: int | None
     ) -> None:
         self.mode = mode
-        self.inputs = _Tree.list(inputs, "" if mode == "compress" else SUFFIX)
+        self.inputs = _Tree.scan(inputs, "" if mode == "compress" else SUFFIX)
         self.out_fs, self.out_root = _fs(outputs)
         coder = Compress if mode == "compress" else Decompress
         self.coder = coder(column="bytes", out="out", model=model, backend=backend, threads=threads)
@@ -327,7 +329,7 @@ def run_files(
     backend = backend or ("gpu" if gpus_per_actor else "cpu")
     # verify reads the .lmz files (under dst) and compares with the originals (under src).
     inputs, outputs = (dst, src) if mode == "verify" else (src, dst)
-    tree = _Tree.list(inputs, "" if mode == "compress" else SUFFIX)
+    tree = _Tree.scan(inputs, "" if mode == "compress" else SUFFIX)
     report = Report(mode=mode, actors=actors)
     t0 = time.perf_counter()
     if not tree.files:
@@ -338,6 +340,9 @@ def run_files(
         include_paths=True,
         # Reading is I/O: it must not wait for a CPU that the model actors hold.
         num_cpus=0,
+        # A few read tasks per actor (each may start a worker process, which costs more CPU
+        # than reading small files), more where blocks would pass 64 MiB.
+        override_num_blocks=max(1, min(len(tree.files), max(4 * actors, tree.bytes // (64 << 20) + 1))),
     )
     ds = ds.map_batches(
         _FileJob,
@@ -376,7 +381,7 @@ def run_files(
     report.seconds = time.perf_counter() - t0
     if mode == "verify":
         have = {r["path"][: -len(SUFFIX)] for r in report.rows}
-        for p in _Tree.list(src).files:
+        for p in _Tree.scan(src).files:
             if p not in have:
                 report.rows.append(
                     {
