@@ -61,7 +61,7 @@ class Compressor:
     The GIL is released while the model runs. Calls on one compressor from several threads
     run one after the other; Ctrl-C stops a call (``KeyboardInterrupt``), and so does an
     exception raised by ``progress(done, total)``, which is called from the calling thread
-    at most every 50 ms.
+    at most every 50 ms (and must not call this compressor: it would wait for itself).
     """
 
     def __init__(
