@@ -15,6 +15,7 @@
 #               the end-to-end tests in headless Chromium (playwright-core) against the CLI
 #     python    the Python package (python/: PyO3, built with maturin into an abi3 wheel; clippy
 #               -D warnings, ruff), installed in a fresh venv and checked against the CLI, its
+#               GPU engine on Mesa lavapipe (installed) against the CPU,
 #               pytest suite, and lmz.ray's on a local Ray cluster of 2 CPUs (a venv with the
 #               pinned maturin, pytest, ruff and ray[data] of python/requirements-test.txt)
 #
@@ -68,7 +69,7 @@ if want wasm || want browser; then
     step "toolchain: wasm32-unknown-unknown target, wasm-bindgen-cli $WASM_BINDGEN (pinned = crate/wasm), $THREADS_TOOLCHAIN with rust-src (the threaded wasm build)"
     ensure_wasm_tools
 fi
-if want rust; then
+if want rust || want python; then
     step "GPU adapter: Mesa lavapipe (software Vulkan), so the GPU parity tests run, never skip"
     apt_install mesa-vulkan-drivers libvulkan1
     # lavapipe's loader looks for a Wayland/X runtime dir it does not need; give it one.

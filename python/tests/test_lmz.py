@@ -14,7 +14,7 @@ from pathlib import Path
 
 import lmz
 import pytest
-from conftest import CODE, HELD_OUT, UNICODE, Cli, alice_paragraphs, random_bytes, with_wrong_checksum
+from conftest import CODE, HELD_OUT, UNICODE, Cli, alice_paragraphs, random_bytes, skip_outside_ci, with_wrong_checksum
 from lmz import _errors
 
 # --- round trips ---
@@ -124,6 +124,23 @@ def test_info(compressor: lmz.Compressor) -> None:
     assert i["chunks"] == [
         {"method": "model", "original_length": len(HELD_OUT), "stored_length": i["chunks"][0]["stored_length"]}
     ]
+
+
+def test_the_gpu_engine_makes_the_same_bytes(compressor: lmz.Compressor, model_path: str) -> None:
+    # scripts/test.sh installs Mesa lavapipe (a software Vulkan adapter) for this.
+    try:
+        gpu = lmz.Compressor(model_path, backend="gpu")
+    except lmz.GpuError as e:
+        skip_outside_ci(f"no GPU adapter ({e.code}): apt-get install mesa-vulkan-drivers libvulkan1")
+    assert gpu.backend == "gpu" and gpu.engine.startswith("GPU "), gpu.engine
+    data = b"The keeper counted the ships twice."
+    blob = gpu.compress(data)
+    assert blob == compressor.compress(data)
+    assert gpu.decompress(blob) == data
+    # auto: a hardware adapter runs the model; a software one (lavapipe) leaves it to the CPU.
+    auto = lmz.Compressor(model_path, backend="auto")
+    assert auto.backend == ("cpu" if ", Cpu, " in gpu.engine else "gpu"), (auto.engine, gpu.engine)
+    assert auto.compress(data) == blob
 
 
 # --- errors ---
