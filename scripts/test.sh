@@ -15,9 +15,9 @@
 #               the end-to-end tests in headless Chromium (playwright-core) against the CLI
 #     python    the Python package (python/: PyO3, built with maturin into an abi3 wheel; clippy
 #               -D warnings, ruff), installed in a fresh venv and checked against the CLI, its
-#               GPU engine on Mesa lavapipe (installed) against the CPU,
-#               pytest suite, and lmz.ray's on a local Ray cluster of 2 CPUs (a venv with the
-#               pinned maturin, pytest, ruff and ray[data] of python/requirements-test.txt)
+#               pytest suite (its GPU engine on Mesa lavapipe, installed, against the CPU), and
+#               lmz.ray's on a local Ray cluster of 2 CPUs (a venv with the pinned maturin,
+#               pytest, ruff and ray[data] of python/requirements-test.txt)
 #
 # Every native cargo command here names the same packages and features (PKGS, FEATURES): the
 # library (crate/, package lmz) with the GPU engine and the float reference, and the CLI
