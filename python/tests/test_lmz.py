@@ -191,7 +191,7 @@ def test_hostile_input_gets_typed_errors(compressor: lmz.Compressor, cli: Cli) -
     short = b"The keeper counted the ships twice."
     blob = compressor.compress(short)  # compact form, ~15 bytes
     assert expect_format_error(compressor, b"garbage here") == "LMZ_FORMAT_BAD_MAGIC"
-    assert expect_format_error(compressor, b"\xfe\x00") == "LMZ_FORMAT_UNSUPPORTED_VERSION"
+    assert expect_format_error(compressor, b"\xff\x00") == "LMZ_FORMAT_UNSUPPORTED_VERSION"  # reserved tag
     assert expect_format_error(compressor, with_wrong_checksum(blob)) == "LMZ_FORMAT_CHECKSUM"
     wrong_model = blob[:1] + bytes([blob[1] ^ 0xFF]) + blob[2:]
     assert expect_format_error(compressor, wrong_model) == "LMZ_FORMAT_MODEL_MISMATCH"
