@@ -284,7 +284,14 @@ impl<'a> Reader<'a> {
 impl Model {
     /// Parses and validates a pack. `bytes` is the whole file.
     pub fn from_pack_bytes(bytes: &[u8]) -> Result<Model> {
-        let fingerprint = sha256(bytes);
+        Self::from_hashed_pack(bytes, sha256(bytes))
+    }
+
+    /// [`Model::from_pack_bytes`] for a caller that has already computed the pack's SHA-256
+    /// (`fingerprint`, which files made with the model will name): the browser package hashes
+    /// the pack with the browser's own SHA-256 before it is used, and hashing 99 MB again in
+    /// wasm would cost more than the parsing. A wrong `fingerprint` is not detected here.
+    pub fn from_hashed_pack(bytes: &[u8], fingerprint: [u8; 32]) -> Result<Model> {
         let (_, header) =
             SafeTensors::read_metadata(bytes).map_err(|e| Error::Pack(format!("not a safetensors file: {e}")))?;
         let meta_json = header

@@ -7,7 +7,7 @@ import { LmzError, PackageCodes, toLmzError } from './errors.js';
 import { readInput } from './input.js';
 import { loadModel } from './model.js';
 import { byteTransform } from './stream.js';
-import type { ByteTransform, CallOptions, Compressor, EngineChoice, EngineKind, Info, Input, Phase, Progress, TokenScores } from './types.js';
+import type { ByteTransform, CallOptions, Compressor, EngineChoice, EngineKind, Info, Input, LoadStep, Phase, Progress, TokenScores } from './types.js';
 
 /** The bindings of one build: the single-threaded glue (SIMD128 and relaxed-SIMD modules share
  * it) or the threaded one, which adds `initThreadPool`. */
@@ -161,6 +161,19 @@ async function hasHardwareGpu(): Promise<boolean> {
   return !!a && !(a.info?.isFallbackAdapter ?? a.isFallbackAdapter ?? false);
 }
 
+/** A load's progress reports, and its steps' times as reports that repeat the latest one's
+ * phase and amounts (before any: `load`, 0 of 1). */
+export function loadReporter(onProgress?: (p: Progress) => void): { report: (p: Progress) => void; step: (step: LoadStep, ms: number) => void } {
+  let last: Progress = { phase: 'load', done: 0, total: 1 };
+  return {
+    report: (p) => {
+      last = p;
+      onProgress?.(p);
+    },
+    step: (step, ms) => onProgress?.({ ...last, step, ms }),
+  };
+}
+
 export interface EngineOptions {
   modelUrl: string;
   engine: EngineChoice;
@@ -187,21 +200,33 @@ export class LocalEngine implements Compressor {
   }
 
   static async create(opts: EngineOptions): Promise<LocalEngine> {
-    const report = opts.onProgress ?? (() => {});
+    const { report, step } = loadReporter(opts.onProgress);
+    let t = performance.now();
     const m = await loadWasm(opts.engine === 'cpu' || (opts.engine === 'auto' && !(await hasHardwareGpu())) ? wasmThreads(opts.threads) : 1);
+    step('wasm', performance.now() - t);
     if (opts.engine === 'webgpu' && !(typeof navigator !== 'undefined' && 'gpu' in navigator)) {
       throw new LmzError(PackageCodes.GPU_NO_ADAPTER, 'this browser has no WebGPU (navigator.gpu is missing); use engine: "cpu" or "auto"');
     }
-    const pack = await loadModel(opts.modelUrl, m.packFingerprint(), { cache: opts.cache, onProgress: report });
+    const pack = await loadModel(opts.modelUrl, m.packFingerprint(), { cache: opts.cache, onProgress: report, onStep: step });
     report({ phase: 'load', done: 0, total: 1 });
     let c: WasmCompressor;
     try {
-      c = await m.Compressor.create(pack, opts.engine);
+      // The first step the module times starts once the pack is in its memory: the time
+      // before it is the copy.
+      t = performance.now();
+      let first = true;
+      c = await m.Compressor.create(pack, opts.engine, (name: LoadStep, ms: number) => {
+        if (first) step('copy', performance.now() - t - ms);
+        first = false;
+        step(name, ms);
+      });
     } catch (e) {
       throw toLmzError(e);
     }
     report({ phase: 'load', done: 1, total: 1 });
+    t = performance.now();
     const adapter = c.engine === 'webgpu' ? await adapterName(c.adapter) : c.adapter;
+    if (c.engine === 'webgpu') step('adapter', performance.now() - t);
     return new LocalEngine(c, adapter, opts.onProgress);
   }
 

@@ -4,7 +4,7 @@
 // truncated, or an older pack at the same URL) is deleted and downloaded again.
 
 import { LmzError, PackageCodes } from './errors.js';
-import type { Progress } from './types.js';
+import type { LoadStep, Progress } from './types.js';
 
 /** The Cache Storage bucket; the key is the model's absolute URL. */
 export const CACHE_NAME = 'lmz-model-v1';
@@ -12,6 +12,8 @@ export const CACHE_NAME = 'lmz-model-v1';
 export interface LoadOptions {
   cache: boolean;
   onProgress: (p: Progress) => void;
+  /** A step of the load has ended, having taken `ms` milliseconds. */
+  onStep: (step: LoadStep, ms: number) => void;
 }
 
 async function sha256hex(bytes: Uint8Array): Promise<string> {
@@ -86,6 +88,7 @@ export async function loadModel(url: string, fingerprint: string, opts: LoadOpti
   const cache = opts.cache ? await openCache() : undefined;
   let note: Progress['note'];
   if (cache) {
+    let t = performance.now();
     const hit = await cache.match(url);
     if (hit) {
       let bytes: Uint8Array | undefined;
@@ -94,9 +97,13 @@ export async function loadModel(url: string, fingerprint: string, opts: LoadOpti
       } catch {
         bytes = undefined; // an unreadable entry is as good as a corrupt one
       }
+      opts.onStep('read', performance.now() - t);
       if (bytes) {
         opts.onProgress({ phase: 'verify', done: 0, total: bytes.length, note: 'cached' });
-        if ((await sha256hex(bytes)) === fingerprint) {
+        t = performance.now();
+        const hash = await sha256hex(bytes);
+        opts.onStep('hash', performance.now() - t);
+        if (hash === fingerprint) {
           opts.onProgress({ phase: 'verify', done: bytes.length, total: bytes.length, note: 'cached' });
           return bytes;
         }
@@ -106,9 +113,13 @@ export async function loadModel(url: string, fingerprint: string, opts: LoadOpti
       note = 'cache-corrupt';
     }
   }
+  let t = performance.now();
   const bytes = await download(url, opts.onProgress, note);
+  opts.onStep('download', performance.now() - t);
   opts.onProgress({ phase: 'verify', done: 0, total: bytes.length });
+  t = performance.now();
   const got = await sha256hex(bytes);
+  opts.onStep('hash', performance.now() - t);
   if (got !== fingerprint) {
     throw new LmzError(
       PackageCodes.HASH_MISMATCH,
@@ -116,6 +127,10 @@ export async function loadModel(url: string, fingerprint: string, opts: LoadOpti
     );
   }
   opts.onProgress({ phase: 'verify', done: bytes.length, total: bytes.length });
-  if (cache) await store(cache, url, bytes);
+  if (cache) {
+    t = performance.now();
+    await store(cache, url, bytes);
+    opts.onStep('store', performance.now() - t);
+  }
   return bytes;
 }

@@ -9,6 +9,16 @@ export type EngineChoice = 'auto' | EngineKind;
 /** Phases a progress report can be in. */
 export type Phase = 'download' | 'verify' | 'load' | 'compress' | 'decompress' | 'score';
 
+/** The steps of loading the model, each timed (`Progress.step`, `Progress.ms`): `worker` (the
+ * Web Worker's start, until it runs), `wasm` (the wasm module fetched, compiled and
+ * instantiated; its threads started), `read` (the model from Cache Storage) or `download`,
+ * `hash` (its SHA-256), `store` (into Cache Storage), `copy` (into wasm memory), `rehash` (the
+ * SHA-256 again in wasm), `parse` (the pack into the model), `codec` (the tokenizer), `engine`
+ * (the wasm-CPU engine's weight layout, or the WebGPU device and the upload of the weights),
+ * `adapter` (the WebGPU adapter's name). Some steps run while others do (the wasm module
+ * loads while the model is read), so they need not add up to the wait. */
+export type LoadStep = 'worker' | 'wasm' | 'read' | 'download' | 'hash' | 'store' | 'copy' | 'rehash' | 'parse' | 'codec' | 'engine' | 'adapter';
+
 export interface Progress {
   phase: Phase;
   /** Work done: bytes (download, verify, compress, decompress) or tokens (score). */
@@ -18,6 +28,11 @@ export interface Progress {
   /** Set when the model came from Cache Storage (`verify`), or when a cached copy was found
    * corrupt and is being downloaded again (`download`). */
   note?: 'cached' | 'cache-corrupt';
+  /** Set while the model loads, when one of its steps has ended: which. Such a report
+   * repeats the phase and amounts of the one before it (before any: `load`, 0 of 1). */
+  step?: LoadStep;
+  /** With `step`: how long that step took, in milliseconds. */
+  ms?: number;
 }
 
 export interface CompressorOptions {

@@ -26,6 +26,7 @@ use crate::engine::{open, Engine};
 use crate::errors::js_error;
 use crate::errors::{busy_error, to_js};
 use crate::job::{run_job, set_slots, Job, Out};
+use crate::load::Steps;
 #[cfg(feature = "threads")]
 use crate::PANICKED;
 
@@ -190,14 +191,21 @@ pub(crate) fn bytes(out: Out) -> Vec<u8> {
 impl Compressor {
     /// Parses the model pack (its SHA-256 is computed again here and becomes the files'
     /// fingerprint) and opens the engine. `pack` is moved into wasm memory and freed once the
-    /// engine holds its own copy of the weights.
-    pub async fn create(pack: Vec<u8>, engine: String) -> Result<Compressor, JsValue> {
-        let model = Model::from_pack_bytes(&pack).map_err(to_js)?;
+    /// engine holds its own copy of the weights. `onStep(name, ms)`, if given, hears how long
+    /// each step took: `rehash`, `parse`, `codec`, `engine`.
+    pub async fn create(pack: Vec<u8>, engine: String, on_step: Option<Function>) -> Result<Compressor, JsValue> {
+        let mut steps = Steps::new(on_step);
+        let fingerprint = lmz::pack::sha256(&pack);
+        steps.done("rehash")?;
+        let model = Model::from_hashed_pack(&pack, fingerprint).map_err(to_js)?;
         drop(pack);
+        steps.done("parse")?;
         let codec = Codec::new(&model).map_err(to_js)?;
         let fracs = Fracs::new(&model.weights);
         let cache_len = codec.default_policy().window;
+        steps.done("codec")?;
         let (engine_impl, name) = open(&engine, &model, cache_len).await?;
+        steps.done("engine")?;
         let adapter = match &engine_impl {
             // The kernels this build runs (RelaxedSimd: the relaxed-SIMD builds; Simd128) and
             // its threads (the threaded build: the pool of `initThreadPool`, started before).

@@ -31,6 +31,7 @@ mod engine;
 mod errors;
 mod info;
 mod job;
+mod load;
 mod raw;
 
 #[cfg(feature = "threads")]
