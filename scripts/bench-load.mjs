@@ -102,7 +102,7 @@ for (const spec of engines) {
 await env.close();
 
 // Steps in the order a load goes through them; any other step a build reports follows.
-const ORDER = ['worker', 'wasm', 'download', 'read', 'hash', 'store', 'copy', 'rehash', 'parse', 'codec', 'engine', 'adapter'];
+const ORDER = ['worker', 'wasm', 'download', 'read', 'hash', 'copy', 'rehash', 'parse', 'codec', 'engine', 'threads', 'store', 'adapter'];
 const seen = new Set(columns.flatMap((c) => c.results.flatMap((r) => Object.keys(r.steps))));
 const steps = [...ORDER.filter((s) => seen.has(s)), ...[...seen].filter((s) => !ORDER.includes(s))];
 let model = '';

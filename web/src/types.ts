@@ -11,13 +11,14 @@ export type Phase = 'download' | 'verify' | 'load' | 'compress' | 'decompress' |
 
 /** The steps of loading the model, each timed (`Progress.step`, `Progress.ms`): `worker` (the
  * Web Worker's start, until it runs), `wasm` (the wasm module fetched, compiled and
- * instantiated; its threads started), `read` (the model from Cache Storage) or `download`,
- * `hash` (its SHA-256), `store` (into Cache Storage), `copy` (into wasm memory), `rehash` (the
- * SHA-256 again in wasm), `parse` (the pack into the model), `codec` (the tokenizer), `engine`
- * (the wasm-CPU engine's weight layout, or the WebGPU device and the upload of the weights),
- * `adapter` (the WebGPU adapter's name). Some steps run while others do (the wasm module
- * loads while the model is read), so they need not add up to the wait. */
-export type LoadStep = 'worker' | 'wasm' | 'read' | 'download' | 'hash' | 'store' | 'copy' | 'rehash' | 'parse' | 'codec' | 'engine' | 'adapter';
+ * instantiated), `read` (the model from Cache Storage) or `download`, `hash` (its SHA-256),
+ * `copy` (into wasm memory, while it is hashed), `parse` (the pack into the model), `codec`
+ * (the tokenizer), `engine` (the wasm-CPU engine's weight layout, or the WebGPU device and
+ * the upload of the weights), `threads` (the wait for the threaded build's workers, which
+ * start while the model loads), `store` (a download into Cache Storage, while the model
+ * loads), `adapter` (the WebGPU adapter's name). Steps overlap (the wasm module loads while
+ * the model is read), so they need not add up to the wait. */
+export type LoadStep = 'worker' | 'wasm' | 'read' | 'download' | 'hash' | 'copy' | 'parse' | 'codec' | 'engine' | 'threads' | 'store' | 'adapter';
 
 export interface Progress {
   phase: Phase;

@@ -1,6 +1,6 @@
 //! Loading a compressor is timed step by step for the package's progress reports
-//! (`Progress.step` / `Progress.ms` in `web/`): `Compressor.create` calls its `onStep(name,
-//! ms)` as each step ends.
+//! (`Progress.step` / `Progress.ms` in `web/`): `Compressor.create` and `createVerified`
+//! call their `onStep(name, ms)` as each step ends.
 
 use js_sys::Function;
 use wasm_bindgen::prelude::*;
