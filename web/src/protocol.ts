@@ -8,7 +8,8 @@ import type { EngineChoice, EngineKind, Progress } from './types.js';
 export type Method = 'compress' | 'decompress' | 'decompressChunks' | 'score' | 'info' | 'compressRaw' | 'decompressRaw';
 
 export type ToWorker =
-  | { type: 'init'; modelUrl: string; engine: EngineChoice; cache: boolean; threads?: number }
+  /** `spawned`: when the client created the worker (`performance.timeOrigin + now()`). */
+  | { type: 'init'; modelUrl: string; engine: EngineChoice; cache: boolean; threads?: number; spawned?: number }
   /** `data`: bytes (transferred) or a Blob (by reference; read in the worker). */
   | { type: 'call'; id: number; method: Method; data: Uint8Array | Blob; length?: number }
   | { type: 'cancel'; id: number };
