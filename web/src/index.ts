@@ -17,7 +17,7 @@ export { Codes, LmzError, PackageCodes } from './errors.js';
 export { LibraryCodes } from './codes.js';
 export { CACHE_NAME } from './model.js';
 export { isLmz } from './format.js';
-export type { ByteTransform, CallOptions, ChunkInfo, Compressor, CompressorOptions, EngineChoice, EngineKind, Info, Input, ItemResult, ManyOptions, Phase, Progress, RawItem, RawManyOptions, TokenScores } from './types.js';
+export type { ByteTransform, CallOptions, ChunkInfo, Compressor, CompressorOptions, EngineChoice, EngineKind, Info, Input, ItemResult, LoadStep, ManyOptions, Phase, Progress, RawItem, RawManyOptions, TokenScores } from './types.js';
 
 /** The model pack's file name; the default `modelUrl` is this name next to the package. */
 export const MODEL_FILE = 'smollm2-135m.lmz.safetensors';

@@ -10,7 +10,8 @@ export type Method = 'compress' | 'decompress' | 'decompressChunks' | 'score' | 
 export type ManyMethod = 'compressMany' | 'decompressMany' | 'compressRawMany' | 'decompressRawMany';
 
 export type ToWorker =
-  | { type: 'init'; modelUrl: string; engine: EngineChoice; cache: boolean; threads?: number }
+  /** `spawned`: when the client created the worker (`performance.timeOrigin + now()`). */
+  | { type: 'init'; modelUrl: string; engine: EngineChoice; cache: boolean; threads?: number; spawned?: number }
   /** `data`: bytes (transferred) or a Blob (by reference; read in the worker). */
   | { type: 'call'; id: number; method: Exclude<Method, ManyMethod>; data: Uint8Array | Blob; length?: number }
   /** A many-item call: `items` transferred; `lengths` and `prefix` for decompressRawMany. */

@@ -11,6 +11,17 @@ export type EngineChoice = 'auto' | EngineKind;
 /** Phases a progress report can be in. */
 export type Phase = 'download' | 'verify' | 'load' | 'compress' | 'decompress' | 'score';
 
+/** The steps of loading the model, each timed (`Progress.step`, `Progress.ms`): `worker` (the
+ * Web Worker's start, until it runs), `wasm` (the wasm module fetched, compiled and
+ * instantiated), `read` (the model from Cache Storage) or `download`, `hash` (its SHA-256),
+ * `copy` (into wasm memory, while it is hashed), `parse` (the pack into the model), `codec`
+ * (the tokenizer), `engine` (the wasm-CPU engine's weight layout, or the WebGPU device and
+ * the upload of the weights), `threads` (the wait for the threaded build's workers, which
+ * start while the model loads), `store` (a download into Cache Storage, while the model
+ * loads), `adapter` (the WebGPU adapter's name). Steps overlap (the wasm module loads while
+ * the model is read), so they need not add up to the wait. */
+export type LoadStep = 'worker' | 'wasm' | 'read' | 'download' | 'hash' | 'copy' | 'parse' | 'codec' | 'engine' | 'threads' | 'store' | 'adapter';
+
 export interface Progress {
   phase: Phase;
   /** Work done: bytes (download, verify, compress, decompress) or tokens (score). */
@@ -20,6 +31,11 @@ export interface Progress {
   /** Set when the model came from Cache Storage (`verify`), or when a cached copy was found
    * corrupt and is being downloaded again (`download`). */
   note?: 'cached' | 'cache-corrupt';
+  /** Set while the model loads, when one of its steps has ended: which. Such a report
+   * repeats the phase and amounts of the one before it (before any: `load`, 0 of 1). */
+  step?: LoadStep;
+  /** With `step`: how long that step took, in milliseconds. */
+  ms?: number;
 }
 
 export interface CompressorOptions {

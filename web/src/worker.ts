@@ -16,6 +16,9 @@ const calls = new Map<number, AbortController>();
 scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   if (m.type === 'init') {
+    // The worker's start: from its creation in the client (the clocks of two threads meet
+    // in timeOrigin) until it runs.
+    if (m.spawned !== undefined) post({ type: 'progress', id: null, progress: { phase: 'load', done: 0, total: 1, step: 'worker', ms: performance.timeOrigin + performance.now() - m.spawned } });
     engine = LocalEngine.create({ modelUrl: m.modelUrl, engine: m.engine, cache: m.cache, threads: m.threads, onProgress: (progress) => post({ type: 'progress', id: null, progress }) });
     try {
       const e = await engine;

@@ -26,6 +26,7 @@ use crate::engine::{open, Engine};
 use crate::errors::js_error;
 use crate::errors::{busy_error, to_js};
 use crate::job::{run_job, set_slots, Job, Out};
+use crate::load::Steps;
 #[cfg(feature = "threads")]
 use crate::PANICKED;
 
@@ -52,7 +53,8 @@ pub struct Compressor {
     busy: Cell<bool>,
     ctl: Arc<Ctl>,
     engine: String,
-    adapter: String,
+    /// The GPU engine's adapter; `None`: the CPU engine (see `adapter()`).
+    adapter: Option<String>,
 }
 
 /// How often (ms) the calling thread looks at a call running on the pool (threaded build).
@@ -245,27 +247,61 @@ pub(crate) fn bytes(out: Out) -> Vec<u8> {
 impl Compressor {
     /// Parses the model pack (its SHA-256 is computed again here and becomes the files'
     /// fingerprint) and opens the engine. `pack` is moved into wasm memory and freed once the
-    /// engine holds its own copy of the weights.
-    pub async fn create(pack: Vec<u8>, engine: String) -> Result<Compressor, JsValue> {
-        let model = Model::from_pack_bytes(&pack).map_err(to_js)?;
+    /// engine holds its own copy of the weights. `onStep(name, ms)`, if given, hears how long
+    /// each step took: `rehash`, `parse`, `codec`, `engine`.
+    pub async fn create(pack: Vec<u8>, engine: String, on_step: Option<Function>) -> Result<Compressor, JsValue> {
+        let mut steps = Steps::new(on_step);
+        let fingerprint = lmz::pack::sha256(&pack);
+        steps.done("rehash")?;
+        Self::open_pack(pack, fingerprint, &engine, steps).await
+    }
+
+    /// [`Compressor::create`] for a pack the caller has already checked: its SHA-256 is
+    /// `fingerprint` (lower-case hex), which must be this build's `packFingerprint()` — the
+    /// package checks every pack against it (SubtleCrypto) before use — so the pack is not
+    /// hashed again here (in wasm that takes longer than the rest of the load). Any other
+    /// `fingerprint` is refused with `LMZ_HASH_MISMATCH`: files name the pinned pack only.
+    /// Steps timed: `parse`, `codec`, `engine`.
+    #[wasm_bindgen(js_name = createVerified)]
+    pub async fn create_verified(
+        pack: Vec<u8>,
+        engine: String,
+        fingerprint: String,
+        on_step: Option<Function>,
+    ) -> Result<Compressor, JsValue> {
+        let steps = Steps::new(on_step);
+        if fingerprint != lmz::pack::PACK_SHA256 {
+            return Err(to_js(Error::HashMismatch {
+                what: "the model pack given to createVerified".into(),
+                expected: lmz::pack::PACK_SHA256.into(),
+                actual: fingerprint,
+            }));
+        }
+        Self::open_pack(pack, lmz::pack::PACK_SHA256_BYTES, &engine, steps).await
+    }
+
+    /// Parses `pack`, whose SHA-256 is `fingerprint`, frees it and opens the engine `engine`.
+    async fn open_pack(
+        pack: Vec<u8>,
+        fingerprint: [u8; 32],
+        engine: &str,
+        mut steps: Steps,
+    ) -> Result<Compressor, JsValue> {
+        let model = Model::from_hashed_pack(&pack, fingerprint).map_err(to_js)?;
         drop(pack);
+        steps.done("parse")?;
         let codec = Codec::new(&model).map_err(to_js)?;
         let fracs = Fracs::new(&model.weights);
         let cache_len = codec.default_policy().window;
-        let (engine_impl, name) = open(&engine, &model, cache_len).await?;
+        steps.done("codec")?;
+        let (engine_impl, name) = open(engine, model, cache_len).await?;
+        steps.done("engine")?;
+        // The CPU engine's words are made when asked for (`adapter`): nothing here may touch
+        // rayon, whose pool the threaded build may still be starting.
         let adapter = match &engine_impl {
-            // The kernels this build runs (RelaxedSimd: the relaxed-SIMD builds; Simd128) and
-            // its threads (the threaded build: the pool of `initThreadPool`, started before).
-            Engine::Cpu(_) => {
-                let n = lmz::backend::cpu::threads();
-                format!(
-                    "wasm32 CPU ({:?}), {n} thread{}",
-                    lmz::backend::cpu::Isa::best(),
-                    if n == 1 { "" } else { "s" }
-                )
-            }
+            Engine::Cpu(_) => None,
             #[cfg(feature = "gpu")]
-            Engine::Gpu(g) => g.describe(),
+            Engine::Gpu(g) => Some(g.describe()),
         };
         let inner = Inner {
             codec,
@@ -293,10 +329,18 @@ impl Compressor {
 
     /// The adapter (WebGPU: its description, backend and dot4 variant) or "wasm32 CPU
     /// (KERNELS), N thread(s)" (KERNELS: `RelaxedSimd` or `Simd128`, the build the page
-    /// loaded; N: 1, or the threaded build's pool).
+    /// loaded; N: 1, or the threaded build's pool, so ask once `initThreadPool` has resolved:
+    /// asking before would make rayon start a pool of its own, of one thread).
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> String {
-        self.adapter.clone()
+        self.adapter.clone().unwrap_or_else(|| {
+            let n = lmz::backend::cpu::threads();
+            format!(
+                "wasm32 CPU ({:?}), {n} thread{}",
+                lmz::backend::cpu::Isa::best(),
+                if n == 1 { "" } else { "s" }
+            )
+        })
     }
 
     /// The model fingerprint (hex) this compressor writes into files.

@@ -42,11 +42,12 @@ macro_rules! with_engine {
 #[cfg(not(feature = "threads"))]
 pub(crate) use with_engine;
 
-/// Opens the engine `kind` names. `auto`: a hardware WebGPU adapter, else the CPU.
+/// Opens the engine `kind` names on `model`, which it consumes (the CPU engine makes its
+/// weight layout in the model's memory). `auto`: a hardware WebGPU adapter, else the CPU.
 #[cfg(feature = "gpu")]
-pub(crate) async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, String), JsValue> {
-    let cpu = |m: &Model| {
-        CpuBackend::with_slots(m, SLOTS, cache_len)
+pub(crate) async fn open(kind: &str, model: Model, cache_len: usize) -> Result<(Engine, String), JsValue> {
+    let cpu = |m: Model| {
+        CpuBackend::from_model(m, SLOTS, cache_len)
             .map(|b| (Engine::Cpu(b), "cpu".to_string()))
             .map_err(to_js)
     };
@@ -54,12 +55,12 @@ pub(crate) async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<
         "cpu" => cpu(model),
         "webgpu" => {
             let g = Gpu::new_async(GpuOptions::default()).await.map_err(gpu_to_js)?;
-            let b = GpuBackend::on(g, model, SLOTS, cache_len).map_err(gpu_to_js)?;
+            let b = GpuBackend::on(g, &model, SLOTS, cache_len).map_err(gpu_to_js)?;
             Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string()))
         }
         // The library's rule (`lmz::backend::gpu::auto`), the CLI's too.
         "auto" => match gpu::auto(Gpu::new_async(GpuOptions::default()).await).map_err(to_js)? {
-            Auto::Gpu(g) => match GpuBackend::on(*g, model, SLOTS, cache_len) {
+            Auto::Gpu(g) => match GpuBackend::on(*g, &model, SLOTS, cache_len) {
                 Ok(b) => Ok((Engine::Gpu(Box::new(b)), "webgpu".to_string())),
                 Err(e) if gpu::auto_falls_back(&e) => cpu(model),
                 Err(e) => Err(to_js(e)),
@@ -73,12 +74,12 @@ pub(crate) async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<
     }
 }
 
-/// Opens the engine `kind` names, in a build without the GPU engine (the threaded one: the
-/// package loads it for the CPU engine only, and `auto` is the CPU here).
+/// Opens the engine `kind` names on `model`, in a build without the GPU engine (the threaded
+/// one: the package loads it for the CPU engine only, and `auto` is the CPU here).
 #[cfg(not(feature = "gpu"))]
-pub(crate) async fn open(kind: &str, model: &Model, cache_len: usize) -> Result<(Engine, String), JsValue> {
+pub(crate) async fn open(kind: &str, model: Model, cache_len: usize) -> Result<(Engine, String), JsValue> {
     match kind {
-        "cpu" | "auto" => CpuBackend::with_slots(model, SLOTS, cache_len).map(|b| (Engine::Cpu(b), "cpu".to_string())).map_err(to_js),
+        "cpu" | "auto" => CpuBackend::from_model(model, SLOTS, cache_len).map(|b| (Engine::Cpu(b), "cpu".to_string())).map_err(to_js),
         "webgpu" => Err(js_error(Error::GpuNoAdapter(String::new()).code(), "this build of lmz (the threaded wasm-CPU one) has no WebGPU engine; the package loads the other build for engine: 'webgpu'")),
         other => Err(js_error(codes::INVALID_ARGUMENT, &format!("engine {other:?}: use \"auto\", \"webgpu\" or \"cpu\""))),
     }

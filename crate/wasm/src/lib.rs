@@ -4,11 +4,14 @@
 //! - `packFingerprint()`: the SHA-256 (hex) of the one model pack this build decodes with;
 //!   the package checks downloaded weights against it with SubtleCrypto before use.
 //! - `info(bytes)`: a `.lmz` header as a plain object (no model needed).
-//! - `Compressor.create(pack, engine)`: parses the pack and builds an engine — `"webgpu"`
-//!   (wgpu's browser backend on the WGSL kernels of `shaders/`), `"cpu"` (the integer CPU
-//!   kernels compiled to wasm) or `"auto"` (a hardware WebGPU adapter when there is one, else
-//!   the CPU: a software adapter such as SwiftShader is slower than wasm-CPU). Both engines
-//!   give the same bits, so the choice never changes a file.
+//! - `Compressor.create(pack, engine, onStep?)`: hashes and parses the pack and builds an
+//!   engine — `"webgpu"` (wgpu's browser backend on the WGSL kernels of `shaders/`), `"cpu"`
+//!   (the integer CPU kernels compiled to wasm) or `"auto"` (a hardware WebGPU adapter when
+//!   there is one, else the CPU: a software adapter such as SwiftShader is slower than
+//!   wasm-CPU). Both engines give the same bits, so the choice never changes a file.
+//!   `Compressor.createVerified(pack, engine, fingerprint, onStep?)`: the same for a pack the
+//!   package has already checked against `packFingerprint()` (the only fingerprint it
+//!   takes), without hashing it again. `onStep(name, ms)` hears each step's time (`load.rs`).
 //! - `compress`, `decompress`, `decompressChunks` (the original chunk by chunk, for the
 //!   package's `decompressStream`), `score` on a `Compressor`, each returning a Promise, with
 //!   a progress callback `(done, total)` and `cancel()`.
@@ -37,6 +40,7 @@ mod engine;
 mod errors;
 mod info;
 mod job;
+mod load;
 mod many;
 mod raw;
 

@@ -27,45 +27,75 @@ pub struct CpuQ4 {
     pub tail: Q4Matrix,
 }
 
-/// Element `j` (0..32) of a block's nibbles in ggml's order.
+/// The block of row `i` of a group, the pack's 16 nibble bytes (byte `j`: element `j` in the
+/// low nibble, `j + 16` in the high one), into its place in the group's 128 bytes: step `p`
+/// (elements `8p..8p+8`) at `32p`, row `i`'s byte `e` of it holding elements `8p + e` (low)
+/// and `8p + 4 + e` (high). Steps 0 and 1 are low nibbles of the pack's bytes, 2 and 3 the
+/// high ones of the same bytes.
 #[inline(always)]
-fn nib_at(blk: &[u8], j: usize) -> u8 {
-    if j < 16 {
-        blk[j] & 15
-    } else {
-        blk[j - 16] >> 4
+fn interleave_q4(blk: &[u8], i: usize, dst: &mut [u8]) {
+    for k in 0..2 {
+        for e in 0..4 {
+            let (a, c) = (blk[8 * k + e], blk[8 * k + 4 + e]);
+            dst[32 * k + 4 * i + e] = (a & 15) | c << 4;
+            dst[32 * (k + 2) + 4 * i + e] = a >> 4 | (c & 0xf0);
+        }
+    }
+}
+
+/// `[groups·8, per]` → `[groups, per, 8]` in place: each group of 8 rows transposed through
+/// `scratch` (its rows are the same values as its output).
+fn transpose_groups<T: Copy + Default>(v: &mut [T], per: usize) {
+    let mut scratch = vec![T::default(); GROUP * per];
+    for grp in v.chunks_exact_mut(GROUP * per) {
+        scratch.copy_from_slice(grp);
+        for (b, out) in grp.chunks_exact_mut(GROUP).enumerate() {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = scratch[i * per + b];
+            }
+        }
     }
 }
 
 impl CpuQ4 {
+    /// The engine's layout of `w`, which stays `w`'s.
     pub fn new(w: &Q4Matrix) -> CpuQ4 {
+        Self::from_matrix(w.clone())
+    }
+
+    /// The engine's layout of `w`, made in `w`'s own memory: a group of 8 rows holds the
+    /// same bytes in both layouts, so interleaving is a permutation within each group (through
+    /// a scratch copy of one group). No second copy of the weights, and the bytes are
+    /// rearranged while they are in cache (the browser builds its engine this way).
+    pub fn from_matrix(mut w: Q4Matrix) -> CpuQ4 {
         let (nb, groups) = (w.cols / 32, w.rows / GROUP);
-        let mut out = CpuQ4 {
-            rows: w.rows,
-            cols: w.cols,
-            w: vec![0; groups * nb * 128],
-            d: vec![0; groups * nb * GROUP],
-            m: vec![0; groups * nb * GROUP],
-            e: w.e[..groups * GROUP].to_vec(),
-            tail: tail_q4(w, groups * GROUP),
-        };
-        for g in 0..groups {
-            for b in 0..nb {
-                let dst = &mut out.w[(g * nb + b) * 128..(g * nb + b + 1) * 128];
+        let from = groups * GROUP;
+        let tail = tail_q4(&w, from);
+        let row = w.cols / 2;
+        w.nib.truncate(from * row);
+        w.d.truncate(from * nb);
+        w.m.truncate(from * nb);
+        w.e.truncate(from);
+        let mut scratch = vec![0u8; GROUP * row];
+        for grp in w.nib.chunks_exact_mut(GROUP * row) {
+            scratch.copy_from_slice(grp);
+            for (b, dst) in grp.chunks_exact_mut(128).enumerate() {
                 for i in 0..GROUP {
-                    let r = g * GROUP + i;
-                    let blk = &w.nib[r * w.cols / 2 + 16 * b..r * w.cols / 2 + 16 * (b + 1)];
-                    for p in 0..4 {
-                        for e in 0..4 {
-                            dst[32 * p + 4 * i + e] = nib_at(blk, 8 * p + e) | nib_at(blk, 8 * p + 4 + e) << 4;
-                        }
-                    }
-                    out.d[(g * nb + b) * GROUP + i] = w.d[r * nb + b];
-                    out.m[(g * nb + b) * GROUP + i] = w.m[r * nb + b];
+                    interleave_q4(&scratch[i * row + 16 * b..i * row + 16 * (b + 1)], i, dst);
                 }
             }
         }
-        out
+        transpose_groups(&mut w.d, nb);
+        transpose_groups(&mut w.m, nb);
+        CpuQ4 {
+            rows: w.rows,
+            cols: w.cols,
+            w: w.nib,
+            d: w.d,
+            m: w.m,
+            e: w.e,
+            tail,
+        }
     }
 
     /// Row `i` of group `g`, block `b`, as the pack's 16 nibble bytes (ggml order).
@@ -115,7 +145,14 @@ pub struct CpuQ8 {
 }
 
 impl CpuQ8 {
+    /// The engine's layout of `w`, which stays `w`'s.
     pub fn new(w: &Q8Matrix) -> CpuQ8 {
+        Self::from_matrix(w.clone())
+    }
+
+    /// The engine's layout of `w`, made in `w`'s own memory, group by group as
+    /// [`CpuQ4::from_matrix`].
+    pub fn from_matrix(mut w: Q8Matrix) -> CpuQ8 {
         let (c, nb, groups) = (w.cols, w.cols / 32, w.rows / GROUP);
         let from = groups * GROUP;
         let tail = Q8Matrix {
@@ -125,32 +162,36 @@ impl CpuQ8 {
             d: w.d[from * nb..].to_vec(),
             e: w.e[from..].to_vec(),
         };
+        w.q.truncate(from * c);
+        w.d.truncate(from * nb);
+        w.e.truncate(from);
         let sums = cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd"));
-        let mut out = CpuQ8 {
-            rows: w.rows,
-            cols: c,
-            q: vec![0; groups * GROUP * c],
-            d: vec![0; groups * nb * GROUP],
-            e: w.e[..from].to_vec(),
-            ws: vec![0; if sums { groups * nb * GROUP } else { 0 }],
-            tail,
-        };
-        for g in 0..groups {
-            for b in 0..nb {
+        let mut ws = vec![0i16; if sums { groups * nb * GROUP } else { 0 }];
+        let mut scratch = vec![0i8; GROUP * c];
+        for (g, grp) in w.q.chunks_exact_mut(GROUP * c).enumerate() {
+            scratch.copy_from_slice(grp);
+            for (b, dst) in grp.chunks_exact_mut(256).enumerate() {
                 for i in 0..GROUP {
-                    let r = g * GROUP + i;
-                    for j in 0..32 {
-                        out.q[(g * nb + b) * 256 + 32 * (j / 4) + 4 * i + j % 4] = w.q[r * c + 32 * b + j];
+                    let src = &scratch[i * c + 32 * b..i * c + 32 * (b + 1)];
+                    for (k, four) in src.chunks_exact(4).enumerate() {
+                        dst[32 * k + 4 * i..32 * k + 4 * i + 4].copy_from_slice(four);
                     }
-                    out.d[(g * nb + b) * GROUP + i] = w.d[r * nb + b];
                     if sums {
-                        out.ws[(g * nb + b) * GROUP + i] =
-                            w.q[r * c + 32 * b..r * c + 32 * b + 32].iter().map(|&v| v as i16).sum();
+                        ws[(g * nb + b) * GROUP + i] = src.iter().map(|&v| v as i16).sum();
                     }
                 }
             }
         }
-        out
+        transpose_groups(&mut w.d, nb);
+        CpuQ8 {
+            rows: w.rows,
+            cols: c,
+            q: w.q,
+            d: w.d,
+            e: w.e,
+            ws,
+            tail,
+        }
     }
 
     /// `(q, d)` of row `r`, column `c`.

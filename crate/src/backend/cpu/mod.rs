@@ -41,7 +41,7 @@ pub use simd::Isa;
 
 use crate::backend::{Backend, KvMap, Mat, Norm};
 use crate::error::{Error, Result};
-use crate::pack::{Config, Model, NormWeight, Tables};
+use crate::pack::{Config, Model, NormWeight, Tables, Weights};
 
 #[cfg(feature = "parallel")]
 use par::PAR_ROWS;
@@ -147,6 +147,22 @@ fn kv_caches(cfg: &Config, rows: usize) -> Vec<KvCache> {
         .collect()
 }
 
+/// `slots` sequences of `cache_len` positions fit the model and the engine.
+fn check_shape(cfg: &Config, slots: usize, cache_len: usize) -> Result<()> {
+    if cache_len == 0 || cache_len > cfg.ctx {
+        return Err(Error::InvalidArgument(format!(
+            "cache length {cache_len} must be in 1..={}",
+            cfg.ctx
+        )));
+    }
+    if slots == 0 || slots > MAX_SLOTS {
+        return Err(Error::InvalidArgument(format!(
+            "{slots} sequence slots: must be in 1..={MAX_SLOTS}"
+        )));
+    }
+    Ok(())
+}
+
 /// The CPU engine: unpacked weights and a KV cache of `slots` sequences of `cache_len`
 /// positions per layer.
 pub struct CpuBackend {
@@ -169,40 +185,45 @@ impl CpuBackend {
 
     /// `slots` independent sequences of at most `cache_len` positions each.
     pub fn with_slots(model: &Model, slots: usize, cache_len: usize) -> Result<Self> {
-        let cfg = model.config().clone();
-        if cache_len == 0 || cache_len > cfg.ctx {
-            return Err(Error::InvalidArgument(format!(
-                "cache length {cache_len} must be in 1..={}",
-                cfg.ctx
-            )));
-        }
-        if slots == 0 || slots > MAX_SLOTS {
-            return Err(Error::InvalidArgument(format!(
-                "{slots} sequence slots: must be in 1..={MAX_SLOTS}"
-            )));
-        }
-        let w = &model.weights;
-        let layers = w
-            .layers
-            .iter()
+        check_shape(model.config(), slots, cache_len)?;
+        Self::from_weights(model.config().clone(), model.weights.clone(), slots, cache_len)
+    }
+
+    /// [`CpuBackend::with_slots`] from the model itself: each weight matrix becomes the
+    /// engine's layout in its own memory, so no second copy of the weights is made (the
+    /// browser, which never gives memory back, builds its engine this way).
+    pub fn from_model(model: Model, slots: usize, cache_len: usize) -> Result<Self> {
+        check_shape(model.config(), slots, cache_len)?;
+        Self::from_weights(model.meta.config, model.weights, slots, cache_len)
+    }
+
+    fn from_weights(cfg: Config, w: Weights, slots: usize, cache_len: usize) -> Result<Self> {
+        let Weights {
+            embed,
+            layers,
+            out_norm,
+            tables,
+        } = w;
+        let layers = layers
+            .into_iter()
             .map(|l| CpuLayer {
-                attn_norm: l.attn_norm.clone(),
-                wq: CpuQ4::new(&l.wq),
-                wk: CpuQ4::new(&l.wk),
-                wv: CpuQ4::new(&l.wv),
-                wo: CpuQ4::new(&l.wo),
-                ffn_norm: l.ffn_norm.clone(),
-                w_gate: CpuQ4::new(&l.w_gate),
-                w_up: CpuQ4::new(&l.w_up),
-                w_down: CpuQ4::new(&l.w_down),
+                attn_norm: l.attn_norm,
+                wq: CpuQ4::from_matrix(l.wq),
+                wk: CpuQ4::from_matrix(l.wk),
+                wv: CpuQ4::from_matrix(l.wv),
+                wo: CpuQ4::from_matrix(l.wo),
+                ffn_norm: l.ffn_norm,
+                w_gate: CpuQ4::from_matrix(l.w_gate),
+                w_up: CpuQ4::from_matrix(l.w_up),
+                w_down: CpuQ4::from_matrix(l.w_down),
             })
             .collect();
         let cache = kv_caches(&cfg, slots * cache_len);
         Ok(CpuBackend {
-            embed: CpuQ8::new(&w.embed),
+            embed: CpuQ8::from_matrix(embed),
             layers,
-            out_norm: w.out_norm.clone(),
-            tables: w.tables.clone(),
+            out_norm,
+            tables,
             cache,
             cfg,
             slots,

@@ -200,6 +200,87 @@ fn q4_layout_round_trips() {
     }
 }
 
+/// The layouts made in place (`from_matrix`) are what their definitions (`CpuQ4`, `CpuQ8`)
+/// say, weight by weight, with full groups and tail rows.
+#[test]
+fn layouts_follow_their_definition() {
+    let mut r = Rng(23);
+    for (rows, cols) in [(19, 96), (16, 576), (8, 1536), (3, 64), (27, 1024)] {
+        let (nb, full) = (cols / 32, rows / GROUP * GROUP);
+        let w = q4_matrix(&mut r, rows, cols, false);
+        let cw = CpuQ4::new(&w);
+        // Element j (0..32) of row rr's block b: ggml's order.
+        let el = |rr: usize, b: usize, j: usize| {
+            let byte = w.nib[rr * cols / 2 + 16 * b + j % 16];
+            if j < 16 {
+                byte & 15
+            } else {
+                byte >> 4
+            }
+        };
+        for rr in 0..full {
+            let (g, i) = (rr / GROUP, rr % GROUP);
+            for b in 0..nb {
+                for (p, e) in (0..4).flat_map(|p| (0..4).map(move |e| (p, e))) {
+                    let want = el(rr, b, 8 * p + e) | el(rr, b, 8 * p + 4 + e) << 4;
+                    assert_eq!(
+                        cw.w[(g * nb + b) * 128 + 32 * p + 4 * i + e],
+                        want,
+                        "Q4 {rows}×{cols} row {rr} block {b}"
+                    );
+                }
+                assert_eq!(cw.d[(g * nb + b) * GROUP + i], w.d[rr * nb + b]);
+                assert_eq!(cw.m[(g * nb + b) * GROUP + i], w.m[rr * nb + b]);
+            }
+        }
+        assert_eq!(
+            (cw.w.len(), cw.d.len(), cw.m.len()),
+            (full * cols / 2, full * nb, full * nb)
+        );
+        assert_eq!(cw.e, w.e[..full]);
+        assert_eq!((cw.tail.rows, cw.tail.cols), (rows - full, cols));
+        assert_eq!(cw.tail.nib, w.nib[full * cols / 2..]);
+        assert_eq!(
+            (&cw.tail.d[..], &cw.tail.m[..], &cw.tail.e[..]),
+            (&w.d[full * nb..], &w.m[full * nb..], &w.e[full..])
+        );
+
+        let w = q8_matrix(&mut r, rows, cols, false);
+        let cw = CpuQ8::new(&w);
+        for rr in 0..full {
+            let (g, i) = (rr / GROUP, rr % GROUP);
+            for b in 0..nb {
+                for j in 0..32 {
+                    let at = (g * nb + b) * 256 + 32 * (j / 4) + 4 * i + j % 4;
+                    assert_eq!(
+                        cw.q[at],
+                        w.q[rr * cols + 32 * b + j],
+                        "Q8 {rows}×{cols} row {rr} block {b}"
+                    );
+                }
+                assert_eq!(cw.d[(g * nb + b) * GROUP + i], w.d[rr * nb + b]);
+                if !cw.ws.is_empty() {
+                    let sum: i16 = w.q[rr * cols + 32 * b..rr * cols + 32 * (b + 1)]
+                        .iter()
+                        .map(|&v| v as i16)
+                        .sum();
+                    assert_eq!(cw.ws[(g * nb + b) * GROUP + i], sum);
+                }
+            }
+        }
+        let relaxed = cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd"));
+        assert_eq!(
+            (cw.q.len(), cw.d.len(), cw.ws.len()),
+            (full * cols, full * nb, if relaxed { full * nb } else { 0 })
+        );
+        assert_eq!(cw.e, w.e[..full]);
+        assert_eq!(
+            (cw.tail.rows, &cw.tail.q[..], &cw.tail.d[..], &cw.tail.e[..]),
+            (rows - full, &w.q[full * cols..], &w.d[full * nb..], &w.e[full..])
+        );
+    }
+}
+
 #[test]
 fn q4_engine_layout_equals_scalar() {
     let mut r = Rng(21);
