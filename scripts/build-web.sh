@@ -74,7 +74,8 @@ const from = /let scriptBlob = await fetch\(import\.meta\.url\)\.then\(r => r\.b
 const to = (_, eol, indent) =>
   [
     '// lmz (scripts/build-web.sh): same origin → its own URL (no blob: worker for the CSP).',
-    "const same = import.meta.url.startsWith(new URL('/', self.location.href).href);",
+    // (A worker started from a blob: URL has a location but no path to resolve '/' against.)
+    "const same = (() => { try { return new URL(import.meta.url).origin === self.location.origin; } catch { return false; } })();",
     'let url = same ? import.meta.url : URL.createObjectURL(await fetch(import.meta.url).then(r => r.blob()));',
   ].join(eol + indent);
 const src = fs.readFileSync(file, 'utf8');

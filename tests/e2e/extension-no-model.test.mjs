@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ARTIFACTS, ROOT } from './browser.mjs';
@@ -43,8 +43,11 @@ describe('the notes extension built without its model', { concurrency: 1 }, () =
     const zip = statSync(join(tmp, `lmz-notes-${version}-no-model.zip`)).size;
     console.log(`--no-model zip: ${zip} bytes`);
     assert.ok(zip < 5e6, `${zip} bytes`);
-    // The offscreen document is not cross-origin isolated: the threaded builds are left out.
-    assert.ok(existsSync(join(ext, 'node_modules/lmz/dist/wasm/lmz_wasm_bg.wasm')) && !existsSync(join(ext, 'node_modules/lmz/dist/wasm-threads')));
+    // The extension's pages are cross-origin isolated: the threaded builds are in, with the
+    // pool's helper patched to start from its own URL (an extension's CSP allows no blob: worker).
+    assert.ok(existsSync(join(ext, 'node_modules/lmz/dist/wasm/lmz_wasm_bg.wasm')) && existsSync(join(ext, 'node_modules/lmz/dist/wasm-threads/lmz_wasm_bg.wasm')));
+    const helper = readdirSync(join(ext, 'node_modules/lmz/dist/wasm-threads/snippets'), { recursive: true }).find((f) => String(f).endsWith('workerHelpers.no-bundler.js'));
+    assert.match(readFileSync(join(ext, 'node_modules/lmz/dist/wasm-threads/snippets', String(helper)), 'utf8'), /let url = same \? import\.meta\.url :/);
   });
 
   test('first use: the popup asks for the model URL; a note written before is kept as text', { timeout: 5 * MIN }, async () => {

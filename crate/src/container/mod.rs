@@ -131,8 +131,10 @@ impl Codec {
         Ok(Policy::for_tag(&self.cfg, t.kv, t.adapt, t.ngram))
     }
 
-    /// The tokens a chunk coded under `p` follows, known to both sides ([`Policy::chat`]).
-    pub(super) fn known(&self, p: &Policy) -> &[u32] {
+    /// The tokens a chunk coded under `p` follows, known to both sides ([`Policy::chat`]):
+    /// run through the model first and coded as nothing (a heat map of a framed text scores
+    /// them too and leaves them out, as the browser's `score` does).
+    pub fn known(&self, p: &Policy) -> &[u32] {
         match (&self.chat, p.chat) {
             (Some(c), true) => &c.known,
             _ => &[],

@@ -403,8 +403,10 @@ impl Compressor {
     /// The bits the model spends on each token of `data`, for a heat map: an object
     /// `{ lengths: Uint32Array, bits: Float64Array }` where token `i` spells the next
     /// `lengths[i]` bytes of `data` (0 for the escape token of an escape pair; its partner
-    /// spells the byte) and costs `bits[i] = log2(2^24 / freq)` under the default policy —
-    /// the same tables a one-chunk `.lmz` is coded with. `progress(done, total)` counts tokens.
+    /// spells the byte) and costs `bits[i] = log2(2^24 / freq)` under the tables a `.lmz` of
+    /// one chunk is coded with (the note frame, compact tag 0xFE: the frame's known tokens
+    /// run first and are left out; a text of several chunks: the default policy, as one
+    /// sequence). `progress(done, total)` counts tokens.
     pub async fn score(&self, data: Vec<u8>, progress: Option<Function>) -> Result<JsValue, JsValue> {
         let (lengths, bits) = match self.call(Job::Score(data), progress, Hooks::default()).await? {
             Out::Scores { lengths, bits } => (lengths, bits),

@@ -135,20 +135,31 @@ pub(crate) async fn run_job<B: Backend>(
                     i += 1;
                 }
             }
-            let policy: Policy = codec.default_policy();
+            // The tables the file is coded with: a text of one chunk in the note frame (its
+            // known tokens run first and are not shown), a longer one with the default policy.
+            let one_chunk = tokens.len() <= Options::default().chunk_tokens;
+            let policy: Policy = match codec.chat_policy() {
+                Some(chat) if one_chunk => chat,
+                _ => codec.default_policy(),
+            };
+            let known = codec.known(&policy);
+            let k = known.len();
+            let all = [known, &tokens[..]].concat();
             let total = (lmz::freq::FREQ_TOTAL as f64).log2();
             let mut bits = vec![0f64; tokens.len()];
             lmz::eval::score_async(
                 b,
                 codec.config(),
                 fracs,
-                &tokens,
+                &all,
                 &policy,
                 &mut |i, f| {
-                    bits[i] = total - (f[tokens[i] as usize] as f64).log2();
+                    if i >= k {
+                        bits[i - k] = total - (f[all[i] as usize] as f64).log2();
+                    }
                     Ok(())
                 },
-                &mut |d, t| p.update(d as u64, t as u64),
+                &mut |d, t| p.update(d.saturating_sub(k) as u64, t.saturating_sub(k) as u64),
             )
             .await?;
             Out::Scores { lengths, bits }
