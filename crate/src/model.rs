@@ -6,7 +6,7 @@
 //! Every operation is a [`Backend`] call with exact integer semantics, so a batch of tokens
 //! (prefill) and the same tokens one at a time give the same bits, on any engine.
 
-use crate::backend::{cpu, Backend, KvMap, Mat, Norm};
+use crate::backend::{cpu, Backend, KvMap, Mat, Norm, RunSink};
 use crate::error::{Error, Result};
 use crate::pack::{Config, Weights};
 
@@ -138,6 +138,10 @@ pub async fn forward_async<B: Backend>(
 pub enum Readout<'a> {
     /// The whole frequency table: `sink(i, table)` (decoding, scoring).
     Tables(&'a mut dyn FnMut(usize, &[u32]) -> Result<()>),
+    /// The tables of runs of consecutive rows together: `sink(row0, n, tables)`, `tables`
+    /// being `[n, vocab]` ([`Backend::freq_runs`]), so that the caller can use the rows of a
+    /// run at once (decoding many streams: each row's stream on its own thread).
+    Runs(&'a mut RunSink<'a>),
     /// Only the coder's range `(cum, freq)` of the known next symbol `symbols[i]`:
     /// `sink(i, cum, freq)` (compression; [`Backend::ranges`], 8 bytes per row read back
     /// instead of a table).
@@ -204,6 +208,7 @@ pub async fn forward_to_async<B: Backend>(
         let logits = b.logits(&a);
         match &mut out {
             Readout::Tables(sink) => b.freqs(&logits, &mut |i, t| sink(base + i, t)).await?,
+            Readout::Runs(sink) => b.freq_runs(&logits, &mut |i, n, t| sink(base + i, n, t)).await?,
             Readout::Ranges(symbols, sink) => {
                 b.ranges(&logits, &symbols[base..base + rows.len()], &mut |i, c, f| {
                     sink(base + i, c, f)

@@ -32,6 +32,10 @@ pub enum Norm {
     Out,
 }
 
+/// The receiver of [`Backend::freq_runs`]: `sink(row0, n, tables)`, `tables` the `[n, vocab]`
+/// tables of rows `row0..row0 + n`.
+pub type RunSink<'a> = dyn FnMut(usize, usize, &[u32]) -> Result<()> + 'a;
+
 /// An engine for the integer forward pass. Activations are `i32` fixed-point matrices
 /// `[rows, width]`, row-major; every operation is exact integer arithmetic with the
 /// semantics of the `cpu` kernel of the same name.
@@ -99,7 +103,12 @@ pub trait Backend {
     fn add(&mut self, x: &mut Self::Buf, y: &Self::Buf);
     /// The rows `idx` of `x`, in that order.
     fn rows(&mut self, x: &Self::Buf, idx: &[u32]) -> Self::Buf;
-    /// Frequency tables of every row of `logits`, handed to `sink(row, table)` in order.
+    /// Frequency tables of every row of `logits`, in runs of consecutive rows, in order:
+    /// `sink(row0, n, tables)` with `tables` the `n` rows' tables one after the other
+    /// (`[n, vocab]`). An engine makes a run's tables together (the CPU engine on all its
+    /// threads, a GPU in one readback), and a caller may use them together: decoding many
+    /// streams at once steps each row's stream on its own thread
+    /// (`container::decode`). [`Backend::freqs`] hands them over one row at a time.
     ///
     /// The one operation that brings data back to the host, so the one that may wait: it is
     /// async so that a browser's GPU engine can await its readback on the event loop. The CPU
@@ -107,7 +116,20 @@ pub trait Backend {
     /// what lets the synchronous API ([`crate::model::forward`]) drive them with
     /// [`crate::model::block_on`].
     #[allow(async_fn_in_trait)] // engines are used by generic code only, never as `dyn` or across threads
-    async fn freqs(&mut self, logits: &Self::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()>;
+    async fn freq_runs(&mut self, logits: &Self::Buf, sink: &mut RunSink<'_>) -> Result<()>;
+
+    /// Frequency tables of every row of `logits`, handed to `sink(row, table)` in order
+    /// (through [`Backend::freq_runs`]).
+    #[allow(async_fn_in_trait)]
+    async fn freqs(&mut self, logits: &Self::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+        self.freq_runs(logits, &mut |row0, n, tables| {
+            for (i, table) in tables.chunks_exact(tables.len() / n.max(1)).enumerate() {
+                sink(row0 + i, table)?;
+            }
+            Ok(())
+        })
+        .await
+    }
 
     /// For every row `i` of `logits`, the coder's range of `symbols[i]` in that row's
     /// frequency table — `(cum, freq)` = ([`crate::coder::cum_freq`]) — handed to

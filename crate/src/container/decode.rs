@@ -9,7 +9,7 @@ use crate::backend::Backend;
 use crate::coder::Decoder;
 use crate::error::{Error, Result};
 use crate::eval::{window_at, KvMode, Policy, Window};
-use crate::model::{block_on, forward_async, Batch};
+use crate::model::{block_on, forward_to_async, Batch, Readout};
 use crate::tokenizer::Tokenizer;
 
 use super::arena::{round, Arena};
@@ -216,19 +216,23 @@ impl Codec {
                 queue.push_front(a.job);
                 continue;
             }
-            let mut i = 0usize;
-            forward_async(b, &self.cfg, &self.fracs, &batch, &mut |_, table| {
-                let st = &mut active[ran[i]].st;
-                i += 1;
-                let before = st.out.len() as u64;
-                if let Err(e) = st.take(table, &self.tok) {
-                    st.failed = Some(e);
-                    st.done = true;
+            // Row i of the logits is stream `ran[i]`'s next token (ascending, as pushed).
+            let mut rows: Vec<&mut Stream> = Vec::with_capacity(ran.len());
+            let mut next = ran.iter().peekable();
+            for (k, a) in active.iter_mut().enumerate() {
+                if next.next_if_eq(&&k).is_some() {
+                    rows.push(&mut a.st);
                 }
-                decoded += st.out.len() as u64 - before;
+            }
+            let tok = &self.tok;
+            let mut step = |row0: usize, n: usize, tables: &[u32]| -> Result<()> {
+                let streams = rows
+                    .get_mut(row0..row0 + n)
+                    .ok_or_else(|| Error::Internal(format!("logits rows {row0}+{n} of {}", ran.len())))?;
+                decoded += take_all(streams, tables, tok);
                 Ok(())
-            })
-            .await?;
+            };
+            forward_to_async(b, &self.cfg, &self.fracs, &batch, Readout::Runs(&mut step)).await?;
             if decoded >= reported + 256 {
                 progress(decoded)?;
                 reported = decoded;
@@ -248,6 +252,34 @@ impl Codec {
         }
         progress(decoded)
     }
+}
+
+/// Decodes the next token of each of `streams` with its table (`tables`: `[n, vocab]`, row
+/// `i` for stream `i`), each on its own thread where there are several: the streams are
+/// independent (each its own decoder and online models), and this host work — the online
+/// models' passes over the vocabulary, the coder's search — is a tenth of a lock-step step.
+/// Returns the bytes spelled. A stream whose data is wrong is marked failed and done.
+fn take_all(streams: &mut [&mut Stream<'_>], tables: &[u32], tok: &Tokenizer) -> u64 {
+    if streams.is_empty() {
+        return 0;
+    }
+    let vocab = tables.len() / streams.len();
+    let one = |(st, table): (&mut &mut Stream<'_>, &[u32])| -> u64 {
+        let before = st.out.len() as u64;
+        if let Err(e) = st.take(table, tok) {
+            st.failed = Some(e);
+            st.done = true;
+        }
+        st.out.len() as u64 - before
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        if streams.len() > 1 {
+            return streams.par_iter_mut().zip(tables.par_chunks(vocab)).map(one).sum();
+        }
+    }
+    streams.iter_mut().zip(tables.chunks(vocab)).map(one).sum()
 }
 
 /// A model-coded stream to decode: a chunk of a file, or a raw stream.

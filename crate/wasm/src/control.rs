@@ -151,12 +151,8 @@ impl<B: Backend> Backend for Stepping<'_, B> {
     fn rows(&mut self, x: &B::Buf, idx: &[u32]) -> B::Buf {
         self.b.rows(x, idx)
     }
-    async fn freqs(
-        &mut self,
-        logits: &B::Buf,
-        sink: &mut dyn FnMut(usize, &[u32]) -> lmz::Result<()>,
-    ) -> lmz::Result<()> {
-        self.b.freqs(logits, sink).await?;
+    async fn freq_runs(&mut self, logits: &B::Buf, sink: &mut lmz::backend::RunSink<'_>) -> lmz::Result<()> {
+        self.b.freq_runs(logits, sink).await?;
         #[cfg(not(feature = "threads"))]
         if js_sys::Date::now() - self.last >= YIELD_EVERY_MS {
             next_task(0).await;

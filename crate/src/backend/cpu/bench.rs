@@ -149,7 +149,7 @@ fn bench_kernels() {
         "{}: matmul GMAC/s, 1 thread, best of 5 in CPU time (Q4 {rows}x{cols}, Q8 8192x{cols})",
         host::place()
     );
-    for tokens in [1, 2, 4, 256] {
+    for tokens in [1, 2, 4, 16, 40, 64, 256] {
         let z: Vec<i32> = (0..tokens * cols).map(|_| (r.next_u64() as i32) >> 12).collect();
         let x = quantize(&z, cols, 10);
         let reps = (256 / tokens).max(1);

@@ -162,30 +162,6 @@ impl<const N: usize> Columns<N> {
     }
 }
 
-/// Compiles `$body` twice: as is, and with AVX2 enabled (chosen at run time). Both are the
-/// same integer code, so they give the same bits; AVX2 only lets LLVM use wider vectors.
-macro_rules! multiversion {
-    ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
-        multiversion!($name ( $($arg : $ty),* ) -> () $body);
-    };
-    ($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty $body:block) => {
-        #[inline(always)]
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                unsafe fn wide($($arg: $ty),*) -> $ret $body
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
-                    return unsafe { wide($($arg),*) };
-                }
-            }
-            $body
-        }
-    };
-}
-
 multiversion!(rows_q4(w: &Q4Matrix, x: &QAct, frac_out: i32, r0: usize, o: &mut [i32]) {
     // `o` is `[rows r0.., tokens]`.
     let (cols, nb) = (w.cols, w.cols / 32);

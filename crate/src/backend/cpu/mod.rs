@@ -15,6 +15,31 @@
 //! the hot loops per instruction set, `bench.rs` their speed. This file: the engine,
 //! [`CpuBackend`]. Every item is reached as `cpu::NAME`.
 
+/// Compiles `$body` twice: as is, and with AVX2 enabled (chosen at run time). Both are the
+/// same code, exact by construction (integers, or floats whose result is made exact: the
+/// activation quantisation), so they give the same bits; AVX2 only lets LLVM use wider vectors.
+macro_rules! multiversion {
+    ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
+        multiversion!($name ( $($arg : $ty),* ) -> () $body);
+    };
+    ($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty $body:block) => {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn wide($($arg: $ty),*) -> $ret $body
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $body
+        }
+    };
+}
+
 mod attention;
 #[cfg(test)]
 mod bench;
@@ -476,9 +501,10 @@ impl Backend for CpuBackend {
     }
 
     /// The tables of a few rows at a time (two per thread) are made in parallel, then handed
-    /// to `sink` in order: `sink` (the coder, the adaptive bias) is sequential, the tables are
-    /// not, and one thread making them all left the others idle (4 % of compression).
-    async fn freqs(&mut self, logits: &CpuBuf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+    /// to `sink` as one run: one thread making them all left the others idle (4 % of
+    /// compression), and a caller with independent rows (many streams) steps them in
+    /// parallel too.
+    async fn freq_runs(&mut self, logits: &CpuBuf, sink: &mut crate::backend::RunSink<'_>) -> Result<()> {
         let w = logits.width;
         let per = if cfg!(feature = "parallel") { 2 * threads() } else { 1 };
         let mut f = vec![0u32; per * w];
@@ -486,9 +512,7 @@ impl Backend for CpuBackend {
         for (c, rows) in logits.data.chunks(per * w).enumerate() {
             let f = &mut f[..rows.len()];
             par::for_each_chunk(f, rows, w, |f, row| crate::freq::freq_table(row, exp, f));
-            for (i, table) in f.chunks(w).enumerate() {
-                sink(c * per + i, table)?;
-            }
+            sink(c * per, rows.len() / w, f)?;
         }
         Ok(())
     }

@@ -322,7 +322,7 @@ impl Backend for GpuBackend {
     /// Natively the readback blocks in `device.poll` (so the future never returns `Pending`
     /// and the synchronous API can drive it); on wasm it awaits the map callback, which the
     /// browser's event loop delivers.
-    async fn freqs(&mut self, logits: &GpuBuf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
+    async fn freq_runs(&mut self, logits: &GpuBuf, sink: &mut crate::backend::RunSink<'_>) -> Result<()> {
         let vocab = self.embed.rows;
         let chunk = (self.gpu.chunk_bytes / (vocab * 4)).max(1);
         let mut row0 = 0;
@@ -336,9 +336,10 @@ impl Backend for GpuBackend {
                 let buf = self.gpu.freq(&l, &self.tables);
                 self.gpu.read_async::<u32>(&buf, 0, l.rows * l.width).await?
             };
-            for (i, t) in f.chunks_exact(vocab).enumerate() {
-                sink(row0 + i, t)?;
-            }
+            let tables = f
+                .get(..n * vocab)
+                .ok_or_else(|| Error::Internal(format!("{} values read back for {n} tables", f.len())))?;
+            sink(row0, n, tables)?;
             row0 += n;
         }
         self.gpu.check()
