@@ -306,3 +306,40 @@ fn bench_forward() {
         );
     }
 }
+
+#[test]
+#[ignore = "tmp"]
+fn tmp_scaling() {
+    let mut r = Rng(1);
+    let (rows, cols) = (1536, 576);
+    let nb = cols / 32;
+    let w = Q4Matrix {
+        rows,
+        cols,
+        nib: (0..rows * cols / 2).map(|_| r.below(256) as u8).collect(),
+        d: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(),
+        m: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(),
+        e: vec![20; rows],
+    };
+    let w = CpuQ4::new(&w);
+    for tokens in [1, 4, 16, 40] {
+        let z: Vec<i32> = (0..tokens * cols).map(|_| (r.next_u64() as i32) >> 12).collect();
+        let x = quantize(&z, cols, 10);
+        let reps = 2000 / tokens;
+        for th in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
+            let s = pool.install(|| {
+                let mut b = f64::INFINITY;
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    for _ in 0..reps {
+                        std::hint::black_box(super::matmuls_q4_with(Isa::best(), [(&w, 10), (&w, 10)], &x));
+                    }
+                    b = b.min(t.elapsed().as_secs_f64());
+                }
+                b
+            });
+            println!("tokens {tokens:3} threads {th}: {:.1} GMAC/s wall, {:.1} µs per call", (reps * tokens * cols * rows * 2) as f64 / s / 1e9, s / reps as f64 * 1e6);
+        }
+    }
+}
