@@ -19,17 +19,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
+use lmz::backend::engine::{BackendKind, Engine};
 use lmz::backend::Backend;
 use lmz::container::{self, Codec, Options, Progress};
 use lmz::model::Fracs;
-use lmz::{Error, Result};
+use lmz::{with_engine, Error, Result};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::type_object::PyTypeInfo;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView};
 
-use crate::engine::{with_engine, BackendKind, Engine};
 use crate::errors::{to_py, to_py_object};
 
 /// How often the calling thread looks at a running call (signals, progress).
@@ -406,7 +406,7 @@ impl Compressor {
     #[new]
     #[pyo3(signature = (model=None, backend="cpu", threads=None))]
     fn new(py: Python<'_>, model: Option<PathBuf>, backend: &str, threads: Option<usize>) -> PyResult<Compressor> {
-        let kind = BackendKind::parse(backend).map_err(|e| to_py(py, &e))?;
+        let kind = backend.parse::<BackendKind>().map_err(|e| to_py(py, &e))?;
         if threads == Some(0) {
             return Err(to_py(py, &Error::InvalidArgument("threads must be at least 1".into())));
         }
