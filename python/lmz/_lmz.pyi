@@ -89,7 +89,10 @@ class Compressor:
     @overload
     def compress_many(
         self, items: Iterable[_Bytes], *, errors: Literal["raise"] = "raise", progress: _Progress | None = None
-    ) -> list[bytes]: ...
+    ) -> list[bytes]:
+        """Each item's .lmz file, in order, byte for byte what ``compress`` makes of it; the
+        short items' windows run through the model in shared batches. ``errors`` and
+        ``progress`` as in ``decompress_many``."""
     @overload
     def compress_many(
         self, items: Iterable[_Bytes], *, errors: Literal["return"], progress: _Progress | None = None
@@ -98,12 +101,14 @@ class Compressor:
     def decompress_many(
         self, items: Iterable[_Bytes], *, errors: Literal["raise"] = "raise", progress: _Progress | None = None
     ) -> list[bytes]:
-        """Each item's original, in order. ``errors="raise"`` (default): the first item that
-        fails raises its LmzError, whose ``item`` attribute is its index, and the items after
-        it are not decoded. ``errors="return"``: every item is decoded; a failing item's place
-        holds its LmzError (not raised). ``progress(done, total)`` counts items. Today the
-        items run one after the other; lock-step batches (one forward pass for many streams)
-        come with the library's batch API."""
+        """Each item's original, in order, byte for byte what ``decompress`` gives for it. The
+        items go in one call: files of one model chunk (every short text) decode in lock-step,
+        one forward pass per step for all of them; longer files after them. ``errors="raise"``
+        (default): the first item that fails raises its LmzError, whose ``item`` attribute is
+        its index; the call stops once that item and every one before it are known (items
+        decoded alongside are dropped). ``errors="return"``: every item is decoded; a failing
+        item's place holds its LmzError (not raised), the one ``decompress`` would raise.
+        ``progress(done, total)`` counts items as they finish."""
     @overload
     def decompress_many(
         self, items: Iterable[_Bytes], *, errors: Literal["return"], progress: _Progress | None = None

@@ -19,17 +19,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
+use lmz::backend::engine::{BackendKind, Engine};
 use lmz::backend::Backend;
-use lmz::container::{self, Codec, Options, Progress};
-use lmz::model::Fracs;
-use lmz::{Error, Result};
+use lmz::container::{self, Codec, ItemSink, Options, Progress, DECODE_SLOTS};
+use lmz::model::{block_on, Fracs};
+use lmz::{with_engine, Error, Result};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::type_object::PyTypeInfo;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView};
 
-use crate::engine::{with_engine, BackendKind, Engine};
 use crate::errors::{to_py, to_py_object};
 
 /// How often the calling thread looks at a running call (signals, progress).
@@ -153,6 +153,47 @@ impl State {
             policy: policy.describe(),
         })
     }
+
+    /// `Codec::compress_many` or `Codec::decompress_many` on `items` in one call (the
+    /// library's lock-step batches: one forward pass for many short streams), each item's
+    /// result handed to `sink` as soon as it is known. The engine is sized as the browser
+    /// bindings size it (`crate/wasm/src/job.rs`): a cache of the largest window any item
+    /// was made with, in as many windows as the items could fill, at most
+    /// [`DECODE_SLOTS`]; the CPU engine gives them back after the call.
+    fn many(&mut self, what: Batch, items: &[&[u8]], p: &mut dyn Progress, sink: &mut ItemSink<'_>) -> Result<()> {
+        let default = self.codec.default_policy().window;
+        let infos: Vec<_> = match what {
+            Batch::Compress => Vec::new(),
+            Batch::Decompress => items.iter().map(|f| container::info(f).ok()).collect(),
+        };
+        let window = infos
+            .iter()
+            .flatten()
+            .filter_map(|i| i.window_stride)
+            .map(|(w, _)| w as usize)
+            .fold(default, usize::max);
+        // An item of `n` bytes needs at most `n + 1` positions (a token spells at least one
+        // byte; plus the start token), and never more than one window.
+        let lens: Vec<u64> = match what {
+            Batch::Compress => items.iter().map(|d| d.len() as u64).collect(),
+            Batch::Decompress => infos.iter().map(|i| i.as_ref().map_or(0, |i| i.original_len)).collect(),
+        };
+        let positions = lens
+            .iter()
+            .fold(0u64, |t, &n| t.saturating_add(n.saturating_add(1).min(window as u64)));
+        let fill = positions.div_ceil(window.max(1) as u64).min(DECODE_SLOTS as u64) as usize;
+        // A file of several model chunks decodes them in lock-step, as `decompress` would.
+        let chunks = infos.iter().flatten().map(|i| i.decode_slots()).max().unwrap_or(1);
+        let slots = fill.max(chunks).clamp(1, DECODE_SLOTS);
+        let (codec, _, engine) = self.engine(window, slots)?;
+        let out = with_engine!(engine, b => match what {
+            // `Options::default()`: what `compress` uses, so each item's bytes are its bytes.
+            Batch::Compress => block_on(codec.compress_many_async(b, items, &Options::default(), p, sink)),
+            Batch::Decompress => block_on(codec.decompress_many_async(b, items, p, sink)),
+        });
+        self.one_slot()?;
+        out
+    }
 }
 
 struct Eval {
@@ -227,8 +268,12 @@ pub(crate) fn input(obj: &Bound<'_, PyAny>) -> PyResult<PyBackedBytes> {
     )))
 }
 
-/// What a batch call does to each item: `State::compress` or `State::decompress`.
-type ItemFn = fn(&mut State, &[u8], &mut dyn Progress) -> Result<Vec<u8>>;
+/// What a batch call does to its items.
+#[derive(Clone, Copy)]
+enum Batch {
+    Compress,
+    Decompress,
+}
 
 /// How a batch call treats an item that fails.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -341,7 +386,7 @@ impl Compressor {
         result.map_err(|e| to_py(py, &e))
     }
 
-    /// A batch: `one` on each item in order under one call, each item's error kept or
+    /// A batch: the items in one library call ([`State::many`]), each item's error kept or
     /// raised per `errors`; `progress(done, total)` counts items. Ctrl-C stops the batch.
     fn many<'py>(
         &self,
@@ -349,44 +394,108 @@ impl Compressor {
         items: &Bound<'py, PyAny>,
         errors: &str,
         progress: Option<&Bound<'py, PyAny>>,
-        one: ItemFn,
+        what: Batch,
     ) -> PyResult<Bound<'py, PyList>> {
         let on_error = OnError::parse(errors).map_err(|e| to_py(py, &e))?;
         let inputs = items.try_iter()?.map(|o| input(&o?)).collect::<PyResult<Vec<_>>>()?;
-        let n = inputs.len() as u64;
-        // TODO(issue 28): one lock-step call for the whole batch, `Codec::compress_many` /
-        // `Codec::decompress_many` (many streams in one forward pass), when the library has
-        // them; until then the items go one after the other through the per-item API.
-        let results = self.run(py, progress, |st, ctl| {
-            let mut out = Vec::with_capacity(inputs.len());
-            for (i, data) in inputs.iter().enumerate() {
-                Report(ctl).update(i as u64, n)?;
-                let r = one(st, data, &mut StopOnly(ctl));
-                let failed = match &r {
-                    Err(Error::Cancelled) => return Err(Error::Cancelled),
-                    r => r.is_err(),
-                };
-                out.push(r);
-                if failed && on_error == OnError::Raise {
-                    break;
-                }
-            }
-            Report(ctl).update(out.len() as u64, n)?;
-            Ok(out)
-        })?;
-        let list = PyList::empty(py);
-        for (i, r) in results.into_iter().enumerate() {
+        let got = self.run(py, progress, |st, ctl| {
+            let refs: Vec<&[u8]> = inputs.iter().map(|d| &d[..]).collect();
+            let mut got = Gathered::new(refs.len(), on_error);
+            Report(ctl).update(0, got.total())?;
+            let r = st.many(what, &refs, &mut StopOnly(ctl), &mut |i, r| {
+                got.put(i, r)?;
+                Report(ctl).update(got.done, got.total())
+            });
             match r {
-                Ok(bytes) => list.append(PyBytes::new(py, &bytes))?,
-                Err(e) if on_error == OnError::Return => list.append(to_py_object(py, &e)?)?,
+                Ok(()) => {}
+                // Not a cancellation: the first failing item is known (`Gathered::put`).
+                Err(Error::Cancelled) if got.settled() => {}
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                // The call failed as a whole (the engine could not be sized, or failed under
+                // the batch): each item without a result gets the error, as its own call
+                // would have. `errors="return"` (lmz.ray's) still never raises for it.
+                Err(e) => got.rest = Some(e),
+            }
+            Ok(got)
+        })?;
+        let missing = Error::Internal("an item got no result".into());
+        let list = PyList::empty(py);
+        for (i, r) in got.results.iter().enumerate() {
+            let r = match r {
+                Some(r) => r.as_ref(),
+                None => Err(got.rest.as_ref().unwrap_or(&missing)),
+            };
+            match r {
+                Ok(bytes) => list.append(PyBytes::new(py, bytes))?,
+                Err(e) if on_error == OnError::Return => list.append(to_py_object(py, e)?)?,
                 Err(e) => {
-                    let err = to_py(py, &e);
+                    let err = to_py(py, e);
                     err.value(py).setattr("item", i)?;
                     return Err(err);
                 }
             }
         }
         Ok(list)
+    }
+}
+
+/// A batch's results as the library hands them over (in the order they finish).
+struct Gathered {
+    results: Vec<Option<Result<Vec<u8>>>>,
+    done: u64,
+    on_error: OnError,
+    /// The lowest index of a failed item so far.
+    first_failed: Option<usize>,
+    /// Items `0..known` all have their results.
+    known: usize,
+    /// The error of a call that failed as a whole: every item without a result has it.
+    rest: Option<Error>,
+}
+
+impl Gathered {
+    fn new(n: usize, on_error: OnError) -> Gathered {
+        Gathered {
+            results: (0..n).map(|_| None).collect(),
+            done: 0,
+            on_error,
+            first_failed: None,
+            known: 0,
+            rest: None,
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.results.len() as u64
+    }
+
+    /// Keeps item `i`'s result. With `errors="raise"`, stops the call (with
+    /// `Error::Cancelled`, which [`Gathered::settled`] tells from a real one) once the item
+    /// to raise is known: a failed item with every item before it done. The items decoded
+    /// with it in lock-step may be done too; their results are dropped, as the one-by-one
+    /// loop never ran them.
+    fn put(&mut self, i: usize, r: Result<Vec<u8>>) -> Result<()> {
+        let n = self.results.len();
+        let slot = self
+            .results
+            .get_mut(i)
+            .ok_or_else(|| Error::Internal(format!("a result for item {i} of {n}")))?;
+        if r.is_err() {
+            self.first_failed = Some(self.first_failed.map_or(i, |f| f.min(i)));
+        }
+        *slot = Some(r);
+        self.done += 1;
+        while self.results.get(self.known).is_some_and(Option::is_some) {
+            self.known += 1;
+        }
+        if self.settled() {
+            return Err(Error::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Whether `errors="raise"` has its item: nothing after it changes the outcome.
+    fn settled(&self) -> bool {
+        self.on_error == OnError::Raise && self.first_failed.is_some_and(|f| f < self.known)
     }
 }
 
@@ -406,7 +515,7 @@ impl Compressor {
     #[new]
     #[pyo3(signature = (model=None, backend="cpu", threads=None))]
     fn new(py: Python<'_>, model: Option<PathBuf>, backend: &str, threads: Option<usize>) -> PyResult<Compressor> {
-        let kind = BackendKind::parse(backend).map_err(|e| to_py(py, &e))?;
+        let kind = backend.parse::<BackendKind>().map_err(|e| to_py(py, &e))?;
         if threads == Some(0) {
             return Err(to_py(py, &Error::InvalidArgument("threads must be at least 1".into())));
         }
@@ -509,7 +618,7 @@ impl Compressor {
         errors: &str,
         progress: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        self.many(py, items, errors, progress, State::compress)
+        self.many(py, items, errors, progress, Batch::Compress)
     }
 
     /// Decompresses each item; see `lmz.Compressor.decompress_many` in the stubs for `errors`.
@@ -521,7 +630,7 @@ impl Compressor {
         errors: &str,
         progress: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        self.many(py, items, errors, progress, State::decompress)
+        self.many(py, items, errors, progress, Batch::Decompress)
     }
 
     /// What a `.lmz` file's header says (no model run): `lmz.info`.

@@ -13,7 +13,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 mod compressor;
-mod engine;
 mod errors;
 
 use compressor::{input, Compressor};

@@ -262,6 +262,36 @@ def test_many_errors(compressor: lmz.Compressor) -> None:
         compressor.compress_many([b"ok", "not bytes"])  # type: ignore[list-item]
 
 
+def test_decompress_many_is_decompress_item_by_item(compressor: lmz.Compressor) -> None:
+    # One library call decodes the short items in lock-step; each must come out byte for
+    # byte as its own `decompress` call, and a damaged item must fail with the error that
+    # call gives while the items around it decode.
+    items = [*alice_paragraphs(8), HELD_OUT, UNICODE, CODE, b"", random_bytes(60, 5), b"\n\n".join(alice_paragraphs(4))]
+    blobs = [compressor.compress(d) for d in items]
+    assert compressor.compress_many(items) == blobs
+    singles = [compressor.decompress(b) for b in blobs]
+    assert singles == items
+    assert compressor.decompress_many(blobs) == singles
+
+    flipped = bytearray(blobs[2])
+    flipped[-3] ^= 0x10  # in the coded payload: decodes to other bytes
+    damaged = {2: bytes(flipped), 5: with_wrong_checksum(blobs[5]), 9: blobs[9][: len(blobs[9]) // 2]}
+    batch = [damaged.get(i, b) for i, b in enumerate(blobs)]
+    out = compressor.decompress_many(batch, errors="return")
+    for i, b in enumerate(batch):
+        if i not in damaged:
+            assert out[i] == items[i], i
+            continue
+        with pytest.raises(lmz.LmzError) as one:
+            compressor.decompress(b)
+        got = out[i]
+        assert isinstance(got, lmz.LmzError), (i, got)
+        assert (type(got), got.code, str(got)) == (type(one.value), one.value.code, str(one.value)), i
+    with pytest.raises(lmz.LmzError) as first:
+        compressor.decompress_many(batch)
+    assert first.value.item == 2  # type: ignore[attr-defined]
+
+
 # --- threads ---
 
 

@@ -150,11 +150,7 @@ fn run_on_pool(
         }
         if let Some((codec, backend)) = engine.as_mut() {
             let opts = lmz::container::Options::default();
-            let label = match backend {
-                crate::engine::Engine::Cpu(_) => "lmz (cpu)",
-                #[cfg(feature = "gpu")]
-                crate::engine::Engine::Gpu(_) => "lmz (gpu)",
-            };
+            let label = format!("lmz ({})", backend.name());
             let (z, tc) = timed(
                 || crate::engine::with_engine!(&mut *backend, b => codec.compress(b, &data, &opts, &mut |_, _| {})),
             )?;
@@ -182,7 +178,7 @@ fn run_on_pool(
                 );
                 continue;
             }
-            row(label, z.len(), tc, td);
+            row(&label, z.len(), tc, td);
         }
         for (what, c, d) in CLASSIC {
             let io = |e: std::io::Error| Error::io(f, e);

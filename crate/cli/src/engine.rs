@@ -1,15 +1,12 @@
-//! Which engine runs the model in the CLI (part of `main.rs`, not of the library):
-//! `--backend cpu|gpu|auto`.
+//! Which engine runs the model in the CLI: `--backend cpu|gpu|auto` and `--threads`.
 //!
-//! `auto` takes the GPU when there is a hardware adapter and the CPU otherwise: a software
-//! adapter (Mesa lavapipe, SwiftShader) runs the same kernels on the same cores, slower than
-//! the native CPU engine (BENCHMARKS.md), so only `--backend gpu` picks one. Every engine
-//! gives the same bits, so the choice never changes a file.
+//! The engine itself and the rule that picks it are the library's
+//! ([`lmz::backend::engine`]), shared with the Python package; this module keeps what only a
+//! command line has: the clap value and the pool the whole command runs on.
 
-use lmz::backend::cpu::CpuBackend;
-#[cfg(feature = "gpu")]
-use lmz::backend::gpu::{self, Auto, Gpu, GpuBackend, GpuOptions};
-use lmz::{Error, Model, Result};
+pub use lmz::backend::engine::{BackendKind, Engine};
+pub use lmz::with_engine;
+use lmz::{Error, Result};
 
 /// Runs `f` on a worker of a pool of `threads` threads (default: one per core), so that the
 /// CPU engine's parallel loops start inside the pool: the worker that splits a loop keeps
@@ -28,8 +25,11 @@ pub fn on_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send)
     Ok(pool.install(f))
 }
 
+/// `--backend`: the library's [`BackendKind`] as a clap value (an enum of the CLI's own,
+/// since clap's `ValueEnum` cannot be implemented on the library's type here). The variants'
+/// docs are the help text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendKind {
+pub enum BackendArg {
     /// The integer CPU engine.
     Cpu,
     /// The GPU engine (wgpu compute on the WGSL kernels); any adapter, software ones too.
@@ -38,114 +38,12 @@ pub enum BackendKind {
     Auto,
 }
 
-/// An engine: the CPU or the GPU one (one per process, so the size difference of the
-/// variants does not matter).
-#[allow(clippy::large_enum_variant)]
-pub enum Engine {
-    Cpu(CpuBackend),
-    #[cfg(feature = "gpu")]
-    Gpu(Box<GpuBackend>),
-}
-
-/// Runs `$body` with `$b` bound to the engine inside (`&mut` of its concrete type).
-macro_rules! with_engine {
-    ($e:expr, $b:ident => $body:expr) => {
-        match $e {
-            $crate::engine::Engine::Cpu($b) => $body,
-            #[cfg(feature = "gpu")]
-            $crate::engine::Engine::Gpu($b) => {
-                let $b = &mut **$b;
-                $body
-            }
-        }
-    };
-}
-pub(crate) use with_engine;
-
-impl Engine {
-    /// Opens `kind` with `slots` sequences of `cache_len` positions.
-    pub fn open(kind: BackendKind, model: &Model, slots: usize, cache_len: usize) -> Result<Engine> {
-        match kind {
-            BackendKind::Cpu => Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?)),
-            #[cfg(feature = "gpu")]
-            BackendKind::Gpu => Ok(Engine::Gpu(Box::new(GpuBackend::with_slots(
-                model,
-                slots,
-                cache_len,
-                GpuOptions::default(),
-            )?))),
-            // The library's rule (`lmz::backend::gpu::auto`), the browser's too.
-            #[cfg(feature = "gpu")]
-            BackendKind::Auto => match gpu::auto(Gpu::new(GpuOptions::default()))? {
-                Auto::Gpu(g) => match GpuBackend::on(*g, model, slots, cache_len) {
-                    Ok(b) => Ok(Engine::Gpu(Box::new(b))),
-                    Err(e) if gpu::auto_falls_back(&e) => {
-                        Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?))
-                    }
-                    Err(e) => Err(e),
-                },
-                Auto::Cpu(_) => Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?)),
-            },
-            #[cfg(not(feature = "gpu"))]
-            BackendKind::Gpu => Err(Error::GpuNoAdapter("this lmz was built without the gpu feature".into())),
-            #[cfg(not(feature = "gpu"))]
-            BackendKind::Auto => Ok(Engine::Cpu(CpuBackend::with_slots(model, slots, cache_len)?)),
+impl From<BackendArg> for BackendKind {
+    fn from(a: BackendArg) -> BackendKind {
+        match a {
+            BackendArg::Cpu => BackendKind::Cpu,
+            BackendArg::Gpu => BackendKind::Gpu,
+            BackendArg::Auto => BackendKind::Auto,
         }
     }
-
-    /// What [`Engine::open`] would run for `kind`, without loading the model: "CPU, 2
-    /// thread(s), Avx512Vnni" (the CPU kernels: `Isa::best`) or the GPU adapter ("GPU NVIDIA H100 … (Vulkan, DiscreteGpu, dot4I8Packed)").
-    pub fn probe(kind: BackendKind) -> Result<String> {
-        let cpu = cpu_words;
-        match kind {
-            BackendKind::Cpu => Ok(cpu()),
-            #[cfg(feature = "gpu")]
-            BackendKind::Gpu => Ok(format!("GPU {}", Gpu::new(GpuOptions::default())?.describe())),
-            #[cfg(feature = "gpu")]
-            BackendKind::Auto => match gpu::auto(Gpu::new(GpuOptions::default()))? {
-                Auto::Gpu(g) => Ok(format!("GPU {}", g.describe())),
-                Auto::Cpu(why) => Ok(format!("{} ({why})", cpu())),
-            },
-            #[cfg(not(feature = "gpu"))]
-            BackendKind::Gpu => Err(Error::GpuNoAdapter("this lmz was built without the gpu feature".into())),
-            #[cfg(not(feature = "gpu"))]
-            BackendKind::Auto => Ok(cpu()),
-        }
-    }
-
-    /// For reports: "CPU, 2 thread(s), Avx512Vnni" or "GPU llvmpipe (…) (Vulkan, Cpu, dot4I8Packed)".
-    pub fn describe(&self) -> String {
-        match self {
-            Engine::Cpu(_) => cpu_words(),
-            #[cfg(feature = "gpu")]
-            Engine::Gpu(g) => format!("GPU {}", g.describe()),
-        }
-    }
-
-    pub fn cache_len(&self) -> usize {
-        use lmz::backend::Backend;
-        match self {
-            Engine::Cpu(b) => b.cache_len(),
-            #[cfg(feature = "gpu")]
-            Engine::Gpu(b) => b.cache_len(),
-        }
-    }
-
-    pub fn slots(&self) -> usize {
-        use lmz::backend::Backend;
-        match self {
-            Engine::Cpu(b) => b.slots(),
-            #[cfg(feature = "gpu")]
-            Engine::Gpu(b) => b.slots(),
-        }
-    }
-}
-
-/// "CPU, 2 thread(s), Avx512Vnni": the threads and the kernels the CPU engine runs.
-fn cpu_words() -> String {
-    format!(
-        "CPU, {} thread(s), {:?}",
-        rayon::current_num_threads(),
-        lmz::backend::cpu::Isa::best()
-    )
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use lmz::fetch;
 
-use crate::engine::{self, BackendKind};
+use crate::engine::{self, BackendArg, BackendKind};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -32,8 +32,8 @@ pub struct EvalArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Engine for the integer model.
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    backend: BackendKind,
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    backend: BackendArg,
     /// Score the model's own tables, without the format's online models (the adaptive bias
     /// and the n-gram mixer).
     #[arg(long)]
@@ -81,7 +81,7 @@ fn eval_on_pool(model_flag: Option<&std::path::Path>, a: &EvalArgs) -> lmz::Resu
         }
         score_reference(&model, &tokens, &policy, &bar)?
     } else {
-        score_integer(a.backend, &model, &tokens, &policy, &bar, &mut adapts)?
+        score_integer(a.backend.into(), &model, &tokens, &policy, &bar, &mut adapts)?
     };
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();

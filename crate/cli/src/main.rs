@@ -12,7 +12,7 @@ mod eval;
 mod files;
 mod many;
 
-use engine::BackendKind;
+use engine::BackendArg;
 
 #[derive(Parser)]
 #[command(
@@ -63,8 +63,8 @@ struct IoArgs {
     #[arg(short, long)]
     quiet: bool,
     /// Engine for the model (every engine gives the same bits).
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    backend: BackendKind,
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    backend: BackendArg,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -126,8 +126,8 @@ enum Cmd {
         #[arg(long)]
         threads: Option<usize>,
         /// Engine for lmz.
-        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-        backend: BackendKind,
+        #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+        backend: BackendArg,
         /// Many small files (notes, records), each one item: decoded one at a time against
         /// the first N together in one call, for each N of --streams (lock-step decoding).
         #[arg(long, conflicts_with_all = ["no_lmz", "speed", "ablation"])]
@@ -151,7 +151,7 @@ enum Cmd {
         /// Also name the engine (CPU, or the GPU adapter) that `--backend` would decode
         /// them on. Every engine gives the same bytes, so files never record one.
         #[arg(long, value_enum)]
-        backend: Option<BackendKind>,
+        backend: Option<BackendArg>,
     },
 }
 
@@ -194,12 +194,12 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
         }
         Some(Cmd::Info { files, backend }) => {
             let status = info_cmd(&files);
-            if let Some(kind) = backend {
+            if let Some(kind) = backend.map(engine::BackendKind::from) {
                 println!();
                 println!(
                     "engine:      {} (--backend {})",
                     engine::Engine::probe(kind)?,
-                    format!("{kind:?}").to_lowercase()
+                    kind.name()
                 );
             }
             return Ok(status);
@@ -223,7 +223,7 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
                     streams: &streams,
                     prefix,
                     kv_windows,
-                    backend,
+                    backend: backend.into(),
                 };
                 many::run(a, threads)?;
                 return Ok(ExitCode::SUCCESS);
@@ -237,7 +237,7 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
             } else {
                 bench::Mode::All
             };
-            bench::run(cli.model.as_deref(), &files, mode, threads, backend)?
+            bench::run(cli.model.as_deref(), &files, mode, threads, backend.into())?
         }
         None => return files::run(cli.model.as_deref(), cli.io),
     }

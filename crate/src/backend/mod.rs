@@ -4,9 +4,12 @@
 //! ([`cpu::CpuBackend`]) implements every operation with the integer kernels of
 //! [`cpu`], which are the oracles for the WGSL kernels (one `shaders/NAME.wgsl` per
 //! `cpu::NAME`, with a parity test of the same name). An engine owns its copy of the weights
-//! (unpacked for the CPU, uploaded for a GPU) and its KV cache.
+//! (unpacked for the CPU, uploaded for a GPU) and its KV cache. [`engine`] opens one of them
+//! by name (`cpu`, `gpu`, `auto`) for native callers.
 
 pub mod cpu;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod engine;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 

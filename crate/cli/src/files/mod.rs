@@ -19,7 +19,7 @@ use std::time::Instant;
 use lmz::container::{Codec, ModelUse, Options};
 use lmz::{Error, Result};
 
-use crate::engine::{with_engine, BackendKind, Engine as ModelEngine};
+use crate::engine::{with_engine, BackendArg, Engine as ModelEngine};
 use crate::{IoArgs, UseModel};
 
 mod batch;
@@ -89,7 +89,7 @@ impl Engine {
 
     /// The codec and an engine with a cache of at least `window` positions in at least
     /// `slots` sequences.
-    fn backend(&mut self, kind: BackendKind, window: usize, slots: usize) -> Result<(&Codec, &mut ModelEngine)> {
+    fn backend(&mut self, kind: BackendArg, window: usize, slots: usize) -> Result<(&Codec, &mut ModelEngine)> {
         let window = window.clamp(1, self.codec.config().ctx);
         if self
             .backend
@@ -104,7 +104,7 @@ impl Engine {
                     self.pack.display()
                 )));
             }
-            self.backend = Some(ModelEngine::open(kind, &model, slots, window)?);
+            self.backend = Some(ModelEngine::open(kind.into(), &model, slots, window)?);
             drop(model);
             release_freed_memory();
         }
