@@ -143,6 +143,11 @@ enum Cmd {
         /// items in flight share.
         #[arg(long, value_name = "N", default_value_t = 4, requires = "many")]
         kv_windows: usize,
+        /// With --many: rounds of measurement, each timing every item alone and then every
+        /// N together, interleaved so that a change in the machine's load hits both; the
+        /// table gives medians and the range of the speed-up.
+        #[arg(long, value_name = "R", default_value_t = 1, requires = "many")]
+        repeat: usize,
     },
     /// Show what a .lmz file's header says: form, version, model, sizes, chunks, bpb.
     Info {
@@ -215,6 +220,7 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
             streams,
             prefix,
             kv_windows,
+            repeat,
         }) => {
             if many {
                 let a = many::ManyArgs {
@@ -223,6 +229,7 @@ fn run(cli: Cli) -> lmz::Result<ExitCode> {
                     streams: &streams,
                     prefix,
                     kv_windows,
+                    repeat,
                     backend: backend.into(),
                 };
                 many::run(a, threads)?;

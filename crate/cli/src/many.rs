@@ -5,7 +5,10 @@
 //! Each FILE is one item, compressed alone to its compact `.lmz` (what `lmz -c` makes).
 //! Every item is first decoded alone (timed one by one), then the first N items together for
 //! each N of `--streams`: the speed-up is the sum of those N alone over the one call, and
-//! every result is checked against the original.
+//! every result is checked against the original. With `--repeat R` that round runs R times
+//! and the table gives medians (one decode alone is memory-bound and a call of many is
+//! compute-bound, so another job's load moves them differently: interleaving the two, and
+//! the median of rounds, keeps a passing load from deciding the ratio).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -21,6 +24,7 @@ pub struct ManyArgs<'a> {
     pub streams: &'a [usize],
     pub prefix: Option<u64>,
     pub kv_windows: usize,
+    pub repeat: usize,
     pub backend: BackendKind,
 }
 
@@ -72,37 +76,51 @@ fn run_on_pool(a: ManyArgs) -> Result<()> {
         all as f64 / compress_together,
         all as f64 * macs / compress_together / 1e9
     );
-    // Each alone, timed.
-    let mut alone = Vec::new();
-    for (f, t) in files.iter().zip(&texts) {
-        let s = Instant::now();
-        let back = with_engine!(&mut engine, b => codec.decompress(b, f, &mut |_, _| {}))?;
-        alone.push(s.elapsed().as_secs_f64());
-        if back != *t {
-            return Err(Error::FormatCorrupt("an item did not round-trip alone".into()));
-        }
-    }
-    println!("| streams | bytes | tokens | .lmz bytes | one at a time | in one call | speed-up | tokens/s | GMAC/s |");
-    println!("|---|---|---|---|---|---|---|---|---|");
     let mut ns: Vec<usize> = a.streams.iter().map(|&n| n.min(files.len())).collect();
     ns.dedup();
-    for n in ns {
-        let refs: Vec<&[u8]> = files[..n].iter().map(|f| &f[..]).collect();
-        let s = Instant::now();
-        let out = with_engine!(&mut engine, b => codec.decompress_many(b, &refs, &mut |_, _| {}))?;
-        let t = s.elapsed().as_secs_f64();
-        for (i, r) in out.into_iter().enumerate() {
-            if r? != texts[i] {
-                return Err(Error::FormatCorrupt(format!("item {i} did not round-trip in one call")));
+    // rounds[r][k]: (the first ns[k] items one at a time, the same in one call), seconds.
+    let mut rounds: Vec<Vec<(f64, f64)>> = Vec::new();
+    for _ in 0..a.repeat.max(1) {
+        let mut alone = Vec::new();
+        for (f, t) in files.iter().zip(&texts) {
+            let s = Instant::now();
+            let back = with_engine!(&mut engine, b => codec.decompress(b, f, &mut |_, _| {}))?;
+            alone.push(s.elapsed().as_secs_f64());
+            if back != *t {
+                return Err(Error::FormatCorrupt("an item did not round-trip alone".into()));
             }
         }
-        let one: f64 = alone[..n].iter().sum();
+        let mut round = Vec::new();
+        for &n in &ns {
+            let refs: Vec<&[u8]> = files[..n].iter().map(|f| &f[..]).collect();
+            let s = Instant::now();
+            let out = with_engine!(&mut engine, b => codec.decompress_many(b, &refs, &mut |_, _| {}))?;
+            let t = s.elapsed().as_secs_f64();
+            for (i, r) in out.into_iter().enumerate() {
+                if r? != texts[i] {
+                    return Err(Error::FormatCorrupt(format!("item {i} did not round-trip in one call")));
+                }
+            }
+            round.push((alone[..n].iter().sum::<f64>(), t));
+        }
+        rounds.push(round);
+    }
+    println!(
+        "| streams | bytes | tokens | .lmz bytes | one at a time | in one call | speed-up | range ({} rounds) | tokens/s | GMAC/s |",
+        rounds.len()
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (k, &n) in ns.iter().enumerate() {
+        let one = median(rounds.iter().map(|r| r[k].0).collect());
+        let t = median(rounds.iter().map(|r| r[k].1).collect());
+        let ups: Vec<f64> = rounds.iter().map(|r| r[k].0 / r[k].1).collect();
+        let (lo, hi) = ups.iter().fold((f64::MAX, 0f64), |(l, h), &u| (l.min(u), h.max(u)));
         let tok: u64 = tokens[..n].iter().sum();
         println!(
-            "| {n} | {} | {tok} | {} | {one:.1} s | {t:.1} s | {:.2}× | {:.1} | {:.1} |",
+            "| {n} | {} | {tok} | {} | {one:.1} s | {t:.1} s | {:.2}× | {lo:.2}–{hi:.2}× | {:.1} | {:.1} |",
             texts[..n].iter().map(Vec::len).sum::<usize>(),
             files[..n].iter().map(Vec::len).sum::<usize>(),
-            one / t,
+            median(ups),
             tok as f64 / t,
             tok as f64 * macs / t / 1e9
         );
@@ -151,4 +169,15 @@ pub fn macs_per_token(c: &lmz::pack::Config) -> f64 {
     let kv = c.n_kv_heads * c.head_dim;
     let per_layer = c.dim * (c.dim + 2 * kv) + c.dim * c.dim + 3 * c.dim * c.hidden;
     (c.n_layers * per_layer + c.vocab * c.dim) as f64
+}
+
+/// The median (of an odd count; the mean of the middle two of an even one).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }

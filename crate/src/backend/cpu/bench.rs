@@ -9,6 +9,7 @@
 //!   of `samples/alice-chapter1.txt` as one sequence (260 tokens, every table made), tokens
 //!   per second of wall time and of CPU time (1 and 2 threads natively, 1 in wasm), and a
 //!   hash of the tables, which must be the same natively and in wasm.
+//! - `bench_matmul_threads` (native): one layer's gate and up matmuls on 1 and 2 threads.
 //!
 //! CPU time (the thread's CPU clock natively, `process.cpuUsage()` in Node) is what the shared
 //! development machines let one compare: wall time moves 2× with other jobs' load.
@@ -307,9 +308,14 @@ fn bench_forward() {
     }
 }
 
+/// The gate and up projections of a layer (two Q4 1536×576 matrices, one `matmuls` call as
+/// the forward pass makes it) at 1–40 tokens on 1 and 2 threads, in wall time: how well the
+/// matmul alone shares out among threads, against which the forward pass's own rate is read
+/// (BENCHMARKS.md, "Many small texts in one call").
 #[test]
-#[ignore = "tmp"]
-fn tmp_scaling() {
+#[ignore = "benchmark: cargo test --release -p lmz --lib bench_matmul_threads -- --ignored --nocapture"]
+#[cfg(all(feature = "parallel", not(target_arch = "wasm32")))]
+fn bench_matmul_threads() {
     let mut r = Rng(1);
     let (rows, cols) = (1536, 576);
     let nb = cols / 32;
@@ -327,7 +333,7 @@ fn tmp_scaling() {
         let x = quantize(&z, cols, 10);
         let reps = 2000 / tokens;
         for th in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().expect("a pool");
             let s = pool.install(|| {
                 let mut b = f64::INFINITY;
                 for _ in 0..5 {
@@ -339,7 +345,11 @@ fn tmp_scaling() {
                 }
                 b
             });
-            println!("tokens {tokens:3} threads {th}: {:.1} GMAC/s wall, {:.1} µs per call", (reps * tokens * cols * rows * 2) as f64 / s / 1e9, s / reps as f64 * 1e6);
+            println!(
+                "tokens {tokens:3} threads {th}: {:.1} GMAC/s wall, {:.1} µs per call",
+                (reps * tokens * cols * rows * 2) as f64 / s / 1e9,
+                s / reps as f64 * 1e6
+            );
         }
     }
 }
