@@ -124,20 +124,26 @@ fn one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     f()
 }
 
-#[test]
-#[ignore = "benchmark: scripts/wasm-bench.sh"]
-fn bench_kernels() {
-    let mut r = Rng(1);
-    let (rows, cols) = (1536, 576);
+/// A Q4 matrix of random nibbles and block scales (the kernels' speed does not depend on them).
+fn random_q4(r: &mut Rng, rows: usize, cols: usize) -> Q4Matrix {
     let nb = cols / 32;
-    let w = Q4Matrix {
+    Q4Matrix {
         rows,
         cols,
         nib: (0..rows * cols / 2).map(|_| r.below(256) as u8).collect(),
         d: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(),
         m: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(),
         e: vec![20; rows],
-    };
+    }
+}
+
+#[test]
+#[ignore = "benchmark: scripts/wasm-bench.sh"]
+fn bench_kernels() {
+    let mut r = Rng(1);
+    let (rows, cols) = (1536, 576);
+    let nb = cols / 32;
+    let w = random_q4(&mut r, rows, cols);
     let w8 = Q8Matrix {
         rows: 8192,
         cols,
@@ -318,15 +324,7 @@ fn bench_forward() {
 fn bench_matmul_threads() {
     let mut r = Rng(1);
     let (rows, cols) = (1536, 576);
-    let nb = cols / 32;
-    let w = Q4Matrix {
-        rows,
-        cols,
-        nib: (0..rows * cols / 2).map(|_| r.below(256) as u8).collect(),
-        d: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(),
-        m: (0..rows * nb).map(|_| r.below(8000) as i16 - 4000).collect(),
-        e: vec![20; rows],
-    };
+    let w = random_q4(&mut r, rows, cols);
     let w = CpuQ4::new(&w);
     for tokens in [1, 4, 16, 40] {
         let z: Vec<i32> = (0..tokens * cols).map(|_| (r.next_u64() as i32) >> 12).collect();
