@@ -173,8 +173,7 @@ pub async fn forward_to_async<B: Backend>(
     let mut x = b.embed(&batch.tokens)?;
     for l in 0..cfg.n_layers {
         // --- attention ---
-        let z = b.rmsnorm(&x, Norm::Attn(l));
-        let a = b.quantize(&z, fr.attn_norm[l]);
+        let a = b.rmsnorm_quantize(&x, Norm::Attn(l), fr.attn_norm[l]);
         let [mut q, mut k, v] = b.matmuls(
             [
                 (Mat::Q(l), cpu::QK_FRAC),
@@ -190,11 +189,9 @@ pub async fn forward_to_async<B: Backend>(
         let o = b.matmul(Mat::O(l), &a, cpu::RESID_FRAC);
         b.add(&mut x, &o);
         // --- feed-forward ---
-        let z = b.rmsnorm(&x, Norm::Ffn(l));
-        let a = b.quantize(&z, fr.ffn_norm[l]);
+        let a = b.rmsnorm_quantize(&x, Norm::Ffn(l), fr.ffn_norm[l]);
         let [gate, up] = b.matmuls([(Mat::Gate(l), cpu::FFN_FRAC), (Mat::Up(l), cpu::FFN_FRAC)], &a);
-        let h = b.silu_mul(&gate, &up);
-        let a = b.quantize(&h, cpu::FFN_FRAC);
+        let a = b.silu_mul_quantize(&gate, &up);
         let down = b.matmul(Mat::Down(l), &a, cpu::RESID_FRAC);
         b.add(&mut x, &down);
     }
@@ -203,8 +200,7 @@ pub async fn forward_to_async<B: Backend>(
     let mut base = 0;
     for rows in batch.logits.chunks(LOGIT_ROWS) {
         let xr = b.rows(&x, rows);
-        let z = b.rmsnorm(&xr, Norm::Out);
-        let a = b.quantize(&z, fr.out_norm);
+        let a = b.rmsnorm_quantize(&xr, Norm::Out, fr.out_norm);
         let logits = b.logits(&a);
         match &mut out {
             Readout::Tables(sink) => b.freqs(&logits, &mut |i, t| sink(base + i, t)).await?,

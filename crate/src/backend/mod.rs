@@ -72,6 +72,12 @@ pub trait Backend {
     fn rmsnorm(&mut self, x: &Self::Buf, norm: Norm) -> Self::Buf;
     /// int8 blocks of 32 with a 12-bit mantissa per block and one exponent per token.
     fn quantize(&mut self, z: &Self::Buf, frac: i32) -> Self::Q;
+    /// [`Backend::rmsnorm`] then [`Backend::quantize`] of its output (in the norm's fixed
+    /// point `frac`): the CPU engine does both per row in one parallel loop. Same bits.
+    fn rmsnorm_quantize(&mut self, x: &Self::Buf, norm: Norm, frac: i32) -> Self::Q {
+        let z = self.rmsnorm(x, norm);
+        self.quantize(&z, frac)
+    }
     /// `a · Wᵀ` with output in Q`frac_out`.
     fn matmul(&mut self, w: Mat, a: &Self::Q, frac_out: i32) -> Self::Buf;
     /// [`Backend::matmul`] of several matrices on the same input (`(matrix, frac_out)`), the
@@ -102,6 +108,12 @@ pub trait Backend {
     fn kv_shift(&mut self, slot: usize, src: usize, dst: usize, n: usize) -> Result<()>;
     /// `silu(gate) · up`, Q10.
     fn silu_mul(&mut self, gate: &Self::Buf, up: &Self::Buf) -> Self::Buf;
+    /// [`Backend::silu_mul`] then [`Backend::quantize`] of its output (Q10): one parallel
+    /// loop on the CPU engine. Same bits.
+    fn silu_mul_quantize(&mut self, gate: &Self::Buf, up: &Self::Buf) -> Self::Q {
+        let h = self.silu_mul(gate, up);
+        self.quantize(&h, cpu::FFN_FRAC)
+    }
     /// `x += y` (saturating).
     fn add(&mut self, x: &mut Self::Buf, y: &Self::Buf);
     /// The rows `idx` of `x`, in that order.

@@ -98,6 +98,17 @@ impl<'a, B: Backend> Stepping<'a, B> {
             ctl,
         }
     }
+
+    /// After a step's readback: lets the event loop run now and then (single-threaded build),
+    /// and stops with `Error::Cancelled` once the call is cancelled.
+    async fn step_done(&mut self) -> lmz::Result<()> {
+        #[cfg(not(feature = "threads"))]
+        if js_sys::Date::now() - self.last >= YIELD_EVERY_MS {
+            next_task(0).await;
+            self.last = js_sys::Date::now();
+        }
+        self.ctl.check()
+    }
 }
 
 impl<B: Backend> Backend for Stepping<'_, B> {
@@ -127,6 +138,9 @@ impl<B: Backend> Backend for Stepping<'_, B> {
     fn quantize(&mut self, z: &B::Buf, frac: i32) -> B::Q {
         self.b.quantize(z, frac)
     }
+    fn rmsnorm_quantize(&mut self, x: &B::Buf, norm: Norm, frac: i32) -> B::Q {
+        self.b.rmsnorm_quantize(x, norm, frac)
+    }
     fn matmul(&mut self, w: Mat, a: &B::Q, frac_out: i32) -> B::Buf {
         self.b.matmul(w, a, frac_out)
     }
@@ -145,20 +159,30 @@ impl<B: Backend> Backend for Stepping<'_, B> {
     fn silu_mul(&mut self, gate: &B::Buf, up: &B::Buf) -> B::Buf {
         self.b.silu_mul(gate, up)
     }
+    fn silu_mul_quantize(&mut self, gate: &B::Buf, up: &B::Buf) -> B::Q {
+        self.b.silu_mul_quantize(gate, up)
+    }
     fn add(&mut self, x: &mut B::Buf, y: &B::Buf) {
         self.b.add(x, y)
     }
     fn rows(&mut self, x: &B::Buf, idx: &[u32]) -> B::Buf {
         self.b.rows(x, idx)
     }
+    fn matmuls<const N: usize>(&mut self, ws: [(Mat, i32); N], a: &B::Q) -> [B::Buf; N] {
+        self.b.matmuls(ws, a)
+    }
     async fn freq_runs(&mut self, logits: &B::Buf, sink: &mut lmz::backend::RunSink<'_>) -> lmz::Result<()> {
         self.b.freq_runs(logits, sink).await?;
-        #[cfg(not(feature = "threads"))]
-        if js_sys::Date::now() - self.last >= YIELD_EVERY_MS {
-            next_task(0).await;
-            self.last = js_sys::Date::now();
-        }
-        self.ctl.check()
+        self.step_done().await
+    }
+    async fn ranges(
+        &mut self,
+        logits: &B::Buf,
+        symbols: &[u32],
+        sink: &mut dyn FnMut(usize, u32, u32) -> lmz::Result<()>,
+    ) -> lmz::Result<()> {
+        self.b.ranges(logits, symbols, sink).await?;
+        self.step_done().await
     }
 }
 

@@ -61,7 +61,7 @@ pub use kv::{kv_shift, kv_store, quantize_qk, KvCache};
 pub use layout::{CpuQ4, CpuQ8, GROUP};
 pub use matmul::{dot_q4, dot_q8, matmul_q4, matmul_q4_with, matmul_q8, matmul_q8_with, matmuls_q4_with, SplitAcc};
 pub use par::threads;
-pub use quant::{quantize, quantize_row, QAct};
+pub use quant::{quantize, quantize_row, quantize_rows, QAct};
 pub use simd::Isa;
 
 use crate::backend::{Backend, KvMap, Mat, Norm};
@@ -295,6 +295,14 @@ impl CpuBackend {
             Mat::Down(l) => &self.layers[l].w_down,
         }
     }
+
+    fn norm(&self, n: Norm) -> &NormWeight {
+        match n {
+            Norm::Attn(l) => &self.layers[l].attn_norm,
+            Norm::Ffn(l) => &self.layers[l].ffn_norm,
+            Norm::Out => &self.out_norm,
+        }
+    }
 }
 
 impl Backend for CpuBackend {
@@ -338,11 +346,7 @@ impl Backend for CpuBackend {
     }
 
     fn rmsnorm(&mut self, x: &CpuBuf, norm: Norm) -> CpuBuf {
-        let g = match norm {
-            Norm::Attn(l) => &self.layers[l].attn_norm,
-            Norm::Ffn(l) => &self.layers[l].ffn_norm,
-            Norm::Out => &self.out_norm,
-        };
+        let g = self.norm(norm);
         let mut z = vec![0; x.data.len()];
         let eps = self.cfg.norm_eps_q24;
         #[cfg(feature = "parallel")]
@@ -367,6 +371,21 @@ impl Backend for CpuBackend {
 
     fn quantize(&mut self, z: &CpuBuf, frac: i32) -> QAct {
         quantize(&z.data, z.width, frac)
+    }
+
+    fn rmsnorm_quantize(&mut self, x: &CpuBuf, norm: Norm, frac: i32) -> QAct {
+        let g = self.norm(norm);
+        let (w, eps) = (x.width, self.cfg.norm_eps_q24);
+        quantize_rows(x.rows(), w, frac, |t, z| {
+            rmsnorm_row(&x.data[t * w..(t + 1) * w], g, eps, z)
+        })
+    }
+
+    fn silu_mul_quantize(&mut self, gate: &CpuBuf, up: &CpuBuf) -> QAct {
+        let (w, silu) = (gate.width, &self.tables.silu);
+        quantize_rows(gate.rows(), w, FFN_FRAC, |t, h| {
+            silu_mul(&gate.data[t * w..(t + 1) * w], &up.data[t * w..(t + 1) * w], silu, h)
+        })
     }
 
     fn matmul(&mut self, m: Mat, a: &QAct, frac_out: i32) -> CpuBuf {

@@ -92,17 +92,30 @@ multiversion!(quantize_blocks(z: &[i32], e: u32, q: &mut [i8], a: &mut [u16], su
 
 /// Quantises `[tokens, width]`.
 pub fn quantize(z: &[i32], width: usize, frac: i32) -> QAct {
-    let tokens = z.len() / width;
+    quantize_rows(z.len() / width, width, frac, |t, row| {
+        row.copy_from_slice(&z[t * width..(t + 1) * width])
+    })
+}
+
+/// Quantises `tokens` rows of `width`, row `t` written by `make(t, row)` into a buffer of the
+/// thread: a step fused with the quantisation after it (RMSNorm, SiLU: `rmsnorm_quantize`,
+/// `silu_mul_quantize` of the engine) makes each row in the same parallel loop, in cache,
+/// instead of in a loop of its own with a whole matrix between the two.
+pub fn quantize_rows(tokens: usize, width: usize, frac: i32, make: impl Fn(usize, &mut [i32]) + Sync + Send) -> QAct {
     let nb = width / 32;
     let mut out = QAct {
         tokens,
         width,
-        q: vec![0; z.len()],
+        q: vec![0; tokens * width],
         a: vec![0; tokens * nb],
         sum: vec![0; tokens * nb],
         exp: vec![0; tokens],
     };
-    let row = |(((q, a), sum), (exp, z)): QuantRow| *exp = quantize_row(z, frac, q, a, sum);
+    let one = |z: &mut Vec<i32>, (t, (((q, a), sum), exp)): QuantRow| {
+        z.resize(width, 0);
+        make(t, z);
+        *exp = quantize_row(z, frac, q, a, sum);
+    };
     #[cfg(feature = "parallel")]
     if tokens >= PAR_ROWS {
         // Rows are independent: in parallel for a batch (serial, they were 6 % of compression).
@@ -110,21 +123,24 @@ pub fn quantize(z: &[i32], width: usize, frac: i32) -> QAct {
             .par_chunks_mut(width)
             .zip(out.a.par_chunks_mut(nb))
             .zip(out.sum.par_chunks_mut(nb))
-            .zip(out.exp.par_iter_mut().zip(z.par_chunks(width)))
-            .for_each(row);
+            .zip(out.exp.par_iter_mut())
+            .enumerate()
+            .for_each_init(Vec::new, one);
         return out;
     }
+    let mut z = Vec::new();
     out.q
         .chunks_mut(width)
         .zip(out.a.chunks_mut(nb))
         .zip(out.sum.chunks_mut(nb))
-        .zip(out.exp.iter_mut().zip(z.chunks(width)))
-        .for_each(row);
+        .zip(out.exp.iter_mut())
+        .enumerate()
+        .for_each(|r| one(&mut z, r));
     out
 }
 
-/// One row of [`quantize`]: its `q`, `a`, `sum` and `exp` to fill, and its input.
-type QuantRow<'a> = (((&'a mut [i8], &'a mut [u16]), &'a mut [i32]), (&'a mut i32, &'a [i32]));
+/// One row of [`quantize_rows`]: its index, and its `q`, `a`, `sum` and `exp` to fill.
+type QuantRow<'a> = (usize, (((&'a mut [i8], &'a mut [u16]), &'a mut [i32]), &'a mut i32));
 
 #[cfg(test)]
 mod tests {
