@@ -154,7 +154,9 @@ impl Codec {
             sink(i, r.and_then(|out| self.verify(checks[k], jobs[k].len, out)))
         })
         .await?;
-        done += jobs.iter().map(|j| j.len).sum::<u64>();
+        // The lengths the headers state, not bytes decoded: saturating, like `total` (two
+        // compact files may each claim 2^64 − 1 bytes).
+        done = jobs.iter().fold(done, |d, j| d.saturating_add(j.len));
         for i in whole {
             let mut p = Offset {
                 inner: &mut *progress,
@@ -162,7 +164,7 @@ impl Codec {
                 total,
             };
             let r = self.decompress_async(b, files[i], &mut p).await;
-            done += r.as_ref().map_or(0, |v| v.len() as u64);
+            done = done.saturating_add(r.as_ref().map_or(0, |v| v.len() as u64));
             match r {
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
                 r => sink(i, r)?,
@@ -224,7 +226,7 @@ impl Codec {
                 let r = self
                     .decode_plain(method, payload, len, &mut out)
                     .and_then(|()| self.verify(Check::Check16(check), len, out));
-                plain += len;
+                plain = plain.saturating_add(len); // a caller's length: any u64
                 sink(i, r)?;
                 continue;
             }
@@ -250,7 +252,8 @@ impl Codec {
             jobs.push(job);
         }
         let by_index = job_of(items.len(), &jobs);
-        self.decode_streams(b, &jobs, &mut |d| progress.update(plain + d, total), &mut |i, r| {
+        let mut report = |d: u64| progress.update(plain.saturating_add(d), total);
+        self.decode_streams(b, &jobs, &mut report, &mut |i, r| {
             let k = by_index(i).ok_or_else(|| Error::Internal(format!("no job {i}")))?;
             sink(i, r.and_then(|out| self.verify(checks[k], jobs[k].len, out)))
         })

@@ -106,7 +106,8 @@ pub(super) struct Offset<'a> {
 
 impl Progress for Offset<'_> {
     fn update(&mut self, done: u64, _: u64) -> Result<()> {
-        let d = self.base + done;
+        // `base` may be lengths a header states (saturated at u64::MAX), not bytes seen.
+        let d = self.base.saturating_add(done);
         self.inner.update(d, self.total.max(d))
     }
 }

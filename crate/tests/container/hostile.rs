@@ -171,7 +171,7 @@ fn hostile_headers() {
 #[test]
 fn regression_corpus_never_panics() {
     // Inputs kept from fuzzing (fuzz/corpus/decompress, see fuzz/README.md): each must give an
-    // error or the right bytes, never a panic.
+    // error or the right bytes, never a panic, through every call the fuzz target makes.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
     let Ok(entries) = std::fs::read_dir(&dir) else { return };
     let mut n = 0;
@@ -192,6 +192,33 @@ fn regression_corpus_never_panics() {
         }
         if name.starts_with("valid-") && !name.starts_with("valid-raw") {
             assert!(r.is_ok(), "{name}: {r:?}");
+        }
+        // The many-item calls, as the fuzz target makes them: the bytes cut at every 0xF7,
+        // on a cache of one window; each item gets what it gets alone.
+        let parts: Vec<&[u8]> = bytes.split(|&x| x == 0xF7).collect();
+        let raws: Vec<(&[u8], u64)> = parts
+            .iter()
+            .filter_map(|p| p.split_first().map(|(&n, r)| (r, n as u64)))
+            .collect();
+        let mut small = CpuBackend::with_slots(&tiny().model, 1, tiny().model.config().ctx).unwrap();
+        let many = tiny()
+            .codec
+            .decompress_raw_many(&mut small, &raws, None, &mut |_, _| {})
+            .unwrap();
+        for (m, &(raw, len)) in many.iter().zip(&raws) {
+            let alone = tiny().codec.decompress_raw(&mut backend(), raw, len, &mut |_, _| {});
+            assert_eq!(m.as_ref().ok(), alone.as_ref().ok(), "{name}: a raw item");
+        }
+        let _ = tiny()
+            .codec
+            .decompress_raw_many(&mut small, &raws, Some(3), &mut |_, _| {})
+            .unwrap();
+        let files = tiny()
+            .codec
+            .decompress_many(&mut small, &parts, &mut |_, _| {})
+            .unwrap();
+        for (m, f) in files.iter().zip(&parts) {
+            assert_eq!(m.as_ref().ok(), decompress(f).as_ref().ok(), "{name}: a file item");
         }
         n += 1;
     }

@@ -230,3 +230,66 @@ fn damaged_items_never_disturb_the_others() {
         }
     }
 }
+
+/// Lengths that headers or callers state, summed over items, saturate instead of
+/// overflowing (a panic where overflow checks are on, a wrapped progress count where they are
+/// off): two compact model files each claiming 2^64 − 1 bytes (fuzz/regressions/
+/// many-compact-model-claims-2e64-bytes-twice) and a valid file after them, and raw streams
+/// given u64::MAX as their length. Each item gets its own result, every progress report is
+/// within its total, and the last one is the total.
+#[test]
+fn stated_lengths_near_u64_max_saturate_in_the_counts() {
+    let bomb = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/many-compact-model-claims-2e64-bytes-twice"
+    ))
+    .unwrap();
+    let parts: Vec<&[u8]> = bomb.split(|&x| x == 0xF7).collect();
+    assert_eq!(parts.len(), 2);
+    let data = text(90);
+    let stored = compress(
+        &data,
+        &Options {
+            model: ModelUse::Never,
+            compact: false,
+            ..Options::default()
+        },
+    );
+    let files = [parts[0], parts[1], &stored[..]];
+    let mut reports: Vec<(u64, u64)> = Vec::new();
+    let mut b = CpuBackend::with_slots(&tiny().model, 1, 128).unwrap();
+    let out = tiny()
+        .codec
+        .decompress_many(&mut b, &files, &mut |d, t| {
+            reports.push((d, t));
+        })
+        .unwrap();
+    for r in &out[..2] {
+        assert!(r.as_ref().unwrap_err().code().starts_with("LMZ_FORMAT_"), "{r:?}");
+    }
+    assert_eq!(out[2].as_ref().unwrap(), &data);
+    assert!(reports.iter().all(|&(d, t)| d <= t), "{reports:?}");
+    assert_eq!(reports.last(), Some(&(u64::MAX, u64::MAX)), "{reports:?}");
+
+    let plain = tiny()
+        .codec
+        .compress_raw(&mut backend(), &data, ModelUse::Never, &mut |_, _| {})
+        .unwrap();
+    let model = raw(&data);
+    let items = [
+        (&plain[..], u64::MAX),
+        (&plain[..], u64::MAX),
+        (&model[..], data.len() as u64),
+    ];
+    let mut reports: Vec<(u64, u64)> = Vec::new();
+    let out = tiny()
+        .codec
+        .decompress_raw_many(&mut b, &items, None, &mut |d, t| {
+            reports.push((d, t));
+        })
+        .unwrap();
+    assert!(out[0].is_err() && out[1].is_err(), "{out:?}");
+    assert_eq!(out[2].as_ref().unwrap(), &data);
+    assert!(reports.iter().all(|&(d, t)| d <= t), "{reports:?}");
+    assert_eq!(reports.last(), Some(&(u64::MAX, u64::MAX)), "{reports:?}");
+}
