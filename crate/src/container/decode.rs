@@ -224,12 +224,12 @@ impl Codec {
                     rows.push(&mut a.st);
                 }
             }
-            let tok = &self.tok;
+            let (tok, vocab) = (&self.tok, self.cfg.vocab);
             let mut step = |row0: usize, n: usize, tables: &[u32]| -> Result<()> {
                 let streams = rows
                     .get_mut(row0..row0 + n)
                     .ok_or_else(|| Error::Internal(format!("logits rows {row0}+{n} of {}", ran.len())))?;
-                decoded += take_all(streams, tables, tok);
+                decoded += take_all(streams, tables, vocab, tok)?;
                 Ok(())
             };
             forward_to_async(b, &self.cfg, &self.fracs, &batch, Readout::Runs(&mut step)).await?;
@@ -259,11 +259,14 @@ impl Codec {
 /// independent (each its own decoder and online models), and this host work — the online
 /// models' passes over the vocabulary, the coder's search — is a tenth of a lock-step step.
 /// Returns the bytes spelled. A stream whose data is wrong is marked failed and done.
-fn take_all(streams: &mut [&mut Stream<'_>], tables: &[u32], tok: &Tokenizer) -> u64 {
-    if streams.is_empty() {
-        return 0;
+fn take_all(streams: &mut [&mut Stream<'_>], tables: &[u32], vocab: usize, tok: &Tokenizer) -> Result<u64> {
+    if vocab == 0 || tables.len() != streams.len() * vocab {
+        return Err(Error::Internal(format!(
+            "{} table entries for {} streams of {vocab} symbols",
+            tables.len(),
+            streams.len()
+        )));
     }
-    let vocab = tables.len() / streams.len();
     let one = |(st, table): (&mut &mut Stream<'_>, &[u32])| -> u64 {
         let before = st.out.len() as u64;
         if let Err(e) = st.take(table, tok) {
@@ -276,10 +279,10 @@ fn take_all(streams: &mut [&mut Stream<'_>], tables: &[u32], tok: &Tokenizer) ->
     {
         use rayon::prelude::*;
         if streams.len() > 1 {
-            return streams.par_iter_mut().zip(tables.par_chunks(vocab)).map(one).sum();
+            return Ok(streams.par_iter_mut().zip(tables.par_chunks(vocab)).map(one).sum());
         }
     }
-    streams.iter_mut().zip(tables.chunks(vocab)).map(one).sum()
+    Ok(streams.iter_mut().zip(tables.chunks(vocab)).map(one).sum())
 }
 
 /// A model-coded stream to decode: a chunk of a file, or a raw stream.
