@@ -1,8 +1,8 @@
 //! Fuzzes the decoder: any bytes given to `info`, `decompress` and `decompress_raw` must give
 //! an error or bytes, never a panic, a hang or an allocation sized by a header field; the
 //! same bytes cut into several items for `decompress_many` and `decompress_raw_many` (on a
-//! cache of one window, so the streams' regions grow, move and wait) must give each item
-//! what it gets alone.
+//! cache of 128 positions shared by every item in flight, so the streams' regions grow, move
+//! and wait) must give each item what it gets alone.
 //! Inputs that once failed go to `../regressions/`, which `cargo test` replays
 //! (crate/tests/container/hostile.rs, `regression_corpus_never_panics`).
 #![no_main]
@@ -11,6 +11,9 @@ use libfuzzer_sys::fuzz_target;
 use lmz::backend::cpu::CpuBackend;
 use lmz::container::{info, Codec};
 use std::sync::OnceLock;
+
+/// KV positions the many-item calls share (crate/tests/container/many.rs uses the same).
+const SMALL_CACHE: usize = 128;
 
 struct Tiny {
     model: lmz::Model,
@@ -42,7 +45,9 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .filter_map(|p| p.split_first().map(|(&n, r)| (r, n as u64)))
         .collect();
-    let mut small = CpuBackend::with_slots(&t.model, 1, t.model.config().ctx).expect("backend");
+    // A cache of 128 positions (the tests' "far too small" cache): items of a few dozen bytes
+    // already outgrow their regions, move, and wait or go back to the queue.
+    let mut small = CpuBackend::with_slots(&t.model, 1, SMALL_CACHE.min(t.model.config().ctx)).expect("backend");
     let many = t.codec.decompress_raw_many(&mut small, &raws, None, &mut |_, _| {}).expect("no engine error");
     for (m, &(r, n)) in many.iter().zip(&raws) {
         let alone = t.codec.decompress_raw(&mut b, r, n, &mut |_, _| {});
