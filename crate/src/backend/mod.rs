@@ -138,7 +138,16 @@ pub trait Backend {
     #[allow(async_fn_in_trait)]
     async fn freqs(&mut self, logits: &Self::Buf, sink: &mut dyn FnMut(usize, &[u32]) -> Result<()>) -> Result<()> {
         self.freq_runs(logits, &mut |row0, n, tables| {
-            for (i, table) in tables.chunks_exact(tables.len() / n.max(1)).enumerate() {
+            if n == 0 {
+                return Ok(());
+            }
+            if tables.is_empty() || !tables.len().is_multiple_of(n) {
+                return Err(crate::error::Error::Internal(format!(
+                    "{} table entries for a run of {n} rows",
+                    tables.len()
+                )));
+            }
+            for (i, table) in tables.chunks_exact(tables.len() / n).enumerate() {
                 sink(row0 + i, table)?;
             }
             Ok(())
